@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny model config, and runs trained by the real worker code in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ganterm.config import Config, load_config
+from ganterm.rundir import RunDir
+
+TINY = [
+    "model.width=8",
+    "model.z_dim=16",
+    "train.batch_size=16",
+    "train.device=cpu",
+    "log.every=2",
+    "sample.every=0",
+    "checkpoint.every=0",
+]
+
+
+def tiny_config(*overrides: str, data: str = "mnist5k") -> Config:
+    return load_config(None, [*TINY, f"data.name={data}", *overrides])
+
+
+def train_in_process(run: RunDir, config: Config | None = None, resume: Path | None = None) -> int:
+    """Train `run` with the worker's own code, in this process; returns its exit code."""
+    from ganterm.worker import run_worker
+
+    run.path.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        run.config.write_text(config.to_toml(), encoding="utf-8")
+    return run_worker(run, resume)
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test from an empty folder, as a user would from their project."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    """A finished 8-step mnist5k run with a checkpoint and sample grids, shared by read-only tests."""
+    run = RunDir(tmp_path_factory.mktemp("shared") / "runs" / "tiny")
+    exit_code = train_in_process(run, tiny_config("train.steps=8", "sample.every=4", "checkpoint.every=4"))
+    assert exit_code == 0
+    return run
