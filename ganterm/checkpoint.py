@@ -1,0 +1,274 @@
+"""safetensors checkpoints: written atomically, validated on load, self-describing.
+
+One file holds G, D, the EMA copy of G, both optimizers and every RNG state
+as tensors under prefixes (`generator.`, `discriminator.`, `generator_ema.`,
+`optimizer_g.state.<i>.<key>`, `rng.<name>`); the metadata holds the format
+version, the step and the full config as JSON, so a checkpoint alone rebuilds
+the model. `ganterm export` writes just the EMA generator, un-prefixed, for
+use with plain `safetensors.torch.load_file`.
+
+torch is imported inside the functions that touch tensors: finding a
+checkpoint and reading its header (`read_metadata`) stay light, for the CLI
+paths that must not pay torch's start-up cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from safetensors import SafetensorError, safe_open
+
+from ganterm import faults
+from ganterm.config import Config, config_from_json
+from ganterm.errors import UserError
+from ganterm.rundir import RunDir
+
+FORMAT = "ganterm-checkpoint"
+GENERATOR_FORMAT = "ganterm-generator"
+FORMAT_VERSION = 1
+LATEST = "latest.safetensors"
+_STEP_FILE = re.compile(r"^step_(\d{7,})\.safetensors$")
+
+if TYPE_CHECKING:
+    import torch
+
+Tensors = dict[str, "torch.Tensor"]
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read or does not fit."""
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    config: Config
+    generator: Tensors
+    discriminator: Tensors = field(default_factory=dict)
+    generator_ema: Tensors = field(default_factory=dict)
+    optimizer_g: dict = field(default_factory=dict)
+    optimizer_d: dict = field(default_factory=dict)
+    rng: Tensors = field(default_factory=dict)
+
+    @property
+    def sampling_weights(self) -> Tensors:
+        """The EMA generator when there is one: it makes the better samples."""
+        return self.generator_ema or self.generator
+
+
+def step_path(directory: Path, step: int) -> Path:
+    return directory / f"step_{step:07d}.safetensors"
+
+
+def _flatten_optimizer(prefix: str, state: dict, tensors: Tensors) -> str:
+    """Tensors of an optimizer state go into the file; its param groups into JSON."""
+    import torch
+
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            tensors[f"{prefix}.state.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    return json.dumps(state["param_groups"])
+
+
+def _unflatten_optimizer(prefix: str, tensors: Tensors, groups_json: str) -> dict:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + ".state."):
+            index, key = name[len(prefix) + 7 :].split(".", 1)
+            state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": json.loads(groups_json)}
+
+
+def _prefixed(prefix: str, tensors: Tensors) -> Tensors:
+    return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+
+def _durable_save(tensors: Tensors, metadata: dict[str, str], path: Path) -> None:
+    """Temp file, fsync, rename, fsync the folder: a crash leaves old or new, never half."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)  # save_file creates 0600; a shared run directory wants others to read
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        faults.pause_if("slow_checkpoint")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_checkpoint(run: RunDir, checkpoint: Checkpoint, keep: int) -> Path:
+    """Write `checkpoints/step_N.safetensors`, point `latest` at it, keep the newest `keep`."""
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    tensors: Tensors = {}
+    tensors |= _prefixed("generator", checkpoint.generator)
+    tensors |= _prefixed("discriminator", checkpoint.discriminator)
+    tensors |= _prefixed("generator_ema", checkpoint.generator_ema)
+    tensors |= _prefixed("rng", checkpoint.rng)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "step": str(checkpoint.step),
+        "config": checkpoint.config.to_json(),
+        "optimizer_g.param_groups": _flatten_optimizer("optimizer_g", checkpoint.optimizer_g, tensors),
+        "optimizer_d.param_groups": _flatten_optimizer("optimizer_d", checkpoint.optimizer_d, tensors),
+    }
+    path = step_path(run.checkpoints, checkpoint.step)
+    _durable_save(tensors, metadata, path)
+    _point_latest(run.checkpoints, path)
+    prune(run.checkpoints, keep)
+    return path
+
+
+def save_generator(path: Path, weights: Tensors, config: Config, step: int) -> None:
+    """Just the generator, keys as in its state_dict, for plain load_file users."""
+    metadata = {
+        "format": GENERATOR_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "step": str(step),
+        "config": config.to_json(),
+    }
+    _durable_save({k: v.detach().cpu().contiguous() for k, v in weights.items()}, metadata, path)
+
+
+def _point_latest(directory: Path, target: Path) -> None:
+    link = directory / LATEST
+    tmp = directory / f".{LATEST}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target.name, tmp)
+    os.replace(tmp, link)
+
+
+def step_files(directory: Path) -> list[tuple[int, Path]]:
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def prune(directory: Path, keep: int) -> None:
+    """Delete all but the newest `keep` step files, and temp files of killed writes."""
+    for _, path in step_files(directory)[:-keep]:
+        path.unlink(missing_ok=True)
+    for tmp in directory.glob(".*.tmp"):  # one worker per run (lock), so any left is from a killed one
+        tmp.unlink(missing_ok=True)
+
+
+def latest_step_file(run: RunDir) -> Path | None:
+    files = step_files(run.checkpoints)
+    return files[-1][1] if files else None
+
+
+def find_checkpoint(argument: str | None, root: Path) -> Path:
+    """A checkpoint file given directly, or the newest one of a run (name, path, or latest run)."""
+    from ganterm.rundir import resolve_run
+
+    if argument is not None and Path(argument).expanduser().is_file():
+        return Path(argument).expanduser()
+    run = resolve_run(argument, root)
+    path = latest_step_file(run)
+    if path is None:
+        raise CheckpointError(f"run {run.name!r} has no checkpoint yet (it writes one every checkpoint.every steps)")
+    return path
+
+
+@contextlib.contextmanager
+def _opened(path: Path, framework: str):
+    """safe_open with one clear sentence for each way a file can be wrong."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework=framework, device="cpu") as handle:
+            yield handle
+    except SafetensorError as error:
+        if "incomplete" in str(error) or "not fully covered" in str(error):
+            raise CheckpointError(f"checkpoint {str(path)!r} is truncated (an interrupted copy or write?)") from None
+        raise CheckpointError(f"{str(path)!r} is not a safetensors file ({error})") from None
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {error}") from None
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The validated header of a checkpoint, read without torch."""
+    with _opened(path, "numpy") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") not in (FORMAT, GENERATOR_FORMAT):
+        raise CheckpointError(f"{str(path)!r} is a safetensors file but not a ganterm checkpoint")
+    version = int(metadata.get("format_version", "0"))
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format {version}, newer than this ganterm reads ({FORMAT_VERSION}); "
+            "upgrade ganterm"
+        )
+    return metadata
+
+
+def read_config(path: Path) -> tuple[Config, int]:
+    """The config and step stored in a checkpoint's header."""
+    return _config_and_step(read_metadata(path), path)
+
+
+def _config_and_step(metadata: dict[str, str], path: Path) -> tuple[Config, int]:
+    config = config_from_json(metadata.get("config", "{}"), f"checkpoint {str(path)!r}")
+    return config, int(metadata.get("step", "0"))
+
+
+def _read(path: Path) -> tuple[dict[str, str], Tensors]:
+    metadata = read_metadata(path)
+    with _opened(path, "pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is no dict
+    return metadata, tensors
+
+
+def _section(prefix: str, tensors: Tensors) -> Tensors:
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    metadata, tensors = _read(path)
+    config, step = _config_and_step(metadata, path)
+    if metadata["format"] == GENERATOR_FORMAT:
+        return Checkpoint(step, config, generator=tensors)
+    return Checkpoint(
+        step=step,
+        config=config,
+        generator=_section("generator", tensors),
+        discriminator=_section("discriminator", tensors),
+        generator_ema=_section("generator_ema", tensors),
+        optimizer_g=_unflatten_optimizer("optimizer_g", tensors, metadata["optimizer_g.param_groups"]),
+        optimizer_d=_unflatten_optimizer("optimizer_d", tensors, metadata["optimizer_d.param_groups"]),
+        rng=_section("rng", tensors),
+    )
+
+
+def load_weights(module: torch.nn.Module, weights: Tensors, path: Path, what: str) -> None:
+    """load_state_dict with a clear message when the shapes or names do not fit."""
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        detail = str(error).splitlines()
+        reason = next((line.strip() for line in detail[1:] if line.strip()), detail[0] if detail else "")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit this {what}: it was made for another architecture ({reason})"
+        ) from None

@@ -1,0 +1,130 @@
+"""The run-directory contract: whole lines, torn tails, atomic status, lost workers, run lookup."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ganterm.errors import UserError
+from ganterm.rundir import (
+    JsonlTail,
+    JsonlWriter,
+    RunDir,
+    RunLocked,
+    acquire_lock,
+    effective_state,
+    last_record,
+    read_status,
+    resolve_run,
+    rewind,
+    this_host,
+    write_status,
+)
+
+
+def test_nan_and_infinity_are_written_as_null(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write([{"step": 1, "loss_d": float("nan"), "loss_g": float("inf"), "d_x": 0.5}])
+    assert path.read_text() == '{"step":1,"loss_d":null,"loss_g":null,"d_x":0.5}\n'
+
+
+def test_torn_last_line_waits_for_its_end(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step":1,"loss_d":0.5}\n{"step":2,"lo')
+    tail = JsonlTail(path)
+    assert tail.read() == [{"step": 1, "loss_d": 0.5}]
+    assert tail.read() == []
+    with open(path, "ab") as handle:
+        handle.write(b'ss_d":0.25}\n')
+    assert tail.read() == [{"step": 2, "loss_d": 0.25}]
+    assert tail.bad_lines == 0
+
+
+def test_garbage_lines_are_skipped_and_counted(tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"kind":"sample"}\nthis is not json\n[1,2]\n\n{"kind":"alert"}\n')
+    tail = JsonlTail(path)
+    assert [r["kind"] for r in tail.read()] == ["sample", "alert"]
+    assert tail.bad_lines == 2
+
+
+def test_tail_notices_a_rewound_file_and_starts_over(tmp_path: Path):
+    run = RunDir(tmp_path)
+    run.metrics.write_bytes(b"".join(b'{"step":%d}\n' % s for s in range(1, 6)))
+    tail = JsonlTail(run.metrics)
+    assert len(tail.read()) == 5
+    rewind(run, 2)
+    assert tail.read() == [{"step": 1}, {"step": 2}]
+    assert tail.reset
+
+
+def test_rewind_drops_later_samples(tmp_path: Path):
+    run = RunDir(tmp_path)
+    run.samples.mkdir()
+    for step in (100, 200, 300):
+        run.sample_path(step).write_bytes(b"png")
+    rewind(run, 200)
+    assert [p.name for p in run.sample_files()] == ["step_0000100.png", "step_0000200.png"]
+
+
+def test_last_record_reads_from_the_end(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b"".join(b'{"step":%d,"pad":"%s"}\n' % (s, b"x" * 100) for s in range(5000)) + b'{"step":50')
+    assert last_record(path)["step"] == 4999
+
+
+def test_corrupted_status_is_a_warning_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    run = RunDir(tmp_path)
+    run.status.write_text('{"state": "runn')
+    assert read_status(run) is None
+    assert "status.json is not valid JSON" in capsys.readouterr().err
+
+
+def test_status_is_replaced_atomically(tmp_path: Path):
+    run = RunDir(tmp_path)
+    write_status(run, {"state": "running", "step": 3})
+    assert read_status(run) == {"state": "running", "step": 3}
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_a_stale_heartbeat_or_dead_worker_reads_as_lost():
+    now = time.time()
+    alive = {"state": "running", "heartbeat": now, "pid": os.getpid(), "host": this_host()}
+    assert effective_state(alive, now) == "running"
+    assert effective_state({**alive, "heartbeat": now - 60}, now) == "lost"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert effective_state({**alive, "pid": dead.pid}, now) == "lost"
+    assert effective_state({**alive, "state": "finished", "heartbeat": now - 3600}, now) == "finished"
+    assert effective_state(None) == "unknown"
+
+
+def test_runs_resolve_by_name_path_or_newest(tmp_path: Path):
+    root = tmp_path / "runs"
+    for name in ("older", "newer"):
+        (root / name).mkdir(parents=True)
+        (root / name / "config.toml").write_text("")
+        time.sleep(0.02)
+    assert resolve_run(None, root).name == "newer"
+    assert resolve_run("older", root).name == "older"
+    assert resolve_run(str(root / "older"), root).name == "older"
+    with pytest.raises(UserError, match=r"no run named 'nope' under .* \(runs there: older, newer\)"):
+        resolve_run("nope", root)
+    with pytest.raises(UserError, match="there are no runs under"):
+        resolve_run(None, tmp_path / "empty")
+
+
+def test_a_second_worker_cannot_take_the_run(tmp_path: Path):
+    run = RunDir(tmp_path)
+    held = acquire_lock(run)
+    try:
+        with pytest.raises(RunLocked, match=f"already being trained by process {os.getpid()}"):
+            acquire_lock(run)
+    finally:
+        os.close(held)
+    os.close(acquire_lock(run))
