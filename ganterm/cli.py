@@ -1,0 +1,313 @@
+"""The `ganterm` command: parses arguments and hands over to the module that does the work.
+
+torch is imported only inside the commands that need it (sample, export,
+eval), so `ganterm --help`, `runs` and the viewers start at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ganterm.errors import UserError
+
+app = typer.Typer(
+    help="Train GANs and watch them train, in any terminal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(soft_wrap=True)  # log lines stay whole in pipes and files
+errors = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RootOption = Annotated[Path, typer.Option("--root", help="Folder that holds the runs.")]
+RunArgument = Annotated[
+    str | None, typer.Argument(help="Run name or path; the newest run if omitted.", show_default=False)
+]
+
+
+def user_errors(command: F) -> F:
+    """A user's mistake becomes one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="TOML config (see configs/); the mnist5k recipe if omitted.", show_default=False),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="mnist5k, mnist, fashion-mnist, cifar10, ring, grid or a folder.", show_default=False),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Total steps (train.steps).", show_default=False)] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Train this many epochs instead (train.epochs).", show_default=False)
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (train.batch_size).", show_default=False)] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps (train.device).", show_default=False)
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name; <data>-<date>-<time> if omitted.", show_default=False)
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override any key: section.key=value (repeatable).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue a run (name or path) or a checkpoint file.", show_default=False)
+    ] = None,
+    detach: Annotated[bool, typer.Option(help="Start the worker and return; attach later with ganterm watch.")] = False,
+    no_dashboard: Annotated[bool, typer.Option(help="Show a progress line instead of the dashboard.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the resolved config and exit.")] = False,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Train a GAN in a background worker and watch it."""
+    from ganterm import launch
+    from ganterm.config import load_config
+
+    flags = {
+        "data.name": data,
+        "train.steps": steps,
+        "train.epochs": epochs,
+        "train.batch_size": batch_size,
+        "train.device": device,
+    }
+    values = {key: value for key, value in flags.items() if value is not None}
+    run = checkpoint = None
+    if resume is not None:
+        run, checkpoint, resolved = launch.resume_plan(resume, root, config, values, set_ or [])
+    else:
+        resolved = load_config(config, set_ or [], values)
+    if dry_run:
+        console.print(resolved.to_toml(), end="", markup=False, highlight=False)
+        return
+    new = run is None
+    if run is None:
+        run = launch.create_run(resolved, name, root)
+    else:
+        launch.ensure_idle(run)
+        run.config.write_text(resolved.to_toml(), encoding="utf-8")
+    pid = launch.start_worker(run, checkpoint)
+    status = _wait_for_start(run, launch)
+    if status["state"] == "failed":
+        if new:
+            launch.discard_if_unborn(run)
+        error = UserError(status.get("error", f"the worker failed; see {run.log}"))
+        error.exit_code = int(status.get("exit_code", 1))
+        raise error
+    if detach:
+        console.print(f"started [bold]{run.name}[/] (worker pid {pid}, log {run.log})")
+        console.print(f"  watch it:  ganterm watch {run.name}\n  stop it:   ganterm stop {run.name}", highlight=False)
+        return
+    _attach(run, dashboard=not no_dashboard)
+
+
+def _wait_for_start(run, launch) -> dict:
+    if not console.is_terminal:
+        return launch.wait_until_started(run, on_log=lambda line: console.print(line, highlight=False))
+    with console.status(f"starting {run.name}…") as spinner:
+        return launch.wait_until_started(run, on_log=lambda line: spinner.update(f"{run.name}: {line[20:]}"))
+
+
+def _attach(run, dashboard: bool) -> None:
+    """Follow `run` until it ends or the viewer leaves; training goes on either way."""
+    from ganterm import progress
+
+    try:
+        follow = progress.follow_rich if console.is_terminal else progress.follow_plain
+        snap = follow(run, console)
+    except KeyboardInterrupt:
+        _interrupted(run)
+        return
+    _report_end(run, snap.state, snap.status)
+
+
+def _interrupted(run) -> None:
+    """Ctrl-C in a viewer asks before it stops anything."""
+    from rich.prompt import Confirm
+
+    from ganterm import control
+
+    stop = False
+    if console.is_terminal:
+        try:
+            stop = Confirm.ask(f"\nStop training {run.name} too? (no leaves it running)", default=False)
+        except (KeyboardInterrupt, EOFError):
+            stop = False
+    if stop:
+        event = control.send_and_wait(run, "stop", timeout=300)
+        console.print(
+            f"stopped {run.name} at step {event.get('step')}; continue it with: ganterm train --resume {run.name}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"\ntraining continues in the background; watch it again with: ganterm watch {run.name}", highlight=False
+        )
+
+
+def _report_end(run, state: str, status: dict) -> None:
+    if state == "failed":
+        raise UserError(f"run {run.name!r} failed: {status.get('error', 'see ' + str(run.log))}")
+    if state == "lost":
+        raise UserError(
+            f"the worker of run {run.name!r} is gone (see {run.log}); continue it with: "
+            f"ganterm train --resume {run.name}"
+        )
+    console.print(f"{run.name} {state} at step {status.get('step')}/{status.get('total')}", highlight=False)
+
+
+@app.command()
+@user_errors
+def watch(
+    run: RunArgument = None,
+    no_dashboard: Annotated[bool, typer.Option(help="Show a progress line instead of the dashboard.")] = False,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Attach to a run (running or not); quitting the viewer never stops training."""
+    from ganterm.rundir import resolve_run
+
+    _attach(resolve_run(run, root), dashboard=not no_dashboard)
+
+
+@app.command()
+@user_errors
+def runs(root: RootOption = Path("runs")) -> None:
+    """List runs with their state and latest statistics."""
+    from ganterm.listing import runs_table
+
+    console.print(runs_table(root))
+
+
+def _control(command: str, done: str) -> Callable[..., None]:
+    def handler(run: RunArgument = None, root: RootOption = Path("runs")) -> None:
+        from ganterm import control
+        from ganterm.rundir import resolve_run
+
+        target = resolve_run(run, root)
+        event = control.send_and_wait(target, command, timeout=300 if command == "stop" else 30)
+        detail = f": {event['path']}" if "path" in event else ""
+        console.print(f"{target.name}: {done} at step {event.get('step')}{detail}", highlight=False)
+
+    return user_errors(handler)
+
+
+app.command("stop", help="Stop a run's worker after writing a checkpoint.")(_control("stop", "stopped"))
+app.command("pause", help="Pause a run; it keeps all its state and loses no step.")(_control("pause", "paused"))
+app.command("unpause", help="Continue a paused run.")(_control("resume", "running again"))
+app.command("checkpoint", help="Write a checkpoint now.")(_control("checkpoint", "checkpoint written"))
+app.command("snapshot", help="Write a sample grid now.")(_control("sample", "sample written"))
+
+
+@app.command()
+@user_errors
+def sample(
+    run_or_checkpoint: Annotated[
+        str | None,
+        typer.Argument(help="Run name, run path or checkpoint file; newest run if omitted.", show_default=False),
+    ] = None,
+    n: Annotated[int, typer.Option("-n", min=1, max=4096, help="How many images (or frames of a walk).")] = 64,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the latent noise.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="PNG to write; <run>-step<N>-seed<S>.png if omitted.", show_default=False)
+    ] = None,
+    nrow: Annotated[
+        int | None, typer.Option(min=1, help="Images per row; a square grid if omitted.", show_default=False)
+    ] = None,
+    interpolate: Annotated[
+        int | None, typer.Option(min=0, help="Walk the latent space from --seed to this seed.", show_default=False)
+    ] = None,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Write a PNG grid of samples from a checkpoint."""
+    from ganterm.checkpoint import find_checkpoint
+    from ganterm.sample import render_checkpoint, save_png
+
+    if out is not None and out.suffix.lower() != ".png":
+        raise UserError(f"--out {str(out)!r} must name a .png file")
+    path = find_checkpoint(run_or_checkpoint, root)
+    image, step = render_checkpoint(path, n, seed, nrow, interpolate)
+    if out is None:
+        owner = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+        walk = f"-to{interpolate}" if interpolate is not None else ""
+        out = Path(f"{owner}-step{step}-seed{seed}{walk}.png")
+    _write(out, lambda: save_png(image, out))
+    console.print(f"wrote {out} ({image.width}x{image.height} px, step {step})", highlight=False)
+
+
+@app.command()
+@user_errors
+def export(
+    run_or_checkpoint: Annotated[
+        str | None, typer.Argument(help="Run or checkpoint; newest run if omitted.", show_default=False)
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where to write the generator.")] = Path("generator.safetensors"),
+    root: RootOption = Path("runs"),
+) -> None:
+    """Write the (EMA) generator alone, loadable with safetensors.torch.load_file."""
+    from ganterm.checkpoint import find_checkpoint, load_checkpoint, save_generator
+
+    path = find_checkpoint(run_or_checkpoint, root)
+    checkpoint = load_checkpoint(path)
+    _write(out, lambda: save_generator(out, checkpoint.sampling_weights, checkpoint.config, checkpoint.step))
+    console.print(
+        f"wrote {out} (generator at step {checkpoint.step}, {len(checkpoint.sampling_weights)} tensors)",
+        highlight=False,
+    )
+
+
+@app.command()
+@user_errors
+def timelapse(
+    run: RunArgument = None,
+    out: Annotated[Path | None, typer.Option(help="GIF to write; <run>.gif if omitted.", show_default=False)] = None,
+    frame_ms: Annotated[int, typer.Option(min=10, help="Milliseconds per frame.")] = 120,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Make an animated GIF of a run's sample grids."""
+    from ganterm.rundir import resolve_run
+    from ganterm.sample import timelapse as make_timelapse
+
+    target = resolve_run(run, root)
+    frames = target.sample_files()
+    if not frames:
+        raise UserError(f"run {target.name!r} has no sample grids yet")
+    out = out or Path(f"{target.name}.gif")
+    _write(out, lambda: make_timelapse(frames, out, frame_ms))
+    console.print(f"wrote {out} ({len(frames)} frames)", highlight=False)
+
+
+def _write(path: Path, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as error:
+        raise UserError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
+
+
+def main() -> None:
+    app(prog_name="ganterm")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

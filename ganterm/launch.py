@@ -1,0 +1,150 @@
+"""Starting a run: its directory, its detached worker, and the wait until it trains.
+
+Torch-free on purpose: the process that runs `ganterm train` goes on to be a
+viewer, and viewers stay light.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ganterm.checkpoint import latest_step_file, read_config, step_files
+from ganterm.config import Config, frozen_on_resume, load_config
+from ganterm.errors import ConfigError, UserError
+from ganterm.rundir import (
+    ACTIVE_STATES,
+    RunDir,
+    TextTail,
+    effective_state,
+    new_run_name,
+    read_status,
+    resolve_run,
+    write_status,
+)
+
+START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
+
+
+def create_run(config: Config, name: str | None, root: Path) -> RunDir:
+    """A fresh run directory holding the resolved config."""
+    if name is not None and (not name or "/" in name or name in (".", "..")):
+        raise UserError(f"--name {name!r} must be a plain folder name, without '/'")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        name = name or new_run_name(config.data.name, root)
+        run = RunDir(root / name)
+        if run.path.exists():
+            raise UserError(f"run {name!r} already exists under {root}/; pick another --name or --resume {name}")
+        run.path.mkdir()
+        run.config.write_text(config.to_toml(), encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"cannot create the run directory under {str(root)!r}: {error.strerror or error}") from None
+    return run
+
+
+def resume_plan(
+    argument: str, root: Path, config_path: Path | None, values: dict, overrides: list[str]
+) -> tuple[RunDir | None, Path, Config]:
+    """Which run and checkpoint to continue, and the config to continue with.
+
+    The checkpoint's config is the base; what the user sets on top may change
+    the schedule, not the data or the architecture. A checkpoint file outside
+    any run directory starts a new run (returned as None) that continues its
+    step numbering.
+    """
+    given = Path(argument).expanduser()
+    if given.is_file():
+        checkpoint = given
+        owner = RunDir(given.resolve().parent.parent)
+        run = owner if given.resolve().parent.name == "checkpoints" and owner.exists() else None
+    else:
+        run = resolve_run(argument, root)
+        checkpoint = latest_step_file(run)
+        if checkpoint is None:
+            raise UserError(f"run {run.name!r} has no checkpoint to resume from")
+    saved, step = read_config(checkpoint)
+    config = load_config(config_path, overrides, values, base=saved)
+    frozen_on_resume(saved, config)
+    if config.train.epochs <= 0 and config.train.steps <= step:
+        raise ConfigError(
+            f"the checkpoint is already at step {step} and train.steps is {config.train.steps}; "
+            f"pass --steps N with N above {step} to train on (--steps counts from the start of the run)"
+        )
+    return run, checkpoint, config
+
+
+def ensure_idle(run: RunDir) -> None:
+    state = effective_state(read_status(run))
+    if state in ACTIVE_STATES:
+        raise UserError(f"run {run.name!r} is {state}; stop it first with: ganterm stop {run.name}")
+
+
+def start_worker(run: RunDir, resume: Path | None = None) -> int:
+    """Start the worker detached: its own session, and not our child.
+
+    Forking once more and letting the middle process exit hands the worker to
+    init, so it outlives this terminal and never lingers as our zombie (a
+    zombie still answers kill(pid, 0), which would hide a dead worker).
+    """
+    command = [sys.executable, "-m", "ganterm.worker", str(run.path)]
+    if resume is not None:
+        command += ["--resume", str(resume)]
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:  # pragma: no cover - runs in the forked child
+        try:
+            os.close(read_end)
+            os.setsid()
+            with open(run.log, "ab") as log:
+                worker = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            os.write(write_end, str(worker.pid).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(middle, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        pid_text = pipe.read().decode()
+    if not pid_text:
+        raise UserError(f"could not start the worker process; see {run.log}")
+    pid = int(pid_text)
+    write_status(run, {"state": "starting", "pid": pid, "host": os.uname().nodename, "heartbeat": time.time()})
+    return pid
+
+
+def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line: None) -> dict:
+    """Wait while the worker loads; pass its log lines on. Returns the status it reached."""
+    log = TextTail(run.log)
+    last_sign = time.monotonic()
+    while True:
+        for line in log.read():
+            on_log(line)
+        status = read_status(run) or {}
+        state = effective_state(status)
+        if state not in ("starting", "unknown"):
+            return {**status, "state": state}
+        if status.get("heartbeat", 0) > time.time() - 5:
+            last_sign = time.monotonic()
+        if time.monotonic() - last_sign > START_TIMEOUT_SECONDS:
+            return {**status, "state": "lost"}
+        time.sleep(0.1)
+
+
+def discard_if_unborn(run: RunDir) -> bool:
+    """Remove a new run that failed before training a step: nothing of value is in it."""
+    status = read_status(run) or {}
+    if status.get("step", 0) == 0 and not step_files(run.checkpoints):
+        shutil.rmtree(run.path, ignore_errors=True)
+        return True
+    return False

@@ -1,0 +1,135 @@
+"""The `ganterm` command as a user meets it: sample, export, timelapse, runs, a real train."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from ganterm.cli import app
+from ganterm.rundir import RunDir, read_status
+
+runner = CliRunner()
+CELL = 28 + 2  # image plus grid padding
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_sample_writes_a_png_grid_of_the_requested_size(trained_run: RunDir, tmp_path: Path):
+    out = tmp_path / "grid.png"
+    result = _invoke("sample", str(trained_run.path), "-n", "16", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output
+    with Image.open(out) as image:
+        assert image.size == (4 * CELL + 2, 4 * CELL + 2)
+    wide = tmp_path / "wide.png"
+    assert _invoke("sample", str(trained_run.path), "-n", "16", "--nrow", "8", "--out", str(wide)).exit_code == 0
+    with Image.open(wide) as image:
+        assert image.size == (8 * CELL + 2, 2 * CELL + 2)
+
+
+def test_sample_seeds_are_reproducible_and_distinct(trained_run: RunDir, tmp_path: Path):
+    paths = {}
+    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        paths[name] = tmp_path / f"{name}.png"
+        assert _invoke("sample", str(trained_run.path), "--seed", seed, "--out", str(paths[name])).exit_code == 0
+    assert paths["a"].read_bytes() == paths["b"].read_bytes() != paths["c"].read_bytes()
+
+
+def test_sample_default_name_and_latent_walk(trained_run: RunDir, in_tmp: Path):
+    result = _invoke("sample", str(trained_run.path), "-n", "8", "--nrow", "8", "--interpolate", "5", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    written = in_tmp / "tiny-step8-seed3-to5.png"
+    with Image.open(written) as image:
+        assert image.size == (8 * CELL + 2, CELL + 2)
+
+
+def test_sample_from_a_checkpoint_file_alone(trained_run: RunDir, tmp_path: Path):
+    checkpoint = trained_run.checkpoints / "latest.safetensors"
+    out = tmp_path / "alone.png"
+    assert _invoke("sample", str(checkpoint), "-n", "4", "--out", str(out)).exit_code == 0
+    assert out.exists()
+
+
+def test_sample_mistakes_are_one_line_and_write_nothing(trained_run: RunDir, tmp_path: Path):
+    result = _invoke("sample", str(trained_run.path), "--out", str(tmp_path / "grid.jpg"))
+    assert result.exit_code == 1 and "must name a .png file" in result.output
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_text("not tensors")
+    result = _invoke("sample", str(bogus), "--out", str(tmp_path / "x.png"))
+    assert result.exit_code == 1 and "is not a safetensors file" in result.output
+    result = _invoke("sample", "no-such-run", "--root", str(tmp_path))
+    assert result.exit_code == 1 and "no run named 'no-such-run'" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bogus.safetensors"]
+
+
+def test_export_writes_a_generator_for_plain_load_file(trained_run: RunDir, tmp_path: Path):
+    out = tmp_path / "g.safetensors"
+    result = _invoke("export", str(trained_run.path), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    weights = load_file(str(out))
+    assert "main.0.weight" in weights
+    picture = tmp_path / "from-export.png"
+    assert _invoke("sample", str(out), "-n", "4", "--out", str(picture)).exit_code == 0
+
+
+def test_timelapse_animates_the_sample_grids(trained_run: RunDir, tmp_path: Path):
+    out = tmp_path / "run.gif"
+    assert _invoke("timelapse", str(trained_run.path), "--out", str(out)).exit_code == 0
+    with Image.open(out) as gif:
+        assert gif.n_frames == len(trained_run.sample_files()) == 2
+
+
+def test_runs_lists_state_and_latest_numbers(trained_run: RunDir):
+    result = runner.invoke(app, ["runs", "--root", str(trained_run.path.parent)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if "tiny" in line)
+    assert "finished" in line and "8/8" in line and "cpu" in line
+
+
+@pytest.mark.parametrize("args", [["--help"], ["runs"], ["train", "--dry-run"]])
+def test_light_commands_never_import_torch(args: list[str], in_tmp: Path):
+    probe = (
+        "import sys\nfrom ganterm.cli import app\n"
+        f"try:\n    app({args!r}, prog_name='ganterm')\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert output.strip().endswith("False")
+
+
+def test_train_end_to_end_in_a_real_worker(in_tmp: Path):
+    """`ganterm train` without a terminal: log lines, exit 0, a complete run directory."""
+    command = [
+        sys.executable,
+        "-m",
+        "ganterm",
+        "train",
+        "--steps",
+        "6",
+        "--name",
+        "e2e",
+        "--set",
+        "model.width=8",
+        "--set",
+        "train.batch_size=16",
+        "--set",
+        "log.every=2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "e2e: finished at step 6/6" in result.stdout
+    assert "e2e: step 6/6 (100%)  loss_d" in result.stdout
+    run = RunDir(in_tmp / "runs" / "e2e")
+    assert read_status(run)["state"] == "finished"
+    assert (run.checkpoints / "latest.safetensors").exists() and run.sample_path(6).exists()
+    assert "model.width" not in run.config.read_text() and "width = 8" in run.config.read_text()
