@@ -1,0 +1,157 @@
+"""Training throughput: ganterm's loop against a PyTorch-tutorial-style baseline.
+
+Both train the same DCGAN (32 px, width 64, batch 64, 1 channel) on the
+bundled MNIST subset, on the CPU, in this one process:
+
+- baseline: as the PyTorch DCGAN tutorial writes it: a Dataset of PIL images
+  with per-image transforms (Resize, ToTensor, Normalize) through a
+  DataLoader with 2 workers, default memory format and Adam, and `.item()`
+  on each statistic every step (D(x), D(G(z)) twice, both losses).
+- ganterm: `train.fit` with full logging (every step's statistics to
+  metrics.jsonl), data decoded once into a uint8 tensor, channels_last,
+  fused Adam, statistics pulled once per log interval.
+
+Rounds alternate (baseline, ganterm, baseline, ...) so drift in the machine's
+speed hits both; the best round of each is reported.
+
+    python bench/throughput.py [--steps 300] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torchvision.transforms as T
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from ganterm.config import load_config
+from ganterm.data import load_mnist5k, resize
+from ganterm.models import DCGANDiscriminator, DCGANGenerator
+from ganterm.rundir import RunDir, StatusBoard
+from ganterm.train import Loop, Trainer, complete_config, fit
+
+BATCH, WIDTH, SIZE, Z_DIM = 64, 64, 32, 100
+
+
+class PilDigits(TorchDataset):
+    """The tutorial's data path: PIL images transformed one at a time."""
+
+    def __init__(self) -> None:
+        self.images = [Image.fromarray(a[0].numpy()) for a in load_mnist5k().tensor]
+        self.transform = T.Compose([T.Resize(SIZE), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images[index]), 0
+
+
+def baseline(steps: int, loader: DataLoader) -> float:
+    """Images per second of a tutorial-style loop."""
+    torch.manual_seed(0)
+    generator, discriminator = DCGANGenerator(Z_DIM, WIDTH, 1, SIZE), DCGANDiscriminator(WIDTH, 1, SIZE)
+    criterion = nn.BCEWithLogitsLoss()
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    fixed_noise = torch.randn(64, Z_DIM)
+    losses: list[tuple[float, float]] = []
+    done = 0
+    start = time.perf_counter()
+    while done < steps:
+        for real, _ in loader:
+            if done == steps:
+                break
+            ones, zeros = torch.ones(real.shape[0]), torch.zeros(real.shape[0])
+            discriminator.zero_grad()
+            output = discriminator(real)
+            loss_real = criterion(output, ones)
+            loss_real.backward()
+            d_x = torch.sigmoid(output).mean().item()
+            fake = generator(torch.randn(real.shape[0], Z_DIM))
+            output = discriminator(fake.detach())
+            loss_fake = criterion(output, zeros)
+            loss_fake.backward()
+            d_g_z1 = torch.sigmoid(output).mean().item()
+            opt_d.step()
+            generator.zero_grad()
+            output = discriminator(fake)
+            loss_g = criterion(output, ones)
+            loss_g.backward()
+            d_g_z2 = torch.sigmoid(output).mean().item()
+            opt_g.step()
+            losses.append(((loss_real + loss_fake).item(), loss_g.item()))
+            del d_x, d_g_z1, d_g_z2
+            done += 1
+            if done % 500 == 0:
+                with torch.no_grad():
+                    generator(fixed_noise)
+    return steps * BATCH / (time.perf_counter() - start)
+
+
+def ganterm_loop(steps: int) -> float:
+    """Images per second of `train.fit`, metrics for every step written to disk."""
+    config = load_config(
+        None,
+        [
+            f"model.image_size={SIZE}",
+            f"model.width={WIDTH}",
+            f"train.batch_size={BATCH}",
+            "train.device=cpu",
+            "log.every=10",
+            "sample.every=500",
+            "checkpoint.every=0",
+            f"train.steps={steps}",
+        ],
+    )
+    dataset = resize(load_mnist5k(), SIZE)
+    complete_config(config, dataset)
+    trainer = Trainer(config, dataset, torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as folder:
+        run = RunDir(Path(folder))
+        status = StatusBoard(run)
+        start = time.perf_counter()
+        fit(trainer, Loop(run, status, steps, log=lambda message: None))
+        elapsed = time.perf_counter() - start
+        logged = len(run.metrics.read_bytes().splitlines())
+    assert logged == steps, f"expected a metrics row per step, found {logged}"
+    return steps * BATCH / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; DCGAN {SIZE} px, width {WIDTH}, "
+        f"batch {BATCH}, {args.steps} steps per round"
+    )
+    loader = DataLoader(
+        PilDigits(), batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True, persistent_workers=True
+    )
+    baseline(10, loader)  # warm-up: workers started, allocator primed
+    ganterm_loop(10)
+    results: dict[str, list[float]] = {"baseline": [], "ganterm": []}
+    for round_number in range(1, args.rounds + 1):
+        results["baseline"].append(baseline(args.steps, loader))
+        results["ganterm"].append(ganterm_loop(args.steps))
+        print(
+            f"round {round_number}: baseline {results['baseline'][-1]:7.1f} img/s   "
+            f"ganterm {results['ganterm'][-1]:7.1f} img/s"
+        )
+    best_baseline, best_ganterm = max(results["baseline"]), max(results["ganterm"])
+    print(f"\nbaseline (tutorial style)  {best_baseline:7.1f} img/s")
+    print(f"ganterm loop               {best_ganterm:7.1f} img/s")
+    print(f"ratio                      {best_ganterm / best_baseline:7.2f}x   (target >= 1.3x)")
+
+
+if __name__ == "__main__":
+    main()
