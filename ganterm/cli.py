@@ -7,6 +7,7 @@ eval), so `ganterm --help`, `runs` and the viewers start at once.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -254,6 +255,29 @@ def sample(
         out = Path(f"{owner}-step{step}-seed{seed}{walk}.png")
     _write(out, lambda: save_png(image, out))
     console.print(f"wrote {out} ({image.width}x{image.height} px, step {step})", highlight=False)
+
+
+@app.command(name="eval")
+@user_errors
+def evaluate(
+    run_or_checkpoint: Annotated[
+        str | None,
+        typer.Argument(help="Run name, run path or checkpoint file; newest run if omitted.", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Measure sample quality of a checkpoint: modes, classes, offline FID, precision and recall."""
+    from ganterm.checkpoint import find_checkpoint
+    from ganterm.listing import metrics_table
+    from ganterm.quality import evaluate_checkpoint
+
+    path = find_checkpoint(run_or_checkpoint, root)
+    metrics, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False))
+    if as_json:
+        print(json.dumps(metrics))
+    else:
+        console.print(metrics_table(metrics, f"{path} (step {step})"))
 
 
 @app.command()

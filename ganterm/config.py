@@ -96,6 +96,33 @@ class CheckpointConfig:
 
 
 @dataclass
+class QualityConfig:
+    every: int = _option(250, "steps between quality measurements (offline FID, coverage, ...); 0 = off", ge=0)
+    samples: int = _option(1000, "generated images per measurement (toys always use 2,500 points)", ge=100, le=50000)
+
+
+@dataclass
+class HealthConfig:
+    enabled: bool = _option(True, "compute alerts from the metric stream")
+    window: int = _option(100, "steps in each check's sliding window", ge=10)
+    warmup: int = _option(200, "steps before any check but NaN may fire", ge=0)
+    cooldown: int = _option(500, "steps before the same check may fire again", ge=0)
+    d_x_high: float = _option(0.95, "D overpowering: D(x) window mean above this ...", gt=0.5, lt=1.0)
+    d_g_z_low: float = _option(0.05, "... and D(G(z)) below this ...", gt=0.0, lt=0.5)
+    loss_d_low: float = _option(0.1, "... and loss_d below this", gt=0.0)
+    d_g_z_high: float = _option(0.8, "D collapse: D(G(z)) window mean above this ...", gt=0.5, lt=1.0)
+    loss_d_high: float = _option(1.5, "... and loss_d above this", gt=0.0)
+    grad_collapse: float = _option(
+        0.05, "vanishing G gradient: grad_norm_g median below this share of its peak", gt=0.0, lt=1.0
+    )
+    diversity_low: float = _option(
+        0.4, "mode collapse: samples' spread below this share of real data's", gt=0.0, lt=1.0
+    )
+    divergence_growth: float = _option(1.0, "divergence: loss_g rising by more than this share of its level", gt=0.0)
+    oscillation_swing: float = _option(1.0, "oscillation: smoothed loss_d swinging by more than this share", gt=0.0)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -104,6 +131,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -80,3 +80,13 @@ def runs_table(root: Path) -> Table:
     if not table.rows:
         table.caption = "no runs yet; start one with: ganterm train"
     return table
+
+
+def metrics_table(metrics: dict[str, float], title: str) -> Table:
+    """`ganterm eval`: one metric per row, counts shown as whole numbers."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4f}")
+    return table

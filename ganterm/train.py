@@ -25,12 +25,25 @@ from ganterm.checkpoint import Checkpoint, load_weights, save_checkpoint
 from ganterm.config import Config
 from ganterm.data import Batches, Dataset
 from ganterm.errors import UserError
+from ganterm.health import HealthMonitor
 from ganterm.losses import discriminator_loss, discriminator_targets, generator_loss
 from ganterm.models import build_discriminator, build_generator
+from ganterm.quality import QualityProbe
 from ganterm.rundir import JsonlWriter, RunDir, StatusBoard, record_event
 from ganterm.sample import FIXED_NOISE_SEED_OFFSET, latent, picture, save_png
 
-STAT_NAMES = ("loss_d", "loss_d_real", "loss_d_fake", "loss_g", "d_x", "d_g_z1", "d_g_z2", "grad_norm_d", "grad_norm_g")
+STAT_NAMES = (
+    "loss_d",
+    "loss_d_real",
+    "loss_d_fake",
+    "loss_g",
+    "d_x",
+    "d_g_z1",
+    "d_g_z2",
+    "grad_norm_d",
+    "grad_norm_g",
+    "diversity",
+)
 DATA_ON_GPU_LIMIT = 2 * 1024**3  # bytes of uint8 images worth keeping on the GPU
 TOY_SAMPLE_POINTS = 2500
 PAUSE_POLL_SECONDS = 0.2
@@ -164,6 +177,7 @@ class Trainer:
             torch.sigmoid(fake_logits_g.float()).mean(),
             grad_norm_d,
             grad_norm_g,
+            _spread(fake.detach()) / _spread(real),
             finite_d & finite_g,
         )
         self._pending.append(torch.stack([v.detach().float() for v in values]))
@@ -240,6 +254,11 @@ class Trainer:
         self.step = checkpoint.step
 
 
+def _spread(batch: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise distance within a batch: how varied the samples are."""
+    return torch.pdist(batch.detach().float().flatten(1)).mean()
+
+
 def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
     """Give loaded Adam moments their parameter's memory layout (channels_last).
 
@@ -265,7 +284,8 @@ class Loop:
     total_steps: int
     poll: Callable[[], list[Command]] = lambda: []
     log: Callable[[str], None] = print
-    on_rows: Callable[[list[dict[str, Any]]], None] = lambda rows: None
+    health: HealthMonitor | None = None
+    quality: QualityProbe | None = None
     last_checkpoint: int = -1
     last_row: dict[str, Any] = field(default_factory=dict)
     _interval_start: float = field(default_factory=time.perf_counter)
@@ -302,20 +322,27 @@ def _flush(trainer: Trainer, loop: Loop, metrics: JsonlWriter) -> None:
     for row in rows:
         row["img_per_s"] = rate
     metrics.write(rows)
-    for row in rows:
-        if row.get("nonfinite"):
-            record_event(
-                loop.run,
-                "alert",
-                row["step"],
-                check="nonfinite",
-                severity="error",
-                message=f"Step {row['step']} gave a non-finite loss or gradient; its update was skipped.",
-            )
-    loop.on_rows(rows)
+    _check_health(loop, rows)
     loop.last_row = rows[-1]
     loop.status.update(step=trainer.step)
     loop._interval_start = time.perf_counter()
+
+
+def _check_health(loop: Loop, rows: list[dict[str, Any]]) -> None:
+    if loop.health is None:
+        return
+    for alert in loop.health.update(rows):
+        record_event(loop.run, "alert", alert.step, **alert.event())
+        loop.log(f"alert at step {alert.step}: {alert.message}")
+
+
+def measure_quality(trainer: Trainer, loop: Loop, metrics: JsonlWriter) -> None:
+    """Quality metrics go into metrics.jsonl as their own row, so every viewer can plot them."""
+    if loop.quality is None:
+        return
+    row = {"step": trainer.step, "t": time.time(), **loop.quality.measure(trainer.sampler, trainer.config.model.z_dim)}
+    metrics.write([row])
+    _check_health(loop, [row])
 
 
 @contextlib.contextmanager
@@ -372,6 +399,8 @@ def fit(trainer: Trainer, loop: Loop) -> str:
                     loop.log(_progress_line(trainer, loop))
                 if config.checkpoint.every and step % config.checkpoint.every == 0:
                     write_checkpoint(trainer, loop)
+                if config.quality.every and step % config.quality.every == 0:
+                    measure_quality(trainer, loop, metrics)
         # 5. the end, finished or stopped: nothing trained is left unsaved
         _flush(trainer, loop, metrics)
         if trainer.bad_streak >= config.train.max_bad_steps:
@@ -380,6 +409,8 @@ def fit(trainer: Trainer, loop: Loop) -> str:
             write_sample(trainer, loop)
         if loop.last_checkpoint != trainer.step:
             write_checkpoint(trainer, loop)
+        if config.quality.every and trainer.step % config.quality.every:
+            measure_quality(trainer, loop, metrics)
     state = "stopped" if stop_command is not None else "finished"
     _set_state(trainer, loop, state, stop_command)
     return state

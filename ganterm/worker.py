@@ -118,7 +118,9 @@ def _prepare(run: RunDir, resume: Path | None, status: StatusBoard, commands: Co
     """Load config, data and models; restore the checkpoint when resuming."""
     from ganterm.checkpoint import load_checkpoint
     from ganterm.config import load_config, resolve_steps
-    from ganterm.data import load_dataset
+    from ganterm.data import cache_root, load_dataset
+    from ganterm.health import HealthMonitor
+    from ganterm.quality import QualityProbe
     from ganterm.train import Loop, Trainer, complete_config, pick_device
 
     config = load_config(run.config)
@@ -130,6 +132,9 @@ def _prepare(run: RunDir, resume: Path | None, status: StatusBoard, commands: Co
     total = resolve_steps(config, len(dataset))
     trainer = Trainer(config, dataset, device)
     loop = Loop(run, status, total, poll=commands, log=log)
+    loop.health = HealthMonitor(config.health, classes=dataset.num_classes if dataset.is_image else 0)
+    if config.quality.every:
+        loop.quality = QualityProbe.prepare(dataset, config.quality.samples, config.train.seed, cache_root(config), log)
     if resume is not None:
         checkpoint = load_checkpoint(resume)
         trainer.restore(checkpoint, resume)

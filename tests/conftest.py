@@ -17,6 +17,7 @@ TINY = [
     "log.every=2",
     "sample.every=0",
     "checkpoint.every=0",
+    "quality.every=0",
 ]
 
 
@@ -48,3 +49,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
     exit_code = train_in_process(run, tiny_config("train.steps=8", "sample.every=4", "checkpoint.every=4"))
     assert exit_code == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the whole session, laid out as $XDG_CACHE_HOME/ganterm, so the classifier trains once."""
+    return tmp_path_factory.mktemp("xdg-cache") / "ganterm"

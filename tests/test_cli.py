@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from ganterm.cli import app
 from ganterm.rundir import RunDir, read_status
+from tests.conftest import tiny_config, train_in_process
 
 runner = CliRunner()
 CELL = 28 + 2  # image plus grid padding
@@ -87,6 +89,29 @@ def test_timelapse_animates_the_sample_grids(trained_run: RunDir, tmp_path: Path
     assert _invoke("timelapse", str(trained_run.path), "--out", str(out)).exit_code == 0
     with Image.open(out) as gif:
         assert gif.n_frames == len(trained_run.sample_files()) == 2
+
+
+def test_eval_reports_the_metrics_that_apply(
+    trained_run: RunDir, classifier_cache: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(classifier_cache.parent))
+    result = runner.invoke(app, ["eval", str(trained_run.path), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.splitlines()[-1])
+    assert set(metrics) == {"fd_classifier", "class_coverage", "class_kl", "classifier_confidence",
+                            "precision", "recall"}  # fmt: skip
+    assert 0 <= metrics["class_coverage"] <= 10 and metrics["fd_classifier"] > 0
+    table = _invoke("eval", str(trained_run.path))
+    assert "class_coverage" in table.stdout and "step 8" in table.stdout
+
+
+def test_eval_of_a_toy_counts_modes(in_tmp: Path):
+    run = RunDir(in_tmp / "runs" / "ring")
+    assert train_in_process(run, tiny_config("train.steps=4", data="ring")) == 0
+    result = _invoke("eval", "ring", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert set(metrics) == {"modes_covered", "modes_total", "hq_share"} and metrics["modes_total"] == 8
 
 
 def test_runs_lists_state_and_latest_numbers(trained_run: RunDir):

@@ -1,0 +1,277 @@
+"""Alerts that say, in plain words, what is going wrong with a GAN while there is time.
+
+`HealthMonitor.update` takes metric rows as the loop flushes them and returns
+new alerts. Each check looks at a sliding window of the stream and fires
+once when its condition starts to hold; it can fire again only after the
+condition has cleared and `health.cooldown` steps have passed, so a long bad
+stretch is one alert, not hundreds. Thresholds live in the `[health]` config
+section. torch-free: any viewer can run the same checks.
+
+The numbers behind the defaults: on a healthy mnist5k run, 100-step window
+means stay within D(x) 0.71-0.91, D(G(z)) 0.09-0.29, loss_d 0.19-0.93, and
+grad_norm_g's windowed median never falls below 0.35 of its peak.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ganterm.config import HealthConfig
+
+WARNING, ERROR = "warning", "error"
+
+
+@dataclass
+class Alert:
+    check: str
+    severity: str
+    step: int
+    message: str
+    evidence: dict[str, float] = field(default_factory=dict)
+
+    def event(self) -> dict[str, Any]:
+        """The alert as the fields of an `events.jsonl` record."""
+        return {"check": self.check, "severity": self.severity, "message": self.message, "evidence": self.evidence}
+
+
+def _mean(values: deque[float] | list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _smooth(values: list[float], span: int) -> list[float]:
+    """Trailing moving average: the loss curve without its step-to-step noise."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= span:
+            total -= values[i - span]
+        out.append(total / min(i + 1, span))
+    return out
+
+
+class HealthMonitor:
+    """`classes`: how many classes the real data has (0 when unlabelled), for the coverage check."""
+
+    def __init__(self, config: HealthConfig, classes: int = 0) -> None:
+        self.config = config
+        self.classes = classes
+        window = config.window
+        self.recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
+        self.long: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=4 * window))
+        self.grad_medians: list[float] = []
+        self.step = 0
+        self._since_window = 0
+        self._nonfinite_streak = 0
+        self._holding: dict[str, bool] = {}
+        self._last_fired: dict[str, int] = {}
+
+    def update(self, rows: list[dict[str, Any]]) -> list[Alert]:
+        if not self.config.enabled:
+            return []
+        alerts: list[Alert] = []
+        for row in rows:
+            self.step = int(row.get("step", self.step))
+            alerts += self._ingest(row)
+        checks = (
+            self._d_overpowering,
+            self._d_collapse,
+            self._vanishing_g_gradient,
+            self._mode_collapse,
+            self._divergence,
+            self._oscillation,
+        )
+        if self.step < self.config.warmup:  # a fresh G makes near-identical blobs: nothing to judge yet
+            return alerts
+        for check in checks:
+            alert = check()
+            name = check.__name__.lstrip("_")
+            if alert is None:
+                self._holding[name] = False
+            elif self._may_fire(name):
+                alerts.append(alert)
+        return alerts
+
+    def _may_fire(self, name: str) -> bool:
+        was_holding = self._holding.get(name, False)
+        self._holding[name] = True
+        last = self._last_fired.get(name)
+        if was_holding or (last is not None and self.step - last < self.config.cooldown):
+            return False
+        self._last_fired[name] = self.step
+        return True
+
+    def _ingest(self, row: dict[str, Any]) -> list[Alert]:
+        if row.get("nonfinite"):
+            self._nonfinite_streak += 1
+            if self._nonfinite_streak == 1:
+                return [
+                    Alert(
+                        "nonfinite",
+                        ERROR,
+                        self.step,
+                        f"Step {self.step} produced a NaN or infinite loss or gradient, so its update was "
+                        "skipped and the weights are unharmed. If it keeps happening, lower the learning "
+                        "rates; the run stops after train.max_bad_steps such steps in a row.",
+                    )
+                ]
+            return []
+        self._nonfinite_streak = 0
+        for name, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self.recent[name].append(float(value))
+                self.long[name].append(float(value))
+        if "grad_norm_g" in row:
+            self._since_window += 1
+            if self._since_window >= self.config.window:
+                self._since_window = 0
+                self.grad_medians.append(_median(list(self.recent["grad_norm_g"])))
+        return []
+
+    def _full(self, *names: str) -> bool:
+        return all(len(self.recent[name]) >= self.config.window for name in names)
+
+    def _latest(self, name: str) -> float | None:
+        return self.recent[name][-1] if self.recent[name] else None
+
+    def _d_overpowering(self) -> Alert | None:
+        if not self._full("d_x", "d_g_z1", "loss_d"):
+            return None
+        c = self.config
+        d_x, d_g_z, loss_d = _mean(self.recent["d_x"]), _mean(self.recent["d_g_z1"]), _mean(self.recent["loss_d"])
+        if not (d_x > c.d_x_high and d_g_z < c.d_g_z_low and loss_d < c.loss_d_low):
+            return None
+        return Alert(
+            "d_overpowering",
+            WARNING,
+            self.step,
+            f"The discriminator is overpowering the generator: over the last {c.window} steps D(x) "
+            f"averaged {d_x:.3f} and D(G(z)) {d_g_z:.3f}, with loss_d at {loss_d:.3f}. D tells real from "
+            "fake almost perfectly, so G's gradient vanishes and it stops learning. Try the non-saturating "
+            "loss (loss.kind=nonsat), a lower D learning rate (train.lr_d), one-sided label smoothing "
+            "(loss.label_smoothing=0.1) or fewer D steps (train.n_critic).",
+            {"d_x": d_x, "d_g_z1": d_g_z, "loss_d": loss_d},
+        )
+
+    def _d_collapse(self) -> Alert | None:
+        if not self._full("d_g_z1", "loss_d"):
+            return None
+        c = self.config
+        d_g_z, loss_d = _mean(self.recent["d_g_z1"]), _mean(self.recent["loss_d"])
+        if not (d_g_z > c.d_g_z_high and loss_d > c.loss_d_high):
+            return None
+        return Alert(
+            "d_collapse",
+            WARNING,
+            self.step,
+            f"The generator is overpowering the discriminator: D rates generated images as real "
+            f"(D(G(z)) {d_g_z:.3f} over the last {c.window} steps) and its loss is high ({loss_d:.3f}). "
+            "D no longer teaches G anything useful. Try a higher D learning rate (train.lr_d), more D "
+            "steps (train.n_critic), or resume from an earlier checkpoint.",
+            {"d_g_z1": d_g_z, "loss_d": loss_d},
+        )
+
+    def _vanishing_g_gradient(self) -> Alert | None:
+        if len(self.grad_medians) < 2:
+            return None
+        c = self.config
+        peak, now = max(self.grad_medians), self.grad_medians[-1]
+        if not (peak > 0 and now < c.grad_collapse * peak):
+            return None
+        return Alert(
+            "vanishing_g_gradient",
+            WARNING,
+            self.step,
+            f"The generator's gradients are vanishing: grad_norm_g's median over the last {c.window} steps "
+            f"is {now:.3g}, {now / peak:.1%} of its peak ({peak:.3g}). G is barely changing any more. With "
+            "the minimax loss this is what a winning D does; switch to loss.kind=nonsat, or weaken D.",
+            {"grad_norm_g": now, "peak": peak, "ratio": now / peak},
+        )
+
+    def _mode_collapse(self) -> Alert | None:
+        c = self.config
+        advice = (
+            "Try minibatch-std in D (model.minibatch_std=true), a lower learning rate, or resume from a "
+            "checkpoint from before the collapse."
+        )
+        if self._full("diversity") and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
+            return Alert(
+                "mode_collapse",
+                ERROR,
+                self.step,
+                f"The generator looks mode-collapsed: over the last {c.window} steps its samples were only "
+                f"{diversity:.0%} as spread out as real ones (mean pairwise distance), so it is making "
+                f"near-copies of a few outputs. {advice}",
+                {"diversity": diversity},
+            )
+        if self._latest("modes_covered") is not None:
+            have, out_of, what = self._latest("modes_covered"), self._latest("modes_total"), "modes"
+        else:
+            have, out_of, what = self._latest("class_coverage"), self.classes, "classes"
+        if have is None or not out_of or have > out_of / 2:
+            return None
+        return Alert(
+            "mode_collapse",
+            ERROR,
+            self.step,
+            f"The generator looks mode-collapsed: its samples cover only {have:.0f} of the {out_of:.0f} "
+            f"{what} in the real data. {advice}",
+            {what + "_covered": have, what + "_total": float(out_of)},
+        )
+
+    def _divergence(self) -> Alert | None:
+        values = list(self.long["loss_g"])
+        if len(values) < 4 * self.config.window:
+            return None
+        size = len(values) // 4
+        quarters = [_mean(values[i * size : (i + 1) * size]) for i in range(4)]
+        rising = all(b > a for a, b in itertools.pairwise(quarters))
+        growth = (quarters[-1] - quarters[0]) / max(abs(quarters[0]), 0.1)
+        if not (rising and growth > self.config.divergence_growth):
+            return None
+        return Alert(
+            "divergence",
+            WARNING,
+            self.step,
+            f"Training is diverging: G's loss has risen in each of the last four stretches of "
+            f"{len(values) // 4} steps, from {quarters[0]:.3f} to {quarters[-1]:.3f}, without settling. "
+            "Lower both learning rates, or resume from an earlier checkpoint.",
+            {"loss_g_start": quarters[0], "loss_g_end": quarters[-1]},
+        )
+
+    def _oscillation(self) -> Alert | None:
+        values = list(self.long["loss_d"])
+        if len(values) < 4 * self.config.window:
+            return None
+        smooth = _smooth(values, max(2, self.config.window // 10))
+        ordered = sorted(smooth)
+        low, centre, high = (ordered[int(q * (len(ordered) - 1))] for q in (0.1, 0.5, 0.9))
+        swing = (high - low) / max(centre, 0.05)
+        swings = _band_crossings(smooth, low, high)
+        if not (swing > self.config.oscillation_swing and swings >= 4):
+            return None
+        return Alert("oscillation", WARNING, self.step,
+                     f"The losses are oscillating: D's smoothed loss swung between high and low {swings} times in "
+                     f"the last {len(values)} steps, by {swing:.0%} of its level, instead of settling. The two "
+                     "networks are chasing each other; lower both learning rates (train.lr_g, train.lr_d).",
+                     {"swing": swing, "swings": float(swings)})  # fmt: skip
+
+
+def _band_crossings(values: list[float], low: float, high: float) -> int:
+    """Moves from below `low` to above `high` or back: a level shift is one, a cycle is two."""
+    moves, side = 0, 0
+    for value in values:
+        now = 1 if value > high else -1 if value < low else 0
+        if now and now != side:
+            moves += side != 0
+            side = now
+    return moves

@@ -1,0 +1,154 @@
+"""Each health check fires on the stream it describes and stays quiet on a healthy one."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+import pytest
+
+from ganterm.config import HealthConfig
+from ganterm.health import HealthMonitor
+
+Row = dict[str, float]
+
+
+def healthy(step: int, rng: random.Random) -> Row:
+    """Noise around the levels of a healthy mnist5k run (see health.py's docstring)."""
+    return {
+        "step": step,
+        "d_x": rng.gauss(0.8, 0.05),
+        "d_g_z1": rng.gauss(0.2, 0.05),
+        "loss_d": abs(rng.gauss(0.6, 0.15)),
+        "loss_g": abs(rng.gauss(2.0, 0.4)),
+        "grad_norm_g": 12 * math.exp(rng.gauss(0, 0.3)),
+        "diversity": rng.gauss(0.9, 0.05),
+    }
+
+
+def stream(steps: int, change: Callable[[int, Row], Row] | None = None, seed: int = 0) -> list[Row]:
+    rng = random.Random(seed)
+    rows = []
+    for step in range(1, steps + 1):
+        row = healthy(step, rng)
+        rows.append(change(step, row) if change else row)
+    return rows
+
+
+def alerts_for(rows: list[Row], classes: int = 0, **config: float) -> list:
+    monitor = HealthMonitor(HealthConfig(**config), classes=classes)
+    found = []
+    for start in range(0, len(rows), 10):  # the loop flushes every log.every = 10 steps
+        found += monitor.update(rows[start : start + 10])
+    return found
+
+
+def checks(alerts: list) -> list[str]:
+    return [alert.check for alert in alerts]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_healthy_stream_raises_nothing(seed: int):
+    assert alerts_for(stream(4000, seed=seed)) == []
+
+
+def test_discriminator_overpowering():
+    def winning_d(step: int, row: Row) -> Row:
+        return {**row, "d_x": 0.995, "d_g_z1": 0.004, "loss_d": 0.01} if step > 600 else row
+
+    alerts = alerts_for(stream(1500, winning_d))
+    assert checks(alerts) == ["d_overpowering"]
+    alert = alerts[0]
+    assert 600 < alert.step <= 700
+    assert alert.evidence["d_x"] > 0.95 and alert.evidence["d_g_z1"] < 0.05
+    assert "non-saturating loss" in alert.message and "train.lr_d" in alert.message
+
+
+def test_discriminator_collapse():
+    def weak_d(step: int, row: Row) -> Row:
+        return {**row, "d_g_z1": 0.92, "d_x": 0.5, "loss_d": 2.3} if step > 500 else row
+
+    assert checks(alerts_for(stream(1000, weak_d))) == ["d_collapse"]
+
+
+def test_vanishing_generator_gradient():
+    def fading(step: int, row: Row) -> Row:
+        return {**row, "grad_norm_g": row["grad_norm_g"] * 0.002} if step > 800 else row
+
+    alerts = alerts_for(stream(1200, fading))
+    assert checks(alerts) == ["vanishing_g_gradient"]
+    assert alerts[0].evidence["ratio"] < 0.05
+
+
+def test_mode_collapse_from_sample_spread():
+    def collapsing(step: int, row: Row) -> Row:
+        return {**row, "diversity": 0.05} if step > 500 else row
+
+    alerts = alerts_for(stream(1000, collapsing))
+    assert checks(alerts) == ["mode_collapse"]
+    assert alerts[0].evidence["diversity"] < 0.4
+    assert "as spread out as real ones" in alerts[0].message
+
+
+def test_mode_collapse_from_class_coverage():
+    def with_quality(step: int, row: Row) -> Row:
+        covered = 10.0 if step < 600 else 3.0
+        return {**row, "class_coverage": covered} if step % 250 == 0 else row
+
+    alerts = alerts_for(stream(1000, with_quality), classes=10)
+    assert checks(alerts) == ["mode_collapse"]
+    assert "cover only 3 of the 10 classes" in alerts[0].message
+
+
+def test_mode_collapse_on_a_toy():
+    def with_modes(step: int, row: Row) -> Row:
+        return {**row, "modes_covered": 1.0, "modes_total": 8.0} if step == 500 else row
+
+    alerts = alerts_for(stream(800, with_modes))
+    assert "cover only 1 of the 8 modes" in alerts[0].message
+
+
+def test_divergence():
+    def climbing(step: int, row: Row) -> Row:
+        return {**row, "loss_g": 2.0 * math.exp((step - 400) / 300)} if step > 400 else row
+
+    assert "divergence" in checks(alerts_for(stream(1400, climbing)))
+
+
+def test_oscillation():
+    def swinging(step: int, row: Row) -> Row:
+        return {**row, "loss_d": 0.7 + 0.6 * math.sin(2 * math.pi * step / 80)}
+
+    alerts = alerts_for(stream(1000, swinging))
+    assert checks(alerts) == ["oscillation"]
+
+
+def test_nan_fires_once_per_streak():
+    def nan_at(step: int, row: Row) -> Row:
+        return {"step": step, "nonfinite": 1, "loss_d": None} if step in (50, 51, 52, 300) else row
+
+    alerts = alerts_for(stream(400, nan_at))
+    assert [(a.check, a.step, a.severity) for a in alerts] == [("nonfinite", 50, "error"), ("nonfinite", 300, "error")]
+
+
+def test_a_long_bad_stretch_is_one_alert_and_a_relapse_is_another():
+    def relapsing(step: int, row: Row) -> Row:
+        bad = 300 < step <= 1200 or step > 2000
+        return {**row, "d_x": 0.995, "d_g_z1": 0.004, "loss_d": 0.01} if bad else row
+
+    alerts = alerts_for(stream(2600, relapsing))
+    assert [a.check for a in alerts] == ["d_overpowering", "d_overpowering"]
+    assert alerts[1].step > 2000
+
+
+def test_nothing_but_nan_fires_during_warmup():
+    def bad_from_start(step: int, row: Row) -> Row:
+        return {**row, "diversity": 0.01}
+
+    alerts = alerts_for(stream(400, bad_from_start), warmup=300)
+    assert [a.step for a in alerts] == [300]
+
+
+def test_disabled_monitor_is_silent():
+    assert alerts_for(stream(500, lambda step, row: {**row, "nonfinite": 1}), enabled=False) == []

@@ -1,0 +1,123 @@
+"""Offline quality metrics give the known answers on cases where the answer is known."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganterm.config import Config
+from ganterm.data import Dataset, load_dataset, toy_dataset, toy_modes
+from ganterm.quality import (
+    QualityProbe,
+    class_metrics,
+    classifier_for,
+    embed,
+    frechet_distance,
+    precision_recall,
+    toy_metrics,
+)
+
+
+@pytest.fixture(scope="session")
+def mnist5k() -> Dataset:
+    return load_dataset(Config())
+
+
+def test_frechet_distance_matches_the_matrix_square_root_formula():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    generator = torch.Generator().manual_seed(0)
+    real = (
+        torch.randn(2000, 6, generator=generator, dtype=torch.float64) @ torch.randn(6, 6, generator=generator).double()
+    )
+    fake = torch.randn(2000, 6, generator=generator, dtype=torch.float64) * 2 + 0.5
+    cov_r, cov_f = torch.cov(real.T).numpy(), torch.cov(fake.T).numpy()
+    root = scipy_linalg.sqrtm(cov_r @ cov_f).real
+    expected = ((real.mean(0) - fake.mean(0)) ** 2).sum().item() + float((cov_r + cov_f - 2 * root).trace())
+    assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(real, real) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_class_metrics_of_a_balanced_and_a_collapsed_generator():
+    labels = torch.arange(10).repeat(100)
+    balanced = torch.nn.functional.one_hot(torch.arange(10).repeat(100), 10).double()
+    assert class_metrics(balanced, labels, 10) == {"class_coverage": 10.0, "class_kl": 0.0,
+                                                   "classifier_confidence": 1.0}  # fmt: skip
+    collapsed = torch.nn.functional.one_hot(torch.full((1000,), 3), 10).double()
+    result = class_metrics(collapsed, labels, 10)
+    assert result["class_coverage"] == 1.0
+    assert result["class_kl"] == pytest.approx(math.log(10))
+
+
+def test_precision_and_recall_tell_quality_from_coverage():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(1000, 8, generator=generator, dtype=torch.float64)
+    same = torch.randn(1000, 8, generator=generator, dtype=torch.float64)
+    collapsed = real[:20].repeat(50, 1) + 0.01 * torch.randn(1000, 8, generator=generator, dtype=torch.float64)
+    far = same + 10
+    good, narrow, off = precision_recall(real, same), precision_recall(real, collapsed), precision_recall(real, far)
+    assert good["precision"] > 0.85 and good["recall"] > 0.85
+    assert narrow["precision"] > 0.95 and narrow["recall"] < 0.2
+    assert off == {"precision": 0.0, "recall": 0.0}
+
+
+@pytest.mark.parametrize("name", ["ring", "grid"])
+def test_toy_metrics_on_real_samples_and_on_a_collapsed_generator(name: str):
+    data = toy_dataset(name, seed=1)
+    real = data.tensor[:2500] * data.point_scale
+    modes, sigma = toy_modes(name)
+    result = toy_metrics(name, real)
+    assert result["modes_covered"] == result["modes_total"] == len(modes)
+    assert result["hq_share"] > 0.99
+    one_mode = modes[0] + sigma * torch.randn(2500, 2, generator=torch.Generator().manual_seed(0))
+    assert toy_metrics(name, one_mode)["modes_covered"] == 1.0
+    between = (modes[0] + modes[1]) / 2 + torch.zeros(2500, 2)
+    assert toy_metrics(name, between)["hq_share"] == 0.0
+
+
+def test_the_classifier_reads_real_digits(mnist5k: Dataset, classifier_cache: Path):
+    net = classifier_for(mnist5k, classifier_cache, log=lambda message: None)
+    every_fifth = torch.arange(0, len(mnist5k.labels), 5)
+    _, probabilities = embed(net, mnist5k.batch(every_fifth))
+    accuracy = (probabilities.argmax(1) == mnist5k.labels[every_fifth]).double().mean()
+    assert accuracy > 0.97
+    real = class_metrics(probabilities, mnist5k.labels, 10)
+    assert real["class_coverage"] == 10.0 and real["class_kl"] < 0.02
+
+
+def test_classifier_is_cached_beside_the_data(mnist5k: Dataset, classifier_cache: Path):
+    classifier_for(mnist5k, classifier_cache, log=lambda message: None)
+    messages: list[str] = []
+    classifier_for(mnist5k, classifier_cache, log=messages.append)
+    assert messages == []
+    assert len(list((classifier_cache / "classifiers").glob("mnist5k-*.safetensors"))) == 1
+
+
+def test_fd_separates_real_digits_from_noise(mnist5k: Dataset, classifier_cache: Path):
+    net = classifier_for(mnist5k, classifier_cache, log=lambda message: None)
+    first, _ = embed(net, mnist5k.batch(torch.arange(0, 5000, 4)))
+    second, _ = embed(net, mnist5k.batch(torch.arange(2, 5000, 4)))
+    noise, _ = embed(net, torch.rand(1250, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    assert frechet_distance(first, second) * 20 < frechet_distance(first, noise)
+
+
+def test_probe_measures_a_generator(mnist5k: Dataset, classifier_cache: Path):
+    from ganterm.models import DCGANGenerator
+
+    probe = QualityProbe.prepare(mnist5k, samples=200, seed=0, cache=classifier_cache, log=lambda message: None)
+    untrained = DCGANGenerator(16, 8, 1, 28)
+    result = probe.measure(untrained, z_dim=16)
+    assert set(result) == {"fd_classifier", "class_coverage", "class_kl", "classifier_confidence",
+                           "precision", "recall"}  # fmt: skip
+    assert result["fd_classifier"] > 10
+
+
+def test_unlabelled_images_get_precision_and_recall_only(tmp_path: Path):
+    from ganterm.models import DCGANGenerator
+
+    images = Dataset("folder", torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8))
+    probe = QualityProbe.prepare(images, samples=200, seed=0, cache=tmp_path, log=lambda message: None)
+    assert set(probe.measure(DCGANGenerator(16, 8, 3, 32), z_dim=16)) == {"precision", "recall"}
+    assert not (tmp_path / "classifiers").exists()
