@@ -70,6 +70,7 @@ class TrainConfig:
     lr_d: float = _option(2e-4, "Adam learning rate of D", gt=0.0, le=1.0)
     beta1: float = _option(0.5, "Adam beta1", ge=0.0, lt=1.0)
     beta2: float = _option(0.999, "Adam beta2", ge=0.0, lt=1.0)
+    augment: bool = _option(False, "DiffAugment (translation + cutout) on every image D sees; helps small datasets")
     n_critic: int = _option(1, "D steps per G step", ge=1, le=100)
     ema: float = _option(0.999, "decay of the EMA copy of G used for samples; 0 turns it off", ge=0.0, lt=1.0)
     seed: int = _option(0, "seeds weights, noise and data order", ge=0)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ganterm import faults
+from ganterm.augment import diff_augment
 from ganterm.checkpoint import Checkpoint, load_weights, save_checkpoint
 from ganterm.config import Config
 from ganterm.data import Batches, Dataset
@@ -29,7 +30,7 @@ from ganterm.health import HealthMonitor
 from ganterm.losses import discriminator_loss, discriminator_targets, generator_loss
 from ganterm.models import build_discriminator, build_generator
 from ganterm.quality import QualityProbe
-from ganterm.rundir import JsonlWriter, RunDir, StatusBoard, record_event
+from ganterm.rundir import JsonlWriter, RunDir, StatusBoard, float32_precision, record_event
 from ganterm.sample import FIXED_NOISE_SEED_OFFSET, latent, picture, save_png
 
 STAT_NAMES = (
@@ -136,6 +137,12 @@ class Trainer:
         optimizer.step()
         return norm, finite
 
+    def _seen_by_d(self, images: torch.Tensor) -> torch.Tensor:
+        """Images as D sees them: augmented when train.augment is on (image data only)."""
+        if not self.config.train.augment or self.config.is_toy:
+            return images
+        return diff_augment(images, self.noise)
+
     def train_step(self) -> None:
         kind = self.config.loss.kind
         batch = self.config.train.batch_size
@@ -148,8 +155,8 @@ class Trainer:
             with torch.set_grad_enabled(last), self._autocast():
                 fake = self.g_forward(z)
             with self._autocast():
-                real_logits = self.d_forward(real)
-                fake_logits = self.d_forward(fake.detach())
+                real_logits = self.d_forward(self._seen_by_d(real))
+                fake_logits = self.d_forward(self._seen_by_d(fake.detach()))
             loss_d_real = discriminator_loss(kind, real_logits, self._targets(batch, real=True))
             loss_d_fake = discriminator_loss(kind, fake_logits, self._targets(batch, real=False))
             loss_d = (loss_d_real + loss_d_fake) * poison
@@ -159,7 +166,7 @@ class Trainer:
 
         self.discriminator.requires_grad_(False)
         with self._autocast():
-            fake_logits_g = self.d_forward(fake)
+            fake_logits_g = self.d_forward(self._seen_by_d(fake))
         loss_g = generator_loss(kind, fake_logits_g) * poison
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -205,7 +212,13 @@ class Trainer:
             *stats, finite_flag = values
             finite = finite_flag > 0.5
             self.bad_streak = 0 if finite else self.bad_streak + 1
-            row = {"step": step, "t": when, "epoch": round(epoch, 4), **dict(zip(STAT_NAMES, stats, strict=True))}
+            stats = [float32_precision(value) for value in stats]
+            row = {
+                "step": step,
+                "t": round(when, 3),
+                "epoch": round(epoch, 4),
+                **dict(zip(STAT_NAMES, stats, strict=True)),
+            }
             if not finite:
                 row["nonfinite"] = 1
             rows.append(row)
