@@ -121,7 +121,7 @@ def train(
         console.print(f"started [bold]{run.name}[/] (worker pid {pid}, log {run.log})")
         console.print(f"  watch it:  ganterm watch {run.name}\n  stop it:   ganterm stop {run.name}", highlight=False)
         return
-    _attach(run, dashboard=not no_dashboard)
+    _attach([run], root, dashboard=not no_dashboard)
 
 
 def _wait_for_start(run, launch) -> dict:
@@ -131,10 +131,19 @@ def _wait_for_start(run, launch) -> dict:
         return launch.wait_until_started(run, on_log=lambda line: spinner.update(f"{run.name}: {line[20:]}"))
 
 
-def _attach(run, dashboard: bool) -> None:
-    """Follow `run` until it ends or the viewer leaves; training goes on either way."""
+def _attach(runs: list, root: Path, dashboard: bool) -> None:
+    """Follow the runs until the first ends or the viewer leaves; training goes on either way."""
     from ganterm import progress
 
+    run = runs[0]
+    if dashboard and console.is_terminal and sys.stdin.isatty():
+        from ganterm.dashboard.app import Dashboard
+
+        if Dashboard(runs, root).run() == "stopped":
+            console.print(f"asked {run.name} to checkpoint and stop", highlight=False)
+        else:
+            _still_training(run)
+        return
     try:
         follow = progress.follow_rich if console.is_terminal else progress.follow_plain
         snap = follow(run, console)
@@ -142,6 +151,15 @@ def _attach(run, dashboard: bool) -> None:
         _interrupted(run)
         return
     _report_end(run, snap.state, snap.status)
+
+
+def _still_training(run) -> None:
+    from ganterm.rundir import ACTIVE_STATES, effective_state, read_status
+
+    if effective_state(read_status(run)) in ACTIVE_STATES:
+        console.print(
+            f"training continues in the background; watch it again with: ganterm watch {run.name}", highlight=False
+        )
 
 
 def _interrupted(run) -> None:
@@ -163,9 +181,8 @@ def _interrupted(run) -> None:
             highlight=False,
         )
     else:
-        console.print(
-            f"\ntraining continues in the background; watch it again with: ganterm watch {run.name}", highlight=False
-        )
+        console.print()
+        _still_training(run)
 
 
 def _report_end(run, state: str, status: dict) -> None:
@@ -182,14 +199,23 @@ def _report_end(run, state: str, status: dict) -> None:
 @app.command()
 @user_errors
 def watch(
-    run: RunArgument = None,
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Runs (names or paths) to watch; several overlay their curves. Newest if omitted.", show_default=False
+        ),
+    ] = None,
     no_dashboard: Annotated[bool, typer.Option(help="Show a progress line instead of the dashboard.")] = False,
     root: RootOption = Path("runs"),
 ) -> None:
-    """Attach to a run (running or not); quitting the viewer never stops training."""
+    """Attach to runs (running or not); quitting the viewer never stops training."""
     from ganterm.rundir import resolve_run
 
-    _attach(resolve_run(run, root), dashboard=not no_dashboard)
+    _attach(
+        [resolve_run(run, root) for run in runs] if runs else [resolve_run(None, root)],
+        root,
+        dashboard=not no_dashboard,
+    )
 
 
 @app.command()

@@ -78,7 +78,7 @@ class Follower:
         return self.snapshot.state in ACTIVE_STATES
 
 
-def _clock(seconds: float | None) -> str:
+def clock(seconds: float | None) -> str:
     if seconds is None:
         return "--:--"
     seconds = int(seconds)
@@ -96,7 +96,7 @@ def follow_plain(run: RunDir, console: Console, interval: float = 1.0) -> Snapsh
             percent = 100 * snap.step / max(snap.total, 1)
             console.print(
                 f"{run.name}: step {snap.step}/{snap.total} ({percent:.0f}%)  {snap.stats()}  "
-                f"ETA {_clock(snap.eta_seconds())}",
+                f"ETA {clock(snap.eta_seconds())}",
                 highlight=False,
             )
             printed_step = snap.step
@@ -131,7 +131,7 @@ def follow_rich(run: RunDir, console: Console, interval: float = 0.25) -> Snapsh
                 completed=snap.step,
                 total=snap.total or None,
                 state=snap.state,
-                eta=_clock(snap.eta_seconds()),
+                eta=clock(snap.eta_seconds()),
                 stats=snap.stats(),
             )
             if not follower.active:

@@ -1,0 +1,1 @@
+"""The live Textual dashboard (`ganterm watch`); never imports torch."""

@@ -1,0 +1,368 @@
+"""`ganterm watch`: the Textual app that tails run directories and drives the worker.
+
+One background thread reads every watched run directory (new bytes only) and
+posts what changed; the screen redraws on a steady timer, so a slow disk or a
+busy worker never blocks a key press. The app never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, RichLog, Static
+from textual.worker import get_current_worker
+
+from ganterm import control
+from ganterm.dashboard.gpu import gpu_usage
+from ganterm.dashboard.plots import DEDICATED_PANELS, RUN_COLOURS, MetricPlot, PlottedRun, View, extra_panel
+from ganterm.dashboard.reader import RunReader, RunUpdate
+from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
+from ganterm.dashboard.series import SeriesStore
+from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text, header_text
+from ganterm.rundir import ACTIVE_STATES, RunDir, effective_state, list_runs
+
+SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
+ZOOM_WINDOWS = (None, 500, 2_000, 10_000)
+MIN_PLOT_HEIGHT = 8
+HISTORY_REDRAW_SECONDS = 1.0
+
+
+class RunUpdated(Message):
+    """The reader thread found something new in a run directory."""
+
+    def __init__(self, key: str, update: RunUpdate) -> None:
+        super().__init__()
+        self.key = key
+        self.update = update
+
+
+@dataclass
+class WatchedRun:
+    """Everything the viewer knows of one run; touched only on the app thread (the reader aside)."""
+
+    run: RunDir
+    colour: str
+    reader: RunReader
+    store: SeriesStore = field(default_factory=SeriesStore)
+    status: dict[str, Any] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[Path] = field(default_factory=list)
+    loading: bool = True
+
+    @property
+    def state(self) -> str:
+        if self.status:
+            return effective_state(self.status)
+        return "external" if self.store.rows else "unknown"
+
+
+class Dashboard(App[str]):
+    """Returns "stopped" when the user stopped training from the viewer, else "left"."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "ganterm"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("p", "pause", "pause"),
+        Binding("c", "checkpoint", "checkpoint"),
+        Binding("g", "sample", "sample"),
+        Binding("x", "stop", "stop"),
+        Binding("s", "smoothing", "smooth"),
+        Binding("l", "log_scale", "log"),
+        Binding("z", "zoom", "zoom"),
+        Binding("left_square_bracket", "older_samples", "older samples", key_display="[", show=False),
+        Binding("right_square_bracket", "newer_samples", "newer samples", key_display="]", show=False),
+        Binding("n", "next_run", "next run", show=False),
+        Binding("N", "previous_run", "previous run", show=False),
+        Binding("r", "pick_runs", "runs"),
+        Binding("w", "toggle_log", "worker log", show=False),
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "interrupt", "quit, maybe stop", show=False, priority=True),
+    ]
+
+    def __init__(self, runs: list[RunDir], root: Path, refresh_per_second: float = 4.0) -> None:
+        super().__init__()
+        self.root = root
+        self.view = View()
+        self.refresh_interval = 1.0 / refresh_per_second
+        self.watched: dict[str, WatchedRun] = {}
+        self._dirty = True
+        self._panel_keys: tuple[str, ...] = ()
+        self._last_state = ""
+        self._drawn_at = 0.0
+        self._opened = time.time()
+        self._laid_out = False
+        self._show(runs)
+
+    # ----- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        with Horizontal(id="body"):
+            with VerticalScroll(id="plots"):
+                yield Grid(*(MetricPlot(panel) for panel in DEDICATED_PANELS), id="plot-grid")
+            with Vertical(id="side"):
+                yield SamplesPanel(id="samples")
+                yield AlertsPanel(id="alerts")
+                yield RichLog(id="log", max_lines=300, wrap=False, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._laid_out = True
+        self._panel_keys = tuple(panel.key for panel in DEDICATED_PANELS)
+        self.query_one("#alerts").border_title = "alerts"
+        self.query_one("#log").border_title = "worker.log"
+        self.query_one("#samples").border_title = "samples"
+        self.set_interval(self.refresh_interval, self._redraw)
+        self._read_runs()
+        self._redraw()
+
+    def on_resize(self) -> None:
+        width = self.size.width
+        self.screen.set_class(width < 110, "narrow")
+        self.screen.set_class(width < 72 or self.size.height < 22, "tiny")
+        self._dirty = True
+
+    # ----- reading ------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="reader")
+    def _read_runs(self) -> None:
+        """The one reader thread: polls every watched run, faster while history is still loading."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            busy = False
+            for key, watched in list(self.watched.items()):
+                update = watched.reader.poll()
+                busy |= update.more
+                if update or watched.loading:
+                    self.post_message(RunUpdated(key, update))
+            if not busy:
+                time.sleep(self.refresh_interval)
+
+    def on_run_updated(self, message: RunUpdated) -> None:
+        watched = self.watched.get(message.key)
+        if watched is None:
+            return  # a run the user switched away from
+        update = message.update
+        if update.reset:
+            watched.store = SeriesStore()
+        watched.store.add_columns(update.columns, update.rows)
+        if update.history_rows:
+            watched.store.add_columns(update.history, update.history_rows, history=True)
+        watched.loading = update.more
+        if update.status is not None:
+            watched.status = update.status
+        for event in update.events:
+            self._on_event(watched, event)
+        if watched is self.primary:
+            if update.log_lines:
+                log = self.query_one("#log", RichLog)
+                for line in update.log_lines:
+                    log.write(line)
+            if update.samples is not None:
+                watched.samples = update.samples
+                self.query_one(SamplesPanel).set_files(update.samples)
+        self._dirty = True
+
+    def _on_event(self, watched: WatchedRun, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if kind == "alert":
+            watched.alerts.append(event)
+        if event.get("ack") and watched is self.primary and event.get("t", 0) > self._opened:
+            what = {"checkpoint": "checkpoint written", "sample": "sample grid written"}.get(str(kind))
+            self.notify(f"{what or event.get('state', kind)} at step {event.get('step')}", timeout=4)
+
+    # ----- drawing ------------------------------------------------------------------------------
+
+    @property
+    def primary(self) -> WatchedRun:
+        return next(iter(self.watched.values()))
+
+    def _redraw(self) -> None:
+        """Runs on the timer: cheap when nothing changed, bounded by the plot widths when it did."""
+        primary = self.primary
+        state = primary.state
+        if state != self._last_state:
+            self._last_state, self._dirty = state, True
+        if not self._dirty and state not in ("running", "paused"):
+            return
+        self.query_one("#header", Static).update(
+            header_text(
+                primary.run.name,
+                state,
+                primary.status,
+                primary.store,
+                self.view,
+                gpu_usage(primary.status),
+                len(self.watched),
+            )
+        )
+        if not self._dirty:
+            return  # the clocks in the header tick; the plots wait for data
+        loading = any(w.loading for w in self.watched.values())
+        if loading and time.monotonic() - self._drawn_at < HISTORY_REDRAW_SECONDS:
+            return  # while history pours in, redraw now and then, not on every chunk
+        self._dirty = False
+        self._drawn_at = time.monotonic()
+        self._sync_panels()
+        runs = self.plotted_runs()
+        for plot in self.query(MetricPlot):
+            plot.show(runs, self.view)
+        self.query_one(AlertsPanel).show(primary.alerts, ending_text(state, primary.status, primary.run.name))
+
+    def plotted_runs(self) -> list[PlottedRun]:
+        return [PlottedRun(w.run.name, w.store, w.colour) for w in self.watched.values()]
+
+    def _sync_panels(self) -> None:
+        """One panel per extra metric any watched run logs; row height so two rows always fit."""
+        dedicated = [name for panel in DEDICATED_PANELS for name in panel.metrics]
+        extras = sorted({name for w in self.watched.values() for name in w.store.extra_names(dedicated)})
+        keys = tuple(panel.key for panel in DEDICATED_PANELS) + tuple(extras)
+        grid = self.query_one("#plot-grid", Grid)
+        if keys != self._panel_keys:
+            for plot in list(self.query(MetricPlot)):
+                if plot.panel.key not in keys:
+                    plot.remove()
+            existing = {plot.panel.key for plot in self.query(MetricPlot)}
+            grid.mount_all([MetricPlot(extra_panel(name)) for name in extras if name not in existing])
+            self._panel_keys = keys
+        columns = 1 if self.screen.has_class("narrow") else 2
+        rows = math.ceil(len(keys) / columns)
+        height = max(MIN_PLOT_HEIGHT, self.query_one("#plots").size.height // min(rows, 2) or MIN_PLOT_HEIGHT)
+        grid.styles.grid_size_columns = columns
+        grid.styles.grid_rows = str(height)
+        grid.styles.height = height * rows
+
+    # ----- runs ---------------------------------------------------------------------------------
+
+    def _show(self, runs: list[RunDir]) -> None:
+        self.watched = {
+            str(run.path): WatchedRun(run, RUN_COLOURS[i % len(RUN_COLOURS)], RunReader(run))
+            for i, run in enumerate(runs)
+        }
+        self._opened = time.time()
+        self._dirty = True
+        self.sub_title = ", ".join(run.name for run in runs)
+        if self._laid_out:
+            self.query_one("#log", RichLog).clear()
+            self.query_one(SamplesPanel).set_files([])
+
+    def _cycle_run(self, offset: int) -> None:
+        runs = list_runs(self.root)
+        if not runs:
+            return
+        names = [str(run.path.resolve()) for run in runs]
+        current = str(self.primary.run.path.resolve())
+        index = names.index(current) if current in names else 0
+        self._show([runs[(index + offset) % len(runs)]])
+
+    def action_next_run(self) -> None:
+        self._cycle_run(1)
+
+    def action_previous_run(self) -> None:
+        self._cycle_run(-1)
+
+    def action_pick_runs(self) -> None:
+        def chosen(runs: list[RunDir] | None) -> None:
+            if runs:
+                self._show(runs)
+
+        self.push_screen(RunPicker(self.root, [w.run for w in self.watched.values()]), chosen)
+
+    # ----- view keys ----------------------------------------------------------------------------
+
+    def _restyle(self) -> None:
+        self._dirty = True
+        self._redraw()
+
+    def action_smoothing(self) -> None:
+        index = SMOOTHING_STEPS.index(self.view.smoothing) if self.view.smoothing in SMOOTHING_STEPS else 0
+        self.view.smoothing = SMOOTHING_STEPS[(index + 1) % len(SMOOTHING_STEPS)]
+        self._restyle()
+
+    def action_log_scale(self) -> None:
+        self.view.log_scale = not self.view.log_scale
+        self._restyle()
+
+    def action_zoom(self) -> None:
+        index = ZOOM_WINDOWS.index(self.view.window)
+        self.view.window = ZOOM_WINDOWS[(index + 1) % len(ZOOM_WINDOWS)]
+        self._restyle()
+
+    def action_older_samples(self) -> None:
+        self.query_one(SamplesPanel).step_through(-1)
+
+    def action_newer_samples(self) -> None:
+        self.query_one(SamplesPanel).step_through(1)
+
+    def action_toggle_log(self) -> None:
+        log = self.query_one("#log", RichLog)
+        log.display = not log.display
+
+    def action_help(self) -> None:
+        rows = [(binding.key_display or binding.key, binding.description) for binding in self.BINDINGS]
+        self.push_screen(HelpScreen(rows))
+
+    # ----- worker control -----------------------------------------------------------------------
+
+    def _send(self, command: str, saying: str) -> bool:
+        watched = self.primary
+        if watched.state not in ACTIVE_STATES:
+            self.notify(f"{watched.run.name} is {watched.state}: there is no worker to {command}", severity="warning")
+            return False
+        control.send(watched.run, command)
+        self.notify(saying, timeout=3)
+        return True
+
+    def action_pause(self) -> None:
+        if self.primary.state == "paused":
+            self._send("resume", "asked the worker to resume")
+        else:
+            self._send("pause", "asked the worker to pause")
+
+    def action_checkpoint(self) -> None:
+        self._send("checkpoint", "asked the worker for a checkpoint")
+
+    def action_sample(self) -> None:
+        self._send("sample", "asked the worker for a sample grid")
+
+    def action_stop(self) -> None:
+        watched = self.primary
+        if watched.state not in ACTIVE_STATES:
+            self.notify(f"{watched.run.name} is {watched.state}: nothing to stop", severity="warning")
+            return
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                self._send("stop", "asked the worker to checkpoint and stop")
+
+        self.push_screen(ConfirmScreen(f"Stop training {watched.run.name}? It checkpoints first."), answered)
+
+    def action_interrupt(self) -> None:
+        """Ctrl-C asks before it stops anything; the default leaves training running."""
+        watched = self.primary
+        if watched.state not in ACTIVE_STATES:
+            self.exit("left")
+            return
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                control.send(watched.run, "stop")
+                self.exit("stopped")
+            else:
+                self.exit("left")
+
+        self.push_screen(ConfirmScreen(f"Quit the viewer. Stop training {watched.run.name} too?"), answered)
+
+    def action_quit(self) -> None:
+        self.exit("left")

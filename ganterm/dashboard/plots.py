@@ -1,0 +1,146 @@
+"""Metric panels: plotext plots of one or more runs, downsampled to the cells they have."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from rich.text import Text
+from textual.app import RenderResult
+from textual_plotext import PlotextPlot
+
+from ganterm.dashboard.series import SeriesStore, bucket_means, envelope, smooth
+
+RUN_COLOURS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "gray")
+SERIES_MARKERS = ("braille", "dot", "hd")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A plot: its title, the metrics it draws, and any reference line."""
+
+    key: str
+    title: str
+    metrics: tuple[str, ...]
+    reference: float | None = None
+    log_scale_allowed: bool = True
+
+
+DEDICATED_PANELS = (
+    Panel("losses", "D and G loss", ("loss_d", "loss_g")),
+    Panel("d_outputs", "D(x), D(G(z)) · 0.5 = equilibrium", ("d_x", "d_g_z1"), reference=0.5),
+    Panel("grad_norms", "gradient norms", ("grad_norm_d", "grad_norm_g")),
+)
+LABELS = {"d_x": "D(x)", "d_g_z1": "D(G(z))", "grad_norm_d": "D", "grad_norm_g": "G"}
+
+
+@dataclass
+class View:
+    """How every plot is drawn right now; the keys change it."""
+
+    smoothing: float = 0.6
+    log_scale: bool = False
+    window: int | None = None  # last N steps, or the whole run
+
+
+@dataclass(frozen=True)
+class PlottedRun:
+    name: str
+    store: SeriesStore
+    colour: str
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+class MetricPlot(PlotextPlot):
+    """One panel; `show` draws it from the runs' stores with the current view."""
+
+    def __init__(self, panel: Panel, **kwargs) -> None:
+        super().__init__(id=f"plot-{panel.key}", classes="metric-plot", **kwargs)
+        self.panel = panel
+
+    def show(self, runs: list[PlottedRun], view: View) -> None:
+        plt = self.plt
+        plt.clear_data()
+        buckets = max(8, self.size.width - 12)
+        log_scale = view.log_scale and self.panel.log_scale_allowed
+        plt.yscale("log" if log_scale else "linear")
+        plt.xlabel("step")
+        drawn = False
+        first, last = math.inf, -math.inf
+        for run in runs:
+            for index, name in enumerate(self.panel.metrics):
+                series = run.store.get(name)
+                if series is None or series.size == 0:
+                    continue
+                steps, values = series.window(view.window)
+                if log_scale:
+                    keep = values > 0
+                    steps, values = steps[keep], values[keep]
+                if len(steps) == 0:
+                    continue
+                label = LABELS.get(name, name)
+                if len(runs) > 1:
+                    label = f"{run.name} {label}"
+                label = f"{label} {_fmt(series.last())}"
+                colour = run.colour if len(runs) > 1 else RUN_COLOURS[index % len(RUN_COLOURS)]
+                marker = SERIES_MARKERS[index % len(SERIES_MARKERS)] if len(runs) > 1 else "braille"
+                x, lows, highs = envelope(steps, values, buckets)
+                if view.smoothing > 0:
+                    for edge in (lows, highs):  # the raw spread as points: lines here would double the cost
+                        _points(plt, x, edge, color="gray", marker="dot")
+                    x, means, sizes = bucket_means(steps, values, buckets)
+                    _line(plt, x, smooth(means, view.smoothing, sizes), color=colour, marker=marker, label=label)
+                else:
+                    _line(plt, x, highs, color=colour, marker=marker, label=label)
+                    if len(x) < len(steps):
+                        _line(plt, x, lows, color=colour, marker=marker)
+                first, last = min(first, float(x[0])), max(last, float(x[-1]))
+                drawn = True
+        if drawn and self.panel.reference is not None:
+            plt.hline(self.panel.reference, color="gray")
+        if drawn:
+            ticks = step_ticks(first, last)
+            plt.xticks(ticks, [f"{tick:,}" for tick in ticks])
+        plt.title(self.panel.title if drawn else f"{self.panel.title} · no data yet")
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        """plotext fails on a few degenerate views (e.g. two points on a log axis); say so instead of crashing."""
+        try:
+            return super().render()
+        except (IndexError, ValueError, ZeroDivisionError, OverflowError):
+            return Text(f"{self.panel.title}: too few points to draw in this view", style="dim")
+
+
+def _line(plt, x: np.ndarray, y: np.ndarray, **style: str) -> None:
+    """plotext draws finite points only; gaps (NaN) are left out."""
+    finite = np.isfinite(y)
+    if finite.any():
+        plt.plot(x[finite].tolist(), y[finite].tolist(), **style)
+
+
+def _points(plt, x: np.ndarray, y: np.ndarray, **style: str) -> None:
+    finite = np.isfinite(y)
+    if finite.any():
+        plt.scatter(x[finite].tolist(), y[finite].tolist(), **style)
+
+
+def step_ticks(first: float, last: float, count: int = 4) -> list[int]:
+    """Whole, round step numbers for the x axis."""
+    span = max(last - first, 1.0)
+    raw = span / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    spacing = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    start = math.ceil(first / spacing) * spacing
+    return [int(start + i * spacing) for i in range(count + 1) if start + i * spacing <= last]
+
+
+def extra_panel(name: str) -> Panel:
+    """A panel for a metric with no dedicated one (quality metrics, a user's own numbers)."""
+    return Panel(name, name, (name,))

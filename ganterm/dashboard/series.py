@@ -1,0 +1,206 @@
+"""Metric series held compactly, and cut down to what a terminal can show.
+
+A million logged steps must open in seconds and redraw in milliseconds, so
+points live in growing numpy arrays (8 bytes a point) and every redraw
+reduces the visible window to min/max buckets: a spike in one step still
+shows, and no plot is handed more points than it has cells.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
+
+import numpy as np
+
+# Bookkeeping columns and statistics that have a dedicated panel or none.
+NOT_PLOTTED_ALONE = frozenset(
+    {"step", "t", "epoch", "img_per_s", "lr_d", "lr_g", "gpu_mem_gb", "loss_d_real", "loss_d_fake", "d_g_z2"}
+)
+
+
+class Series:
+    """One metric's (step, value) points in arrival order, growing by doubling."""
+
+    def __init__(self) -> None:
+        self._steps = np.empty(256, dtype=np.int64)
+        self._values = np.empty(256, dtype=np.float32)
+        self.size = 0
+
+    def prepend(self, steps: np.ndarray, values: np.ndarray) -> None:
+        """Older points read after the newest ones (history fills in behind the live tail)."""
+        self._steps = np.concatenate([steps, self.steps])
+        self._values = np.concatenate([values, self.values])
+        self.size = len(self._steps)
+
+    def extend(self, steps: np.ndarray, values: np.ndarray) -> None:
+        end = self.size + len(steps)
+        if end > len(self._steps):
+            capacity = max(end, 2 * len(self._steps))
+            self._steps = np.resize(self._steps, capacity)
+            self._values = np.resize(self._values, capacity)
+        self._steps[self.size : end] = steps
+        self._values[self.size : end] = values
+        self.size = end
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self._steps[: self.size]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values[: self.size]
+
+    def last(self) -> float | None:
+        """The newest finite value, for the number printed beside a series name."""
+        finite = np.flatnonzero(np.isfinite(self.values[-64:]))
+        return float(self.values[-64:][finite[-1]]) if len(finite) else None
+
+    def window(self, last_steps: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Points of the last `last_steps` steps (all when None)."""
+        if last_steps is None or self.size == 0:
+            return self.steps, self.values
+        start = int(np.searchsorted(self.steps, self.steps[-1] - last_steps, side="right"))
+        return self.steps[start:], self.values[start:]
+
+
+class SeriesStore:
+    """One run's metrics.jsonl: a series per plotted metric, only the newest value of the rest."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, Series] = {}
+        self.latest: dict[str, float] = {}
+        self.rows = 0
+
+    def add_columns(
+        self, columns: Mapping[str, tuple[np.ndarray, np.ndarray]], rows: int, history: bool = False
+    ) -> None:
+        """Append new points, or with `history` put older ones in front."""
+        for name, (steps, values) in columns.items():
+            if name in NOT_PLOTTED_ALONE and name != "t":
+                finite = np.flatnonzero(np.isfinite(values))
+                if len(finite) and not (history and name in self.latest):
+                    self.latest[name] = float(values[finite[-1]])
+                continue
+            series = self.series.setdefault(name, Series())
+            (series.prepend if history else series.extend)(steps, values)
+        self.rows += rows
+
+    def get(self, name: str) -> Series | None:
+        return self.series.get(name)
+
+    def last(self, name: str) -> float | None:
+        series = self.series.get(name)
+        return series.last() if series is not None else self.latest.get(name)
+
+    def last_step(self) -> int:
+        return max((int(s.steps[-1]) for s in self.series.values() if s.size), default=0)
+
+    def extra_names(self, dedicated: Iterable[str]) -> list[str]:
+        """Numeric metrics with no dedicated panel: quality metrics, or whatever a user's loop logs."""
+        skip = NOT_PLOTTED_ALONE | set(dedicated)
+        return sorted(name for name in self.series if name not in skip)
+
+
+def columns_from_rows(rows: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Rows of one chunk → per-metric (steps, values) in step order; null and non-numbers become NaN.
+
+    Rows are grouped by their key sequence (a worker writes a few shapes of
+    row, over and over) so each group converts to numbers in one numpy call.
+    """
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for keys, group in _by_shape(rows):
+        if "step" not in keys:
+            continue
+        table = _numbers(keys, group)
+        steps = table[:, keys.index("step")]
+        usable = np.isfinite(steps)
+        steps = steps[usable].astype(np.int64)
+        for index, name in enumerate(keys):
+            if name != "step":
+                parts.setdefault(name, []).append((steps, table[usable, index].astype(np.float32)))
+    columns = {}
+    for name, pieces in parts.items():
+        if len(pieces) == 1:
+            columns[name] = pieces[0]
+            continue
+        steps = np.concatenate([p[0] for p in pieces])
+        order = np.argsort(steps, kind="stable")
+        columns[name] = (steps[order], np.concatenate([p[1] for p in pieces])[order])
+    return columns
+
+
+def _by_shape(rows: list[dict]) -> Iterator[tuple[tuple[str, ...], list[dict]]]:
+    """Rows grouped by their exact key sequence; the common one-or-two-shape case stays in C loops."""
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    for length in np.unique(lengths):
+        picked = np.flatnonzero(lengths == length).tolist()
+        group = [rows[i] for i in picked]
+        keys = tuple(group[0])
+        if all(map(keys.__eq__, map(tuple, group))):
+            yield keys, group
+            continue
+        shapes: dict[tuple[str, ...], list[dict]] = {}
+        for row in group:
+            shapes.setdefault(tuple(row), []).append(row)
+        yield from shapes.items()
+
+
+def _numbers(keys: tuple[str, ...], group: list[dict]) -> np.ndarray:
+    """A (rows, keys) float64 table; the fast path fails only on strings or nested values."""
+    try:
+        flat = np.fromiter(chain.from_iterable(map(dict.values, group)), dtype=np.float64, count=len(group) * len(keys))
+        return flat.reshape(len(group), len(keys))
+    except (TypeError, ValueError):
+        return np.array(
+            [[v if isinstance(v, (int, float)) else math.nan for v in row.values()] for row in group], dtype=np.float64
+        )
+
+
+def envelope(steps: np.ndarray, values: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each bucket's first step, min and max: at most `buckets` points, and spikes survive."""
+    if len(steps) <= buckets:
+        as_float = values.astype(np.float64)
+        return steps.astype(np.float64), as_float, as_float
+    starts = np.linspace(0, len(steps), buckets + 1).astype(np.int64)[:-1]
+    with np.errstate(invalid="ignore"):
+        lows = np.fmin.reduceat(values, starts).astype(np.float64)
+        highs = np.fmax.reduceat(values, starts).astype(np.float64)
+    return steps[starts].astype(np.float64), lows, highs
+
+
+def bucket_means(steps: np.ndarray, values: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Middle step, mean finite value and point count of each bucket (count 1 per point when few)."""
+    if len(steps) <= buckets:
+        return steps.astype(np.float64), values.astype(np.float64), np.ones(len(steps))
+    starts = np.linspace(0, len(steps), buckets + 1).astype(np.int64)[:-1]
+    sizes = np.diff(np.append(starts, len(steps)))
+    sums = np.add.reduceat(values, starts, dtype=np.float64)
+    counts = sizes.astype(np.float64)
+    if not np.isfinite(sums).all():  # gaps somewhere: the slower, NaN-aware sums
+        finite = np.isfinite(values)
+        counts = np.add.reduceat(finite, starts, dtype=np.float64)
+        sums = np.add.reduceat(np.where(finite, values, 0), starts, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return steps[starts + sizes // 2].astype(np.float64), sums / counts, sizes.astype(np.float64)
+
+
+def smooth(values: np.ndarray, weight: float, sizes: np.ndarray | None = None) -> np.ndarray:
+    """De-biased exponential moving average, as TensorBoard draws it.
+
+    A point standing for `size` raw steps decays the average by weight**size,
+    so the curve looks the same zoomed in or out. Gaps (NaN) are skipped.
+    """
+    out = np.full(len(values), np.nan)
+    if weight <= 0:
+        return values.astype(np.float64)
+    average = debias = 0.0
+    for i, value in enumerate(values.tolist()):
+        if not math.isfinite(value):
+            continue
+        decay = weight ** (1.0 if sizes is None else float(sizes[i]))
+        average = average * decay + (1 - decay) * value
+        debias = debias * decay + (1 - decay)
+        out[i] = average / debias
+    return out

@@ -1,0 +1,145 @@
+"""The dashboard's panels other than plots: header, samples, alerts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image as PILImage
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, Static
+from textual_image.widget import Image as TerminalImage
+
+from ganterm.dashboard.plots import View
+from ganterm.dashboard.series import SeriesStore
+from ganterm.listing import STATE_STYLE
+from ganterm.progress import clock
+
+ALERT_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+MAX_ALERTS = 50
+
+
+def eta_seconds(store: SeriesStore, total: int) -> float | None:
+    """Remaining steps over the rate of the last few hundred logged steps."""
+    times = store.get("t")
+    if times is None or times.size < 2 or not total:
+        return None
+    back = min(times.size - 1, 200)
+    steps, seconds = times.steps, times.values.astype(float)
+    rate = (steps[-1] - steps[-1 - back]) / max(float(seconds[-1] - seconds[-1 - back]), 1e-9)
+    return max(0.0, (total - int(steps[-1])) / rate) if rate > 0 else None
+
+
+def header_text(name: str, state: str, status: dict[str, Any], store: SeriesStore, view: View,
+                gpu: str | None, compared: int) -> Text:  # fmt: skip
+    """Two lines: where the run is, then how the plots are drawn."""
+    step = int(status.get("step") or store.last_step())
+    total = int(status.get("total") or 0)
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(name, style="bold")
+    text.append("  ")
+    text.append(f" {state.upper()} ", style=f"reverse {STATE_STYLE.get(state, '')}".strip())
+    text.append(f"  step {step:,}" + (f"/{total:,} ({100 * step / total:.0f}%)" if total else ""))
+    epoch = store.last("epoch")
+    if epoch is not None:
+        text.append(f" · epoch {epoch:.1f}")
+    times = store.get("t")
+    if times is not None and times.size:
+        end = time.time() if state in ("running", "paused", "starting") else float(times.values[-1])
+        text.append(f" · elapsed {clock(end - float(times.values[0]))}")
+    if state == "running":
+        text.append(f" · ETA {clock(eta_seconds(store, total))}")
+    speed = store.last("img_per_s")
+    if speed is not None:
+        text.append(f" · {speed:,.0f} img/s")
+    if status.get("device"):
+        text.append(f" · {status['device']}")
+    if gpu:
+        text.append(f" · {gpu}")
+    text.append("\n")
+    window = "whole run" if view.window is None else f"last {view.window:,} steps"
+    smoothing = f"smoothing {view.smoothing:g}" if view.smoothing else "no smoothing"
+    scale = "log scale" if view.log_scale else "linear"
+    text.append(f"{smoothing} · {scale} · {window}", style="dim")
+    if compared > 1:
+        text.append(f" · comparing {compared} runs", style="dim")
+    text.append(" · ? for keys", style="dim")
+    return text
+
+
+def ending_text(state: str, status: dict[str, Any], run_name: str) -> Text | None:
+    """Why a run is not running, in words, for the top of the alerts panel."""
+    if state == "failed":
+        return Text(f"failed: {status.get('error', 'see worker.log')}", style="bold red")
+    if state == "lost":
+        return Text(f"lost: the worker stopped beating; continue with ganterm train --resume {run_name}",
+                    style="bold red")  # fmt: skip
+    if state == "stopped":
+        return Text(f"stopped at step {status.get('step')}; continue with ganterm train --resume {run_name}")
+    if state == "finished":
+        return Text(f"finished all {status.get('total')} steps")
+    if state == "external":
+        return Text("metrics only: written by a training loop of your own")
+    return None
+
+
+class AlertsPanel(Static):
+    """Alerts the worker recorded, newest first, each one plain sentence."""
+
+    def show(self, alerts: list[dict[str, Any]], ending: Text | None) -> None:
+        text = Text()
+        if ending is not None:
+            text.append_text(ending)
+            text.append("\n")
+        for alert in reversed(alerts[-MAX_ALERTS:]):
+            severity = str(alert.get("severity", "warning"))
+            text.append(f"{severity} @ {alert.get('step', '?')}: ", style=ALERT_STYLE.get(severity, ""))
+            text.append(f"{alert.get('message', alert.get('check', ''))}\n")
+        if not text.plain:
+            text.append("no alerts", style="dim")
+        self.update(text.rstrip() or text)
+
+
+class SamplesPanel(Vertical):
+    """The newest fixed-noise grid, or an earlier one while the user steps back."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.files: list[Path] = []
+        self.index: int | None = None  # None follows the newest grid
+
+    def compose(self) -> ComposeResult:
+        yield Label("samples · none yet", id="samples-title")
+        yield TerminalImage(id="samples-image")
+
+    def set_files(self, files: list[Path]) -> None:
+        self.files = files
+        self._draw()
+
+    def step_through(self, offset: int) -> None:
+        if not self.files:
+            return
+        current = len(self.files) - 1 if self.index is None else self.index
+        target = max(0, min(len(self.files) - 1, current + offset))
+        self.index = None if target == len(self.files) - 1 else target
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self.files:
+            self.query_one("#samples-title", Label).update("samples · none yet")
+            self.query_one(TerminalImage).image = None
+            return
+        index = len(self.files) - 1 if self.index is None else self.index
+        path = self.files[index]
+        where = "newest" if self.index is None else f"{index + 1}/{len(self.files)} · ] newer"
+        step = path.stem.removeprefix("step_").lstrip("0") or "0"
+        self.query_one("#samples-title", Label).update(f"samples · step {step} · {where}")
+        try:
+            with PILImage.open(path) as image:
+                image.load()
+                self.query_one(TerminalImage).image = image.convert("RGB")
+        except OSError:  # the grid is being replaced; the next poll shows it
+            pass

@@ -1,0 +1,366 @@
+"""The dashboard as a user drives it: Textual's Pilot for every key and run state, snapshots of the main screen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from ganterm.dashboard.app import Dashboard
+from ganterm.dashboard.plots import MetricPlot
+from ganterm.dashboard.reader import RunReader
+from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
+from ganterm.dashboard.series import bucket_means, envelope, smooth
+from ganterm.dashboard.widgets import SamplesPanel
+from ganterm.rundir import RunDir
+from tests.dashboard_runs import append_metrics, make_run, metric_rows
+
+
+def _text(app: Dashboard, selector: str) -> str:
+    return str(app.query_one(selector).render())
+
+
+async def settle(pilot, app: Dashboard) -> None:
+    """Wait until the reader thread has delivered everything on disk and the timer has redrawn."""
+    for _ in range(100):
+        await pilot.pause(0.05)
+        if all(not watched.loading for watched in app.watched.values()):
+            break
+    app._dirty = True
+    app._redraw()
+    await pilot.pause()
+
+
+def _commands(run: RunDir) -> list[str]:
+    if not run.control.exists():
+        return []
+    return [orjson.loads(line)["cmd"] for line in run.control.read_bytes().splitlines()]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+# ----- series and reader --------------------------------------------------------------------
+
+
+def test_envelope_keeps_a_one_step_spike_and_bounds_the_points():
+    steps = np.arange(1_000_000)
+    values = np.ones(1_000_000, dtype=np.float32)
+    values[654_321] = 50.0
+    x, lows, highs = envelope(steps, values, buckets=100)
+    assert len(x) == 100 and highs.max() == 50.0 and lows.min() == 1.0
+
+
+def test_smoothing_is_debiased_and_independent_of_zoom():
+    constant = np.full(50, 3.0)
+    assert np.allclose(smooth(constant, 0.99), 3.0)  # no pull towards zero at the start
+    values = np.linspace(0, 10, 400)
+    full = smooth(values, 0.9)
+    _, means, sizes = bucket_means(np.arange(400), values, buckets=100)
+    coarse = smooth(means, 0.9, sizes)
+    assert abs(coarse[-1] - full[-1]) < 0.15  # four-step buckets draw nearly the same curve
+    assert np.array_equal(smooth(values, 0.0), values)
+
+
+def test_reader_waits_for_a_torn_line_and_skips_a_bad_one(root: Path):
+    run = make_run(root, "torn", "external", steps=3)
+    reader = RunReader(run)
+    assert reader.poll().rows == 3 + 0
+    with open(run.metrics, "ab") as handle:
+        handle.write(b'not json\n{"step": 4, "loss_d": 0.')
+    update = reader.poll()
+    assert update.rows == 0 and reader.bad_lines == 1
+    with open(run.metrics, "ab") as handle:
+        handle.write(b"7}\n")
+    update = reader.poll()
+    assert update.rows == 1 and float(update.columns["loss_d"][1][0]) == pytest.approx(0.7)
+
+
+def test_reader_notices_a_rewound_run(root: Path):
+    run = make_run(root, "rewound", "external", steps=20)
+    reader = RunReader(run)
+    reader.poll()
+    run.metrics.write_bytes(run.metrics.read_bytes()[:200])
+    assert reader.poll().reset
+
+
+# ----- states -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "shown", "reason"),
+    [
+        ("running", "RUNNING", None),
+        ("paused", "PAUSED", None),
+        ("finished", "FINISHED", "finished all 400 steps"),
+        ("stopped", "STOPPED", "continue with ganterm train --resume"),
+        ("failed", "FAILED", "RuntimeError: out of memory"),
+        ("lost", "LOST", "the worker stopped beating"),
+        ("external", "EXTERNAL", "metrics only"),
+    ],
+)
+async def test_every_run_state_opens_and_says_why_it_ended(root: Path, state: str, shown: str, reason: str | None):
+    run = make_run(root, "r", state)
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        header = _text(app, "#header")
+        assert "r" in header and shown in header and "step 200" in header
+        if reason:
+            assert reason in _text(app, "#alerts")
+        plots = {plot.panel.key for plot in app.query(MetricPlot)}
+        assert {"losses", "d_outputs", "grad_norms", "fd_classifier"} <= plots
+
+
+async def test_alerts_newest_first_and_log_tail(root: Path):
+    run = make_run(root, "r", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        alerts = _text(app, "#alerts")
+        assert alerts.index("NaN at step 90") < alerts.index("D is overpowering G")
+        assert "step 200: loss_d 0.5" in "\n".join(str(line.text) for line in app.query_one("#log").lines)
+
+
+async def test_new_points_appear_while_watching(root: Path):
+    run = make_run(root, "live", "running", steps=100)
+    app = Dashboard([run], root, refresh_per_second=20)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert app.primary.store.get("loss_d").size == 100
+        append_metrics(run, metric_rows(101, 150))
+        await pilot.pause(0.5)
+        await settle(pilot, app)
+        assert app.primary.store.get("loss_d").size == 150
+        assert float(app.primary.store.get("loss_d").steps[-1]) == 150
+
+
+# ----- keys -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "command"), [("c", "checkpoint"), ("g", "sample")])
+async def test_worker_keys_send_commands(root: Path, key: str, command: str):
+    run = make_run(root, "r", "running")
+    app = Dashboard([run], root)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        await pilot.press(key)
+        assert _commands(run) == [command]
+
+
+async def test_pause_key_pauses_a_running_run_and_resumes_a_paused_one(root: Path):
+    running, paused = make_run(root, "a", "running"), make_run(root, "b", "paused")
+    for run, expected in ((running, "pause"), (paused, "resume")):
+        app = Dashboard([run], root)
+        async with app.run_test() as pilot:
+            await settle(pilot, app)
+            await pilot.press("p")
+        assert _commands(run) == [expected]
+
+
+async def test_worker_keys_on_a_finished_run_explain_instead_of_sending(root: Path):
+    run = make_run(root, "done", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        for key in "pcgx":
+            await pilot.press(key)
+        assert _commands(run) == []
+        assert any("no worker" in n.message or "nothing to stop" in n.message for n in app._notifications)
+
+
+async def test_stop_asks_first_and_no_is_the_default(root: Path):
+    run = make_run(root, "r", "running")
+    app = Dashboard([run], root)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # the focused button is "No"
+        assert _commands(run) == []
+        await pilot.press("x", "y")
+        assert _commands(run) == ["stop"]
+
+
+async def test_ctrl_c_asks_and_can_leave_training_running(root: Path):
+    run = make_run(root, "r", "running")
+    app = Dashboard([run], root)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        await pilot.press("ctrl+c")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+    assert app.return_value == "left" and _commands(run) == []
+    app = Dashboard([run], root)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        await pilot.press("ctrl+c", "y")
+    assert app.return_value == "stopped" and _commands(run) == ["stop"]
+
+
+async def test_quit_leaves_training_alone(root: Path):
+    run = make_run(root, "r", "running")
+    app = Dashboard([run], root)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        await pilot.press("q")
+    assert app.return_value == "left" and _commands(run) == []
+
+
+async def test_view_keys_change_smoothing_scale_and_window(root: Path):
+    run = make_run(root, "r", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert "smoothing 0.6 · linear · whole run" in _text(app, "#header")
+        await pilot.press("s", "l", "z")
+        assert "smoothing 0.9 · log scale · last 500 steps" in _text(app, "#header")
+        await pilot.press("s", "s")
+        assert "no smoothing" in _text(app, "#header")
+
+
+async def test_zoom_shows_only_the_last_steps(root: Path):
+    run = make_run(root, "r", "finished", steps=2000, total=2000)
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        plot = app.query_one("#plot-losses", MetricPlot)
+        assert "1,000" in str(plot.render())  # the whole run's axis
+        await pilot.press("z")
+        steps, _ = app.primary.store.get("loss_d").window(app.view.window)
+        assert steps[0] > 1500
+        rendered = str(plot.render())
+        assert "1,000" not in rendered and "1,800" in rendered
+
+
+async def test_sample_keys_step_through_grids(root: Path):
+    run = make_run(root, "r", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        title = lambda: _text(app, "#samples-title")  # noqa: E731
+        assert "step 200 · newest" in title()
+        await pilot.press("left_square_bracket")
+        assert "step 100 · 1/2" in title()
+        await pilot.press("right_square_bracket")
+        assert "step 200 · newest" in title()
+        assert app.query_one(SamplesPanel).files[-1].name == "step_0000200.png"
+
+
+async def test_help_lists_every_key_and_closes(root: Path):
+    run = make_run(root, "r", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_text = str(app.screen.query_one("Static").render())
+        for words in ("pause", "checkpoint", "stop", "smooth", "zoom", "next run", "older samples", "quit"):
+            assert words in help_text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_log_key_hides_the_worker_log(root: Path):
+    run = make_run(root, "r", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("w")
+        assert not app.query_one("#log").display
+
+
+async def test_next_and_previous_run(root: Path):
+    first, second = make_run(root, "a-first", "finished"), make_run(root, "b-second", "stopped")
+    app = Dashboard([first], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("n")
+        await settle(pilot, app)
+        assert app.primary.run.name == "b-second" and "STOPPED" in _text(app, "#header")
+        await pilot.press("N")
+        await settle(pilot, app)
+        assert app.primary.run.name == "a-first"
+    del second
+
+
+async def test_picker_filters_switches_and_compares(root: Path):
+    make_run(root, "mnist-a", "finished")
+    make_run(root, "ring-b", "stopped")
+    make_run(root, "mnist-c", "failed")
+    app = Dashboard([RunDir(root / "mnist-a")], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("r")
+        assert isinstance(app.screen, RunPicker)
+        await pilot.press(*"ring")
+        listing = app.screen.query_one("SelectionList")
+        assert listing.option_count == 1
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert app.primary.run.name == "ring-b"
+        await pilot.press("r", *"mnist", "down", "space", "down", "space", "enter")
+        await settle(pilot, app)
+        assert sorted(w.run.name for w in app.watched.values()) == ["mnist-a", "mnist-c"]
+        assert "comparing 2 runs" in _text(app, "#header")
+        rendered = str(app.query_one("#plot-losses", MetricPlot).render())
+        assert "mnist-a loss_d" in rendered and "mnist-c loss_d" in rendered
+
+
+async def test_command_line_comparison_gives_each_run_its_own_colour(root: Path):
+    runs = [make_run(root, name, "finished") for name in ("x", "y")]
+    app = Dashboard(runs, root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        colours = [watched.colour for watched in app.watched.values()]
+        assert len(set(colours)) == 2
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20), (200, 60)])
+async def test_small_and_large_terminals_do_not_crash(root: Path, size: tuple[int, int]):
+    run = make_run(root, "r", "running")
+    app = Dashboard([run], root)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        await pilot.press("s", "l", "z", "question_mark", "escape")
+        assert "RUNNING" in _text(app, "#header")
+        assert app.screen.has_class("tiny") == (size == (60, 20))
+
+
+def test_the_viewer_never_imports_torch(root: Path):
+    run = make_run(root, "r", "finished")
+    probe = (
+        "import sys, asyncio\n"
+        "from pathlib import Path\n"
+        "from ganterm.dashboard.app import Dashboard\n"
+        "from ganterm.rundir import RunDir\n"
+        "async def main():\n"
+        f"    app = Dashboard([RunDir(Path({str(run.path)!r}))], Path({str(root)!r}))\n"
+        "    async with app.run_test() as pilot:\n"
+        "        await pilot.pause(0.5)\n"
+        "asyncio.run(main())\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr
+
+
+# ----- snapshots ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_main_screen_snapshot(snap_compare, tmp_path: Path, size: tuple[int, int]):
+    root = tmp_path / "runs"
+    run = make_run(root, "mnist5k-demo", "finished")
+    app = Dashboard([run], root)
+
+    async def loaded(pilot) -> None:
+        await settle(pilot, app)
+
+    assert snap_compare(app, terminal_size=size, run_before=loaded)
