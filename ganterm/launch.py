@@ -50,13 +50,14 @@ def create_run(config: Config, name: str | None, root: Path) -> RunDir:
 
 def resume_plan(
     argument: str, root: Path, config_path: Path | None, values: dict, overrides: list[str]
-) -> tuple[RunDir | None, Path, Config]:
+) -> tuple[RunDir | None, Path | None, Config]:
     """Which run and checkpoint to continue, and the config to continue with.
 
     The checkpoint's config is the base; what the user sets on top may change
     the schedule, not the data or the architecture. A checkpoint file outside
     any run directory starts a new run (returned as None) that continues its
-    step numbering.
+    step numbering. A run that died before its first checkpoint starts over
+    from step 0 (returned checkpoint None) with its saved config.
     """
     given = Path(argument).expanduser()
     if given.is_file():
@@ -67,7 +68,7 @@ def resume_plan(
         run = resolve_run(argument, root)
         checkpoint = latest_step_file(run)
         if checkpoint is None:
-            raise UserError(f"run {run.name!r} has no checkpoint to resume from")
+            return run, None, load_config(config_path, overrides, values, base=load_config(run.config))
     saved, step = read_config(checkpoint)
     config = load_config(config_path, overrides, values, base=saved)
     frozen_on_resume(saved, config)

@@ -334,6 +334,7 @@ def _flush(trainer: Trainer, loop: Loop, metrics: JsonlWriter) -> None:
     rate = round(len(rows) * trainer.images_per_step / max(elapsed, 1e-9), 1)
     for row in rows:
         row["img_per_s"] = rate
+    faults.disk_full_if("disk_full_at", trainer.step, metrics.path)
     metrics.write(rows)
     _check_health(loop, rows)
     loop.last_row = rows[-1]

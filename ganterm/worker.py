@@ -74,11 +74,11 @@ class Commands:
         return found
 
 
-def describe_os_error(error: OSError) -> str:
-    """One sentence for a disk problem, naming the file."""
+def describe_os_error(error: OSError, run: RunDir) -> str:
+    """One sentence for a disk problem, naming the file and the way back."""
     where = f" {error.filename}" if error.filename else " the run directory"
     if error.errno == errno.ENOSPC:
-        return f"no space left on the disk while writing{where}; free some space, then resume with --resume"
+        return f"no space left on the disk while writing{where}; free some, then: ganterm train --resume {run.name}"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write{where} ({error.strerror}); check the folder's permissions"
     return f"cannot write{where}: {error.strerror or error}"
@@ -105,7 +105,7 @@ def run_worker(run: RunDir, resume: Path | None) -> int:
         return _fail(run, status, str(error), trainer, loop, exit_code=2)
     except OSError as error:
         log(traceback.format_exc())
-        return _fail(run, status, describe_os_error(error), trainer, loop)
+        return _fail(run, status, describe_os_error(error, run), trainer, loop)
     except Exception as error:  # a bug or a fault: the traceback goes to worker.log
         log(traceback.format_exc())
         return _fail(run, status, f"{type(error).__name__}: {error} (traceback in worker.log)", trainer, loop)
@@ -141,6 +141,8 @@ def _prepare(run: RunDir, resume: Path | None, status: StatusBoard, commands: Co
         loop.last_checkpoint = checkpoint.step
         rewind(run, checkpoint.step)
         log(f"resumed from {resume} at step {checkpoint.step}")
+    else:
+        rewind(run, 0)  # a run restarted before its first checkpoint replays from the start
     status.update(
         total=total, device=describe_device(device), data=config.data.name, batch_size=config.train.batch_size
     )
