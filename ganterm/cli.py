@@ -78,9 +78,9 @@ def train(
     resume: Annotated[
         str | None, typer.Option(help="Continue a run (name or path) or a checkpoint file.", show_default=False)
     ] = None,
-    detach: Annotated[bool, typer.Option(help="Start the worker and return; attach later with ganterm watch.")] = False,
-    no_dashboard: Annotated[bool, typer.Option(help="Show a progress line instead of the dashboard.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Print the resolved config and exit.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Start the worker and return; attach later with ganterm watch.")] = False,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Show a progress line instead of the dashboard.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and exit.")] = False,
     root: RootOption = Path("runs"),
 ) -> None:
     """Train a GAN in a background worker and watch it."""
@@ -205,7 +205,7 @@ def watch(
             help="Runs (names or paths) to watch; several overlay their curves. Newest if omitted.", show_default=False
         ),
     ] = None,
-    no_dashboard: Annotated[bool, typer.Option(help="Show a progress line instead of the dashboard.")] = False,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Show a progress line instead of the dashboard.")] = False,
     root: RootOption = Path("runs"),
 ) -> None:
     """Attach to runs (running or not); quitting the viewer never stops training."""
