@@ -30,6 +30,9 @@ errors = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 RootOption = Annotated[Path, typer.Option("--root", help="Folder that holds the runs.")]
+NoDashboardOption = Annotated[
+    bool, typer.Option("--no-dashboard", help="Show a progress line instead of the dashboard.")
+]
 RunArgument = Annotated[
     str | None, typer.Argument(help="Run name or path; the newest run if omitted.", show_default=False)
 ]
@@ -78,8 +81,10 @@ def train(
     resume: Annotated[
         str | None, typer.Option(help="Continue a run (name or path) or a checkpoint file.", show_default=False)
     ] = None,
-    detach: Annotated[bool, typer.Option("--detach", help="Start the worker and return; attach later with ganterm watch.")] = False,
-    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Show a progress line instead of the dashboard.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Start the worker and return; attach later with ganterm watch.")
+    ] = False,
+    no_dashboard: NoDashboardOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and exit.")] = False,
     root: RootOption = Path("runs"),
 ) -> None:
@@ -205,7 +210,7 @@ def watch(
             help="Runs (names or paths) to watch; several overlay their curves. Newest if omitted.", show_default=False
         ),
     ] = None,
-    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Show a progress line instead of the dashboard.")] = False,
+    no_dashboard: NoDashboardOption = False,
     root: RootOption = Path("runs"),
 ) -> None:
     """Attach to runs (running or not); quitting the viewer never stops training."""
