@@ -50,20 +50,20 @@ class ModelConfig:
     channels: int = _option(0, "1 or 3; 0 takes the dataset's (filled in when a run starts)", choices=(0, 1, 3))
     width: int = _option(64, "channels of the widest-but-one layer (DCGAN's ngf/ndf)", ge=4, le=1024)
     z_dim: int = _option(100, "latent size", ge=1, le=4096)
-    spectral_norm: bool = _option(False, "spectral norm on D's layers (replaces D's BatchNorm)")
+    spectral_norm: bool = _option(True, "spectral norm on D's layers (replaces D's BatchNorm)")
     minibatch_std: bool = _option(False, "append a minibatch standard-deviation channel before D's last layer")
 
 
 @dataclass
 class LossConfig:
     kind: str = _option("nonsat", "nonsat, minimax, hinge or lsgan", choices=LOSS_KINDS)
-    label_smoothing: float = _option(0.0, "one-sided: D's real target becomes 1 - this", ge=0.0, lt=0.5)
+    label_smoothing: float = _option(0.1, "one-sided: D's real target becomes 1 - this", ge=0.0, lt=0.5)
     label_noise: float = _option(0.0, "probability of flipping each of D's labels", ge=0.0, lt=0.5)
 
 
 @dataclass
 class TrainConfig:
-    steps: int = _option(2000, "total G steps (a resumed run trains on to this step)", ge=1)
+    steps: int = _option(4000, "total G steps (a resumed run trains on to this step)", ge=1)
     epochs: float = _option(0.0, "if above 0, sets steps from the dataset size instead", ge=0.0)
     batch_size: int = _option(64, "images per batch", ge=1, le=65536)
     lr_g: float = _option(2e-4, "Adam learning rate of G", gt=0.0, le=1.0)
