@@ -239,6 +239,19 @@ async def test_zoom_shows_only_the_last_steps(root: Path):
         assert "1,000" not in rendered and "1,800" in rendered
 
 
+async def test_quality_panels_come_first_and_a_constant_one_has_a_clean_axis(root: Path):
+    run = make_run(root, "r", "finished")
+    quality = [{"step": s, "class_coverage": 10.0, "fd_classifier": 300.0 / s} for s in range(10, 201, 10)]
+    append_metrics(run, quality)
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        extra = [plot.panel.key for plot in app.query(MetricPlot)][3:]
+        assert extra == ["fd_classifier", "class_coverage"]
+        axis = str(app.query_one("#plot-class_coverage", MetricPlot).render())
+        assert "10.0" in axis and "10.00000" not in axis
+
+
 async def test_sample_keys_step_through_grids(root: Path):
     run = make_run(root, "r", "finished")
     app = Dashboard([run], root)

@@ -26,7 +26,7 @@ from ganterm.dashboard.gpu import gpu_usage
 from ganterm.dashboard.plots import DEDICATED_PANELS, RUN_COLOURS, MetricPlot, PlottedRun, View, extra_panel
 from ganterm.dashboard.reader import RunReader, RunUpdate
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
-from ganterm.dashboard.series import SeriesStore
+from ganterm.dashboard.series import SeriesStore, panel_order
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text, header_text
 from ganterm.rundir import ACTIVE_STATES, RunDir, effective_state, list_runs
 
@@ -226,7 +226,8 @@ class Dashboard(App[str]):
     def _sync_panels(self) -> None:
         """One panel per extra metric any watched run logs; row height so two rows always fit."""
         dedicated = [name for panel in DEDICATED_PANELS for name in panel.metrics]
-        extras = sorted({name for w in self.watched.values() for name in w.store.extra_names(dedicated)})
+        logged = set().union(*(w.store.extra_names(dedicated) for w in self.watched.values()))
+        extras = sorted(logged, key=panel_order)
         keys = tuple(panel.key for panel in DEDICATED_PANELS) + tuple(extras)
         grid = self.query_one("#plot-grid", Grid)
         if keys != self._panel_keys:

@@ -73,6 +73,7 @@ class MetricPlot(PlotextPlot):
         plt.xlabel("step")
         drawn = False
         first, last = math.inf, -math.inf
+        low, high = math.inf, -math.inf
         for run in runs:
             for index, name in enumerate(self.panel.metrics):
                 series = run.store.get(name)
@@ -101,9 +102,17 @@ class MetricPlot(PlotextPlot):
                     if len(x) < len(steps):
                         _line(plt, x, lows, color=colour, marker=marker)
                 first, last = min(first, float(x[0])), max(last, float(x[-1]))
+                shown = np.concatenate([lows, highs])
+                shown = shown[np.isfinite(shown)]
+                if shown.size:
+                    low, high = min(low, float(shown.min())), max(high, float(shown.max()))
                 drawn = True
         if drawn and self.panel.reference is not None:
             plt.hline(self.panel.reference, color="gray")
+        if not log_scale and low <= high and high - low <= 1e-6 * max(1.0, abs(high)):
+            plt.ylim(*flat_range(low, high))
+        else:
+            plt.ylim(None, None)
         if drawn:
             ticks = step_ticks(first, last)
             plt.xticks(ticks, [f"{tick:,}" for tick in ticks])
@@ -139,6 +148,13 @@ def step_ticks(first: float, last: float, count: int = 4) -> list[int]:
     spacing = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
     start = math.ceil(first / spacing) * spacing
     return [int(start + i * spacing) for i in range(count + 1) if start + i * spacing <= last]
+
+
+def flat_range(low: float, high: float) -> tuple[float, float]:
+    """A y range around a constant series; plotext's own would print its rounding noise (10.0000000000000018)."""
+    middle = (low + high) / 2
+    pad = max(abs(middle) * 0.1, 0.5)
+    return middle - pad, middle + pad
 
 
 def extra_panel(name: str) -> Panel:

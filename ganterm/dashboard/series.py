@@ -19,6 +19,8 @@ NOT_PLOTTED_ALONE = frozenset(
     {"step", "t", "epoch", "img_per_s", "lr_d", "lr_g", "gpu_mem_gb", "loss_d_real", "loss_d_fake", "d_g_z2"}
 )
 
+QUALITY_FIRST = ("fd_classifier", "class_kl", "modes_covered", "hq_share", "precision", "recall", "diversity")
+
 
 class Series:
     """One metric's (step, value) points in arrival order, growing by doubling."""
@@ -97,10 +99,15 @@ class SeriesStore:
     def last_step(self) -> int:
         return max((int(s.steps[-1]) for s in self.series.values() if s.size), default=0)
 
-    def extra_names(self, dedicated: Iterable[str]) -> list[str]:
+    def extra_names(self, dedicated: Iterable[str]) -> set[str]:
         """Numeric metrics with no dedicated panel: quality metrics, or whatever a user's loop logs."""
         skip = NOT_PLOTTED_ALONE | set(dedicated)
-        return sorted(name for name in self.series if name not in skip)
+        return {name for name in self.series if name not in skip}
+
+
+def panel_order(name: str) -> tuple[int, str]:
+    """The quality measures that move most come first; then anything else by name."""
+    return (QUALITY_FIRST.index(name) if name in QUALITY_FIRST else len(QUALITY_FIRST), name)
 
 
 def columns_from_rows(rows: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
