@@ -1,0 +1,72 @@
+"""A user's own training loop feeds the same run directory, alerts and dashboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import ganterm
+from ganterm.dashboard.app import Dashboard
+from ganterm.dashboard.plots import MetricPlot
+from ganterm.errors import UserError
+from ganterm.rundir import RunDir, append_jsonl, read_jsonl, read_status
+from tests.test_dashboard import settle
+
+
+def test_a_loop_logs_numbers_and_images_and_finishes(tmp_path: Path):
+    with ganterm.Run("mine", root=tmp_path, total=40, flush_every=8) as run:
+        for step in range(1, 41):
+            run.log(step, loss_d=torch.tensor(1.0 / step), loss_g=2.0, sharpness=float(step))
+        run.images(40, torch.zeros(16, 1, 28, 28))
+    directory = RunDir(tmp_path / "mine")
+    rows = read_jsonl(directory.metrics)
+    assert [row["step"] for row in rows] == list(range(1, 41))
+    assert rows[3]["loss_d"] == pytest.approx(0.25) and rows[-1]["sharpness"] == 40.0
+    status = read_status(directory)
+    assert status["state"] == "finished" and status["step"] == 40 and status["total"] == 40
+    assert [p.name for p in directory.sample_files()] == ["step_0000040.png"]
+
+
+def test_an_exception_in_the_loop_marks_the_run_failed_and_keeps_its_rows(tmp_path: Path):
+    with pytest.raises(RuntimeError), ganterm.Run("broken", root=tmp_path) as run:
+        run.log(1, loss_d=0.5)
+        raise RuntimeError("out of memory")
+    directory = RunDir(tmp_path / "broken")
+    assert read_status(directory)["error"] == "RuntimeError: out of memory"
+    assert read_jsonl(directory.metrics)[0]["loss_d"] == 0.5
+
+
+def test_stop_from_a_viewer_reaches_the_loop(tmp_path: Path):
+    with ganterm.Run("stoppable", root=tmp_path, flush_every=1) as run:
+        run.log(1, loss_d=0.5)
+        append_jsonl(run.dir.control, {"cmd": "stop", "id": "a"})
+        run.log(2, loss_d=0.5)
+        assert run.stop_requested
+    assert read_status(run.dir)["state"] == "stopped"
+
+
+def test_a_name_in_use_is_refused(tmp_path: Path):
+    ganterm.Run("taken", root=tmp_path).close()
+    with pytest.raises(UserError, match="already exists"):
+        ganterm.Run("taken", root=tmp_path)
+
+
+def test_a_collapsing_discriminator_raises_the_same_alert(tmp_path: Path):
+    with ganterm.Run("overpowered", root=tmp_path) as run:
+        for step in range(1, 301):
+            run.log(step, d_x=0.999, d_g_z1=0.001, loss_d=0.002, loss_g=7.0)
+    alerts = [e for e in read_jsonl(run.dir.events) if e["kind"] == "alert"]
+    assert [a["check"] for a in alerts] == ["d_overpowering"]
+
+
+async def test_the_dashboard_shows_a_user_loop_with_its_own_metric(tmp_path: Path):
+    with ganterm.Run("watched", root=tmp_path, total=50) as run:
+        for step in range(1, 51):
+            run.log(step, loss_d=1.0, loss_g=1.0, sharpness=step / 50)
+    app = Dashboard([run.dir], tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert "FINISHED" in str(app.query_one("#header").render())
+        assert "sharpness" in str(app.query_one("#plot-sharpness", MetricPlot).render())
