@@ -103,6 +103,8 @@ def ganterm_loop(steps: int) -> float:
         [
             f"model.image_size={SIZE}",
             f"model.width={WIDTH}",
+            "model.spectral_norm=false",  # the tutorial's D: BatchNorm, like the baseline's
+            "loss.label_smoothing=0",
             f"train.batch_size={BATCH}",
             "train.device=cpu",
             "log.every=10",

@@ -1,0 +1,39 @@
+"""Alerts on real training runs: a broken recipe is called out early, the default one never.
+
+Both train mnist5k through the CLI, as a user would; minutes each, so slow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganterm.rundir import RunDir, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+QUIET = ["--no-dashboard", "--set", "sample.every=0", "--set", "checkpoint.every=0"]
+
+
+def train(cwd: Path, name: str, *args: str) -> list[dict]:
+    """The alerts the run raised."""
+    result = subprocess.run([sys.executable, "-m", "ganterm", "train", "--name", name, *QUIET, *args],
+                            cwd=cwd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [e for e in read_jsonl(RunDir(cwd / "runs" / name).events) if e["kind"] == "alert"]
+
+
+def test_a_discriminator_learning_100x_faster_is_called_out_early(tmp_path: Path):
+    alerts = train(tmp_path, "broken", "--steps", "400", "--set", "quality.every=0",
+                   "--set", "model.spectral_norm=false", "--set", "loss.label_smoothing=0",
+                   "--set", "train.lr_g=2e-4", "--set", "train.lr_d=2e-2")  # fmt: skip
+    found = {a["check"] for a in alerts}
+    assert found & {"d_overpowering", "vanishing_g_gradient"}, alerts
+
+
+def test_the_default_recipe_raises_no_alert(tmp_path: Path):
+    assert train(tmp_path, "healthy") == []
