@@ -118,6 +118,15 @@ async def test_every_run_state_opens_and_says_why_it_ended(root: Path, state: st
         assert {"losses", "d_outputs", "grad_norms", "fd_classifier"} <= plots
 
 
+async def test_eta_comes_from_the_wall_clock_of_recent_steps(root: Path):
+    run = make_run(root, "r", "running", steps=200, total=400)  # 0.1 s a step, real-sized timestamps
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        header = _text(app, "#header")
+        assert "ETA 0:00:19" in header or "ETA 0:00:20" in header  # 200 steps left at 0.1 s
+
+
 async def test_alerts_newest_first_and_log_tail(root: Path):
     run = make_run(root, "r", "finished")
     app = Dashboard([run], root)

@@ -22,12 +22,17 @@ NOT_PLOTTED_ALONE = frozenset(
 QUALITY_FIRST = ("fd_classifier", "class_kl", "modes_covered", "hq_share", "precision", "recall", "diversity")
 
 
+def value_dtype(name: str) -> type[np.floating]:
+    """float32 halves the memory of a long run; wall-clock seconds need float64 (float32 steps by 128 s)."""
+    return np.float64 if name == "t" else np.float32
+
+
 class Series:
     """One metric's (step, value) points in arrival order, growing by doubling."""
 
-    def __init__(self) -> None:
+    def __init__(self, dtype: type[np.floating] = np.float32) -> None:
         self._steps = np.empty(256, dtype=np.int64)
-        self._values = np.empty(256, dtype=np.float32)
+        self._values = np.empty(256, dtype=dtype)
         self.size = 0
 
     def prepend(self, steps: np.ndarray, values: np.ndarray) -> None:
@@ -85,7 +90,7 @@ class SeriesStore:
                 if len(finite) and not (history and name in self.latest):
                     self.latest[name] = float(values[finite[-1]])
                 continue
-            series = self.series.setdefault(name, Series())
+            series = self.series.setdefault(name, Series(value_dtype(name)))
             (series.prepend if history else series.extend)(steps, values)
         self.rows += rows
 
@@ -126,7 +131,7 @@ def columns_from_rows(rows: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarra
         steps = steps[usable].astype(np.int64)
         for index, name in enumerate(keys):
             if name != "step":
-                parts.setdefault(name, []).append((steps, table[usable, index].astype(np.float32)))
+                parts.setdefault(name, []).append((steps, table[usable, index].astype(value_dtype(name))))
     columns = {}
     for name, pieces in parts.items():
         if len(pieces) == 1:
