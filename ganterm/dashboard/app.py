@@ -172,7 +172,9 @@ class Dashboard(App[str]):
             if update.samples is not None:
                 watched.samples = update.samples
                 self.query_one(SamplesPanel).set_files(update.samples)
-        self._dirty = True
+        # status beats every 2 s: only new points are worth a redraw of every plot
+        if update.rows or update.history_rows or update.reset or update.events:
+            self._dirty = True
 
     def _on_event(self, watched: WatchedRun, event: dict[str, Any]) -> None:
         kind = event.get("kind")
