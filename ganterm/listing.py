@@ -54,7 +54,8 @@ def run_summary(run: RunDir, now: float) -> dict[str, str]:
     }
 
 
-def runs_table(root: Path) -> Table:
+def runs_table(root: Path) -> Table | str:
+    """The `ganterm runs` table; a one-line hint instead of an empty table."""
     table = Table(title=f"runs in {root}/", title_justify="left")
     headers = [
         ("name", "left"),
@@ -78,7 +79,7 @@ def runs_table(root: Path) -> Table:
         cells[1] = f"[{style}]{cells[1]}[/]" if style else cells[1]
         table.add_row(*cells)
     if not table.rows:
-        table.caption = "no runs yet; start one with: ganterm train"
+        return f"no runs in {root}/ yet; start one with: ganterm train"
     return table
 
 

@@ -121,6 +121,12 @@ def test_runs_lists_state_and_latest_numbers(trained_run: RunDir):
     assert "finished" in line and "8/8" in line and "cpu" in line
 
 
+def test_runs_without_any_says_how_to_start_one(tmp_path: Path):
+    result = runner.invoke(app, ["runs", "--root", str(tmp_path / "runs")])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"no runs in {tmp_path / 'runs'}/ yet; start one with: ganterm train"
+
+
 @pytest.mark.parametrize("args", [["--help"], ["runs"], ["train", "--dry-run"]])
 def test_light_commands_never_import_torch(args: list[str], in_tmp: Path):
     probe = (
