@@ -36,7 +36,8 @@ def _number(row: dict[str, Any], name: str, digits: int) -> str:
 
 def run_summary(run: RunDir, now: float) -> dict[str, str]:
     status = read_status(run) or {}
-    row = last_record(run.metrics) or {}
+    # a quality row may come last; the training statistics are in the last row that has them
+    row = last_record(run.metrics, having="loss_d") or last_record(run.metrics) or {}
     started = status.get("started") or (run.path.stat().st_mtime if run.path.exists() else now)
     step = status.get("step", row.get("step", 0))
     total = status.get("total")

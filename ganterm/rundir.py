@@ -224,8 +224,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return JsonlTail(path).read()
 
 
-def last_record(path: Path, window: int = 65536) -> dict[str, Any] | None:
-    """The last complete record, read from the file's end (metrics can be huge)."""
+def last_record(path: Path, window: int = 65536, having: str | None = None) -> dict[str, Any] | None:
+    """The last complete record (holding the key `having`, if given), read from the file's end."""
     try:
         with open(path, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
@@ -238,7 +238,7 @@ def last_record(path: Path, window: int = 65536) -> dict[str, Any] | None:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and (having is None or having in record):
             return record
     return None
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from ganterm.cli import app
-from ganterm.rundir import RunDir, read_status
+from ganterm.rundir import RunDir, append_jsonl, read_status, write_status
 from tests.conftest import tiny_config, train_in_process
 
 runner = CliRunner()
@@ -119,6 +119,17 @@ def test_runs_lists_state_and_latest_numbers(trained_run: RunDir):
     assert result.exit_code == 0, result.output
     line = next(line for line in result.output.splitlines() if "tiny" in line)
     assert "finished" in line and "8/8" in line and "cpu" in line
+
+
+def test_runs_shows_the_last_losses_when_a_quality_row_comes_last(tmp_path: Path):
+    run = RunDir(tmp_path / "runs" / "measured")
+    run.path.mkdir(parents=True)
+    write_status(run, {"state": "finished", "step": 60, "total": 60, "started": 0, "device": "cpu"})
+    append_jsonl(run.metrics, {"step": 60, "t": 1.0, "loss_d": 0.988, "loss_g": 0.961, "d_x": 0.69, "d_g_z1": 0.41})
+    append_jsonl(run.metrics, {"step": 60, "t": 1.1, "fd_classifier": 1462.7, "class_kl": 2.3})
+    result = runner.invoke(app, ["runs", "--root", str(tmp_path / "runs")], env={"COLUMNS": "160"})
+    line = next(line for line in result.output.splitlines() if "measured" in line)
+    assert "0.988" in line and "0.961" in line and "0.69" in line
 
 
 def test_runs_without_any_says_how_to_start_one(tmp_path: Path):
