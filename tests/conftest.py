@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,20 @@ TINY = [
     "checkpoint.every=0",
     "quality.every=0",
 ]
+
+
+def run_cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """`python -m ganterm ARGS` in `cwd` as a separate process, the way a user's shell runs it; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "ganterm", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
 
 
 def tiny_config(*overrides: str, data: str = "mnist5k") -> Config:

@@ -5,14 +5,12 @@ Both train mnist5k through the CLI, as a user would; minutes each, so slow.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ganterm.rundir import RunDir, read_jsonl
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +19,7 @@ QUIET = ["--no-dashboard", "--set", "sample.every=0", "--set", "checkpoint.every
 
 def train(cwd: Path, name: str, *args: str) -> list[dict]:
     """The alerts the run raised."""
-    result = subprocess.run([sys.executable, "-m", "ganterm", "train", "--name", name, *QUIET, *args],
-                            cwd=cwd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    result = run_cli(cwd, "train", "--name", name, *QUIET, *args, timeout=3600)
     assert result.returncode == 0, result.stdout + result.stderr
     return [e for e in read_jsonl(RunDir(cwd / "runs" / name).events) if e["kind"] == "alert"]
 

@@ -19,6 +19,7 @@ import torch
 
 from ganterm.checkpoint import load_checkpoint
 from ganterm.rundir import RunDir, append_jsonl, effective_state, read_jsonl, read_status
+from tests.conftest import run_cli
 
 TINY = [
     "--data", "ring", "--set", "model.width=16", "--set", "model.z_dim=8", "--set", "train.batch_size=32",
@@ -27,19 +28,8 @@ TINY = [
 ]  # fmt: skip
 
 
-def ganterm(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ganterm", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
-
-
 def start(cwd: Path, name: str, steps: int = 1_000_000, faults: str = "", *extra: str) -> RunDir:
-    result = ganterm(cwd, "train", "--detach", "--name", name, "--steps", str(steps), *TINY, *extra,
+    result = run_cli(cwd, "train", "--detach", "--name", name, "--steps", str(steps), *TINY, *extra,
                      env={"GANTERM_FAULTS": faults})  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"started {name}" in result.stdout and f"ganterm watch {name}" in result.stdout
@@ -82,24 +72,24 @@ def workers(tmp_path: Path):
 def test_detach_runs_pause_unpause_checkpoint_snapshot_stop(workers: Path):
     run = start(workers, "life")
     wait_until(lambda: step(run) > 20, what="training to start")
-    listing = ganterm(workers, "runs").stdout
+    listing = run_cli(workers, "runs").stdout
     assert "life" in listing and "running" in listing
 
-    assert ganterm(workers, "pause", "life").returncode == 0
+    assert run_cli(workers, "pause", "life").returncode == 0
     paused_at, beat = step(run), read_status(run)["heartbeat"]
     time.sleep(2.5)
     assert state(run) == "paused" and step(run) == paused_at
     assert read_status(run)["heartbeat"] > beat  # the worker is alive, just not stepping
-    assert ganterm(workers, "unpause", "life").returncode == 0
+    assert run_cli(workers, "unpause", "life").returncode == 0
     wait_until(lambda: step(run) > paused_at + 10, what="steps after unpause")
 
-    result = ganterm(workers, "checkpoint", "life")
+    result = run_cli(workers, "checkpoint", "life")
     assert result.returncode == 0, result.stderr
     assert any(e["kind"] == "checkpoint" and e.get("ack") for e in read_jsonl(run.events))
-    assert ganterm(workers, "snapshot", "life").returncode == 0
+    assert run_cli(workers, "snapshot", "life").returncode == 0
     assert run.sample_files()
 
-    result = ganterm(workers, "stop", "life")
+    result = run_cli(workers, "stop", "life")
     assert result.returncode == 0, result.stderr
     wait_until(lambda: state(run) == "stopped", what="stopped")
     final = load_checkpoint(run.checkpoints / "latest.safetensors")
@@ -111,10 +101,10 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(workers: Path, mo
     run = start(workers, "killed")
     wait_until(lambda: step(run) >= moment, what=f"step {moment}")
     kill_worker(run)
-    listing = ganterm(workers, "runs").stdout
+    listing = run_cli(workers, "runs").stdout
     assert "lost" in listing
     assert read_jsonl(run.metrics)  # readable despite the kill
-    result = ganterm(workers, "train", "--resume", "killed", "--steps", "500", "--no-dashboard")
+    result = run_cli(workers, "train", "--resume", "killed", "--steps", "500", "--no-dashboard")
     assert result.returncode == 0, result.stdout + result.stderr
     assert state(run) == "finished"
     assert load_checkpoint(run.checkpoints / "latest.safetensors").step == 500
@@ -131,14 +121,14 @@ def test_kill_9_during_a_checkpoint_write_keeps_the_previous_one(workers: Path):
     assert not (run.checkpoints / "latest.safetensors").exists() or load_checkpoint(
         run.checkpoints / "latest.safetensors"
     )
-    result = ganterm(workers, "train", "--resume", "midwrite", "--steps", "260", "--no-dashboard")
+    result = run_cli(workers, "train", "--resume", "midwrite", "--steps", "260", "--no-dashboard")
     assert result.returncode == 0, result.stdout + result.stderr
     assert load_checkpoint(run.checkpoints / "latest.safetensors").step == 260
     assert not any(run.checkpoints.glob("*.tmp*"))
 
 
 def test_an_injected_nan_is_skipped_and_reported(workers: Path):
-    result = ganterm(workers, "train", "--name", "nan", "--steps", "120", *TINY, "--no-dashboard",
+    result = run_cli(workers, "train", "--name", "nan", "--steps", "120", *TINY, "--no-dashboard",
                      env={"GANTERM_FAULTS": "nan_at=50"})  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     run = RunDir(workers / "runs" / "nan")
@@ -151,7 +141,7 @@ def test_an_injected_nan_is_skipped_and_reported(workers: Path):
 
 def test_a_run_of_nans_stops_the_run_keeping_the_last_good_checkpoint(workers: Path):
     bad = ",".join(str(s) for s in range(210, 260))
-    result = ganterm(workers, "train", "--name", "nans", "--steps", "400", *TINY, "--set", "train.max_bad_steps=5",
+    result = run_cli(workers, "train", "--name", "nans", "--steps", "400", *TINY, "--set", "train.max_bad_steps=5",
                      "--no-dashboard", env={"GANTERM_FAULTS": f"nan_at={bad}"})  # fmt: skip
     assert result.returncode != 0 and "non-finite" in (result.stdout + result.stderr)
     run = RunDir(workers / "runs" / "nans")
@@ -184,13 +174,13 @@ def test_bad_control_lines_are_skipped(workers: Path):
     with open(run.control, "ab") as handle:
         handle.write(b"this is not json\n[1, 2]\n")
     append_jsonl(run.control, {"cmd": "no-such-command", "id": "x"})
-    assert ganterm(workers, "pause", "garbled").returncode == 0
+    assert run_cli(workers, "pause", "garbled").returncode == 0
     assert state(run) == "paused"
     assert "skipping" in run.log.read_text() or "ignoring" in run.log.read_text()
 
 
 def test_a_full_disk_fails_with_a_clear_message(workers: Path):
-    result = ganterm(workers, "train", "--name", "full", "--steps", "100", *TINY, "--no-dashboard",
+    result = run_cli(workers, "train", "--name", "full", "--steps", "100", *TINY, "--no-dashboard",
                      env={"GANTERM_FAULTS": "disk_full_at=30"})  # fmt: skip
     assert result.returncode != 0
     message = result.stdout + result.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ganterm.rundir import RunDir, effective_state, read_status
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -98,7 +98,7 @@ def test_dashboard_updates_obeys_keys_and_quitting_leaves_training_running(tmp_p
     terminal.press("q")
     terminal.wait_for(lambda s: "training continues in the background" in s and "EXITED 0" in s)
     assert effective_state(read_status(run)) == "running"
-    subprocess.run([sys.executable, "-m", "ganterm", "stop", "e2e"], cwd=tmp_path, check=True, capture_output=True)
+    assert run_cli(tmp_path, "stop", "e2e").returncode == 0
     assert _wait_state(run, {"stopped"}) == "stopped"
 
 
@@ -109,8 +109,7 @@ def test_training_survives_its_terminal_being_killed(tmp_path: Path, terminals):
     terminal.wait_for(lambda s: "RUNNING" in s, timeout=90)
     terminal.kill()
     assert _wait_state(run, {"finished", "lost", "failed"}) == "finished"
-    listing = subprocess.run([sys.executable, "-m", "ganterm", "runs"], cwd=tmp_path, capture_output=True, text=True,
-                             env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    listing = run_cli(tmp_path, "runs")
     assert "dropped" in listing.stdout and "finished" in listing.stdout and "300/300" in listing.stdout
     watcher = terminals(f"{sys.executable} -m ganterm watch dropped", tmp_path)
     watcher.wait_for(lambda s: "FINISHED" in s and "step 300/300" in s)
