@@ -63,7 +63,7 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = _option(4000, "total G steps (a resumed run trains on to this step)", ge=1)
+    steps: int = _option(3500, "total G steps (a resumed run trains on to this step)", ge=1)
     epochs: float = _option(0.0, "if above 0, sets steps from the dataset size instead", ge=0.0)
     batch_size: int = _option(64, "images per batch", ge=1, le=65536)
     lr_g: float = _option(2e-4, "Adam learning rate of G", gt=0.0, le=1.0)
