@@ -123,7 +123,8 @@ class Dashboard(App[str]):
         self.query_one("#alerts").border_title = "alerts"
         self.query_one("#log").border_title = "worker.log"
         self.query_one("#samples").border_title = "samples"
-        self.set_interval(self.refresh_interval, self._redraw)
+        # the screen owns the timer, so it stops with the widgets it draws (an app's timers outlive them at exit)
+        self.screen.set_interval(self.refresh_interval, self._redraw)
         self._read_runs()
         self._redraw()
 
