@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from ganterm.dashboard.app import Dashboard
-from ganterm.dashboard.plots import MetricPlot
+from ganterm.dashboard.plots import MetricPlot, View
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
-from ganterm.dashboard.series import bucket_means, envelope, smooth
-from ganterm.dashboard.widgets import SamplesPanel
+from ganterm.dashboard.series import SeriesStore, bucket_means, envelope, smooth
+from ganterm.dashboard.widgets import SamplesPanel, header_text
 from ganterm.rundir import RunDir
 from tests.dashboard_runs import append_metrics, make_run, metric_rows
 
@@ -125,6 +125,14 @@ async def test_eta_comes_from_the_wall_clock_of_recent_steps(root: Path):
         await settle(pilot, app)
         header = _text(app, "#header")
         assert "ETA 0:00:19" in header or "ETA 0:00:20" in header  # 200 steps left at 0.1 s
+
+
+def test_a_gpu_reading_comes_before_the_device_and_displaces_its_long_name():
+    status = {"step": 10, "total": 100, "device": "cuda:0 (NVIDIA H100 80GB HBM3)"}
+    with_gpu = header_text("r", "running", status, SeriesStore(), View(), "GPU 87% · 5.1/80.0 GB", 1).plain
+    assert "· GPU 87% · 5.1/80.0 GB · cuda:0\n" in with_gpu and "H100" not in with_gpu
+    without = header_text("r", "running", status, SeriesStore(), View(), None, 1).plain
+    assert "· cuda:0 (NVIDIA H100 80GB HBM3)\n" in without
 
 
 async def test_alerts_newest_first_and_log_tail(root: Path):

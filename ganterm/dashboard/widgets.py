@@ -55,10 +55,11 @@ def header_text(name: str, state: str, status: dict[str, Any], store: SeriesStor
     speed = store.last("img_per_s")
     if speed is not None:
         text.append(f" · {speed:,.0f} img/s")
-    if status.get("device"):
-        text.append(f" · {status['device']}")
-    if gpu:
+    if gpu:  # the reading matters more than the GPU's long name, which worker.log has
         text.append(f" · {gpu}")
+    if status.get("device"):
+        device = str(status["device"])
+        text.append(f" · {device.split(' (')[0] if gpu else device}")
     text.append("\n")
     window = "whole run" if view.window is None else f"last {view.window:,} steps"
     smoothing = f"smoothing {view.smoothing:g}" if view.smoothing else "no smoothing"
