@@ -256,6 +256,20 @@ async def test_zoom_shows_only_the_last_steps(root: Path):
         assert "1,000" not in rendered and "1,800" in rendered
 
 
+async def test_a_view_plotext_cannot_draw_says_so_instead_of_crashing(root: Path):
+    run = make_run(root, "short", "finished", steps=2, total=2)
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("l")
+        await settle(pilot, app)
+        losses = app.query_one("#plot-losses", MetricPlot)
+        assert str(losses.render()) == "D and G loss: too few points to draw in this view"
+        await pilot.press("l")
+        await settle(pilot, app)
+        assert "loss_d" in str(losses.render())
+
+
 async def test_quality_panels_come_first_and_a_constant_one_has_a_clean_axis(root: Path):
     run = make_run(root, "r", "finished")
     quality = [{"step": s, "class_coverage": 10.0, "fd_classifier": 300.0 / s} for s in range(10, 201, 10)]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from plotext._utility import colors_to_ansi
+from rich.style import Style
 from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
@@ -120,11 +123,56 @@ class MetricPlot(PlotextPlot):
         self.refresh()
 
     def render(self) -> RenderResult:
-        """plotext fails on a few degenerate views (e.g. two points on a log axis); say so instead of crashing."""
+        """PlotextPlot.render, minus the ANSI round trip; a degenerate view (two points on a log axis) says so."""
+        figure = self.plt
+        figure.plotsize(self.size.width, self.size.height)
+        figure._set_size(self.size.width, self.size.height)  # as PlotextPlot does (textual-plotext issue 5)
+        figure.theme(self._get_plotext_theme_name(self.app.theme))
         try:
-            return super().render()
+            figure._set_sizes()
+            figure._build_matrix()  # plotext's build() without encoding the cells as ANSI text
         except (IndexError, ValueError, ZeroDivisionError, OverflowError):
             return Text(f"{self.panel.title}: too few points to draw in this view", style="dim")
+        return matrix_text(figure.monitor.matrix)
+
+
+def matrix_text(matrix) -> Text:
+    """plotext's cell matrix as Rich text, one span per run of equally styled cells.
+
+    textual-plotext renders `Text.from_ansi(figure.build())`: plotext writes an
+    escape sequence per colour change and Rich parses them all back, which was
+    about half the time of a redraw.
+    """
+    text = Text(no_wrap=True, end="")
+    for row in reversed(range(matrix.rows)):
+        markers, colours, styles, backgrounds = (
+            matrix.marker[row], matrix.fullground[row], matrix.style[row], matrix.background[row]
+        )  # fmt: skip
+        start = 0
+        for col in range(1, matrix.cols + 1):
+            if col < matrix.cols and (colours[col], styles[col], backgrounds[col]) == (
+                colours[start], styles[start], backgrounds[start]
+            ):  # fmt: skip
+                continue
+            text.append("".join(markers[start:col]), _cell_style(_key(colours[start]), styles[start],
+                                                                   _key(backgrounds[start])))  # fmt: skip
+            start = col
+        if row:
+            text.append("\n")
+    return text
+
+
+def _key(colour):
+    """plotext colours are names, 256-colour codes or RGB lists; lists cannot be cache keys."""
+    return tuple(colour) if isinstance(colour, list) else colour
+
+
+@functools.cache
+def _cell_style(colour, style: str, background) -> Style:
+    """The Rich style of plotext's escape sequence for these colours: the same look, parsed once."""
+    spans = Text.from_ansi(colors_to_ansi(colour, style, background) + "x").spans
+    styles = [Style.parse(span.style) if isinstance(span.style, str) else span.style for span in spans]
+    return Style.combine([Style.null(), *styles])
 
 
 def _line(plt, x: np.ndarray, y: np.ndarray, **style: str) -> None:
