@@ -25,8 +25,10 @@ def train(cwd: Path, name: str, *args: str) -> list[dict]:
 
 
 def test_a_discriminator_learning_100x_faster_is_called_out_early(tmp_path: Path):
+    # plain DCGAN (no spectral norm or smoothing, Adam betas 0.5 / 0.999) with D's learning rate 100x G's
     alerts = train(tmp_path, "broken", "--steps", "400", "--set", "quality.every=0",
                    "--set", "model.spectral_norm=false", "--set", "loss.label_smoothing=0",
+                   "--set", "train.beta1=0.5", "--set", "train.beta2=0.999",
                    "--set", "train.lr_g=2e-4", "--set", "train.lr_d=2e-2")  # fmt: skip
     found = {a["check"] for a in alerts}
     assert found & {"d_overpowering", "vanishing_g_gradient"}, alerts
