@@ -7,8 +7,10 @@ eval), so `ganterm --help`, `runs` and the viewers start at once.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -142,8 +144,10 @@ def _attach(runs: list, root: Path, dashboard: bool) -> None:
 
     run = runs[0]
     if dashboard and console.is_terminal and sys.stdin.isatty():
+        probe = _ask_terminal_for_graphics()
         from ganterm.dashboard.app import Dashboard
 
+        probe.join()
         if Dashboard(runs, root).run() == "stopped":
             console.print(f"asked {run.name} to checkpoint and stop", highlight=False)
         else:
@@ -156,6 +160,20 @@ def _attach(runs: list, root: Path, dashboard: bool) -> None:
         _interrupted(run)
         return
     _report_end(run, snap.state, snap.status)
+
+
+def _ask_terminal_for_graphics() -> threading.Thread:
+    """Import textual-image in a thread: on import it asks the terminal which image protocol it speaks.
+
+    Each question waits for an answer up to 0.1 s, and most terminals never answer the Kitty one;
+    asked from a thread, that wait overlaps loading the rest of the viewer. PIL is loaded first, so
+    the two threads import no module in common but the ones rich already holds.
+    """
+    import PIL.Image  # noqa: F401
+
+    thread = threading.Thread(target=importlib.import_module, args=("textual_image.renderable",), daemon=True)
+    thread.start()
+    return thread
 
 
 def _still_training(run) -> None:

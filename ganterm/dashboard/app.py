@@ -25,7 +25,6 @@ from ganterm import control
 from ganterm.dashboard.gpu import gpu_usage
 from ganterm.dashboard.plots import DEDICATED_PANELS, RUN_COLOURS, MetricPlot, PlottedRun, View, extra_panel
 from ganterm.dashboard.reader import RunReader, RunUpdate
-from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import SeriesStore, panel_order
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text, header_text
 from ganterm.rundir import ACTIVE_STATES, RunDir, effective_state, list_runs
@@ -125,6 +124,10 @@ class Dashboard(App[str]):
         self.query_one("#samples").border_title = "samples"
         # the screen owns the timer, so it stops with the widgets it draws (an app's timers outlive them at exit)
         self.screen.set_interval(self.refresh_interval, self._redraw)
+        # the first, bounded read of the primary run happens here, so the first frame already has its
+        # points; the reader thread takes over from there (started first, it would compete with that frame)
+        key, primary = next(iter(self.watched.items()))
+        self.on_run_updated(RunUpdated(key, primary.reader.poll()))
         self._read_runs()
         self._redraw()
 
@@ -155,6 +158,7 @@ class Dashboard(App[str]):
         if watched is None:
             return  # a run the user switched away from
         update = message.update
+        first_points = watched.store.rows == 0 and update.rows > 0
         if update.reset:
             watched.store = SeriesStore()
         watched.store.add_columns(update.columns, update.rows)
@@ -176,6 +180,8 @@ class Dashboard(App[str]):
         # status beats every 2 s: only new points are worth a redraw of every plot
         if update.rows or update.history_rows or update.reset or update.events:
             self._dirty = True
+        if first_points and watched is self.primary and self._laid_out:
+            self._redraw()  # the first points of a run go on screen now, not at the next tick
 
     def _on_event(self, watched: WatchedRun, event: dict[str, Any]) -> None:
         kind = event.get("kind")
@@ -281,6 +287,8 @@ class Dashboard(App[str]):
             if runs:
                 self._show(runs)
 
+        from ganterm.dashboard.screens import RunPicker  # modal screens load on first use: 40 ms off startup
+
         self.push_screen(RunPicker(self.root, [w.run for w in self.watched.values()]), chosen)
 
     # ----- view keys ----------------------------------------------------------------------------
@@ -315,6 +323,8 @@ class Dashboard(App[str]):
 
     def action_help(self) -> None:
         rows = [(binding.key_display or binding.key, binding.description) for binding in self.BINDINGS]
+        from ganterm.dashboard.screens import HelpScreen
+
         self.push_screen(HelpScreen(rows))
 
     # ----- worker control -----------------------------------------------------------------------
@@ -350,6 +360,8 @@ class Dashboard(App[str]):
             if stop:
                 self._send("stop", "asked the worker to checkpoint and stop")
 
+        from ganterm.dashboard.screens import ConfirmScreen
+
         self.push_screen(ConfirmScreen(f"Stop training {watched.run.name}? It checkpoints first."), answered)
 
     def action_interrupt(self) -> None:
@@ -365,6 +377,8 @@ class Dashboard(App[str]):
                 self.exit("stopped")
             else:
                 self.exit("left")
+
+        from ganterm.dashboard.screens import ConfirmScreen
 
         self.push_screen(ConfirmScreen(f"Quit the viewer. Stop training {watched.run.name} too?"), answered)
 
