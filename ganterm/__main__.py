@@ -2,4 +2,5 @@
 
 from ganterm.cli import main
 
-main()
+if __name__ == "__main__":  # a spawned helper process imports this module too, and must not run the CLI
+    main()

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 
+from ganterm.dashboard import history as history_module
+from ganterm.dashboard import reader as reader_module
 from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import MetricPlot, View
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
-from ganterm.dashboard.series import SeriesStore, bucket_means, envelope, smooth
+from ganterm.dashboard.series import Series, SeriesStore, bucket_means, envelope, smooth
 from ganterm.dashboard.widgets import SamplesPanel, header_text
 from ganterm.rundir import RunDir
 from tests.dashboard_runs import append_metrics, make_run, metric_rows
@@ -57,6 +60,17 @@ def test_envelope_keeps_a_one_step_spike_and_bounds_the_points():
     assert len(x) == 100 and highs.max() == 50.0 and lows.min() == 1.0
 
 
+def test_a_series_keeps_order_as_history_goes_in_front_and_live_points_behind():
+    series = Series()
+    series.extend(np.arange(5000, 5010), np.arange(5000, 5010, dtype=np.float32))
+    for start in range(4000, -1, -1000):  # history, newest chunk first, as the reader sends it
+        series.prepend(np.arange(start, start + 1000), np.arange(start, start + 1000, dtype=np.float32))
+        series.extend(np.arange(series.steps[-1] + 1, series.steps[-1] + 3), np.zeros(2, dtype=np.float32))
+    assert series.size == 5010 + 10
+    assert np.array_equal(series.steps, np.arange(0, 5020))
+    assert np.array_equal(series.values[:5010], np.arange(0, 5010, dtype=np.float32))
+
+
 def test_smoothing_is_debiased_and_independent_of_zoom():
     constant = np.full(50, 3.0)
     assert np.allclose(smooth(constant, 0.99), 3.0)  # no pull towards zero at the start
@@ -80,6 +94,60 @@ def test_reader_waits_for_a_torn_line_and_skips_a_bad_one(root: Path):
         handle.write(b"7}\n")
     update = reader.poll()
     assert update.rows == 1 and float(update.columns["loss_d"][1][0]) == pytest.approx(0.7)
+
+
+def _read_all(reader: RunReader, store: SeriesStore | None = None) -> SeriesStore:
+    """Polls as the viewer does until nothing more is coming; the store the viewer would have."""
+    store = store or SeriesStore()
+    deadline = time.monotonic() + 60
+    while True:
+        update = reader.poll()
+        store.add_columns(update.columns, update.rows)
+        store.add_columns(update.history, update.history_rows, history=True)
+        if not update.more:
+            return store
+        assert time.monotonic() < deadline, "history never finished loading"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def long_run(root: Path, monkeypatch: pytest.MonkeyPatch) -> RunDir:
+    """3,000 steps read as a long run is: the newest ~16 kB first, the rest by helpers in ~40 kB pieces."""
+    monkeypatch.setattr(reader_module, "NEWEST_FIRST_BYTES", 16_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 40_000)
+    return make_run(root, "long", "finished", steps=3000, total=3000)
+
+
+def test_history_behind_the_newest_steps_arrives_whole_and_in_order(long_run: RunDir):
+    reader = RunReader(long_run)
+    first = reader.poll()
+    assert first.rows < 200 and first.more  # the newest steps come first, on their own
+    store = SeriesStore()
+    store.add_columns(first.columns, first.rows)
+    _read_all(reader, store)
+    assert np.array_equal(store.get("loss_d").steps, np.arange(1, 3001))
+    assert np.array_equal(store.get("fd_classifier").steps, np.arange(50, 3001, 50))
+    assert store.rows == 3000 + 60 and reader.bad_lines == 0
+
+
+def test_history_pieces_of_a_killed_helper_are_parsed_by_the_viewer(long_run: RunDir):
+    reader = RunReader(long_run)
+    assert reader.history is not None
+    for helper in reader.history._helpers:
+        helper.kill()
+    store = _read_all(reader)
+    assert np.array_equal(store.get("loss_d").steps, np.arange(1, 3001))
+
+
+def test_closing_a_reader_stops_its_history_helpers(long_run: RunDir):
+    reader = RunReader(long_run)
+    assert reader.history is not None
+    helpers = reader.history._helpers
+    assert helpers
+    reader.close()
+    for helper in helpers:
+        assert helper.wait(timeout=10) is not None
+    assert not reader.poll().more
 
 
 def test_reader_notices_a_rewound_run(root: Path):

@@ -150,8 +150,9 @@ class Dashboard(App[str]):
                 busy |= update.more
                 if update or watched.loading:
                     self.post_message(RunUpdated(key, update))
-            if not busy:
-                time.sleep(self.refresh_interval)
+            time.sleep(0.02 if busy else self.refresh_interval)  # busy: history is still being parsed
+        for watched in list(self.watched.values()):
+            watched.reader.close()
 
     def on_run_updated(self, message: RunUpdated) -> None:
         watched = self.watched.get(message.key)
@@ -256,6 +257,8 @@ class Dashboard(App[str]):
     # ----- runs ---------------------------------------------------------------------------------
 
     def _show(self, runs: list[RunDir]) -> None:
+        for watched in self.watched.values():
+            watched.reader.close()
         self.watched = {
             str(run.path): WatchedRun(run, RUN_COLOURS[i % len(RUN_COLOURS)], RunReader(run))
             for i, run in enumerate(runs)

@@ -7,18 +7,15 @@ instead of freezing the viewer. Nothing here imports torch.
 
 from __future__ import annotations
 
-import gc
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
-from ganterm.dashboard.series import columns_from_rows
+from ganterm.dashboard.history import MetricsHistory
+from ganterm.dashboard.series import columns_from_rows, merge_columns, parse_lines
 from ganterm.rundir import JsonlTail, LineTail, RunDir, TextTail, read_status
 
 METRICS_CHUNK_BYTES = 8 << 20
@@ -46,37 +43,6 @@ class RunUpdate:
                     or self.log_lines or self.samples is not None)  # fmt: skip
 
 
-def parse_lines(lines: list[bytes]) -> tuple[list[dict[str, Any]], int]:
-    """Records of complete JSONL lines, parsed in one call; a bad line is skipped and counted."""
-    lines = [line for line in lines if line.strip()]
-    if not lines:
-        return [], 0
-    try:
-        with _no_gc():
-            records = orjson.loads(b"[" + b",".join(lines) + b"]")
-    except orjson.JSONDecodeError:
-        records = []
-        for line in lines:
-            try:
-                records.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-    good = [record for record in records if isinstance(record, dict)]
-    return good, len(lines) - len(good)
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """A million small dicts would trigger the cycle collector again and again; they hold no cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _log_tail(path: Path) -> TextTail:
     """Starts near the end of worker.log: the viewer shows its tail, not its whole history."""
     tail = TextTail(path)
@@ -88,29 +54,6 @@ def _log_tail(path: Path) -> TextTail:
         tail.start_at(size - LOG_TAIL_BYTES)
         tail.read()  # drop the partial first line
     return tail
-
-
-class MetricsHistory:
-    """The part of metrics.jsonl before the newest-first tail, read chunk by chunk, newest chunk first."""
-
-    def __init__(self, path: Path, end: int) -> None:
-        self.path = path
-        self.end = end  # the byte where the tail starts; history is [0, end)
-
-    @property
-    def pending(self) -> bool:
-        return self.end > 0
-
-    def read_chunk(self) -> list[bytes]:
-        start = max(0, self.end - METRICS_CHUNK_BYTES)
-        with open(self.path, "rb") as handle:
-            handle.seek(start)
-            data = handle.read(self.end - start)
-        if start > 0:
-            cut = data.find(b"\n") + 1  # the first line may be cut: leave it to the next chunk
-            data, start = data[cut:], start + cut
-        self.end = start
-        return data.split(b"\n")
 
 
 def _metrics_tail(path: Path) -> tuple[LineTail, MetricsHistory | None]:
@@ -145,17 +88,18 @@ class RunReader:
         update = RunUpdate()
         lines = self.metrics.read_lines(METRICS_CHUNK_BYTES)
         update.reset = self.metrics.reset
-        if update.reset:
+        if update.reset and self.history is not None:
+            self.history.close()
             self.history = None
         rows, bad = parse_lines(lines)
         self.bad_lines += bad
         update.rows = len(rows)
         update.columns = columns_from_rows(rows)
-        if self.history is not None and self.history.pending and update.rows < 1000:
-            older, bad = parse_lines(self.history.read_chunk())
-            self.bad_lines += bad
-            update.history_rows = len(older)
-            update.history = columns_from_rows(older)
+        pieces = self.history.ready() if self.history is not None and self.history.pending else []
+        if pieces:
+            self.bad_lines += sum(bad for _, _, bad in pieces)
+            update.history_rows = sum(count for _, count, _ in pieces)
+            update.history = merge_columns([columns for columns, _, _ in reversed(pieces)])
         update.more = self.metrics.pending_bytes > 0 or (self.history is not None and self.history.pending)
         update.events = self.events.read()
         update.log_lines = self.log.read()
@@ -168,6 +112,11 @@ class RunReader:
             self._samples_stamp = stamp
             update.samples = self.run.sample_files()
         return update
+
+    def close(self) -> None:
+        """Stops the history parsers of a run the viewer no longer shows."""
+        if self.history is not None:
+            self.history.close()
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -8,11 +8,15 @@ shows, and no plot is handed more points than it has cells.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from itertools import chain
+from typing import Any
 
 import numpy as np
+import orjson
 
 # Bookkeeping columns and statistics that have a dedicated panel or none.
 NOT_PLOTTED_ALONE = frozenset(
@@ -28,36 +32,54 @@ def value_dtype(name: str) -> type[np.floating]:
 
 
 class Series:
-    """One metric's (step, value) points in arrival order, growing by doubling."""
+    """One metric's (step, value) points in arrival order, in buffers that grow at both ends.
+
+    History arrives newest chunk first and goes in front; live points go at the back. Either
+    way a full buffer doubles, so a million points cost O(n) copying, not a copy per chunk.
+    """
 
     def __init__(self, dtype: type[np.floating] = np.float32) -> None:
         self._steps = np.empty(256, dtype=np.int64)
         self._values = np.empty(256, dtype=dtype)
-        self.size = 0
+        self._start = self._end = 128
+
+    @property
+    def size(self) -> int:
+        return self._end - self._start
+
+    def _make_room(self, front: int, back: int) -> None:
+        if self._start >= front and len(self._steps) - self._end >= back:
+            return
+        size = self.size
+        capacity = 2 * (size + front + back) + 256
+        start = front + (capacity - size - front - back) // 2  # spare room on both sides
+        for name in ("_steps", "_values"):
+            old = getattr(self, name)
+            grown = np.empty(capacity, dtype=old.dtype)
+            grown[start : start + size] = old[self._start : self._end]
+            setattr(self, name, grown)
+        self._start, self._end = start, start + size
 
     def prepend(self, steps: np.ndarray, values: np.ndarray) -> None:
         """Older points read after the newest ones (history fills in behind the live tail)."""
-        self._steps = np.concatenate([steps, self.steps])
-        self._values = np.concatenate([values, self.values])
-        self.size = len(self._steps)
+        self._make_room(len(steps), 0)
+        self._start -= len(steps)
+        self._steps[self._start : self._start + len(steps)] = steps
+        self._values[self._start : self._start + len(steps)] = values
 
     def extend(self, steps: np.ndarray, values: np.ndarray) -> None:
-        end = self.size + len(steps)
-        if end > len(self._steps):
-            capacity = max(end, 2 * len(self._steps))
-            self._steps = np.resize(self._steps, capacity)
-            self._values = np.resize(self._values, capacity)
-        self._steps[self.size : end] = steps
-        self._values[self.size : end] = values
-        self.size = end
+        self._make_room(0, len(steps))
+        self._steps[self._end : self._end + len(steps)] = steps
+        self._values[self._end : self._end + len(steps)] = values
+        self._end += len(steps)
 
     @property
     def steps(self) -> np.ndarray:
-        return self._steps[: self.size]
+        return self._steps[self._start : self._end]
 
     @property
     def values(self) -> np.ndarray:
-        return self._values[: self.size]
+        return self._values[self._start : self._end]
 
     def last(self) -> float | None:
         """The newest finite value, for the number printed beside a series name."""
@@ -110,6 +132,37 @@ class SeriesStore:
         return {name for name in self.series if name not in skip}
 
 
+def parse_lines(lines: list[bytes]) -> tuple[list[dict[str, Any]], int]:
+    """Records of complete JSONL lines, parsed in one call; a bad line is skipped and counted."""
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        return [], 0
+    try:
+        with _no_gc():
+            records = orjson.loads(b"[" + b",".join(lines) + b"]")
+    except orjson.JSONDecodeError:
+        records = []
+        for line in lines:
+            try:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+    good = [record for record in records if isinstance(record, dict)]
+    return good, len(lines) - len(good)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """A million small dicts would trigger the cycle collector again and again; they hold no cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def panel_order(name: str) -> tuple[int, str]:
     """The quality measures that move most come first; then anything else by name."""
     return (QUALITY_FIRST.index(name) if name in QUALITY_FIRST else len(QUALITY_FIRST), name)
@@ -141,6 +194,20 @@ def columns_from_rows(rows: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarra
         order = np.argsort(steps, kind="stable")
         columns[name] = (steps[order], np.concatenate([p[1] for p in pieces])[order])
     return columns
+
+
+def merge_columns(pieces: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Columns of consecutive stretches of a file, oldest first, as one set of columns."""
+    if len(pieces) == 1:
+        return pieces[0]
+    names = dict.fromkeys(name for piece in pieces for name in piece)
+    return {
+        name: (
+            np.concatenate([piece[name][0] for piece in pieces if name in piece]),
+            np.concatenate([piece[name][1] for piece in pieces if name in piece]),
+        )
+        for name in names
+    }
 
 
 def _by_shape(rows: list[dict]) -> Iterator[tuple[tuple[str, ...], list[dict]]]:

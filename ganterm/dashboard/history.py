@@ -1,0 +1,135 @@
+"""The older part of a long metrics.jsonl, parsed by helper processes while the viewer runs.
+
+Parsing a million rows is seconds of work that holds the GIL: in the viewer's
+process it would starve the screen, and two cores do it in half the time of
+one. Each helper is `python -m ganterm.dashboard.history PATH START:END ...`,
+a plain child process (multiprocessing would re-import the user's `__main__`
+and trips over the file descriptors Textual replaces), which writes one
+pickled piece per span to its stdout. Pieces are handed out round-robin,
+newest first, and come back in that order, so each can go in front of what
+the viewer already shows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ganterm.dashboard.series import NOT_PLOTTED_ALONE, columns_from_rows, parse_lines
+
+HELPERS = 2
+CHUNK_BYTES = 8 << 20
+
+Columns = dict[str, tuple[np.ndarray, np.ndarray]]
+Piece = tuple[Columns, int, int]  # columns, rows, unreadable lines
+
+
+def parse_span(path: Path, start: int, end: int) -> Piece:
+    """Whole lines in bytes [start, end) of a metrics file, as columns of the plotted metrics.
+
+    Only the newest value of the other columns is ever shown, and the newest steps have it.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    rows, bad = parse_lines(data.split(b"\n"))
+    columns = columns_from_rows(rows)
+    plotted = {name: pair for name, pair in columns.items() if name == "t" or name not in NOT_PLOTTED_ALONE}
+    return plotted, len(rows), bad
+
+
+def spans(path: Path, end: int) -> list[tuple[int, int]]:
+    """[0, end) cut at line ends into pieces of about CHUNK_BYTES, newest first."""
+    cuts = [end]
+    with open(path, "rb") as handle:
+        while cuts[-1] > CHUNK_BYTES:
+            handle.seek(cuts[-1] - CHUNK_BYTES)
+            handle.readline()  # on to the start of the next whole line
+            if handle.tell() >= cuts[-1]:
+                break  # one line longer than a chunk: the rest is a single piece
+            cuts.append(handle.tell())
+    cuts.append(0)
+    return [(start, stop) for stop, start in itertools.pairwise(cuts)]
+
+
+class MetricsHistory:
+    """Bytes [0, end) of a metrics file, delivered as parsed pieces, newest first."""
+
+    def __init__(self, path: Path, end: int) -> None:
+        self.path = path
+        self._spans = spans(path, end)
+        self._next = 0  # index of the next piece to hand over
+        self._parsed: dict[int, Piece] = {}
+        self._helpers: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._start_helpers()  # now: their start-up overlaps the viewer's, and the newest steps' parsing
+
+    @property
+    def pending(self) -> bool:
+        return self._next < len(self._spans)
+
+    def ready(self) -> list[Piece]:
+        """The pieces parsed so far, newest first, up to the first one still being parsed."""
+        with self._lock:
+            done = []
+            while self._next in self._parsed:
+                done.append(self._parsed.pop(self._next))
+                self._next += 1
+            return done
+
+    def _start_helpers(self) -> None:
+        if not self._spans:
+            return
+        count = max(1, min(HELPERS, os.cpu_count() or 1, len(self._spans)))
+        for helper in range(count):
+            indices = list(range(helper, len(self._spans), count))
+            args = [f"{start}:{end}" for start, end in (self._spans[i] for i in indices)]
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ganterm.dashboard.history", str(self.path), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            self._helpers.append(process)
+            threading.Thread(target=self._collect, args=(process, indices), daemon=True).start()
+
+    def _collect(self, process: subprocess.Popen[bytes], indices: list[int]) -> None:
+        """One helper's pieces, in order; whatever it did not deliver (it died) is parsed here."""
+        assert process.stdout is not None
+        for index in indices:
+            try:
+                piece = pickle.load(process.stdout)
+            except Exception:  # the helper died (killed, out of memory) or `close` stopped it
+                if self._closed:
+                    return
+                piece = parse_span(self.path, *self._spans[index])
+            with self._lock:
+                self._parsed[index] = piece
+
+    def close(self) -> None:
+        """Stops the helpers of a run the viewer no longer shows."""
+        self._closed = True
+        for process in self._helpers:
+            if process.poll() is None:
+                process.kill()
+        self._next = len(self._spans)
+
+
+def main(argv: list[str]) -> None:
+    path = Path(argv[0])
+    for span in argv[1:]:
+        start, end = (int(part) for part in span.split(":"))
+        pickle.dump(parse_span(path, start, end), sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        sys.stdout.buffer.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
