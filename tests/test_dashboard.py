@@ -17,7 +17,7 @@ from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import MetricPlot, View
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
-from ganterm.dashboard.series import Series, SeriesStore, bucket_means, envelope, smooth
+from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
 from ganterm.dashboard.widgets import SamplesPanel, header_text
 from ganterm.rundir import RunDir
 from tests.dashboard_runs import append_metrics, make_run, metric_rows
@@ -69,6 +69,21 @@ def test_a_series_keeps_order_as_history_goes_in_front_and_live_points_behind():
     assert series.size == 5010 + 10
     assert np.array_equal(series.steps, np.arange(0, 5020))
     assert np.array_equal(series.values[:5010], np.arange(0, 5010, dtype=np.float32))
+
+
+def test_rows_of_several_shapes_become_columns_with_gaps_as_nan():
+    rows = [
+        {"step": 2, "t": 1.0, "loss_d": 0.5, "lr_d": 2e-4},
+        {"step": 1, "t": 0.5, "loss_d": None, "lr_d": 2e-4},  # NaN is written as null
+        {"step": 2, "t": 1.0, "fd_classifier": 40.0},
+        {"step": 3, "t": 1.5, "loss_d": 0.25, "lr_d": "high"},  # a string: not a number
+    ]
+    columns = columns_from_rows(rows, wanted=lambda name: name != "lr_d")
+    assert set(columns) == {"t", "loss_d", "fd_classifier"}
+    steps, values = columns["loss_d"]
+    assert steps.tolist() == [1, 2, 3] and np.isnan(values[0]) and values[1:].tolist() == [0.5, 0.25]
+    assert columns["fd_classifier"][0].tolist() == [2]
+    assert np.isnan(columns_from_rows(rows)["lr_d"][1][2])
 
 
 def test_smoothing_is_debiased_and_independent_of_zoom():

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterable, Iterator, Mapping
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import chain
 from typing import Any
@@ -168,16 +169,20 @@ def panel_order(name: str) -> tuple[int, str]:
     return (QUALITY_FIRST.index(name) if name in QUALITY_FIRST else len(QUALITY_FIRST), name)
 
 
-def columns_from_rows(rows: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def columns_from_rows(
+    rows: list[dict], wanted: Callable[[str], bool] = lambda name: True
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Rows of one chunk → per-metric (steps, values) in step order; null and non-numbers become NaN.
 
     Rows are grouped by their key sequence (a worker writes a few shapes of
     row, over and over) so each group converts to numbers in one numpy call.
+    Only the `wanted` metrics are converted.
     """
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for keys, group in _by_shape(rows):
-        if "step" not in keys:
+    for all_keys, group in _by_shape(rows):
+        if "step" not in all_keys:
             continue
+        keys = tuple(name for name in all_keys if name == "step" or wanted(name))
         table = _numbers(keys, group)
         steps = table[:, keys.index("step")]
         usable = np.isfinite(steps)
@@ -187,12 +192,12 @@ def columns_from_rows(rows: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarra
                 parts.setdefault(name, []).append((steps, table[usable, index].astype(value_dtype(name))))
     columns = {}
     for name, pieces in parts.items():
-        if len(pieces) == 1:
-            columns[name] = pieces[0]
-            continue
-        steps = np.concatenate([p[0] for p in pieces])
-        order = np.argsort(steps, kind="stable")
-        columns[name] = (steps[order], np.concatenate([p[1] for p in pieces])[order])
+        steps = np.concatenate([p[0] for p in pieces]) if len(pieces) > 1 else pieces[0][0]
+        values = np.concatenate([p[1] for p in pieces]) if len(pieces) > 1 else pieces[0][1]
+        if len(steps) > 1 and (steps[1:] < steps[:-1]).any():
+            order = np.argsort(steps, kind="stable")
+            steps, values = steps[order], values[order]
+        columns[name] = (steps, values)
     return columns
 
 
@@ -228,12 +233,13 @@ def _by_shape(rows: list[dict]) -> Iterator[tuple[tuple[str, ...], list[dict]]]:
 
 def _numbers(keys: tuple[str, ...], group: list[dict]) -> np.ndarray:
     """A (rows, keys) float64 table; the fast path fails only on strings or nested values."""
+    pick = operator.itemgetter(*keys) if len(keys) > 1 else lambda row: (row[keys[0]],)
     try:
-        flat = np.fromiter(chain.from_iterable(map(dict.values, group)), dtype=np.float64, count=len(group) * len(keys))
+        flat = np.fromiter(chain.from_iterable(map(pick, group)), dtype=np.float64, count=len(group) * len(keys))
         return flat.reshape(len(group), len(keys))
     except (TypeError, ValueError):
         return np.array(
-            [[v if isinstance(v, (int, float)) else math.nan for v in row.values()] for row in group], dtype=np.float64
+            [[v if isinstance(v, (int, float)) else math.nan for v in pick(row)] for row in group], dtype=np.float64
         )
 
 
