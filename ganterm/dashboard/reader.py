@@ -1,8 +1,9 @@
 """Incremental reading of one run directory for the dashboard.
 
-Only new bytes are read; a torn last line waits for its newline. History is
-read in bounded chunks so a million-step file fills the plots progressively
-instead of freezing the viewer. Nothing here imports torch.
+Only new bytes are read; a torn last line waits for its newline. A long file's
+newest steps are read first, here; the history before them is parsed by helper
+processes (history.py) and fills the plots in behind, so a million-step file
+never freezes the viewer. Nothing here imports torch.
 """
 
 from __future__ import annotations
