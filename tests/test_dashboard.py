@@ -366,6 +366,19 @@ async def test_quality_panels_come_first_and_a_constant_one_has_a_clean_axis(roo
         assert "10.0" in axis and "10.00000" not in axis
 
 
+async def test_a_quality_panel_arriving_later_still_takes_its_place_in_front(root: Path):
+    run = make_run(root, "live", "running")
+    append_metrics(run, [{"step": s, "diversity": 0.9} for s in range(1, 201)])
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert [plot.panel.key for plot in app.query(MetricPlot)][3:] == ["fd_classifier", "diversity"]
+        append_metrics(run, [{"step": 250, "class_kl": 0.1}])  # a metric first logged late in the run
+        await pilot.pause(0.6)
+        await settle(pilot, app)
+        assert [plot.panel.key for plot in app.query(MetricPlot)][3:] == ["fd_classifier", "class_kl", "diversity"]
+
+
 async def test_sample_keys_step_through_grids(root: Path):
     run = make_run(root, "r", "finished")
     app = Dashboard([run], root)

@@ -244,8 +244,13 @@ class Dashboard(App[str]):
             for plot in list(self.query(MetricPlot)):
                 if plot.panel.key not in keys:
                     plot.remove()
-            existing = {plot.panel.key for plot in self.query(MetricPlot)}
-            grid.mount_all([MetricPlot(extra_panel(name)) for name in extras if name not in existing])
+            existing = {plot.panel.key: plot for plot in self.query(MetricPlot)}
+            for index, name in enumerate(extras):
+                if name in existing:
+                    continue
+                # a metric first logged mid-run (class_kl at step 250) goes in its place, not last
+                later = next((existing[key] for key in extras[index + 1 :] if key in existing), None)
+                grid.mount(MetricPlot(extra_panel(name)), before=later)
             self._panel_keys = keys
         columns = 1 if self.screen.has_class("narrow") else 2
         rows = math.ceil(len(keys) / columns)
