@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from plotext._utility import colors_to_ansi
 
 from ganterm.dashboard import history as history_module
 from ganterm.dashboard import reader as reader_module
 from ganterm.dashboard.app import Dashboard
-from ganterm.dashboard.plots import MetricPlot, View
+from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
@@ -460,6 +461,12 @@ async def test_command_line_comparison_gives_each_run_its_own_colour(root: Path)
         await settle(pilot, app)
         colours = [watched.colour for watched in app.watched.values()]
         assert len(set(colours)) == 2
+
+
+def test_eight_compared_runs_get_eight_colours_a_16_colour_terminal_has():
+    codes = [colors_to_ansi(colour, "default", "default") for colour in RUN_COLOURS]
+    assert all(codes) and len(set(codes)) == len(RUN_COLOURS)
+    assert colors_to_ansi("gray", "default", "default") not in codes  # the raw spread's colour
 
 
 @pytest.mark.parametrize("size", [(80, 24), (60, 20), (200, 60)])

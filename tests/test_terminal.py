@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from ganterm.rundir import RunDir, effective_state, read_status
 from tests.conftest import run_cli
+from tests.dashboard_runs import make_run
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -34,8 +36,10 @@ class Terminal:
             check=True,
         )  # fmt: skip
 
-    def screen(self) -> str:
-        result = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+    def screen(self, escapes: bool = False) -> str:
+        """The visible text; with `escapes`, also the colour sequences the program sent."""
+        flags = ["-p", "-e"] if escapes else ["-p"]
+        result = subprocess.run(["tmux", "capture-pane", *flags, "-t", self.name], capture_output=True, text=True)
         return result.stdout
 
     def press(self, *keys: str) -> None:
@@ -113,3 +117,46 @@ def test_training_survives_its_terminal_being_killed(tmp_path: Path, terminals):
     assert "dropped" in listing.stdout and "finished" in listing.stdout and "300/300" in listing.stdout
     watcher = terminals(f"{sys.executable} -m ganterm watch dropped", tmp_path)
     watcher.wait_for(lambda s: "FINISHED" in s and "step 300/300" in s)
+
+
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def _legend_marker_and_colour(screen: str, label: str) -> tuple[str, str]:
+    """The two-character legend marker before `label`, and the colour sequence it was drawn in."""
+    for line in screen.splitlines():
+        cells, colour = [], ""  # each visible character with the last colour sequence before it
+        for piece in re.split(r"(\x1b\[[0-9;]*m)", line):
+            if SGR.fullmatch(piece):
+                colour = SGR.fullmatch(piece).group(1)
+            else:
+                cells.extend((char, colour) for char in piece)
+        plain = "".join(char for char, _ in cells)
+        at = plain.find(f" {label} ")
+        if at >= 2:
+            return plain[at - 2 : at], cells[at - 1][1]
+    raise AssertionError(f"no legend entry {label!r} on the screen")
+
+
+def _watch_in(terminals, root: Path, environment: str) -> str:
+    """The screen, escapes included, of `ganterm watch` on a finished run with `environment` set."""
+    make_run(root, "shades", "finished")
+    terminal = terminals(f"env -u COLORTERM {environment} {sys.executable} -m ganterm watch shades", root.parent)
+    terminal.wait_for(lambda s: "FINISHED" in s and "loss_g" in s)
+    time.sleep(0.5)  # one more redraw, so the plots carry the finished run's curves
+    return terminal.screen(escapes=True)
+
+
+def test_no_color_tells_series_apart_by_marker(tmp_path: Path, terminals):
+    screen = _watch_in(terminals, tmp_path / "runs", "NO_COLOR=1")
+    loss_d, _ = _legend_marker_and_colour(screen, "loss_d")
+    loss_g, _ = _legend_marker_and_colour(screen, "loss_g")
+    assert loss_d != loss_g
+
+
+def test_a_16_colour_terminal_gets_only_its_16_colours_and_tells_series_apart(tmp_path: Path, terminals):
+    screen = _watch_in(terminals, tmp_path / "runs", "TERM=xterm-16color")
+    extended = [codes for codes in SGR.findall(screen) if re.search(r"(^|;)[34]8;", codes)]
+    assert not extended, f"256-colour or RGB sequences sent to a 16-colour terminal: {extended[:5]}"
+    (_, loss_d), (_, loss_g) = (_legend_marker_and_colour(screen, name) for name in ("loss_d", "loss_g"))
+    assert loss_d and loss_g and loss_d != loss_g

@@ -15,8 +15,11 @@ from textual_plotext import PlotextPlot
 
 from ganterm.dashboard.series import SeriesStore, bucket_means, envelope, smooth
 
-RUN_COLOURS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "gray")
+# plotext's names, each a different one of a 16-colour terminal's; gray is left for the raw spread.
+RUN_COLOURS = ("cyan", "orange", "green", "magenta", "blue+", "red", "orange+", "green+")
 SERIES_MARKERS = ("braille", "dot", "hd")
+# Under NO_COLOR every series is one shade of grey, so each one drawn in a panel gets a marker of its own.
+NO_COLOUR_MARKERS = ("braille", "x", "o", "+", "*", "#", "=", "%")
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class MetricPlot(PlotextPlot):
         log_scale = view.log_scale and self.panel.log_scale_allowed
         plt.yscale("log" if log_scale else "linear")
         plt.xlabel("step")
-        drawn = False
+        drawn = 0
         first, last = math.inf, -math.inf
         low, high = math.inf, -math.inf
         for run in runs:
@@ -93,11 +96,14 @@ class MetricPlot(PlotextPlot):
                     label = f"{run.name} {label}"
                 label = f"{label} {_fmt(series.last())}"
                 colour = run.colour if len(runs) > 1 else RUN_COLOURS[index % len(RUN_COLOURS)]
-                marker = SERIES_MARKERS[index % len(SERIES_MARKERS)] if len(runs) > 1 else "braille"
+                if self.app.no_color:
+                    marker = NO_COLOUR_MARKERS[drawn % len(NO_COLOUR_MARKERS)]
+                else:
+                    marker = SERIES_MARKERS[index % len(SERIES_MARKERS)] if len(runs) > 1 else "braille"
                 x, lows, highs = envelope(steps, values, buckets)
                 if view.smoothing > 0:
                     for edge in (lows, highs):  # the raw spread as points: lines here would double the cost
-                        _points(plt, x, edge, color="gray", marker="dot")
+                        _points(plt, x, edge, color="gray", marker="·" if self.app.no_color else "dot")
                     x, means, sizes = bucket_means(steps, values, buckets)
                     _line(plt, x, smooth(means, view.smoothing, sizes), color=colour, marker=marker, label=label)
                 else:
@@ -109,7 +115,7 @@ class MetricPlot(PlotextPlot):
                 shown = shown[np.isfinite(shown)]
                 if shown.size:
                     low, high = min(low, float(shown.min())), max(high, float(shown.max()))
-                drawn = True
+                drawn += 1
         if drawn and self.panel.reference is not None:
             plt.hline(self.panel.reference, color="gray")
         if not log_scale and low <= high and high - low <= 1e-6 * max(1.0, abs(high)):
