@@ -247,7 +247,7 @@ def runs(root: RootOption = Path("runs")) -> None:
     """List runs with their state and latest statistics."""
     from ganterm.listing import runs_table
 
-    console.print(runs_table(root))
+    console.print(runs_table(root, console.width))
 
 
 def _control(command: str, done: str) -> Callable[..., None]:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.table import Table
 
 from ganterm.rundir import RunDir, effective_state, last_record, list_runs, read_status
@@ -55,32 +56,49 @@ def run_summary(run: RunDir, now: float) -> dict[str, str]:
     }
 
 
-def runs_table(root: Path) -> Table | str:
-    """The `ganterm runs` table; a one-line hint instead of an empty table."""
-    table = Table(title=f"runs in {root}/", title_justify="left")
-    headers = [
-        ("name", "left"),
-        ("state", "left"),
-        ("step", "right"),
-        ("loss_d", "right"),
-        ("loss_g", "right"),
-        ("D(x)", "right"),
-        ("D(G(z))", "right"),
-        ("img/s", "right"),
-        ("age", "right"),
-        ("device", "left"),
-    ]
-    for header, justify in headers:
-        table.add_column(header, justify=justify, no_wrap=header in ("name", "state"))  # type: ignore[arg-type]
+COLUMNS = (  # (key in run_summary, header, justify)
+    ("name", "name", "left"),
+    ("state", "state", "left"),
+    ("step", "step", "right"),
+    ("loss_d", "loss_d", "right"),
+    ("loss_g", "loss_g", "right"),
+    ("d_x", "D(x)", "right"),
+    ("d_g_z", "D(G(z))", "right"),
+    ("img_per_s", "img/s", "right"),
+    ("age", "age", "right"),
+    ("device", "device", "left"),
+)
+DROPPED_FIRST = ("device", "age", "img_per_s", "d_g_z", "d_x", "loss_g", "loss_d")  # when too narrow for all
+
+
+def runs_table(root: Path, width: int = 200) -> Table | str:
+    """The `ganterm runs` table; a one-line hint instead of an empty table.
+
+    Columns that do not fit in `width` are left out whole, least useful first:
+    squeezed to fit, every number would shrink to one digit and an ellipsis.
+    """
     now = time.time()
-    for run in list_runs(root):
-        summary = run_summary(run, now)
-        style = STATE_STYLE.get(summary["state"], "")
-        cells = list(summary.values())
-        cells[1] = f"[{style}]{cells[1]}[/]" if style else cells[1]
-        table.add_row(*cells)
-    if not table.rows:
+    summaries = [run_summary(run, now) for run in list_runs(root)]
+    if not summaries:
         return f"no runs in {root}/ yet; start one with: ganterm train"
+    widths = {key: max(cell_len(header), *(cell_len(s[key]) for s in summaries)) for key, header, _ in COLUMNS}
+    shown = [key for key, _, _ in COLUMNS]
+    for key in DROPPED_FIRST:
+        if sum(widths[k] + 3 for k in shown) + 1 <= width:  # each column: its cells, padding and a border
+            break
+        shown.remove(key)
+    hidden = [header for key, header, _ in COLUMNS if key not in shown]
+    caption = f"{', '.join(hidden)} left out: too narrow a terminal" if hidden else None
+    if caption and cell_len(caption) > width:
+        caption = f"{len(hidden)} columns left out: too narrow a terminal"
+    table = Table(title=f"runs in {root}/", title_justify="left", caption=caption, caption_justify="left")
+    for key, header, justify in COLUMNS:
+        if key in shown:
+            table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for summary in summaries:
+        style = STATE_STYLE.get(summary["state"], "")
+        cells = {**summary, "state": f"[{style}]{summary['state']}[/]" if style else summary["state"]}
+        table.add_row(*(cells[key] for key in shown))
     return table
 
 

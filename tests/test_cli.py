@@ -132,6 +132,19 @@ def test_runs_shows_the_last_losses_when_a_quality_row_comes_last(tmp_path: Path
     assert "0.988" in line and "0.961" in line and "0.69" in line
 
 
+@pytest.mark.parametrize(("columns", "hidden"), [(80, "D(G(z)), img/s, age, device"), (56, "7 columns")])
+def test_runs_in_a_narrow_terminal_leaves_columns_out_whole(tmp_path: Path, columns: int, hidden: str):
+    run = RunDir(tmp_path / "runs" / "mnist5k-20261124-212736")  # a default run's name
+    run.path.mkdir(parents=True)
+    write_status(run, {"state": "finished", "step": 3500, "total": 3500, "started": 0, "device": "cpu"})
+    append_jsonl(run.metrics, {"step": 3500, "t": 1.0, "loss_d": 1.336, "loss_g": 0.944, "d_x": 0.5, "d_g_z1": 0.47})
+    result = runner.invoke(app, ["runs", "--root", str(tmp_path / "runs")], env={"COLUMNS": str(columns)})
+    line = next(line for line in result.output.splitlines() if run.name in line)
+    assert "finished" in line and "3500/3500" in line and "…" not in line, result.output
+    assert f"{hidden} left out: too narrow a terminal" in result.output, result.output
+    assert max(len(line) for line in result.output.splitlines()[1:]) <= columns  # all but the title's path
+
+
 def test_runs_without_any_says_how_to_start_one(tmp_path: Path):
     result = runner.invoke(app, ["runs", "--root", str(tmp_path / "runs")])
     assert result.exit_code == 0
