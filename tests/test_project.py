@@ -1,13 +1,18 @@
-"""The project's own promises: the README's commands are what CI runs, and the code is lint-clean."""
+"""The project's own promises: the README's commands are what CI runs and all parse, the code is lint-clean."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from ganterm.cli import app
 
 ROOT = Path(__file__).parent.parent
 
@@ -27,6 +32,25 @@ def test_readme_opens_with_the_train_and_test_commands():
 def test_ci_runs_the_readme_test_command_verbatim():
     test_command = _readme_commands()[1]
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def _documented_ganterm_commands() -> list[list[str]]:
+    """Every `ganterm ...` line of the README's shell blocks as arguments; `a / b` lines are several commands."""
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in text.split("```sh\n")[1:]:
+        for line in block.split("```", 1)[0].splitlines():
+            line = re.split(r"\s+#", line, maxsplit=1)[0].strip()
+            if line.startswith("ganterm "):
+                commands += [shlex.split(part) for part in line.removeprefix("ganterm ").split(" / ")]
+    return commands
+
+
+@pytest.mark.parametrize("args", _documented_ganterm_commands(), ids=" ".join)
+def test_every_ganterm_command_in_the_readme_is_accepted(args: list[str], in_tmp: Path):
+    """Run where there are no runs (train only --dry-run): any error must be about the runs, not the options."""
+    result = CliRunner().invoke(app, args + (["--dry-run"] if args[0] == "train" else []))
+    assert "Usage:" not in result.output and "No such option" not in result.output, result.output
 
 
 def _ruff() -> str | None:
