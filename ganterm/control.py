@@ -10,7 +10,15 @@ import time
 import uuid
 
 from ganterm.errors import UserError
-from ganterm.rundir import ACTIVE_STATES, JsonlTail, RunDir, append_jsonl, effective_state, read_status
+from ganterm.rundir import (
+    ACTIVE_STATES,
+    JsonlTail,
+    RunDir,
+    append_jsonl,
+    effective_state,
+    read_status,
+    stalled_reason,
+)
 
 COMMAND_TIMEOUT_SECONDS = 30.0
 
@@ -37,4 +45,7 @@ def send_and_wait(run: RunDir, command: str, timeout: float = COMMAND_TIMEOUT_SE
         if effective_state(read_status(run)) not in ACTIVE_STATES:
             break
         time.sleep(0.1)
+    status = read_status(run) or {}
+    if effective_state(status) == "stalled":
+        raise UserError(f"run {run.name!r} is stalled, so {command!r} waits until it goes on: {stalled_reason(status)}")
     raise UserError(f"the worker of run {run.name!r} did not acknowledge {command!r} within {timeout:.0f} s")

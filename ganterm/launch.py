@@ -25,6 +25,7 @@ from ganterm.rundir import (
     new_run_name,
     read_status,
     resolve_run,
+    stalled_reason,
     write_status,
 )
 
@@ -81,7 +82,10 @@ def resume_plan(
 
 
 def ensure_idle(run: RunDir) -> None:
-    state = effective_state(read_status(run))
+    status = read_status(run) or {}
+    state = effective_state(status)
+    if state == "stalled":
+        raise UserError(f"run {run.name!r} is stalled: {stalled_reason(status)}")
     if state in ACTIVE_STATES:
         raise UserError(f"run {run.name!r} is {state}; stop it first with: ganterm stop {run.name}")
 
@@ -133,7 +137,7 @@ def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line:
             on_log(line)
         status = read_status(run) or {}
         state = effective_state(status)
-        if state not in ("starting", "unknown"):
+        if state not in ("starting", "unknown", "stalled"):  # stalled: still importing torch on a slow disk
             return {**status, "state": state}
         if status.get("heartbeat", 0) > time.time() - 5:
             last_sign = time.monotonic()

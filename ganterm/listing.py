@@ -14,6 +14,7 @@ from ganterm.rundir import RunDir, effective_state, last_record, list_runs, read
 STATE_STYLE = {
     "running": "green",
     "paused": "yellow",
+    "stalled": "bold yellow",
     "starting": "cyan",
     "finished": "blue",
     "stopped": "magenta",

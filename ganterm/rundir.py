@@ -26,7 +26,7 @@ import orjson
 
 from ganterm.errors import UserError
 
-ACTIVE_STATES = ("starting", "running", "paused")
+ACTIVE_STATES = ("starting", "running", "paused", "stalled")  # stalled: derived, never written
 FINAL_STATES = ("finished", "stopped", "failed")
 HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_STALE_SECONDS = 20.0
@@ -297,21 +297,54 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def started_before(pid: int, moment: float) -> bool:
+    """Whether process `pid` began before `moment`: a pid the kernel handed out again began later.
+
+    Read from /proc on Linux; elsewhere the answer is yes, as if the pid were never reused.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            start_ticks = int(handle.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/stat", "rb") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return True
+    return boot + start_ticks / os.sysconf("SC_CLK_TCK") <= moment + 2  # btime has whole seconds
+
+
 def effective_state(status: dict[str, Any] | None, now: float | None = None) -> str:
-    """The state a person should see: an active run with no live worker is `lost`."""
+    """The state a person should see: an active run with no live worker is `lost`.
+
+    A worker that is alive on this machine but has stopped beating (stopped with
+    Ctrl-Z or kill -STOP, or a machine swapping hard) is `stalled`: it may go on,
+    and it still holds the run, so it must not read as gone.
+    """
     if not status:
         return "unknown"
     state = str(status.get("state", "unknown"))
     if state not in ACTIVE_STATES:
         return state
     heartbeat = status.get("heartbeat")
-    now = time.time() if now is None else now
-    if not isinstance(heartbeat, (int, float)) or now - heartbeat > HEARTBEAT_STALE_SECONDS:
-        return "lost"
+    beat = heartbeat if isinstance(heartbeat, (int, float)) else 0.0
+    stale = (time.time() if now is None else now) - beat > HEARTBEAT_STALE_SECONDS
     pid = status.get("pid")
-    if status.get("host") == this_host() and isinstance(pid, int) and not pid_alive(pid):
+    if status.get("host") != this_host() or not isinstance(pid, int):
+        return "lost" if stale else state  # a worker on another machine can only be judged by its beat
+    if not pid_alive(pid):
         return "lost"
+    if stale:
+        return "stalled" if started_before(pid, beat) else "lost"
     return state
+
+
+def stalled_reason(status: dict[str, Any]) -> str:
+    """Why a run reads as stalled, and what a person can do about it (a clock time, so it never goes stale)."""
+    since = time.strftime("%H:%M:%S", time.localtime(float(status.get("heartbeat") or 0)))
+    pid = status.get("pid")
+    return (
+        f"its worker (pid {pid}) is alive but has not reported since {since}: it was stopped "
+        f"(kill -CONT {pid} lets it go on) or the machine is short of memory"
+    )
 
 
 def _slug(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def write_samples(run: RunDir, steps: list[int]) -> None:
         Image.new("RGB", (62, 62), (shade, 255 - shade, 128)).save(run.sample_path(step))
 
 
+def dead_pid() -> int:
+    """The pid of a process that has ended: a worker that is gone."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
 def make_run(root: Path, name: str, state: str, steps: int = 200, total: int = 400) -> RunDir:
     """A run directory as the worker leaves it in `state` ("external": metrics only)."""
     run = RunDir(root / name)
@@ -65,7 +73,7 @@ def make_run(root: Path, name: str, state: str, steps: int = 200, total: int = 4
     run.log.write_text("".join(f"step {s}: loss_d 0.5\n" for s in range(0, steps + 1, 50)), encoding="utf-8")
     live = state in ("running", "paused")
     status = {
-        "pid": os.getpid() if live else 1,
+        "pid": os.getpid() if live else dead_pid(),
         "host": os.uname().nodename,
         "state": "running" if state == "lost" else state,
         "step": steps,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import orjson
 import pytest
 from plotext._utility import colors_to_ansi
 
+from ganterm import rundir
 from ganterm.dashboard import history as history_module
 from ganterm.dashboard import reader as reader_module
 from ganterm.dashboard.app import Dashboard
@@ -20,7 +22,7 @@ from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
 from ganterm.dashboard.widgets import SamplesPanel, header_text
-from ganterm.rundir import RunDir
+from ganterm.rundir import RunDir, read_status, write_status
 from tests.dashboard_runs import append_metrics, make_run, metric_rows
 
 
@@ -200,6 +202,20 @@ async def test_every_run_state_opens_and_says_why_it_ended(root: Path, state: st
             assert reason in _text(app, "#alerts")
         plots = {plot.panel.key for plot in app.query(MetricPlot)}
         assert {"losses", "d_outputs", "grad_norms", "fd_classifier"} <= plots
+
+
+async def test_a_live_worker_that_stopped_beating_reads_as_stalled_not_lost(root: Path, monkeypatch):
+    monkeypatch.setattr(rundir, "HEARTBEAT_STALE_SECONDS", 0.5)
+    run = make_run(root, "r", "running")  # this test's own process stands for the worker
+    write_status(run, {**read_status(run), "heartbeat": time.time() - 1})
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert "STALLED" in _text(app, "#header")
+        assert f"stalled: its worker (pid {os.getpid()}) is alive but has not reported" in _text(app, "#alerts")
+        await pilot.press("c")  # worker keys still reach it: the command waits until it goes on
+        await pilot.pause()
+        assert _commands(run) == ["checkpoint"]
 
 
 async def test_eta_comes_from_the_wall_clock_of_recent_steps(root: Path):

@@ -18,7 +18,15 @@ import pytest
 import torch
 
 from ganterm.checkpoint import load_checkpoint
-from ganterm.rundir import RunDir, append_jsonl, effective_state, read_jsonl, read_status
+from ganterm.rundir import (
+    ACTIVE_STATES,
+    HEARTBEAT_STALE_SECONDS,
+    RunDir,
+    append_jsonl,
+    effective_state,
+    read_jsonl,
+    read_status,
+)
 from tests.conftest import run_cli
 
 TINY = [
@@ -65,7 +73,8 @@ def workers(tmp_path: Path):
     yield tmp_path
     for status in (tmp_path / "runs").glob("*/status.json"):
         run = RunDir(status.parent)
-        if state(run) in ("running", "paused", "starting"):
+        if state(run) in ACTIVE_STATES:
+            os.kill(read_status(run)["pid"], signal.SIGCONT)  # a stopped process dies only once continued
             os.kill(read_status(run)["pid"], signal.SIGKILL)
 
 
@@ -94,6 +103,23 @@ def test_detach_runs_pause_unpause_checkpoint_snapshot_stop(workers: Path):
     wait_until(lambda: state(run) == "stopped", what="stopped")
     final = load_checkpoint(run.checkpoints / "latest.safetensors")
     assert final.step == step(run)
+
+
+def test_a_stopped_worker_reads_as_stalled_keeps_its_run_and_goes_on_when_continued(workers: Path):
+    run = start(workers, "frozen")
+    wait_until(lambda: step(run) > 20, what="training to start")
+    pid = read_status(run)["pid"]
+    os.kill(pid, signal.SIGSTOP)  # what Ctrl-Z does, or a machine too short of memory to schedule it
+    frozen_at = step(run)
+    wait_until(lambda: state(run) == "stalled", timeout=HEARTBEAT_STALE_SECONDS + 10, what="the run to stall")
+    assert "stalled" in run_cli(workers, "runs").stdout
+    resumed = run_cli(workers, "train", "--resume", "frozen", "--no-dashboard")
+    assert resumed.returncode != 0 and "is alive but has not reported" in resumed.stderr, resumed.stderr
+    assert f"kill -CONT {pid}" in resumed.stderr
+    os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: step(run) > frozen_at + 10, what="steps after SIGCONT")
+    assert state(run) == "running"
+    assert run_cli(workers, "stop", "frozen").returncode == 0
 
 
 @pytest.mark.parametrize("moment", [15, 230, 420])

@@ -1,4 +1,4 @@
-"""The run-directory contract: whole lines, torn tails, atomic status, lost workers, run lookup."""
+"""The run-directory contract: whole lines, torn tails, atomic status, lost and stalled workers, run lookup."""
 
 from __future__ import annotations
 
@@ -92,14 +92,20 @@ def test_status_is_replaced_atomically(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
 
 
-def test_a_stale_heartbeat_or_dead_worker_reads_as_lost():
+def test_a_dead_worker_reads_as_lost_and_a_silent_live_one_as_stalled():
     now = time.time()
     alive = {"state": "running", "heartbeat": now, "pid": os.getpid(), "host": this_host()}
     assert effective_state(alive, now) == "running"
-    assert effective_state({**alive, "heartbeat": now - 60}, now) == "lost"
+    assert effective_state(alive, now + 60) == "stalled"  # this process is alive, but silent for a minute
+    assert effective_state({**alive, "host": "elsewhere"}, now + 60) == "lost"  # only the beat tells there
     dead = subprocess.Popen(["true"])
     dead.wait()
     assert effective_state({**alive, "pid": dead.pid}, now) == "lost"
+    with subprocess.Popen(["sleep", "30"]) as newer:  # a process that took the pid of a worker gone since
+        try:
+            assert effective_state({**alive, "pid": newer.pid, "heartbeat": now - 60}, now) == "lost"
+        finally:
+            newer.kill()
     assert effective_state({**alive, "state": "finished", "heartbeat": now - 3600}, now) == "finished"
     assert effective_state(None) == "unknown"
 

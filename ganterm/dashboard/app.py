@@ -204,7 +204,7 @@ class Dashboard(App[str]):
         state = primary.state
         if state != self._last_state:
             self._last_state, self._dirty = state, True
-        if not self._dirty and state not in ("running", "paused"):
+        if not self._dirty and state not in ACTIVE_STATES:
             return
         self.query_one("#header", Static).update(
             header_text(

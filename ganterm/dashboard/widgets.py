@@ -17,6 +17,7 @@ from ganterm.dashboard.plots import View
 from ganterm.dashboard.series import SeriesStore
 from ganterm.listing import STATE_STYLE
 from ganterm.progress import clock
+from ganterm.rundir import ACTIVE_STATES, stalled_reason
 
 ALERT_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 MAX_ALERTS = 50
@@ -48,7 +49,7 @@ def header_text(name: str, state: str, status: dict[str, Any], store: SeriesStor
         text.append(f" · epoch {epoch:.1f}")
     times = store.get("t")
     if times is not None and times.size:
-        end = time.time() if state in ("running", "paused", "starting") else float(times.values[-1])
+        end = time.time() if state in ACTIVE_STATES else float(times.values[-1])
         text.append(f" · elapsed {clock(end - float(times.values[0]))}")
     if state == "running":
         text.append(f" · ETA {clock(eta_seconds(store, total))}")
@@ -72,12 +73,14 @@ def header_text(name: str, state: str, status: dict[str, Any], store: SeriesStor
 
 
 def ending_text(state: str, status: dict[str, Any], run_name: str) -> Text | None:
-    """Why a run is not running, in words, for the top of the alerts panel."""
+    """Why a run is not running (or not moving), in words, for the top of the alerts panel."""
     if state == "failed":
         return Text(f"failed: {status.get('error', 'see worker.log')}", style="bold red")
     if state == "lost":
         return Text(f"lost: the worker stopped beating; continue with ganterm train --resume {run_name}",
                     style="bold red")  # fmt: skip
+    if state == "stalled":
+        return Text(f"stalled: {stalled_reason(status)}", style="bold yellow")
     if state == "stopped":
         return Text(f"stopped at step {status.get('step')}; continue with ganterm train --resume {run_name}")
     if state == "finished":
