@@ -417,9 +417,12 @@ async def test_help_lists_every_key_and_closes(root: Path):
         await settle(pilot, app)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        help_text = str(app.screen.query_one("Static").render())
+        shown = app.screen.query_one("Static")
+        help_text = str(shown.render())
         for words in ("pause", "checkpoint", "stop", "smooth", "zoom", "next run", "older samples", "quit"):
             assert words in help_text
+        lines = help_text.splitlines()  # and on screen whole, not squeezed into an empty box
+        assert shown.region.width >= max(map(len, lines)) and shown.region.height >= len(lines)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 

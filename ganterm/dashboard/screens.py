@@ -9,7 +9,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
@@ -34,7 +34,7 @@ class HelpScreen(ModalScreen[None]):
             text.append(f"{key:>9}  ", style="bold")
             text.append(f"{description}\n")
         text.append("\nQuitting the viewer never stops training.", style="dim")
-        with Vertical(id="help-box", classes="modal-box"):
+        with VerticalScroll(id="help-box", classes="modal-box"):  # scrolls in a short terminal
             yield Static(text)
 
 
