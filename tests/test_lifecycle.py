@@ -74,7 +74,6 @@ def workers(tmp_path: Path):
     for status in (tmp_path / "runs").glob("*/status.json"):
         run = RunDir(status.parent)
         if state(run) in ACTIVE_STATES:
-            os.kill(read_status(run)["pid"], signal.SIGCONT)  # a stopped process dies only once continued
             os.kill(read_status(run)["pid"], signal.SIGKILL)
 
 

@@ -125,12 +125,11 @@ SGR = re.compile(r"\x1b\[([0-9;]*)m")
 def _legend_marker_and_colour(screen: str, label: str) -> tuple[str, str]:
     """The two-character legend marker before `label`, and the colour sequence it was drawn in."""
     for line in screen.splitlines():
-        cells, colour = [], ""  # each visible character with the last colour sequence before it
-        for piece in re.split(r"(\x1b\[[0-9;]*m)", line):
-            if SGR.fullmatch(piece):
-                colour = SGR.fullmatch(piece).group(1)
-            else:
-                cells.extend((char, colour) for char in piece)
+        cells, colour, at = [], "", 0  # each visible character with the last colour sequence before it
+        for match in SGR.finditer(line):
+            cells.extend((char, colour) for char in line[at : match.start()])
+            colour, at = match.group(1), match.end()
+        cells.extend((char, colour) for char in line[at:])
         plain = "".join(char for char, _ in cells)
         at = plain.find(f" {label} ")
         if at >= 2:
