@@ -499,6 +499,19 @@ async def test_small_and_large_terminals_do_not_crash(root: Path, size: tuple[in
         assert app.screen.has_class("tiny") == (size == (60, 20))
 
 
+async def test_resizing_the_terminal_rearranges_the_panels(root: Path):
+    run = make_run(root, "r", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        layouts = []
+        for size in ((80, 24), (120, 40), (60, 20), (120, 40)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.1)
+            layouts.append((app.screen.has_class("narrow"), app.screen.has_class("tiny")))
+        assert layouts == [(True, False), (False, False), (True, True), (False, False)]
+
+
 def test_the_viewer_never_imports_torch(root: Path):
     run = make_run(root, "r", "finished")
     probe = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -131,10 +131,10 @@ class Dashboard(App[str]):
         self._read_runs()
         self._redraw()
 
-    def on_resize(self) -> None:
-        width = self.size.width
+    def on_resize(self, event: events.Resize) -> None:
+        width, height = event.size  # the new size: self.size still holds the old one here
         self.screen.set_class(width < 110, "narrow")
-        self.screen.set_class(width < 72 or self.size.height < 22, "tiny")
+        self.screen.set_class(width < 72 or height < 22, "tiny")
         self._dirty = True
 
     # ----- reading ------------------------------------------------------------------------------
