@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
+from PIL.PngImagePlugin import PngInfo
 from torch import nn
 from torchvision.utils import make_grid
 
 from ganterm.config import Config
-from ganterm.rundir import write_atomic
+from ganterm.rundir import GRID_KEY, GRID_PADDING, write_atomic
 
 FIXED_NOISE_SEED_OFFSET = 1_000_003  # the fixed sample batch never shares a stream with training noise
 SCATTER_SIZE = 320
@@ -62,11 +63,19 @@ def generate(generator: nn.Module, z: torch.Tensor, chunk: int = 256) -> torch.T
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
-    """A grid of [-1, 1] images, `nrow` per row (square by default)."""
+    """A grid of [-1, 1] images, `nrow` per row (square by default).
+
+    The PNG carries its layout (GRID_KEY: columns, rows, and a cell's width and
+    height with padding), so a viewer short of pixels can show some samples legibly.
+    """
     nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
-    grid = make_grid(images.float(), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1), pad_value=0.25)
+    grid = make_grid(images.float(), nrow=nrow, padding=GRID_PADDING, normalize=True, value_range=(-1, 1),
+                     pad_value=0.25)  # fmt: skip
     array = grid.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    return Image.fromarray(array[..., 0] if images.shape[1] == 1 else array)
+    image = Image.fromarray(array[..., 0] if images.shape[1] == 1 else array)
+    columns, rows = min(nrow, images.shape[0]), math.ceil(images.shape[0] / nrow)
+    image.info[GRID_KEY] = f"{columns} {rows} {images.shape[-1] + GRID_PADDING} {images.shape[-2] + GRID_PADDING}"
+    return image
 
 
 def scatter_plot(points: torch.Tensor, modes: torch.Tensor, extent: float) -> Image.Image:
@@ -87,8 +96,11 @@ def scatter_plot(points: torch.Tensor, modes: torch.Tensor, extent: float) -> Im
 
 
 def png_bytes(image: Image.Image) -> bytes:
+    text = PngInfo()
+    if GRID_KEY in image.info:
+        text.add_text(GRID_KEY, image.info[GRID_KEY])
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", pnginfo=text)
     return buffer.getvalue()
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+import torch
+from PIL import Image as PILImage
 from plotext._utility import colors_to_ansi
 
 from ganterm import rundir
@@ -21,8 +23,9 @@ from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
-from ganterm.dashboard.widgets import SamplesPanel, header_text
+from ganterm.dashboard.widgets import SamplesPanel, header_text, legible_part
 from ganterm.rundir import RunDir, read_status, write_status
+from ganterm.sample import image_grid, save_png
 from tests.dashboard_runs import append_metrics, make_run, metric_rows
 
 
@@ -408,6 +411,28 @@ async def test_sample_keys_step_through_grids(root: Path):
         await pilot.press("right_square_bracket")
         assert "step 200 · newest" in title()
         assert app.query_one(SamplesPanel).files[-1].name == "step_0000200.png"
+
+
+async def test_without_terminal_graphics_a_grid_shows_as_many_samples_as_stay_legible(root: Path):
+    run = make_run(root, "r", "finished")
+    grid = image_grid(torch.rand(64, 1, 28, 28) * 2 - 1)  # as the worker writes it: 8×8 cells of 30 px
+    save_png(grid, run.sample_path(300))
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert "step 300 · newest · 16 of 64" in _text(app, "#samples-title")
+        assert app.query_one("#samples-image").image.size == (4 * 30 + 2, 4 * 30 + 2)  # the top-left 4×4
+        await pilot.press("left_square_bracket")  # an older grid written without a layout stays whole
+        assert "of" not in _text(app, "#samples-title")
+        assert app.query_one("#samples-image").image.size == (62, 62)
+
+
+def test_legible_part_keeps_pictures_it_cannot_read_whole():
+    picture = PILImage.new("RGB", (242, 242))
+    assert legible_part(picture, None, (34, 44)) == (picture, 0, 0)
+    assert legible_part(picture, "8 8 30 30", (400, 400)) == (picture, 64, 64)
+    one, shown, total = legible_part(picture, "8 8 30 30", (5, 5))
+    assert (one.size, shown, total) == ((32, 32), 1, 64)
 
 
 async def test_help_lists_every_key_and_closes(root: Path):

@@ -11,16 +11,20 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Static
+from textual_image.renderable import HalfcellImage, UnicodeImage
+from textual_image.renderable import Image as PickedRenderer
 from textual_image.widget import Image as TerminalImage
 
 from ganterm.dashboard.plots import View
 from ganterm.dashboard.series import SeriesStore
 from ganterm.listing import STATE_STYLE
 from ganterm.progress import clock
-from ganterm.rundir import ACTIVE_STATES, stalled_reason
+from ganterm.rundir import ACTIVE_STATES, GRID_KEY, GRID_PADDING, stalled_reason
 
 ALERT_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 MAX_ALERTS = 50
+CELL_PICTURES = PickedRenderer in (HalfcellImage, UnicodeImage)  # no terminal graphics: pictures in text cells
+MIN_SAMPLE_PIXELS = 8  # across one sample: below this an MNIST digit stops being legible
 
 
 def eta_seconds(store: SeriesStore, total: int) -> float | None:
@@ -107,6 +111,24 @@ class AlertsPanel(Static):
         self.update(text.rstrip() or text)
 
 
+def legible_part(image: PILImage.Image, layout: str | None, pixels: tuple[int, int]) -> tuple[PILImage.Image, int, int]:
+    """The top-left k×k samples of a grid that `pixels` (width, height) can show at MIN_SAMPLE_PIXELS each.
+
+    Half-block cells give a side panel about 34×44 pixels: a whole 8×8 grid
+    there is mush, 16 samples of it are digits. Returns the picture, how many
+    samples it shows and how many the grid has (0 and 0: not a grid ganterm wrote).
+    """
+    try:
+        columns, rows, cell_width, cell_height = (int(part) for part in (layout or "").split())
+    except ValueError:
+        return image, 0, 0
+    side = max(1, min(columns, rows, min(pixels) // MIN_SAMPLE_PIXELS))
+    if side * side == columns * rows:
+        return image, side * side, side * side
+    crop = (0, 0, side * cell_width + GRID_PADDING, side * cell_height + GRID_PADDING)
+    return image.crop(crop), side * side, columns * rows
+
+
 class SamplesPanel(Vertical):
     """The newest fixed-noise grid, or an earlier one while the user steps back."""
 
@@ -116,7 +138,7 @@ class SamplesPanel(Vertical):
         self.index: int | None = None  # None follows the newest grid
 
     def compose(self) -> ComposeResult:
-        yield Label("samples · none yet", id="samples-title")
+        yield Label("no grid yet", id="samples-title")  # the border says samples
         yield TerminalImage(id="samples-image")
 
     def set_files(self, files: list[Path]) -> None:
@@ -131,19 +153,33 @@ class SamplesPanel(Vertical):
         self.index = None if target == len(self.files) - 1 else target
         self._draw()
 
+    def on_resize(self) -> None:
+        self._draw()  # a bigger panel shows more of the grid
+
     def _draw(self) -> None:
         if not self.files:
-            self.query_one("#samples-title", Label).update("samples · none yet")
+            self.query_one("#samples-title", Label).update("no grid yet")
             self.query_one(TerminalImage).image = None
             return
         index = len(self.files) - 1 if self.index is None else self.index
         path = self.files[index]
-        where = "newest" if self.index is None else f"{index + 1}/{len(self.files)} · ] newer"
+        where = "newest" if self.index is None else f"{index + 1}/{len(self.files)} ] newer"
         step = path.stem.removeprefix("step_").lstrip("0") or "0"
-        self.query_one("#samples-title", Label).update(f"samples · step {step} · {where}")
         try:
             with PILImage.open(path) as image:
                 image.load()
-                self.query_one(TerminalImage).image = image.convert("RGB")
+                layout = getattr(image, "text", {}).get(GRID_KEY)
+                picture = image.convert("RGB")
         except OSError:  # the grid is being replaced; the next poll shows it
-            pass
+            return
+        shown = ""
+        widget = self.query_one(TerminalImage)
+        if CELL_PICTURES and self.size.width > 0 and self.size.height > 1:  # graphics have pixels for it all
+            pixels = (self.size.width, 2 * (self.size.height - 1))  # two square half-block pixels a cell
+            picture, count, total = legible_part(picture, layout, pixels)
+            shown = f" · {count} of {total}" if count < total else ""
+            scale = min(pixels[0] / picture.width, pixels[1] / picture.height)  # fit, keeping the aspect
+            widget.styles.width = max(1, round(picture.width * scale))
+            widget.styles.height = max(1, round(picture.height * scale / 2))
+        self.query_one("#samples-title", Label).update(f"step {step} · {where}{shown}")
+        widget.image = picture
