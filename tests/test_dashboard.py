@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 from plotext._utility import colors_to_ansi
+from textual.widgets import Label
 
 from ganterm import rundir
 from ganterm.dashboard import history as history_module
@@ -302,6 +303,8 @@ async def test_stop_asks_first_and_no_is_the_default(root: Path):
         await settle(pilot, app)
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmScreen)
+        question = app.screen.query_one(Label)
+        assert app.screen.query_one(".modal-box").region.width < question.region.width + 12  # fits its words
         await pilot.press("enter")  # the focused button is "No"
         assert _commands(run) == []
         await pilot.press("x", "y")
