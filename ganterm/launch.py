@@ -7,6 +7,7 @@ viewer, and viewers stay light.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from ganterm.rundir import (
     write_status,
 )
 
+LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how worker.log lines begin
 START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
 
 
@@ -129,12 +131,21 @@ def start_worker(run: RunDir, resume: Path | None = None) -> int:
 
 
 def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line: None) -> dict:
-    """Wait while the worker loads; pass its log lines on. Returns the status it reached."""
+    """Wait while the worker loads; pass its log lines on. Returns the status it reached.
+
+    Tracebacks are left in worker.log: a failed start ends in one sentence, which
+    names the log when there is more to read.
+    """
     log = TextTail(run.log)
     last_sign = time.monotonic()
+    in_traceback = False
     while True:
         for line in log.read():
-            on_log(line)
+            stamped = LOG_TIMESTAMP.match(line)
+            if stamped:  # a traceback's own lines carry no timestamp; the next logged line ends it
+                in_traceback = line[stamped.end() :].startswith("Traceback")
+            if not in_traceback:
+                on_log(line)
         status = read_status(run) or {}
         state = effective_state(status)
         if state not in ("starting", "unknown", "stalled"):  # stalled: still importing torch on a slow disk

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from ganterm.checkpoint import load_checkpoint
+from ganterm.launch import wait_until_started
 from ganterm.rundir import (
     ACTIVE_STATES,
     HEARTBEAT_STALE_SECONDS,
@@ -26,6 +27,7 @@ from ganterm.rundir import (
     effective_state,
     read_jsonl,
     read_status,
+    write_status,
 )
 from tests.conftest import run_cli
 
@@ -202,6 +204,23 @@ def test_bad_control_lines_are_skipped(workers: Path):
     assert run_cli(workers, "pause", "garbled").returncode == 0
     assert state(run) == "paused"
     assert "skipping" in run.log.read_text() or "ignoring" in run.log.read_text()
+
+
+def test_waiting_for_a_start_passes_the_log_on_but_not_a_traceback(tmp_path: Path):
+    run = RunDir(tmp_path / "runs" / "crashed")
+    run.path.mkdir(parents=True)
+    run.log.write_text(
+        "2026-11-24 10:00:00 loading data 'ring'\n"
+        "2026-11-24 10:00:01 Traceback (most recent call last):\n"
+        '  File "ganterm/worker.py", line 102, in run_worker\n'
+        "OSError: [Errno 28] No space left on device\n"
+        "2026-11-24 10:00:01 step 0: failed\n",
+        encoding="utf-8",
+    )
+    write_status(run, {"state": "failed", "step": 0, "error": "no space left on the disk"})
+    shown: list[str] = []
+    assert wait_until_started(run, on_log=shown.append)["state"] == "failed"
+    assert shown == ["2026-11-24 10:00:00 loading data 'ring'", "2026-11-24 10:00:01 step 0: failed"]
 
 
 def test_a_full_disk_fails_with_a_clear_message(workers: Path):
