@@ -425,6 +425,9 @@ async def test_without_terminal_graphics_a_grid_shows_as_many_samples_as_stay_le
         await settle(pilot, app)
         assert "step 300 · newest · 16 of 64" in _text(app, "#samples-title")
         assert app.query_one("#samples-image").image.size == (4 * 30 + 2, 4 * 30 + 2)  # the top-left 4×4
+        await pilot.resize_terminal(200, 60)  # a wider side panel: more samples at the same legible size
+        await pilot.pause(0.2)
+        assert "step 300 · newest · 49 of 64" in _text(app, "#samples-title")
         await pilot.press("left_square_bracket")  # an older grid written without a layout stays whole
         assert "of" not in _text(app, "#samples-title")
         assert app.query_one("#samples-image").image.size == (62, 62)
