@@ -31,7 +31,7 @@ FINAL_STATES = ("finished", "stopped", "failed")
 HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_STALE_SECONDS = 20.0
 DEFAULT_ROOT = Path("runs")
-GRID_KEY = "ganterm-grid"  # PNG text of a sample grid: "columns rows cell_width cell_height", padding included
+GRID_KEY = "ganterm-grid"  # PNG text of a sample grid: "images columns rows cell_width cell_height"
 GRID_PADDING = 2
 
 

@@ -65,16 +65,18 @@ def generate(generator: nn.Module, z: torch.Tensor, chunk: int = 256) -> torch.T
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
     """A grid of [-1, 1] images, `nrow` per row (square by default).
 
-    The PNG carries its layout (GRID_KEY: columns, rows, and a cell's width and
-    height with padding), so a viewer short of pixels can show some samples legibly.
+    The PNG carries its layout (GRID_KEY: images, columns, rows, and a cell's width
+    and height with padding), so a viewer short of pixels can show some samples legibly.
     """
     nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
     grid = make_grid(images.float(), nrow=nrow, padding=GRID_PADDING, normalize=True, value_range=(-1, 1),
                      pad_value=0.25)  # fmt: skip
     array = grid.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     image = Image.fromarray(array[..., 0] if images.shape[1] == 1 else array)
-    columns, rows = min(nrow, images.shape[0]), math.ceil(images.shape[0] / nrow)
-    image.info[GRID_KEY] = f"{columns} {rows} {images.shape[-1] + GRID_PADDING} {images.shape[-2] + GRID_PADDING}"
+    count = images.shape[0]
+    columns, rows = min(nrow, count), math.ceil(count / nrow)
+    cell_width, cell_height = images.shape[-1] + GRID_PADDING, images.shape[-2] + GRID_PADDING
+    image.info[GRID_KEY] = f"{count} {columns} {rows} {cell_width} {cell_height}"
     return image
 
 

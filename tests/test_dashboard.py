@@ -427,18 +427,21 @@ async def test_without_terminal_graphics_a_grid_shows_as_many_samples_as_stay_le
         assert app.query_one("#samples-image").image.size == (4 * 30 + 2, 4 * 30 + 2)  # the top-left 4×4
         await pilot.resize_terminal(200, 60)  # a wider side panel: more samples at the same legible size
         await pilot.pause(0.2)
-        assert "step 300 · newest · 49 of 64" in _text(app, "#samples-title")
+        assert "step 300 · newest · 56 of 64" in _text(app, "#samples-title")
         await pilot.press("left_square_bracket")  # an older grid written without a layout stays whole
         assert "of" not in _text(app, "#samples-title")
         assert app.query_one("#samples-image").image.size == (62, 62)
 
 
-def test_legible_part_keeps_pictures_it_cannot_read_whole():
+def test_legible_part_keeps_pictures_it_cannot_read_whole_and_counts_what_it_shows():
     picture = PILImage.new("RGB", (242, 242))
     assert legible_part(picture, None, (34, 44)) == (picture, 0, 0)
-    assert legible_part(picture, "8 8 30 30", (400, 400)) == (picture, 64, 64)
-    one, shown, total = legible_part(picture, "8 8 30 30", (5, 5))
+    assert legible_part(picture, "64 8 8 30 30", (400, 400)) == (picture, 64, 64)
+    one, shown, total = legible_part(picture, "64 8 8 30 30", (5, 5))
     assert (one.size, shown, total) == ((32, 32), 1, 64)
+    ten = PILImage.new("RGB", (122, 92))  # 10 images, 4 a row: the third row holds two
+    part, shown, total = legible_part(ten, "10 4 3 30 30", (24, 24))
+    assert (part.size, shown, total) == ((92, 92), 8, 10)  # 3×3 cells, one of them empty
 
 
 async def test_help_lists_every_key_and_closes(root: Path):

@@ -112,21 +112,23 @@ class AlertsPanel(Static):
 
 
 def legible_part(image: PILImage.Image, layout: str | None, pixels: tuple[int, int]) -> tuple[PILImage.Image, int, int]:
-    """The top-left k×k samples of a grid that `pixels` (width, height) can show at MIN_SAMPLE_PIXELS each.
+    """The top-left samples of a grid that `pixels` (width, height) can show at MIN_SAMPLE_PIXELS each.
 
-    Half-block cells give a side panel about 34×44 pixels: a whole 8×8 grid
-    there is mush, 16 samples of it are digits. Returns the picture, how many
+    Half-block cells give a side panel about 34×42 pixels: a whole 8×8 grid
+    there is mush, 4×5 samples of it are digits. Returns the picture, how many
     samples it shows and how many the grid has (0 and 0: not a grid ganterm wrote).
     """
     try:
-        columns, rows, cell_width, cell_height = (int(part) for part in (layout or "").split())
+        count, columns, rows, cell_width, cell_height = (int(part) for part in (layout or "").split())
     except ValueError:
         return image, 0, 0
-    side = max(1, min(columns, rows, min(pixels) // MIN_SAMPLE_PIXELS))
-    if side * side == columns * rows:
-        return image, side * side, side * side
-    crop = (0, 0, side * cell_width + GRID_PADDING, side * cell_height + GRID_PADDING)
-    return image.crop(crop), side * side, columns * rows
+    shown_columns = max(1, min(columns, pixels[0] // MIN_SAMPLE_PIXELS))
+    shown_rows = max(1, min(rows, pixels[1] // MIN_SAMPLE_PIXELS))
+    if (shown_columns, shown_rows) == (columns, rows):
+        return image, count, count
+    crop = (0, 0, shown_columns * cell_width + GRID_PADDING, shown_rows * cell_height + GRID_PADDING)
+    shown = sum(min(shown_columns, max(0, count - row * columns)) for row in range(shown_rows))  # last row: part
+    return image.crop(crop), shown, count
 
 
 class SamplesPanel(Vertical):
