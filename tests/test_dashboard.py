@@ -19,6 +19,7 @@ from textual.widgets import Label
 from ganterm import rundir
 from ganterm.dashboard import history as history_module
 from ganterm.dashboard import reader as reader_module
+from ganterm.dashboard import widgets as widgets_module
 from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View
 from ganterm.dashboard.reader import RunReader
@@ -416,7 +417,8 @@ async def test_sample_keys_step_through_grids(root: Path):
         assert app.query_one(SamplesPanel).files[-1].name == "step_0000200.png"
 
 
-async def test_without_terminal_graphics_a_grid_shows_as_many_samples_as_stay_legible(root: Path):
+async def test_without_terminal_graphics_a_grid_shows_as_many_samples_as_stay_legible(root: Path, monkeypatch):
+    monkeypatch.setattr(widgets_module, "CELL_PICTURES", True)  # as over SSH, even if pytest runs in Kitty
     run = make_run(root, "r", "finished")
     grid = image_grid(torch.rand(64, 1, 28, 28) * 2 - 1)  # as the worker writes it: 8×8 cells of 30 px
     save_png(grid, run.sample_path(300))
