@@ -180,12 +180,9 @@ def main() -> None:
         figures |= {name: parse_line_by_line_s(run.metrics, loads) for name, (loads, _) in baselines.items()}
         rounds.append(figures)
 
-    def median(key: str) -> float:
-        return statistics.median(figures[key] for figures in rounds)
-
-    def spread(key: str, unit: str = "s") -> str:
+    def spread(key: str) -> str:
         values = [figures[key] for figures in rounds]
-        return f"median {statistics.median(values):.2f} {unit} (min {min(values):.2f}, max {max(values):.2f})"
+        return f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, {len(rounds)} rounds")
     print(f"rows read:            {rounds[0]['rows']:,.0f}")
@@ -195,7 +192,8 @@ def main() -> None:
         ratio = statistics.median(figures["open_s"] / figures[name] for figures in rounds)
         print(f"  {name + '.loads':<12} line by line: {spread(name)}; loading took {ratio:.2f}x of it "
               f"(target < {target}x)")  # fmt: skip
-    print(f"redraw, {rounds[0]['plots']:.0f} visible plots:    median {median('redraw_ms_median'):.1f} ms, "
+    redraw_ms = statistics.median(figures["redraw_ms_median"] for figures in rounds)
+    print(f"redraw, {rounds[0]['plots']:.0f} visible plots:    median {redraw_ms:.1f} ms, "
           f"max {max(figures['redraw_ms_max'] for figures in rounds):.1f} ms   (target < 50 ms)")  # fmt: skip
     print(f"resident memory:      {rounds[0]['rss_mb']:.0f} MB (first round: later ones hold the baselines' heap)")
 
