@@ -34,7 +34,9 @@ import orjson
 
 from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import MetricPlot
-from ganterm.rundir import RunDir, float32_precision, write_status
+from ganterm.run.jsonl import float32_precision
+from ganterm.run.layout import RunDir
+from ganterm.run.status import write_status
 
 
 def write_metrics(path: Path, steps: int) -> None:

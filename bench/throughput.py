@@ -35,10 +35,11 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from ganterm.config import load_config
-from ganterm.data import load_mnist5k, resize
-from ganterm.models import DCGANDiscriminator, DCGANGenerator
-from ganterm.rundir import RunDir, StatusBoard
-from ganterm.train import Loop, Trainer, complete_config, fit, pick_device
+from ganterm.run.layout import RunDir
+from ganterm.run.status import StatusBoard
+from ganterm.training.data import load_mnist5k, resize
+from ganterm.training.loop import Loop, Trainer, complete_config, fit, pick_device
+from ganterm.training.models import DCGANDiscriminator, DCGANGenerator
 
 BATCH, WIDTH, SIZE, Z_DIM = 64, 64, 32, 100
 

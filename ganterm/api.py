@@ -29,16 +29,10 @@ from typing import Any
 from ganterm.config import HealthConfig
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
-from ganterm.rundir import (
-    JsonlTail,
-    JsonlWriter,
-    RunDir,
-    StatusBoard,
-    acquire_lock,
-    float32_precision,
-    new_run_name,
-    record_event,
-)
+from ganterm.run.jsonl import JsonlTail, JsonlWriter, float32_precision, record_event
+from ganterm.run.layout import RunDir, new_run_name
+from ganterm.run.lock import acquire_lock
+from ganterm.run.status import StatusBoard
 
 
 class Run:
@@ -80,7 +74,7 @@ class Run:
 
     def images(self, step: int, images: Any, nrow: int | None = None) -> Path:
         """Save a batch of images (N×C×H×W tensor in [-1, 1]) as the run's sample grid for `step`."""
-        from ganterm.sample import image_grid, save_png
+        from ganterm.training.sample import image_grid, save_png
 
         path = self.dir.sample_path(step)
         save_png(image_grid(images.detach().float().cpu(), nrow), path)

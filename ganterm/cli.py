@@ -177,7 +177,7 @@ def _ask_terminal_for_graphics() -> threading.Thread:
 
 
 def _still_training(run) -> None:
-    from ganterm.rundir import ACTIVE_STATES, effective_state, read_status
+    from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 
     if effective_state(read_status(run)) in ACTIVE_STATES:
         console.print(
@@ -189,7 +189,7 @@ def _interrupted(run) -> None:
     """Ctrl-C in a viewer asks before it stops anything."""
     from rich.prompt import Confirm
 
-    from ganterm import control
+    from ganterm.run import control
 
     stop = False
     if console.is_terminal:
@@ -232,7 +232,7 @@ def watch(
     root: RootOption = Path("runs"),
 ) -> None:
     """Attach to runs (running or not); quitting the viewer never stops training."""
-    from ganterm.rundir import resolve_run
+    from ganterm.run.layout import resolve_run
 
     _attach(
         [resolve_run(run, root) for run in runs] if runs else [resolve_run(None, root)],
@@ -252,8 +252,8 @@ def runs(root: RootOption = Path("runs")) -> None:
 
 def _control(command: str, done: str) -> Callable[..., None]:
     def handler(run: RunArgument = None, root: RootOption = Path("runs")) -> None:
-        from ganterm import control
-        from ganterm.rundir import resolve_run
+        from ganterm.run import control
+        from ganterm.run.layout import resolve_run
 
         target = resolve_run(run, root)
         event = control.send_and_wait(target, command, timeout=300 if command == "stop" else 30)
@@ -265,7 +265,7 @@ def _control(command: str, done: str) -> Callable[..., None]:
 
 app.command("stop", help="Stop a run's worker after writing a checkpoint.")(_control("stop", "stopped"))
 app.command("pause", help="Pause a run; it keeps all its state and loses no step.")(_control("pause", "paused"))
-app.command("unpause", help="Continue a paused run.")(_control("resume", "running again"))
+app.command("unpause", help="Continue a paused run.")(_control("unpause", "running again"))
 app.command("checkpoint", help="Write a checkpoint now.")(_control("checkpoint", "checkpoint written"))
 app.command("snapshot", help="Write a sample grid now.")(_control("sample", "sample written"))
 
@@ -291,8 +291,8 @@ def sample(
     root: RootOption = Path("runs"),
 ) -> None:
     """Write a PNG grid of samples from a checkpoint."""
-    from ganterm.checkpoint import find_checkpoint
-    from ganterm.sample import render_checkpoint, save_png
+    from ganterm.run.checkpoints import find_checkpoint
+    from ganterm.training.sample import render_checkpoint, save_png
 
     if out is not None and out.suffix.lower() != ".png":
         raise UserError(f"--out {str(out)!r} must name a .png file")
@@ -317,9 +317,9 @@ def evaluate(
     root: RootOption = Path("runs"),
 ) -> None:
     """Measure sample quality of a checkpoint: modes, classes, offline FID, precision and recall."""
-    from ganterm.checkpoint import find_checkpoint
     from ganterm.listing import metrics_table
-    from ganterm.quality import evaluate_checkpoint
+    from ganterm.run.checkpoints import find_checkpoint
+    from ganterm.training.quality import evaluate_checkpoint
 
     path = find_checkpoint(run_or_checkpoint, root)
     metrics, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False))
@@ -339,7 +339,8 @@ def export(
     root: RootOption = Path("runs"),
 ) -> None:
     """Write the (EMA) generator alone, loadable with safetensors.torch.load_file."""
-    from ganterm.checkpoint import find_checkpoint, load_checkpoint, save_generator
+    from ganterm.run.checkpoints import find_checkpoint
+    from ganterm.training.checkpoint import load_checkpoint, save_generator
 
     path = find_checkpoint(run_or_checkpoint, root)
     checkpoint = load_checkpoint(path)
@@ -359,8 +360,8 @@ def timelapse(
     root: RootOption = Path("runs"),
 ) -> None:
     """Make an animated GIF of a run's sample grids."""
-    from ganterm.rundir import resolve_run
-    from ganterm.sample import timelapse as make_timelapse
+    from ganterm.run.layout import resolve_run
+    from ganterm.training.sample import timelapse as make_timelapse
 
     target = resolve_run(run, root)
     frames = target.sample_files()

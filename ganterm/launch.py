@@ -15,20 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ganterm.checkpoint import latest_step_file, read_config, step_files
 from ganterm.config import Config, frozen_on_resume, load_config
 from ganterm.errors import ConfigError, UserError
-from ganterm.rundir import (
-    ACTIVE_STATES,
-    RunDir,
-    TextTail,
-    effective_state,
-    new_run_name,
-    read_status,
-    resolve_run,
-    stalled_reason,
-    write_status,
-)
+from ganterm.run.checkpoints import latest_step_file, read_config, step_files
+from ganterm.run.jsonl import TextTail
+from ganterm.run.layout import RunDir, new_run_name, resolve_run
+from ganterm.run.status import ACTIVE_STATES, effective_state, read_status, stalled_reason, write_status
 
 LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how worker.log lines begin
 START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
@@ -99,7 +91,7 @@ def start_worker(run: RunDir, resume: Path | None = None) -> int:
     init, so it outlives this terminal and never lingers as our zombie (a
     zombie still answers kill(pid, 0), which would hide a dead worker).
     """
-    command = [sys.executable, "-m", "ganterm.worker", str(run.path)]
+    command = [sys.executable, "-m", "ganterm.training.worker", str(run.path)]
     if resume is not None:
         command += ["--resume", str(resume)]
     read_end, write_end = os.pipe()

@@ -9,7 +9,9 @@ from typing import Any
 from rich.cells import cell_len
 from rich.table import Table
 
-from ganterm.rundir import RunDir, effective_state, last_record, list_runs, read_status
+from ganterm.run.jsonl import last_record
+from ganterm.run.layout import RunDir, list_runs
+from ganterm.run.status import effective_state, read_status
 
 STATE_STYLE = {
     "running": "green",

@@ -10,7 +10,9 @@ from typing import Any
 
 from rich.console import Console
 
-from ganterm.rundir import ACTIVE_STATES, JsonlTail, RunDir, effective_state, read_status
+from ganterm.run.jsonl import JsonlTail
+from ganterm.run.layout import RunDir
+from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 
 LINES_PER_RUN = 20  # plain mode prints about this many progress lines over a whole run
 

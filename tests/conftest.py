@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ganterm.config import Config, load_config
-from ganterm.rundir import RunDir
+from ganterm.run.layout import RunDir
 
 TINY = [
     "model.width=8",
@@ -44,7 +44,7 @@ def tiny_config(*overrides: str, data: str = "mnist5k") -> Config:
 
 def train_in_process(run: RunDir, config: Config | None = None, resume: Path | None = None) -> int:
     """Train `run` with the worker's own code, in this process; returns its exit code."""
-    from ganterm.worker import run_worker
+    from ganterm.training.worker import run_worker
 
     run.path.mkdir(parents=True, exist_ok=True)
     if config is not None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 from PIL import Image
 
-from ganterm.rundir import RunDir, write_status
+from ganterm.run.layout import RunDir
+from ganterm.run.status import write_status
 
 START = 1_790_000_000.0  # a fixed clock, so snapshots do not change from run to run
 

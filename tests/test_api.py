@@ -11,7 +11,9 @@ import ganterm
 from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import MetricPlot
 from ganterm.errors import UserError
-from ganterm.rundir import RunDir, append_jsonl, read_jsonl, read_status
+from ganterm.run.jsonl import append_jsonl, read_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.status import read_status
 from tests.test_dashboard import settle
 
 

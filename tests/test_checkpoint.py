@@ -10,18 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ganterm.checkpoint import (
-    CheckpointError,
-    find_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    save_generator,
-    step_files,
-)
-from ganterm.data import load_dataset
-from ganterm.models import build_generator
-from ganterm.rundir import RunDir
-from ganterm.train import Trainer, complete_config
+from ganterm.run.checkpoints import CheckpointError, find_checkpoint, step_files
+from ganterm.run.layout import RunDir
+from ganterm.training.checkpoint import load_checkpoint, save_checkpoint, save_generator
+from ganterm.training.data import load_dataset
+from ganterm.training.loop import Trainer, complete_config
+from ganterm.training.models import build_generator
 from tests.conftest import tiny_config
 
 

@@ -14,7 +14,9 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from ganterm.cli import app
-from ganterm.rundir import RunDir, append_jsonl, read_status, write_status
+from ganterm.run.jsonl import append_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.status import read_status, write_status
 from tests.conftest import tiny_config, train_in_process
 
 runner = CliRunner()

@@ -13,9 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ganterm.checkpoint import latest_step_file
-from ganterm.rundir import RunDir, read_jsonl, read_status
-from ganterm.sample import render_checkpoint
+from ganterm.run.checkpoints import latest_step_file
+from ganterm.run.jsonl import read_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.status import read_status
+from ganterm.training.sample import render_checkpoint
 from tests.conftest import tiny_config, train_in_process
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA GPU here")

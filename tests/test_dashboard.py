@@ -16,7 +16,6 @@ from PIL import Image as PILImage
 from plotext._utility import colors_to_ansi
 from textual.widgets import Label
 
-from ganterm import rundir
 from ganterm.dashboard import history as history_module
 from ganterm.dashboard import reader as reader_module
 from ganterm.dashboard import widgets as widgets_module
@@ -26,8 +25,10 @@ from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
 from ganterm.dashboard.widgets import SamplesPanel, header_text, legible_part
-from ganterm.rundir import RunDir, read_status, write_status
-from ganterm.sample import image_grid, save_png
+from ganterm.run import status as run_status
+from ganterm.run.layout import RunDir
+from ganterm.run.status import read_status, write_status
+from ganterm.training.sample import image_grid, save_png
 from tests.dashboard_runs import append_metrics, make_run, metric_rows
 
 
@@ -210,7 +211,7 @@ async def test_every_run_state_opens_and_says_why_it_ended(root: Path, state: st
 
 
 async def test_a_live_worker_that_stopped_beating_reads_as_stalled_not_lost(root: Path, monkeypatch):
-    monkeypatch.setattr(rundir, "HEARTBEAT_STALE_SECONDS", 0.5)
+    monkeypatch.setattr(run_status, "HEARTBEAT_STALE_SECONDS", 0.5)
     run = make_run(root, "r", "running")  # this test's own process stands for the worker
     write_status(run, {**read_status(run), "heartbeat": time.time() - 1})
     app = Dashboard([run], root)
@@ -278,7 +279,7 @@ async def test_worker_keys_send_commands(root: Path, key: str, command: str):
 
 async def test_pause_key_pauses_a_running_run_and_resumes_a_paused_one(root: Path):
     running, paused = make_run(root, "a", "running"), make_run(root, "b", "paused")
-    for run, expected in ((running, "pause"), (paused, "resume")):
+    for run, expected in ((running, "pause"), (paused, "unpause")):
         app = Dashboard([run], root)
         async with app.run_test() as pilot:
             await settle(pilot, app)
@@ -554,7 +555,7 @@ def test_the_viewer_never_imports_torch(root: Path):
         "import sys, asyncio\n"
         "from pathlib import Path\n"
         "from ganterm.dashboard.app import Dashboard\n"
-        "from ganterm.rundir import RunDir\n"
+        "from ganterm.run.layout import RunDir\n"
         "async def main():\n"
         f"    app = Dashboard([RunDir(Path({str(run.path)!r}))], Path({str(root)!r}))\n"
         "    async with app.run_test() as pilot:\n"

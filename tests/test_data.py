@@ -8,7 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ganterm.data import Batches, DataError, load_dataset, load_folder, load_torchvision, toy_dataset, toy_modes
+from ganterm.training.data import (
+    Batches,
+    DataError,
+    load_dataset,
+    load_folder,
+    load_torchvision,
+    toy_dataset,
+    toy_modes,
+)
 from tests.conftest import tiny_config
 
 

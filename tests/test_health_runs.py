@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ganterm.rundir import RunDir, read_jsonl
+from ganterm.run.jsonl import read_jsonl
+from ganterm.run.layout import RunDir
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

@@ -17,18 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganterm.checkpoint import load_checkpoint
 from ganterm.launch import wait_until_started
-from ganterm.rundir import (
-    ACTIVE_STATES,
-    HEARTBEAT_STALE_SECONDS,
-    RunDir,
-    append_jsonl,
-    effective_state,
-    read_jsonl,
-    read_status,
-    write_status,
-)
+from ganterm.run.jsonl import append_jsonl, read_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.status import ACTIVE_STATES, HEARTBEAT_STALE_SECONDS, effective_state, read_status, write_status
+from ganterm.training.checkpoint import load_checkpoint
 from tests.conftest import run_cli
 
 TINY = [

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ganterm.config import Config
-from ganterm.data import Dataset, load_dataset, toy_dataset, toy_modes
-from ganterm.quality import (
+from ganterm.training.data import Dataset, load_dataset, toy_dataset, toy_modes
+from ganterm.training.quality import (
     QualityProbe,
     class_metrics,
     classifier_for,
@@ -104,7 +104,7 @@ def test_fd_separates_real_digits_from_noise(mnist5k: Dataset, classifier_cache:
 
 
 def test_probe_measures_a_generator(mnist5k: Dataset, classifier_cache: Path):
-    from ganterm.models import DCGANGenerator
+    from ganterm.training.models import DCGANGenerator
 
     probe = QualityProbe.prepare(mnist5k, samples=200, seed=0, cache=classifier_cache, log=lambda message: None)
     untrained = DCGANGenerator(16, 8, 1, 28)
@@ -115,7 +115,7 @@ def test_probe_measures_a_generator(mnist5k: Dataset, classifier_cache: Path):
 
 
 def test_unlabelled_images_get_precision_and_recall_only(tmp_path: Path):
-    from ganterm.models import DCGANGenerator
+    from ganterm.training.models import DCGANGenerator
 
     images = Dataset("folder", torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8))
     probe = QualityProbe.prepare(images, samples=200, seed=0, cache=tmp_path, log=lambda message: None)

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ganterm.checkpoint import latest_step_file
-from ganterm.rundir import RunDir, read_jsonl
+from ganterm.run.checkpoints import latest_step_file
+from ganterm.run.jsonl import read_jsonl
+from ganterm.run.layout import RunDir
 from tests.conftest import tiny_config, train_in_process
 
 N = 6

@@ -10,20 +10,11 @@ from pathlib import Path
 import pytest
 
 from ganterm.errors import UserError
-from ganterm.rundir import (
-    JsonlTail,
-    JsonlWriter,
-    RunDir,
-    RunLocked,
-    acquire_lock,
-    effective_state,
-    last_record,
-    read_status,
-    resolve_run,
-    rewind,
-    this_host,
-    write_status,
-)
+from ganterm.run.jsonl import JsonlTail, JsonlWriter, last_record
+from ganterm.run.layout import RunDir, resolve_run
+from ganterm.run.lock import RunLocked, acquire_lock
+from ganterm.run.rewind import rewind
+from ganterm.run.status import effective_state, read_status, this_host, write_status
 
 
 def test_nan_and_infinity_are_written_as_null(tmp_path: Path):
@@ -78,11 +69,30 @@ def test_last_record_reads_from_the_end(tmp_path: Path):
     assert last_record(path)["step"] == 4999
 
 
-def test_corrupted_status_is_a_warning_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_corrupted_status_reads_as_unknown_with_the_problem_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """The problem is a value the viewer shows; nothing is printed behind a full-screen dashboard's back."""
     run = RunDir(tmp_path)
     run.status.write_text('{"state": "runn')
-    assert read_status(run) is None
-    assert "status.json is not valid JSON" in capsys.readouterr().err
+    status = read_status(run)
+    assert effective_state(status) == "unknown"
+    assert "status.json is not valid JSON" in status["problem"]
+    assert capsys.readouterr().err == ""
+
+
+def test_files_the_run_did_not_write_are_not_its_samples(tmp_path: Path):
+    """A copy a user made beside the grids neither counts as a sample nor stops a rewind."""
+    run = RunDir(tmp_path)
+    run.samples.mkdir()
+    for name in ("step_0000100.png", "step_0000300.png", "step_0000300 (copy).png", "notes.txt", "step_12.png"):
+        (run.samples / name).write_bytes(b"png")
+    assert [p.name for p in run.sample_files()] == ["step_0000100.png", "step_0000300.png"]
+    rewind(run, 200)
+    assert sorted(p.name for p in run.samples.iterdir()) == [
+        "notes.txt",
+        "step_0000100.png",
+        "step_0000300 (copy).png",
+        "step_12.png",
+    ]
 
 
 def test_status_is_replaced_atomically(tmp_path: Path):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ganterm.rundir import RunDir, effective_state, read_status
+from ganterm.run.layout import RunDir
+from ganterm.run.status import effective_state, read_status
 from tests.conftest import run_cli
 from tests.dashboard_runs import make_run
 

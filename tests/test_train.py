@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganterm.data import load_dataset
-from ganterm.losses import discriminator_targets
-from ganterm.rundir import RunDir, read_jsonl, read_status
-from ganterm.train import STAT_NAMES, Trainer, complete_config
+from ganterm.run.jsonl import read_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.status import read_status
+from ganterm.training.data import load_dataset
+from ganterm.training.loop import STAT_NAMES, Trainer, complete_config
+from ganterm.training.losses import discriminator_targets
 from tests.conftest import tiny_config, train_in_process
 
 DESIGN_NAMES = {

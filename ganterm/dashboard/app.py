@@ -21,13 +21,14 @@ from textual.message import Message
 from textual.widgets import Footer, RichLog, Static
 from textual.worker import get_current_worker
 
-from ganterm import control
 from ganterm.dashboard.gpu import gpu_usage
 from ganterm.dashboard.plots import DEDICATED_PANELS, RUN_COLOURS, MetricPlot, PlottedRun, View, extra_panel
 from ganterm.dashboard.reader import RunReader, RunUpdate
 from ganterm.dashboard.series import SeriesStore, panel_order
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text, header_text
-from ganterm.rundir import ACTIVE_STATES, RunDir, effective_state, list_runs
+from ganterm.run import control
+from ganterm.run.layout import RunDir, list_runs
+from ganterm.run.status import ACTIVE_STATES, effective_state
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 ZOOM_WINDOWS = (None, 500, 2_000, 10_000)
@@ -348,7 +349,7 @@ class Dashboard(App[str]):
 
     def action_pause(self) -> None:
         if self.primary.state == "paused":
-            self._send("resume", "asked the worker to resume")
+            self._send("unpause", "asked the worker to continue")
         else:
             self._send("pause", "asked the worker to pause")
 

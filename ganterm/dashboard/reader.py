@@ -17,7 +17,9 @@ import numpy as np
 
 from ganterm.dashboard.history import MetricsHistory
 from ganterm.dashboard.series import columns_from_rows, merge_columns, parse_lines
-from ganterm.rundir import JsonlTail, LineTail, RunDir, TextTail, read_status
+from ganterm.run.jsonl import JsonlTail, LineTail, TextTail
+from ganterm.run.layout import RunDir
+from ganterm.run.status import read_status
 
 METRICS_CHUNK_BYTES = 8 << 20
 NEWEST_FIRST_BYTES = 4 << 20  # about 10,000 steps: read first, so a long run is on screen at once

@@ -15,7 +15,7 @@ from textual.widgets import Button, Input, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from ganterm.listing import run_summary
-from ganterm.rundir import RunDir, list_runs
+from ganterm.run.layout import RunDir, list_runs
 
 
 class HelpScreen(ModalScreen[None]):

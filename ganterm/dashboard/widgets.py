@@ -19,7 +19,8 @@ from ganterm.dashboard.plots import View
 from ganterm.dashboard.series import SeriesStore
 from ganterm.listing import STATE_STYLE
 from ganterm.progress import clock
-from ganterm.rundir import ACTIVE_STATES, GRID_KEY, GRID_PADDING, stalled_reason
+from ganterm.run.layout import GRID_KEY, GRID_PADDING
+from ganterm.run.status import ACTIVE_STATES, stalled_reason
 
 ALERT_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 MAX_ALERTS = 50

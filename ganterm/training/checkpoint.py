@@ -7,9 +7,8 @@ version, the step and the full config as JSON, so a checkpoint alone rebuilds
 the model. `ganterm export` writes just the EMA generator, un-prefixed, for
 use with plain `safetensors.torch.load_file`.
 
-torch is imported inside the functions that touch tensors: finding a
-checkpoint and reading its header (`read_metadata`) stay light, for the CLI
-paths that must not pay torch's start-up cost.
+Finding a checkpoint and reading its header without torch is
+`ganterm.run.checkpoints`'s job; this module holds the tensors.
 """
 
 from __future__ import annotations
@@ -17,32 +16,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from safetensors import SafetensorError, safe_open
+import torch
 
-from ganterm import faults
-from ganterm.config import Config, config_from_json
-from ganterm.errors import UserError
-from ganterm.rundir import RunDir
+from ganterm.config import Config
+from ganterm.run.checkpoints import (
+    FORMAT,
+    FORMAT_VERSION,
+    GENERATOR_FORMAT,
+    LATEST,
+    CheckpointError,
+    config_and_step,
+    opened,
+    read_metadata,
+    step_files,
+    step_path,
+)
+from ganterm.run.layout import RunDir
+from ganterm.training import faults
 
-FORMAT = "ganterm-checkpoint"
-GENERATOR_FORMAT = "ganterm-generator"
-FORMAT_VERSION = 1
-LATEST = "latest.safetensors"
-_STEP_FILE = re.compile(r"^step_(\d{7,})\.safetensors$")
-
-if TYPE_CHECKING:
-    import torch
-
-Tensors = dict[str, "torch.Tensor"]
-
-
-class CheckpointError(UserError):
-    """A checkpoint that cannot be read or does not fit."""
+Tensors = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -62,14 +57,8 @@ class Checkpoint:
         return self.generator_ema or self.generator
 
 
-def step_path(directory: Path, step: int) -> Path:
-    return directory / f"step_{step:07d}.safetensors"
-
-
 def _flatten_optimizer(prefix: str, state: dict, tensors: Tensors) -> str:
     """Tensors of an optimizer state go into the file; its param groups into JSON."""
-    import torch
-
     for index, values in state["state"].items():
         for key, value in values.items():
             tensors[f"{prefix}.state.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
@@ -159,13 +148,6 @@ def _point_latest(directory: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def step_files(directory: Path) -> list[tuple[int, Path]]:
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _STEP_FILE.match(p.name))]
-    return sorted(found)
-
-
 def prune(directory: Path, keep: int) -> None:
     """Delete all but the newest `keep` step files, and temp files of killed writes."""
     for _, path in step_files(directory)[:-keep]:
@@ -174,68 +156,9 @@ def prune(directory: Path, keep: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def latest_step_file(run: RunDir) -> Path | None:
-    files = step_files(run.checkpoints)
-    return files[-1][1] if files else None
-
-
-def find_checkpoint(argument: str | None, root: Path) -> Path:
-    """A checkpoint file given directly, or the newest one of a run (name, path, or latest run)."""
-    from ganterm.rundir import resolve_run
-
-    if argument is not None and Path(argument).expanduser().is_file():
-        return Path(argument).expanduser()
-    run = resolve_run(argument, root)
-    path = latest_step_file(run)
-    if path is None:
-        raise CheckpointError(f"run {run.name!r} has no checkpoint yet (it writes one every checkpoint.every steps)")
-    return path
-
-
-@contextlib.contextmanager
-def _opened(path: Path, framework: str):
-    """safe_open with one clear sentence for each way a file can be wrong."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), framework=framework, device="cpu") as handle:
-            yield handle
-    except SafetensorError as error:
-        if "incomplete" in str(error) or "not fully covered" in str(error):
-            raise CheckpointError(f"checkpoint {str(path)!r} is truncated (an interrupted copy or write?)") from None
-        raise CheckpointError(f"{str(path)!r} is not a safetensors file ({error})") from None
-    except OSError as error:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {error}") from None
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    """The validated header of a checkpoint, read without torch."""
-    with _opened(path, "numpy") as handle:
-        metadata = handle.metadata() or {}
-    if metadata.get("format") not in (FORMAT, GENERATOR_FORMAT):
-        raise CheckpointError(f"{str(path)!r} is a safetensors file but not a ganterm checkpoint")
-    version = int(metadata.get("format_version", "0"))
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} has format {version}, newer than this ganterm reads ({FORMAT_VERSION}); "
-            "upgrade ganterm"
-        )
-    return metadata
-
-
-def read_config(path: Path) -> tuple[Config, int]:
-    """The config and step stored in a checkpoint's header."""
-    return _config_and_step(read_metadata(path), path)
-
-
-def _config_and_step(metadata: dict[str, str], path: Path) -> tuple[Config, int]:
-    config = config_from_json(metadata.get("config", "{}"), f"checkpoint {str(path)!r}")
-    return config, int(metadata.get("step", "0"))
-
-
 def _read(path: Path) -> tuple[dict[str, str], Tensors]:
     metadata = read_metadata(path)
-    with _opened(path, "pt") as handle:
+    with opened(path, "pt") as handle:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is no dict
     return metadata, tensors
 
@@ -247,7 +170,7 @@ def _section(prefix: str, tensors: Tensors) -> Tensors:
 
 def load_checkpoint(path: Path) -> Checkpoint:
     metadata, tensors = _read(path)
-    config, step = _config_and_step(metadata, path)
+    config, step = config_and_step(metadata, path)
     if metadata["format"] == GENERATOR_FORMAT:
         return Checkpoint(step, config, generator=tensors)
     return Checkpoint(

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganterm.data import Dataset, toy_modes
-from ganterm.sample import generate, latent
+from ganterm.training.data import Dataset, toy_modes
+from ganterm.training.sample import generate, latent
 
 TOY_SAMPLES = 2500
 TOY_HQ_SIGMAS = 3.0
@@ -222,9 +222,9 @@ class QualityProbe:
 
 def evaluate_checkpoint(path: Path, log: Callable[[str], None] = print) -> tuple[dict[str, float], int]:
     """The metrics of `ganterm eval`, from a checkpoint alone; also returns its step."""
-    from ganterm.checkpoint import load_checkpoint, load_weights
-    from ganterm.data import cache_root, load_dataset
-    from ganterm.models import build_generator
+    from ganterm.training.checkpoint import load_checkpoint, load_weights
+    from ganterm.training.data import cache_root, load_dataset
+    from ganterm.training.models import build_generator
 
     checkpoint = load_checkpoint(path)
     config = checkpoint.config

@@ -17,7 +17,8 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from ganterm.config import Config
-from ganterm.rundir import GRID_KEY, GRID_PADDING, write_atomic
+from ganterm.run.files import write_atomic
+from ganterm.run.layout import GRID_KEY, GRID_PADDING
 
 FIXED_NOISE_SEED_OFFSET = 1_000_003  # the fixed sample batch never shares a stream with training noise
 SCATTER_SIZE = 320
@@ -123,7 +124,7 @@ def timelapse(frames: list[Path], out: Path, frame_ms: int = 120) -> None:
 
 def picture(generator: nn.Module, config: Config, z: torch.Tensor, nrow: int | None = None) -> Image.Image:
     """A grid for image models; for 2-D toys, a scatter over the true modes."""
-    from ganterm.data import TOY_SCALE, toy_modes
+    from ganterm.training.data import TOY_SCALE, toy_modes
 
     output = generate(generator, z)
     if not config.is_toy:
@@ -137,8 +138,8 @@ def render_checkpoint(
     path: Path, count: int, seed: int, nrow: int | None = None, walk_to: int | None = None
 ) -> tuple[Image.Image, int]:
     """The picture `ganterm sample` writes, from a checkpoint alone; also returns its step."""
-    from ganterm.checkpoint import load_checkpoint, load_weights
-    from ganterm.models import build_generator
+    from ganterm.training.checkpoint import load_checkpoint, load_weights
+    from ganterm.training.models import build_generator
 
     checkpoint = load_checkpoint(path)
     generator = build_generator(checkpoint.config)

@@ -1,13 +1,12 @@
 """The worker process: trains one run directory, detached from any terminal.
 
-`spawn_worker` starts `python -m ganterm.worker RUN [--resume CKPT]` in its own
-session, so a closed terminal or dropped SSH connection (SIGHUP) does not
-reach it; its stdout and stderr go to `worker.log`. The worker holds the
+`ganterm.launch.start_worker` starts `python -m ganterm.training.worker RUN
+[--resume CKPT]` in its own session, so a closed terminal or dropped SSH
+connection (SIGHUP) does not reach it; its stdout and stderr go to
+`worker.log`. The worker holds the
 run's lock, keeps `status.json` beating, turns SIGTERM/SIGINT and
 `control.jsonl` commands into loop commands, and on any failure records the
 error (traceback in `worker.log`) after saving what can be saved.
-
-This module's top level does not import torch: the CLI imports `spawn_worker`.
 """
 
 from __future__ import annotations
@@ -16,62 +15,22 @@ import argparse
 import errno
 import os
 import signal
-import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from ganterm.errors import UserError
-from ganterm.rundir import JsonlTail, RunDir, StatusBoard, acquire_lock, record_event, rewind
-
-COMMANDS = ("pause", "resume", "stop", "checkpoint", "sample")
-
-
-def spawn_worker(run: RunDir, resume: Path | None = None, env: dict[str, str] | None = None) -> int:
-    """Start the worker for `run` in a new session; returns its pid."""
-    command = [sys.executable, "-m", "ganterm.worker", str(run.path)]
-    if resume is not None:
-        command += ["--resume", str(resume)]
-    with open(run.log, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-    return process.pid
+from ganterm.run.control import CommandInbox
+from ganterm.run.jsonl import record_event
+from ganterm.run.layout import RunDir
+from ganterm.run.lock import acquire_lock
+from ganterm.run.rewind import rewind
+from ganterm.run.status import StatusBoard
 
 
 def log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
-
-
-class Commands:
-    """Control commands from `control.jsonl` and from signals, in arrival order."""
-
-    def __init__(self, run: RunDir) -> None:
-        # only commands written after the worker started count: old ones were for an earlier worker
-        self._tail = JsonlTail(run.control, from_end=True)
-        self._signalled: list[dict[str, Any]] = []
-
-    def on_signal(self, number: int, _frame: object) -> None:
-        self._signalled.append({"cmd": "stop", "signal": signal.Signals(number).name})
-
-    def __call__(self) -> list[dict[str, Any]]:
-        found, self._signalled = self._signalled, []
-        before = self._tail.bad_lines
-        for record in self._tail.read():
-            if record.get("cmd") in COMMANDS:
-                found.append(record)
-            else:
-                log(f"warning: ignoring unknown control command {record!r}")
-        if self._tail.bad_lines > before:
-            log(f"warning: skipped {self._tail.bad_lines - before} unreadable line(s) in control.jsonl")
-        return found
 
 
 def describe_os_error(error: OSError, run: RunDir) -> str:
@@ -86,7 +45,7 @@ def describe_os_error(error: OSError, run: RunDir) -> str:
 
 def run_worker(run: RunDir, resume: Path | None) -> int:
     """Train `run` to its configured total; the exit code says how it ended."""
-    commands = Commands(run)
+    commands = CommandInbox(run, warn=lambda message: log(f"warning: {message}"))
     lock = acquire_lock(run)
     status = StatusBoard(run, state="starting", started=time.time())
     for number in (signal.SIGTERM, signal.SIGINT):
@@ -97,7 +56,7 @@ def run_worker(run: RunDir, resume: Path | None) -> int:
     trainer = loop = None
     try:
         trainer, loop = _prepare(run, resume, status, commands)
-        from ganterm.train import fit
+        from ganterm.training.loop import fit
 
         state = fit(trainer, loop)
         return 0 if state in ("finished", "stopped") else 1
@@ -114,14 +73,14 @@ def run_worker(run: RunDir, resume: Path | None) -> int:
         os.close(lock)
 
 
-def _prepare(run: RunDir, resume: Path | None, status: StatusBoard, commands: Commands):
+def _prepare(run: RunDir, resume: Path | None, status: StatusBoard, commands: CommandInbox):
     """Load config, data and models; restore the checkpoint when resuming."""
-    from ganterm.checkpoint import load_checkpoint
     from ganterm.config import load_config, resolve_steps
-    from ganterm.data import cache_root, load_dataset
     from ganterm.health import HealthMonitor
-    from ganterm.quality import QualityProbe
-    from ganterm.train import Loop, Trainer, complete_config, pick_device
+    from ganterm.training.checkpoint import load_checkpoint
+    from ganterm.training.data import cache_root, load_dataset
+    from ganterm.training.loop import Loop, Trainer, complete_config, pick_device
+    from ganterm.training.quality import QualityProbe
 
     config = load_config(run.config)
     device = pick_device(config.train.device)
@@ -166,7 +125,7 @@ def _fail(run: RunDir, status: StatusBoard, message: str, trainer, loop, exit_co
     step = trainer.step if trainer is not None else 0
     if trainer is not None and loop is not None and trainer.step > max(loop.last_checkpoint, 0):
         try:
-            from ganterm.train import write_checkpoint
+            from ganterm.training.loop import write_checkpoint
 
             if trainer.bad_streak == 0:
                 write_checkpoint(trainer, loop)
@@ -182,7 +141,7 @@ def _fail(run: RunDir, status: StatusBoard, message: str, trainer, loop, exit_co
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ganterm.worker", description="Train one run directory.")
+    parser = argparse.ArgumentParser(prog="python -m ganterm.training.worker", description="Train one run directory.")
     parser.add_argument("run", type=Path)
     parser.add_argument("--resume", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -20,18 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganterm import faults
-from ganterm.augment import diff_augment
-from ganterm.checkpoint import Checkpoint, load_weights, save_checkpoint
 from ganterm.config import Config
-from ganterm.data import Batches, Dataset
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
-from ganterm.losses import discriminator_loss, discriminator_targets, generator_loss
-from ganterm.models import build_discriminator, build_generator
-from ganterm.quality import QualityProbe
-from ganterm.rundir import JsonlWriter, RunDir, StatusBoard, float32_precision, record_event
-from ganterm.sample import FIXED_NOISE_SEED_OFFSET, latent, picture, save_png
+from ganterm.run.jsonl import JsonlWriter, float32_precision, record_event
+from ganterm.run.layout import RunDir
+from ganterm.run.status import StatusBoard
+from ganterm.training import faults
+from ganterm.training.augment import diff_augment
+from ganterm.training.checkpoint import Checkpoint, load_weights, save_checkpoint
+from ganterm.training.data import Batches, Dataset
+from ganterm.training.losses import discriminator_loss, discriminator_targets, generator_loss
+from ganterm.training.models import build_discriminator, build_generator
+from ganterm.training.quality import QualityProbe
+from ganterm.training.sample import FIXED_NOISE_SEED_OFFSET, latent, picture, save_png
 
 STAT_NAMES = (
     "loss_d",
@@ -388,7 +390,7 @@ def fit(trainer: Trainer, loop: Loop) -> str:
                     _flush(trainer, loop, metrics)
                     paused = True
                     _set_state(trainer, loop, "paused", command)
-                elif name == "resume" and paused:
+                elif name == "unpause" and paused:
                     paused = False
                     loop._interval_start = time.perf_counter()
                     _set_state(trainer, loop, "running", command)

@@ -1,0 +1,173 @@
+"""JSON Lines: the format of metrics, events and control commands.
+
+Writers append whole lines in one `write`; readers keep a torn last line
+until its newline arrives. NaN and infinity are written as null.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ganterm.run.layout import RunDir
+
+
+def float32_precision(value: float) -> float:
+    """A statistic computed in float32, without the float64 digits it never had: shorter lines, faster viewers."""
+    return float(f"{value:.7g}")
+
+
+def dumps(record: dict[str, Any]) -> bytes:
+    """One JSON line; orjson writes NaN and infinity as null, as the contract asks."""
+    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class JsonlWriter:
+    """Appends records to a JSONL file, each batch in a single write call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, records: Iterable[dict[str, Any]]) -> None:
+        data = b"".join(dumps(r) for r in records)
+        if data:
+            _write_all(self._fd, data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one record; O_APPEND keeps concurrent writers' lines whole."""
+    with JsonlWriter(path) as writer:
+        writer.write([record])
+
+
+def record_event(run: RunDir, kind: str, step: int, **fields: Any) -> None:
+    append_jsonl(run.events, {"t": time.time(), "step": step, "kind": kind, **fields})
+
+
+class LineTail:
+    """Reads the complete lines appended to a file since the last call.
+
+    A torn last line is kept back until its newline arrives. If the file is
+    replaced or shrinks (a resumed run rewinds its metrics), `reset` turns
+    true and reading restarts from the top, so the caller can drop what it had.
+    """
+
+    def __init__(self, path: Path, from_end: bool = False) -> None:
+        self.path = path
+        self.offset = 0
+        self.reset = False
+        self._identity: tuple[int, int] | None = None
+        self._partial = b""
+        if from_end and path.exists():
+            stat = path.stat()
+            self.offset, self._identity = stat.st_size, (stat.st_dev, stat.st_ino)
+
+    def start_at(self, offset: int) -> None:
+        """Read on from `offset` (a line start), as if everything before it had been read."""
+        stat = self.path.stat()
+        self.offset, self._identity = offset, (stat.st_dev, stat.st_ino)
+
+    def read_lines(self, max_bytes: int | None = None) -> list[bytes]:
+        self.reset = False
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return []
+        identity = (stat.st_dev, stat.st_ino)
+        if self._identity is not None and (identity != self._identity or stat.st_size < self.offset):
+            self.offset, self._partial, self.reset = 0, b"", True
+        self._identity = identity
+        if stat.st_size <= self.offset:
+            return []
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read(max_bytes if max_bytes is not None else -1)
+        self.offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        return lines
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes on disk not yet read; lets a reader tell history from live tail."""
+        try:
+            return max(0, self.path.stat().st_size - self.offset)
+        except FileNotFoundError:
+            return 0
+
+
+class TextTail(LineTail):
+    """New lines of a text file (the worker log)."""
+
+    def read(self, max_bytes: int | None = None) -> list[str]:
+        return [line.decode(errors="replace") for line in self.read_lines(max_bytes)]
+
+
+class JsonlTail(LineTail):
+    """New records of a JSONL file; a line that does not parse is skipped and counted."""
+
+    def __init__(self, path: Path, from_end: bool = False) -> None:
+        super().__init__(path, from_end)
+        self.bad_lines = 0
+
+    def read(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
+        records = []
+        for line in self.read_lines(max_bytes):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.bad_lines += 1
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                self.bad_lines += 1
+        return records
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return JsonlTail(path).read()
+
+
+def last_record(path: Path, window: int = 65536, having: str | None = None) -> dict[str, Any] | None:
+    """The last complete record (holding the key `having`, if given), read from the file's end."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - window))
+            tail = handle.read()
+    except FileNotFoundError:
+        return None
+    for line in reversed(tail.split(b"\n")[1 if size > window else 0 :]):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and (having is None or having in record):
+            return record
+    return None

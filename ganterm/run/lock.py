@@ -1,0 +1,32 @@
+"""One writer per run: an exclusive lock the kernel releases when its holder dies."""
+
+from __future__ import annotations
+
+import os
+
+from ganterm.errors import UserError
+from ganterm.run.layout import RunDir
+
+
+class RunLocked(UserError):
+    """Another live worker is training this run directory."""
+
+
+def acquire_lock(run: RunDir) -> int:
+    """Hold an exclusive lock on the run for this process's lifetime; returns its fd.
+
+    The kernel drops a flock when its holder dies, even by kill -9, so a
+    crashed worker never leaves a run locked.
+    """
+    import fcntl
+
+    fd = os.open(run.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunLocked(f"run {run.name!r} is already being trained by process {holder}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
