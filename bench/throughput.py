@@ -9,7 +9,7 @@ in this one process:
   DataLoader with 2 workers, default memory format and Adam, and `.item()`
   on each statistic every step (D(x), D(G(z)) twice, both losses); on a GPU
   each batch is copied over as the tutorial does.
-- ganterm: `train.fit` with full logging (every step's statistics to
+- ganterm: `ganterm.training.loop.fit` with full logging (every step's statistics to
   metrics.jsonl), data decoded once into a uint8 tensor, channels_last,
   fused Adam, statistics pulled once per log interval; on a GPU also bf16
   autocast and the data kept on the GPU (the loop's own choices).
@@ -36,10 +36,11 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ganterm.config import load_config
 from ganterm.run.layout import RunDir
-from ganterm.run.status import StatusBoard
+from ganterm.run.recorder import Recorder
 from ganterm.training.data import load_mnist5k, resize
-from ganterm.training.loop import Loop, Trainer, complete_config, fit, pick_device
+from ganterm.training.loop import Schedule, fit
 from ganterm.training.models import DCGANDiscriminator, DCGANGenerator
+from ganterm.training.trainer import Trainer, complete_config, pick_device
 
 BATCH, WIDTH, SIZE, Z_DIM = 64, 64, 32, 100
 
@@ -128,12 +129,13 @@ def ganterm_trainer(device: torch.device, compiled: bool) -> Trainer:
 
 
 def ganterm_loop(trainer: Trainer, steps: int) -> float:
-    """Images per second of `steps` more steps of `train.fit`, metrics for every step written to disk."""
+    """Images per second of `steps` more steps of `fit`, metrics for every step written to disk."""
     with tempfile.TemporaryDirectory() as folder:
         run = RunDir(Path(folder))
-        status = StatusBoard(run)
+        recorder = Recorder(run, log=lambda message: None, images_per_row=trainer.images_per_step)
         start = time.perf_counter()
-        fit(trainer, Loop(run, status, trainer.step + steps, log=lambda message: None))
+        fit(trainer, recorder, Schedule(trainer.step + steps))
+        recorder.close()
         if trainer.device.type == "cuda":
             torch.cuda.synchronize(trainer.device)
         elapsed = time.perf_counter() - start

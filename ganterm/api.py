@@ -13,14 +13,16 @@
 
 `ganterm watch my-gan` then shows it like any run: the statistics ganterm's
 own loop logs get their dedicated panels, any other number a panel of its
-own, and the same health checks raise the same alerts. Values may be floats
-or tensors; rows are buffered and written once per `flush_every` steps, so a
-tensor is read back from the device once per flush, not once per step.
+own, and the same health checks raise the same alerts. Values may be plain
+numbers or tensors (a step too); rows are buffered and written once per
+`flush_every` steps, and the tensors of all buffered rows come off the device
+together, in one transfer per flush, as in ganterm's own loop.
+
+The run directory is written by the same `Recorder` as ganterm's own worker.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from types import TracebackType
@@ -29,10 +31,12 @@ from typing import Any
 from ganterm.config import HealthConfig
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
-from ganterm.run.jsonl import JsonlTail, JsonlWriter, float32_precision, record_event
+from ganterm.run.control import Command
+from ganterm.run.jsonl import float32_precision
 from ganterm.run.layout import RunDir, new_run_name
-from ganterm.run.lock import acquire_lock
-from ganterm.run.status import StatusBoard
+from ganterm.run.recorder import Recorder, Row
+
+REFUSED = "this run is fed by its own training loop, which only stops on request"
 
 
 class Run:
@@ -52,22 +56,24 @@ class Run:
         if self.dir.exists():
             raise UserError(f"run {self.dir.name!r} already exists under {root}/; pick another name")
         self.dir.path.mkdir(parents=True)
-        self._lock = acquire_lock(self.dir)
         self.flush_every = flush_every
         self.step = 0
         self.stop_requested = False
-        self._pending: list[dict[str, Any]] = []
-        self._metrics = JsonlWriter(self.dir.metrics)
-        self._control = JsonlTail(self.dir.control, from_end=True)
-        self._health = HealthMonitor(health or HealthConfig())
-        self._status = StatusBoard(self.dir, total=total, device="your training loop", started=time.time())
-        self._status.update(state="running", step=0)
-        self._status.start()
-        record_event(self.dir, "status", 0, state="running")
+        self._stop_command: Command | None = None
+        self._pending: list[Row] = []
+        self._recorder = Recorder(
+            self.dir,
+            log=lambda message: None,  # the user's loop has its own output; the record is in the files
+            health=HealthMonitor(health or HealthConfig()),
+            total=total,
+            device="your training loop",
+            started=time.time(),
+        )
+        self._recorder.collect = self._take_rows
+        self._recorder.set_state("running", 0)
 
-    def log(self, step: int, **values: Any) -> None:
+    def log(self, step: Any, **values: Any) -> None:
         """One step's numbers; written with the next flush."""
-        self.step = step
         self._pending.append({"step": step, "t": round(time.time(), 3), **values})
         if len(self._pending) >= self.flush_every:
             self.flush()
@@ -76,30 +82,31 @@ class Run:
         """Save a batch of images (N×C×H×W tensor in [-1, 1]) as the run's sample grid for `step`."""
         from ganterm.training.sample import image_grid, save_png
 
-        path = self.dir.sample_path(step)
-        save_png(image_grid(images.detach().float().cpu(), nrow), path)
-        record_event(self.dir, "sample", step, path=str(path.relative_to(self.dir.path)))
-        return path
+        def save() -> Path:
+            path = self.dir.sample_path(int(step))
+            save_png(image_grid(images.detach().float().cpu(), nrow), path)
+            return path
+
+        return self._recorder.sample(int(step), save)
 
     def flush(self) -> None:
         """Write the buffered rows, check their health, and read the viewers' commands."""
-        rows = [{key: value if key in ("step", "t") else _number(value) for key, value in row.items()}
-                for row in self._pending]  # fmt: skip
-        self._pending = []
-        if rows:
-            self._metrics.write(rows)
-            for alert in self._health.update(rows):
-                record_event(self.dir, "alert", alert.step, **alert.event())
-            self._status.update(step=self.step)
-        for command in self._control.read():
+        self._recorder.flush()
+        for command in self._recorder.commands():
             self._obey(command)
 
-    def _obey(self, command: dict[str, Any]) -> None:
-        if command.get("cmd") == "stop":
+    def _take_rows(self) -> list[Row]:
+        rows, self._pending = _plain_rows(self._pending), []
+        if rows:
+            self.step = int(rows[-1]["step"])
+        return rows
+
+    def _obey(self, command: Command) -> None:
+        if command["cmd"] == "stop":
             self.stop_requested = True
+            self._stop_command = self._stop_command or command
             return
-        record_event(self.dir, "log", self.step, message=f"{command.get('cmd')!r} is not available: "
-                     "this run is fed by its own training loop, which only stops on request")  # fmt: skip
+        self._recorder.refuse(command, REFUSED)
 
     def close(self, error: BaseException | None = None) -> None:
         """Flush, and leave the state a viewer should see: finished, stopped or failed."""
@@ -107,16 +114,12 @@ class Run:
             self.flush()
         finally:
             if isinstance(error, KeyboardInterrupt) or (error is None and self.stop_requested):
-                fields: dict[str, Any] = {"state": "stopped"}
+                self._recorder.set_state("stopped", self.step, self._stop_command)
             elif error is not None:
-                fields = {"state": "failed", "error": f"{type(error).__name__}: {error}"}
+                self._recorder.set_state("failed", self.step, error=f"{type(error).__name__}: {error}")
             else:
-                fields = {"state": "finished"}
-            self._status.update(step=self.step, **fields)
-            record_event(self.dir, "status", self.step, **fields)
-            self._status.close()
-            self._metrics.close()
-            os.close(self._lock)
+                self._recorder.set_state("finished", self.step)
+            self._recorder.close()
 
     def __enter__(self) -> Run:
         return self
@@ -125,8 +128,31 @@ class Run:
         self.close(error)
 
 
-def _number(value: Any) -> Any:
-    """Tensors and numpy scalars become plain floats, at float32 precision like ganterm's own rows."""
-    if isinstance(value, (int, str)) or value is None:
+def _plain_rows(rows: list[Row]) -> list[Row]:
+    """Rows of plain numbers: every tensor of every row read back in one transfer, detached first."""
+    rows = [dict(row) for row in rows]
+    by_device: dict[Any, list[tuple[int, str]]] = {}
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            if hasattr(value, "detach"):
+                by_device.setdefault(value.device, []).append((i, key))
+    if by_device:
+        import torch
+
+        for places in by_device.values():  # one device, in practice: one transfer
+            stacked = torch.stack([rows[i][key].detach().float().reshape(()) for i, key in places])
+            for (i, key), value in zip(places, stacked.cpu().tolist(), strict=True):
+                rows[i][key] = value
+    for row in rows:
+        for key, value in row.items():
+            row[key] = _number(key, value)
+    return rows
+
+
+def _number(key: str, value: Any) -> Any:
+    """Steps are whole numbers; statistics keep float32's digits, as in ganterm's own rows."""
+    if key == "step":
+        return int(value)
+    if key == "t" or value is None or isinstance(value, (int, str)):
         return value
     return float32_precision(float(value))

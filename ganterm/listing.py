@@ -11,18 +11,8 @@ from rich.table import Table
 
 from ganterm.run.jsonl import last_record
 from ganterm.run.layout import RunDir, list_runs
+from ganterm.run.schema import STATE_STYLE
 from ganterm.run.status import effective_state, read_status
-
-STATE_STYLE = {
-    "running": "green",
-    "paused": "yellow",
-    "stalled": "bold yellow",
-    "starting": "cyan",
-    "finished": "blue",
-    "stopped": "magenta",
-    "failed": "bold red",
-    "lost": "bold red",
-}
 
 
 def age(seconds: float) -> str:

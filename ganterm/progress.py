@@ -12,6 +12,7 @@ from rich.console import Console
 
 from ganterm.run.jsonl import JsonlTail
 from ganterm.run.layout import RunDir
+from ganterm.run.schema import stats_line
 from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 
 LINES_PER_RUN = 20  # plain mode prints about this many progress lines over a whole run
@@ -35,20 +36,7 @@ class Snapshot:
         return (self.total - self.step) / rate if rate > 0 else None
 
     def stats(self) -> str:
-        row = self.row
-        parts = [
-            f"{label} {row[name]:.{digits}f}"
-            for label, name, digits in (
-                ("loss_d", "loss_d", 3),
-                ("loss_g", "loss_g", 3),
-                ("D(x)", "d_x", 2),
-                ("D(G(z))", "d_g_z1", 2),
-            )
-            if isinstance(row.get(name), (int, float))
-        ]
-        if isinstance(row.get("img_per_s"), (int, float)):
-            parts.append(f"{row['img_per_s']:.0f} img/s")
-        return "  ".join(parts)
+        return stats_line(self.row)
 
 
 class Follower:

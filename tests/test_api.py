@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,62 @@ async def test_the_dashboard_shows_a_user_loop_with_its_own_metric(tmp_path: Pat
         await settle(pilot, app)
         assert "FINISHED" in str(app.query_one("#header").render())
         assert "sharpness" in str(app.query_one("#plot-sharpness", MetricPlot).render())
+
+
+def test_tensors_with_gradients_are_logged_as_numbers_without_warnings(tmp_path: Path):
+    """Loss tensors straight from the graph, a tensor step and a tensor time: plain numbers, nothing printed."""
+    weight = torch.ones((), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with ganterm.Run("tensors", root=tmp_path, flush_every=4) as run:
+            for step in range(1, 9):
+                run.log(torch.tensor(step), loss_d=weight * step, loss_g=torch.tensor([2.0]), t_user=torch.tensor(1.5))
+    rows = read_jsonl(run.dir.metrics)
+    assert [row["step"] for row in rows] == list(range(1, 9))
+    assert rows[2]["loss_d"] == 3.0 and rows[2]["loss_g"] == 2.0 and rows[2]["t_user"] == 1.5
+
+
+def test_a_flush_reads_every_buffered_tensor_back_in_one_transfer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    transfers = []
+    real_cpu = torch.Tensor.cpu
+
+    def counting_cpu(tensor: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        transfers.append(tuple(tensor.shape))
+        return real_cpu(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", counting_cpu)
+    with ganterm.Run("batched", root=tmp_path, flush_every=10) as run:
+        for step in range(1, 11):
+            run.log(step, loss_d=torch.tensor(0.5), loss_g=torch.tensor(0.7), d_x=torch.tensor(0.6))
+        assert transfers == [(30,)]
+
+
+def test_stop_from_the_cli_is_acknowledged_and_other_commands_refused_at_once(tmp_path: Path):
+    """`ganterm stop` gets its answer when the loop ends; pause/checkpoint/sample say at once why not."""
+    from ganterm.run.control import send_and_wait
+
+    done = threading.Event()
+
+    def user_loop() -> None:
+        with ganterm.Run("steered", root=tmp_path, flush_every=1) as run:
+            step = 0
+            while not run.stop_requested:
+                step += 1
+                run.log(step, loss_d=0.5)
+                time.sleep(0.01)
+        done.set()
+
+    thread = threading.Thread(target=user_loop)
+    thread.start()
+    directory = RunDir(tmp_path / "steered")
+    while read_status(directory) is None or read_status(directory).get("state") != "running":
+        time.sleep(0.01)
+    for command in ("pause", "checkpoint", "sample"):
+        started = time.monotonic()
+        with pytest.raises(UserError, match="fed by its own training loop"):
+            send_and_wait(directory, command)
+        assert time.monotonic() - started < 2
+    event = send_and_wait(directory, "stop")
+    thread.join(timeout=10)
+    assert done.is_set() and event["state"] == "stopped"
+    assert read_status(directory)["state"] == "stopped"

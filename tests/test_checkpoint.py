@@ -14,8 +14,8 @@ from ganterm.run.checkpoints import CheckpointError, find_checkpoint, step_files
 from ganterm.run.layout import RunDir
 from ganterm.training.checkpoint import load_checkpoint, save_checkpoint, save_generator
 from ganterm.training.data import load_dataset
-from ganterm.training.loop import Trainer, complete_config
 from ganterm.training.models import build_generator
+from ganterm.training.trainer import Trainer, complete_config
 from tests.conftest import tiny_config
 
 
@@ -35,7 +35,7 @@ def test_round_trip_restores_everything(tmp_path: Path):
     trainer = _trainer()
     for _ in range(3):
         trainer.train_step()
-    path = save_checkpoint(run, trainer.state(), keep=3)
+    path = save_checkpoint(run, trainer.checkpoint(), keep=3)
     restored = _trainer()
     restored.restore(load_checkpoint(path), path)
     assert restored.step == 3
@@ -45,7 +45,7 @@ def test_round_trip_restores_everything(tmp_path: Path):
     for original, loaded in ((trainer.opt_g, restored.opt_g), (trainer.opt_d, restored.opt_d)):
         for key, state in original.state_dict()["state"].items():
             assert _same(state, loaded.state_dict()["state"][key])
-    assert torch.equal(trainer.noise.get_state(), restored.noise.get_state())
+    assert torch.equal(trainer.rng.get_state(), restored.rng.get_state())
     assert torch.equal(trainer.batches.next(), restored.batches.next())
 
 
@@ -57,7 +57,7 @@ def test_keeps_the_last_k_and_points_latest_at_the_newest(tmp_path: Path):
     leftover.write_bytes(b"half a checkpoint from a killed worker")
     for step in (1, 2, 3, 4):
         trainer.step = step
-        save_checkpoint(run, trainer.state(), keep=2)
+        save_checkpoint(run, trainer.checkpoint(), keep=2)
     assert [step for step, _ in step_files(run.checkpoints)] == [3, 4]
     latest = run.checkpoints / "latest.safetensors"
     assert latest.is_symlink() and latest.resolve().name == "step_0000004.safetensors"
@@ -74,7 +74,7 @@ def test_not_a_safetensors_file(tmp_path: Path):
 
 def test_truncated_file(tmp_path: Path):
     trainer = _trainer()
-    good = save_checkpoint(RunDir(tmp_path), trainer.state(), keep=1)
+    good = save_checkpoint(RunDir(tmp_path), trainer.checkpoint(), keep=1)
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="is truncated"):
@@ -97,7 +97,7 @@ def test_newer_format_is_refused(tmp_path: Path):
 
 def test_other_architecture(tmp_path: Path):
     wide = _trainer("model.width=16")
-    path = save_checkpoint(RunDir(tmp_path), wide.state(), keep=1)
+    path = save_checkpoint(RunDir(tmp_path), wide.checkpoint(), keep=1)
     narrow = _trainer("model.width=8")
     with pytest.raises(CheckpointError, match="made for another architecture"):
         narrow.restore(load_checkpoint(path), path)
@@ -111,7 +111,7 @@ def test_missing_checkpoint_names_the_file(tmp_path: Path):
 def test_header_holds_format_step_and_config(tmp_path: Path):
     trainer = _trainer()
     trainer.step = 5
-    path = save_checkpoint(RunDir(tmp_path), trainer.state(), keep=1)
+    path = save_checkpoint(RunDir(tmp_path), trainer.checkpoint(), keep=1)
     raw = path.read_bytes()
     (length,) = struct.unpack("<Q", raw[:8])
     metadata = json.loads(raw[8 : 8 + length])["__metadata__"]

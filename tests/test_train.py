@@ -10,10 +10,11 @@ import torch
 
 from ganterm.run.jsonl import read_jsonl
 from ganterm.run.layout import RunDir
+from ganterm.run.schema import STEP_STATISTICS
 from ganterm.run.status import read_status
 from ganterm.training.data import load_dataset
-from ganterm.training.loop import STAT_NAMES, Trainer, complete_config
 from ganterm.training.losses import discriminator_targets
+from ganterm.training.trainer import Trainer, complete_config
 from tests.conftest import tiny_config, train_in_process
 
 DESIGN_NAMES = {
@@ -46,10 +47,10 @@ def test_every_loss_trains_a_few_steps_without_nan(kind: str, data: str):
     before = [p.detach().clone() for p in trainer.generator.parameters()]
     for _ in range(4):
         trainer.train_step()
-    rows = trainer.flush()
+    rows = trainer.collect_rows()
     assert [row["step"] for row in rows] == [1, 2, 3, 4]
     for row in rows:
-        assert all(math.isfinite(row[name]) for name in STAT_NAMES), row
+        assert all(math.isfinite(row[name]) for name in STEP_STATISTICS), row
         assert 0.0 <= row["d_x"] <= 1.0 and 0.0 <= row["d_g_z1"] <= 1.0 and 0.0 <= row["d_g_z2"] <= 1.0
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters(), strict=True))
 
@@ -58,7 +59,7 @@ def test_n_critic_and_no_ema_run():
     trainer = _trainer("train.n_critic=3", "train.ema=0", "model.minibatch_std=true", "model.spectral_norm=true")
     trainer.train_step()
     assert trainer.generator_ema is None and trainer.images_per_step == 48
-    assert trainer.flush()[0]["step"] == 1
+    assert trainer.collect_rows()[0]["step"] == 1
 
 
 def test_one_sided_smoothing_and_label_noise_targets():
@@ -95,7 +96,7 @@ def test_a_nan_step_is_skipped_and_logged_as_null(tmp_path: Path, monkeypatch: p
     assert all(torch.equal(v, dict(trainer.generator.named_parameters())[k]) for k, v in weights.items())
     assert all(torch.equal(a, b) for a, b in zip(d_weights, trainer.discriminator.parameters(), strict=True))
     assert [s["step"] for s in trainer.opt_g.state.values()] == adam_steps
-    rows = trainer.flush()
+    rows = trainer.collect_rows()
     assert rows[2]["nonfinite"] == 1 and math.isnan(rows[2]["loss_d"]) and trainer.bad_streak == 1
     trainer.train_step()
-    assert trainer.flush()[0].get("nonfinite") is None and trainer.bad_streak == 0
+    assert trainer.collect_rows()[0].get("nonfinite") is None and trainer.bad_streak == 0

@@ -42,6 +42,8 @@ def send_and_wait(run: RunDir, command: str, timeout: float = COMMAND_TIMEOUT_SE
     while time.monotonic() < deadline:
         for event in events.read():
             if event.get("ack") == ident:
+                if "refused" in event:
+                    raise UserError(f"run {run.name!r} cannot {command}: {event['refused']}")
                 return event
         if effective_state(read_status(run)) not in ACTIVE_STATES:
             break

@@ -217,15 +217,15 @@ class Batches:
         if batch_size > size:
             raise DataError(f"train.batch_size {batch_size} is larger than the dataset ({size} samples)")
         self.size, self.batch_size, self.device = size, batch_size, torch.device(device)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = torch.Generator().manual_seed(seed)
         self.epoch = 0
         self._new_epoch()
 
     def _new_epoch(self) -> None:
-        self._epoch_rng = self.generator.get_state()
+        self._epoch_rng = self.rng.get_state()
         # drawn on the CPU so every device sees the same order; moved once per epoch, so that
         # indexing data held on a GPU needs no per-step host-to-device copy (a sync)
-        self._order = torch.randperm(self.size, generator=self.generator).to(self.device)
+        self._order = torch.randperm(self.size, generator=self.rng).to(self.device)
         self._cursor = 0
 
     def next(self) -> torch.Tensor:
@@ -244,6 +244,6 @@ class Batches:
         return {"rng": self._epoch_rng.clone(), "position": torch.tensor([self.epoch, self._cursor])}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["rng"])
+        self.rng.set_state(state["rng"])
         self._new_epoch()
         self.epoch, self._cursor = (int(v) for v in state["position"])

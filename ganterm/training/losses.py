@@ -22,7 +22,7 @@ def discriminator_targets(
     real: bool,
     smoothing: float,
     noise: float,
-    generator: torch.Generator,
+    rng: torch.Generator,
     device: torch.device,
 ) -> torch.Tensor:
     """D's labels for one batch: 1 - smoothing for real, 0 for fake, some flipped."""
@@ -30,7 +30,7 @@ def discriminator_targets(
     label = real_label if real else fake_label
     targets = torch.full((count,), label, device=device)
     if noise > 0:
-        flip = torch.rand(count, generator=generator, device=device) < noise
+        flip = torch.rand(count, generator=rng, device=device) < noise
         targets = torch.where(flip, torch.full_like(targets, fake_label if real else real_label), targets)
     return targets
 

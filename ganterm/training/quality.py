@@ -92,7 +92,7 @@ def _fit_classifier(model: FeatureNet, dataset: Dataset) -> None:
     Generated digits are rarely centred as neatly as MNIST's, so the shifts make
     the classifier judge their shape rather than their position.
     """
-    generator = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
     batches_per_epoch = math.ceil(len(dataset) / CLASSIFIER_BATCH)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -100,8 +100,8 @@ def _fit_classifier(model: FeatureNet, dataset: Dataset) -> None:
     )
     model.train()
     for _ in range(CLASSIFIER_EPOCHS):
-        for indices in torch.randperm(len(dataset), generator=generator).split(CLASSIFIER_BATCH):
-            shift_y, shift_x = torch.randint(-2, 3, (2,), generator=generator).tolist()
+        for indices in torch.randperm(len(dataset), generator=rng).split(CLASSIFIER_BATCH):
+            shift_y, shift_x = torch.randint(-2, 3, (2,), generator=rng).tolist()
             images = torch.roll(dataset.batch(indices).contiguous(), (shift_y, shift_x), dims=(2, 3))
             _, logits = model(images)
             loss = F.cross_entropy(logits, dataset.labels[indices])

@@ -12,21 +12,28 @@ error (traceback in `worker.log`) after saving what can be saved.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
-import os
 import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
+from ganterm.config import load_config, resolve_steps
 from ganterm.errors import UserError
-from ganterm.run.control import CommandInbox
-from ganterm.run.jsonl import record_event
+from ganterm.health import HealthMonitor
 from ganterm.run.layout import RunDir
-from ganterm.run.lock import acquire_lock
+from ganterm.run.recorder import Recorder
 from ganterm.run.rewind import rewind
-from ganterm.run.status import StatusBoard
+from ganterm.training.checkpoint import load_checkpoint
+from ganterm.training.data import cache_root, load_dataset
+from ganterm.training.loop import Schedule, fit, write_checkpoint
+from ganterm.training.quality import QualityProbe
+from ganterm.training.trainer import Trainer, complete_config, pick_device
 
 
 def log(message: str) -> None:
@@ -45,43 +52,41 @@ def describe_os_error(error: OSError, run: RunDir) -> str:
 
 def run_worker(run: RunDir, resume: Path | None) -> int:
     """Train `run` to its configured total; the exit code says how it ended."""
-    commands = CommandInbox(run, warn=lambda message: log(f"warning: {message}"))
-    lock = acquire_lock(run)
-    status = StatusBoard(run, state="starting", started=time.time())
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, commands.on_signal)
+    recorder = Recorder(run, log=log, state="starting", started=time.time())
+    with _signals_to(recorder):
+        trainer = schedule = None
+        try:
+            trainer, schedule = _prepare(run, resume, recorder)
+            state = fit(trainer, recorder, schedule)
+            return 0 if state in ("finished", "stopped") else 1
+        except UserError as error:
+            return _fail(recorder, str(error), trainer, schedule, exit_code=2)
+        except OSError as error:
+            log(traceback.format_exc())
+            return _fail(recorder, describe_os_error(error, run), trainer, schedule)
+        except Exception as error:  # a bug or a fault: the traceback goes to worker.log
+            log(traceback.format_exc())
+            return _fail(recorder, f"{type(error).__name__}: {error} (traceback in worker.log)", trainer, schedule)
+        finally:
+            recorder.close()
+
+
+@contextlib.contextmanager
+def _signals_to(recorder: Recorder) -> Iterator[None]:
+    """SIGTERM and SIGINT become a stop command, SIGHUP is ignored; the caller's handlers come back after."""
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    signal.signal(signal.SIGTERM, recorder.inbox.on_signal)
+    signal.signal(signal.SIGINT, recorder.inbox.on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    status.update()
-    status.start()
-    trainer = loop = None
     try:
-        trainer, loop = _prepare(run, resume, status, commands)
-        from ganterm.training.loop import fit
-
-        state = fit(trainer, loop)
-        return 0 if state in ("finished", "stopped") else 1
-    except UserError as error:
-        return _fail(run, status, str(error), trainer, loop, exit_code=2)
-    except OSError as error:
-        log(traceback.format_exc())
-        return _fail(run, status, describe_os_error(error, run), trainer, loop)
-    except Exception as error:  # a bug or a fault: the traceback goes to worker.log
-        log(traceback.format_exc())
-        return _fail(run, status, f"{type(error).__name__}: {error} (traceback in worker.log)", trainer, loop)
+        yield
     finally:
-        status.close()
-        os.close(lock)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 
-def _prepare(run: RunDir, resume: Path | None, status: StatusBoard, commands: CommandInbox):
+def _prepare(run: RunDir, resume: Path | None, recorder: Recorder) -> tuple[Trainer, Schedule]:
     """Load config, data and models; restore the checkpoint when resuming."""
-    from ganterm.config import load_config, resolve_steps
-    from ganterm.health import HealthMonitor
-    from ganterm.training.checkpoint import load_checkpoint
-    from ganterm.training.data import cache_root, load_dataset
-    from ganterm.training.loop import Loop, Trainer, complete_config, pick_device
-    from ganterm.training.quality import QualityProbe
-
     config = load_config(run.config)
     device = pick_device(config.train.device)
     log(f"loading data {config.data.name!r}")
@@ -90,28 +95,30 @@ def _prepare(run: RunDir, resume: Path | None, status: StatusBoard, commands: Co
     run.config.write_text(config.to_toml(), encoding="utf-8")
     total = resolve_steps(config, len(dataset))
     trainer = Trainer(config, dataset, device)
-    loop = Loop(run, status, total, poll=commands, log=log)
-    loop.health = HealthMonitor(config.health, classes=dataset.num_classes if dataset.is_image else 0)
+    schedule = Schedule(total)
+    recorder.health = HealthMonitor(config.health, classes=dataset.num_classes if dataset.is_image else 0)
+    recorder.images_per_row = trainer.images_per_step
     if config.quality.every:
-        loop.quality = QualityProbe.prepare(dataset, config.quality.samples, config.train.seed, cache_root(config), log)
+        schedule.quality = QualityProbe.prepare(
+            dataset, config.quality.samples, config.train.seed, cache_root(config), log
+        )
     if resume is not None:
         checkpoint = load_checkpoint(resume)
         trainer.restore(checkpoint, resume)
-        loop.last_checkpoint = checkpoint.step
+        schedule.last_checkpoint = checkpoint.step
         rewind(run, checkpoint.step)
         log(f"resumed from {resume} at step {checkpoint.step}")
     else:
         rewind(run, 0)  # a run restarted before its first checkpoint replays from the start
-    status.update(
+    recorder.step = trainer.step
+    recorder.status.update(
         total=total, device=describe_device(device), data=config.data.name, batch_size=config.train.batch_size
     )
     log(f"training on {describe_device(device)}: {len(dataset):,} samples, steps {trainer.step} -> {total}")
-    return trainer, loop
+    return trainer, schedule
 
 
-def describe_device(device) -> str:
-    import torch
-
+def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
@@ -119,22 +126,21 @@ def describe_device(device) -> str:
     return str(device)
 
 
-def _fail(run: RunDir, status: StatusBoard, message: str, trainer, loop, exit_code: int = 1) -> int:
+def _fail(
+    recorder: Recorder, message: str, trainer: Trainer | None, schedule: Schedule | None, exit_code: int = 1
+) -> int:
     """Record the failure; first save the weights if they are sound and newer than the last checkpoint."""
     log(f"failed: {message}")
     step = trainer.step if trainer is not None else 0
-    if trainer is not None and loop is not None and trainer.step > max(loop.last_checkpoint, 0):
+    if trainer is not None and schedule is not None and trainer.step > max(schedule.last_checkpoint, 0):
         try:
-            from ganterm.training.loop import write_checkpoint
-
             if trainer.bad_streak == 0:
-                write_checkpoint(trainer, loop)
+                write_checkpoint(trainer, recorder, schedule)
                 log(f"saved a checkpoint at step {trainer.step} before stopping")
         except Exception as error:  # the original failure matters more than this one
             log(f"could not save a checkpoint after the failure: {error}")
     try:
-        status.update(state="failed", step=step, error=message, exit_code=exit_code)
-        record_event(run, "status", step, state="failed", error=message)
+        recorder.set_state("failed", step, error=message, exit_code=exit_code)
     except OSError as error:
         log(f"could not record the failure in status.json: {error}")
     return exit_code

@@ -1,0 +1,178 @@
+"""The writing side of a run directory, for every training loop: ganterm's worker and `ganterm.Run` alike.
+
+One `Recorder` per run owns what a viewer reads: the lock, status.json and its
+heartbeat, metrics.jsonl, events.jsonl (alerts, samples, checkpoints, state
+changes) and the commands that arrive in control.jsonl. Loops hand it rows and
+pictures; it keeps the rules no loop should have to remember:
+
+- rows reach the disk before a checkpoint does, so a checkpoint is never ahead
+  of the record (kill -9 right after it loses no step of history);
+- a command is acknowledged in events.jsonl before the status changes, so a
+  CLI waiting on its `ack` never sees the state move without the answer;
+- a command the loop cannot carry out is refused at once, with the reason;
+- time spent paused or writing checkpoints does not count against img/s.
+
+torch-free, like the rest of `ganterm.run`: rows arrive as plain numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from ganterm.run.control import Command, CommandInbox
+from ganterm.run.jsonl import JsonlWriter, record_event
+from ganterm.run.layout import RunDir
+from ganterm.run.lock import acquire_lock
+from ganterm.run.status import StatusBoard
+
+Row = dict[str, Any]
+
+
+class AlertLike(Protocol):
+    check: str
+    step: int
+    message: str
+
+    def event(self) -> dict[str, Any]: ...
+
+
+class HealthChecks(Protocol):
+    """What `ganterm.health.HealthMonitor` offers: new alerts for new rows."""
+
+    def update(self, rows: list[Row]) -> list[AlertLike]: ...
+
+
+def _no_rows() -> list[Row]:
+    return []
+
+
+class Recorder:
+    """A run directory's one writer; see the module docstring for the rules it keeps.
+
+    `collect` returns the rows not yet written (the loop keeps statistics on
+    its device until then); `images_per_row` turns rows per second into img/s.
+    """
+
+    def __init__(
+        self,
+        run: RunDir,
+        *,
+        log: Callable[[str], None] = print,
+        health: HealthChecks | None = None,
+        images_per_row: int = 0,
+        **status: Any,
+    ) -> None:
+        self.run = run
+        self.log = log
+        self.health = health
+        self.images_per_row = images_per_row
+        self.collect: Callable[[], list[Row]] = _no_rows
+        self.last_row: Row = {}
+        self.step = 0
+        self._lock = acquire_lock(run)
+        self.inbox = CommandInbox(run, warn=lambda message: log(f"warning: {message}"))
+        self.status = StatusBoard(run, **status)
+        self.status.update()
+        self.status.start()
+        self._metrics = JsonlWriter(run.metrics)
+        self._interval_start = time.perf_counter()
+
+    # ----- rows -----
+
+    def flush(self) -> list[Row]:
+        """Write the rows `collect` holds, check their health, and move the status's step on."""
+        rows = self.collect()
+        if not rows:
+            return rows
+        if self.images_per_row:
+            elapsed = time.perf_counter() - self._interval_start
+            rate = round(len(rows) * self.images_per_row / max(elapsed, 1e-9), 1)
+            for row in rows:
+                row["img_per_s"] = rate
+        self.write_rows(rows)
+        self.last_row = rows[-1]
+        self._interval_start = time.perf_counter()
+        return rows
+
+    def write_rows(self, rows: list[Row]) -> None:
+        """Rows as they are (a quality measurement, say): written, health-checked, step noted."""
+        self._metrics.write(rows)
+        self.step = max(self.step, *(int(row["step"]) for row in rows))
+        self.status.update(step=self.step)
+        self._check_health(rows)
+
+    def _check_health(self, rows: list[Row]) -> None:
+        if self.health is None:
+            return
+        for alert in self.health.update(rows):
+            self.event("alert", alert.step, **alert.event())
+            self.log(f"alert at step {alert.step}: {alert.message}")
+
+    # ----- events -----
+
+    def event(self, kind: str, step: int, command: Command | None = None, **fields: Any) -> None:
+        """One record in events.jsonl; naming `command` acknowledges it."""
+        record_event(self.run, kind, step, **_ack(command), **fields)
+
+    def checkpoint(self, step: int, save: Callable[[], Path], command: Command | None = None) -> Path:
+        """Rows first, then the checkpoint `save` writes, then its event."""
+        self.flush()
+        path = save()
+        self.event("checkpoint", step, command, path=self._relative(path))
+        return path
+
+    def sample(self, step: int, save: Callable[[], Path], command: Command | None = None) -> Path:
+        path = save()
+        self.event("sample", step, command, path=self._relative(path))
+        return path
+
+    def refuse(self, command: Command, reason: str) -> None:
+        """Answer a command the loop cannot carry out, at once and with the reason."""
+        self.event("log", self.step, command, refused=reason, message=f"{command.get('cmd')!r} refused: {reason}")
+
+    def set_state(self, state: str, step: int, command: Command | None = None, **fields: Any) -> None:
+        """Acknowledge first, then tell status.json: a waiting CLI finds its answer whatever it reads first."""
+        self.step = step
+        self.event("status", step, command, state=state, **fields)
+        self.status.update(state=state, step=step, **fields)
+        self.log(f"step {step}: {state}")
+
+    def _relative(self, path: Path) -> str:
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(self.run.path))
+        return str(path)
+
+    # ----- commands and time -----
+
+    def commands(self) -> list[Command]:
+        return self.inbox()
+
+    @contextlib.contextmanager
+    def off_the_clock(self) -> Iterator[None]:
+        """Time spent in here (writing samples or checkpoints, paused) does not count against img/s."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._interval_start += time.perf_counter() - started
+
+    def restart_clock(self) -> None:
+        """Going on after a pause: img/s counts from now."""
+        self._interval_start = time.perf_counter()
+
+    def close(self) -> None:
+        """Stop the heartbeat and release the run; the last state written stays."""
+        self.status.close()
+        self._metrics.close()
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+
+def _ack(command: Command | None) -> dict[str, Any]:
+    return {"ack": command["id"]} if command and "id" in command else {}

@@ -1,0 +1,90 @@
+"""The metrics and states a run records, named once for the loop, the viewers and the listing.
+
+A training step reports its statistics by these names; the dashboard gives
+the `PANELS` their own plots and every other number a plot of its own; the
+listing and progress lines label them as `LABELS` says. Adding a statistic:
+report it from the step under a new name (it then gets a plot of its own),
+and list it here if it belongs in a shared panel or needs a label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# What one training step of ganterm's own loop measures, each a mean over the batch.
+STEP_STATISTICS = (
+    "loss_d",  # D's loss on real plus fake
+    "loss_d_real",
+    "loss_d_fake",
+    "loss_g",
+    "d_x",  # D(x): D's mean probability that a real image is real
+    "d_g_z1",  # D(G(z)) on the fake batch as D is updated
+    "d_g_z2",  # D(G(z)) on the same batch as G is updated
+    "grad_norm_d",
+    "grad_norm_g",
+    "diversity",  # mean pairwise distance of the fakes over that of the reals
+)
+BOOKKEEPING = ("step", "t", "epoch")  # every row's coordinates, never plotted as values
+RATES = ("img_per_s", "lr_d", "lr_g", "gpu_mem_gb")  # shown in the header, not plotted
+
+# Quality measurements, most telling first: the dashboard orders their panels so.
+QUALITY_FIRST = ("fd_classifier", "class_kl", "modes_covered", "hq_share", "precision", "recall", "diversity")
+
+LABELS = {
+    "d_x": "D(x)",
+    "d_g_z1": "D(G(z))",
+    "d_g_z2": "D(G(z)) at the G step",
+    "grad_norm_d": "D",
+    "grad_norm_g": "G",
+    "img_per_s": "img/s",
+}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A plot shared by several metrics: its title, the metrics it draws, and any reference line."""
+
+    key: str
+    title: str
+    metrics: tuple[str, ...]
+    reference: float | None = None
+    log_scale_allowed: bool = True
+
+
+PANELS = (
+    Panel("losses", "D and G loss", ("loss_d", "loss_g")),
+    Panel("d_outputs", "D(x), D(G(z)) · 0.5 = equilibrium", ("d_x", "d_g_z1"), reference=0.5),
+    Panel("grad_norms", "gradient norms", ("grad_norm_d", "grad_norm_g")),
+)
+IN_PANELS = frozenset(name for panel in PANELS for name in panel.metrics)
+# Columns the dashboard does not plot: coordinates, rates, the parts of loss_d, and D(G(z)) at the G step.
+NOT_PLOTTED_ALONE = frozenset({*BOOKKEEPING, *RATES, "loss_d_real", "loss_d_fake", "d_g_z2"})
+
+# The states a writer records in status.json, and the two a viewer derives (stalled, lost).
+STATE_STYLE = {
+    "running": "green",
+    "paused": "yellow",
+    "stalled": "bold yellow",
+    "starting": "cyan",
+    "finished": "blue",
+    "stopped": "magenta",
+    "failed": "bold red",
+    "lost": "bold red",
+}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def stats_line(row: dict[str, Any]) -> str:
+    """The latest statistics in one line, as the worker log and every text viewer print them."""
+    parts = [
+        f"{label(name)} {row[name]:.{digits}f}"
+        for name, digits in (("loss_d", 3), ("loss_g", 3), ("d_x", 2), ("d_g_z1", 2))
+        if isinstance(row.get(name), (int, float))
+    ]
+    if isinstance(row.get("img_per_s"), (int, float)):
+        parts.append(f"{row['img_per_s']:.0f} img/s")
+    return "  ".join(parts)

@@ -1,0 +1,76 @@
+"""The one writer of a run directory keeps its rules for every loop that uses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ganterm.run.jsonl import append_jsonl, read_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.lock import RunLocked
+from ganterm.run.recorder import Recorder
+from ganterm.run.status import StatusBoard, read_status
+
+
+@pytest.fixture
+def recorder(tmp_path: Path):
+    recorder = Recorder(RunDir(tmp_path), log=lambda message: None, state="starting")
+    yield recorder
+    recorder.close()
+
+
+def test_a_checkpoint_is_never_ahead_of_the_rows_on_disk(recorder: Recorder):
+    """Rows still held by the loop reach metrics.jsonl before the checkpoint file is written."""
+    pending = [{"step": step, "t": 0.0, "loss_d": 1.0} for step in (6, 7)]
+    recorder.collect = lambda: [pending.pop(0) for _ in range(len(pending))]
+    steps_on_disk_at_save: list[int] = []
+
+    def save() -> Path:
+        steps_on_disk_at_save.extend(row["step"] for row in read_jsonl(recorder.run.metrics))
+        path = recorder.run.path / "checkpoint.bin"
+        path.write_bytes(b"weights")
+        return path
+
+    recorder.checkpoint(7, save)
+    assert steps_on_disk_at_save == [6, 7]
+    assert read_jsonl(recorder.run.events)[-1] == {**read_jsonl(recorder.run.events)[-1], "path": "checkpoint.bin"}
+
+
+def test_the_acknowledgement_is_on_disk_before_the_state_changes(recorder: Recorder, monkeypatch: pytest.MonkeyPatch):
+    """A CLI that sees the new state finds its answer already there."""
+    acks_when_status_written: list[list[str]] = []
+    real_update = StatusBoard.update
+
+    def spying_update(board: StatusBoard, **fields: object) -> None:
+        acks_when_status_written.append([e.get("ack") for e in read_jsonl(recorder.run.events) if "ack" in e])
+        real_update(board, **fields)
+
+    monkeypatch.setattr(StatusBoard, "update", spying_update)
+    recorder.set_state("stopped", 12, {"cmd": "stop", "id": "abc"})
+    assert acks_when_status_written == [["abc"]]
+    assert read_status(recorder.run)["state"] == "stopped"
+
+
+def test_commands_arrive_by_their_current_names(recorder: Recorder):
+    """A control file from before the rename still unpauses."""
+    append_jsonl(recorder.run.control, {"cmd": "resume", "id": "old"})
+    append_jsonl(recorder.run.control, {"cmd": "checkpoint", "id": "new"})
+    assert [(c["cmd"], c["id"]) for c in recorder.commands()] == [("unpause", "old"), ("checkpoint", "new")]
+
+
+def test_a_run_has_one_writer(recorder: Recorder):
+    with pytest.raises(RunLocked):
+        Recorder(recorder.run, log=lambda message: None)
+
+
+def test_img_per_s_leaves_out_time_off_the_clock(recorder: Recorder, monkeypatch: pytest.MonkeyPatch):
+    """Writing a checkpoint does not count against throughput."""
+    clock = iter([0.0, 1.0, 11.0, 12.0, 12.0])  # interval start, off-clock start and end, flush (twice)
+    monkeypatch.setattr("ganterm.run.recorder.time.perf_counter", lambda: next(clock))
+    recorder.restart_clock()
+    recorder.images_per_row = 64
+    with recorder.off_the_clock():
+        pass
+    recorder.collect = lambda: [{"step": 1, "t": 0.0}]
+    assert recorder.flush()[0]["img_per_s"] == 32.0  # 64 images in the 2 s on the clock, not in 12 s
