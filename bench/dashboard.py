@@ -1,6 +1,6 @@
 """Dashboard scale: open a 1,000,000-step run, redraw it, and report time and memory.
 
-Generates a metrics.jsonl the size a long run leaves (every DESIGN statistic
+Generates a metrics.jsonl the size a long run leaves (every step statistic
 each step, a quality row every 250 steps), then in one process, as the viewer
 would: reads it through the dashboard's reader, then times full redraws of
 every plot at 120x40 with each view setting. Prints the figures; no thresholds.

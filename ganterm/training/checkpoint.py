@@ -195,3 +195,13 @@ def load_weights(module: torch.nn.Module, weights: Tensors, path: Path, what: st
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit this {what}: it was made for another architecture ({reason})"
         ) from None
+
+
+def load_generator(path: Path) -> tuple[torch.nn.Module, Checkpoint]:
+    """The generator that makes a checkpoint's samples (the EMA one when there is one), ready to run."""
+    from ganterm.training.models import build_generator
+
+    checkpoint = load_checkpoint(path)
+    generator = build_generator(checkpoint.config)
+    load_weights(generator, checkpoint.sampling_weights, path, "generator")
+    return generator, checkpoint

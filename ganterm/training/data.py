@@ -19,12 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganterm.config import Config
+from ganterm.config import TOY_DATASETS, Config
 from ganterm.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TOY_POINTS = 100_000
-NATIVE_SIZE = {"mnist5k": 28, "mnist": 28, "fashion-mnist": 28, "cifar10": 32}
+TOY_SAMPLE_POINTS = 2500  # points drawn from G for a toy's scatter plot and its quality measures
 FOLDER_DEFAULT_SIZE = 64
 
 
@@ -70,7 +70,7 @@ class Dataset:
 def load_dataset(config: Config, progress: Callable[[str], None] = print) -> Dataset:
     """Load `config.data.name` at `config.model.image_size` (0 = the data's own size)."""
     name = config.data.name
-    if name in ("ring", "grid"):
+    if name in TOY_DATASETS:
         return toy_dataset(name, seed=config.train.seed)
     if name == "mnist5k":
         dataset = load_mnist5k()

@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganterm.training.data import Dataset, toy_modes
+from ganterm.training.data import TOY_SAMPLE_POINTS, Dataset, toy_modes
 from ganterm.training.sample import generate, latent
 
-TOY_SAMPLES = 2500
 TOY_HQ_SIGMAS = 3.0
 TOY_MIN_PER_MODE = 20
 COVERED_SHARE = 0.01  # a class counts as covered when at least 1% of the samples fall in it
@@ -198,7 +197,7 @@ class QualityProbe:
                 log: Callable[[str], None] = print) -> QualityProbe:  # fmt: skip
         dataset = dataset.to(torch.device("cpu"))
         if not dataset.is_image:
-            return cls(dataset.name, toy=True, point_scale=dataset.point_scale, samples=TOY_SAMPLES, seed=seed)
+            return cls(dataset.name, toy=True, point_scale=dataset.point_scale, samples=TOY_SAMPLE_POINTS, seed=seed)
         labelled = dataset.labels is not None and dataset.num_classes > 1
         net = classifier_for(dataset, cache, log) if labelled else random_feature_net(dataset.channels)
         picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:samples]
@@ -222,14 +221,11 @@ class QualityProbe:
 
 def evaluate_checkpoint(path: Path, log: Callable[[str], None] = print) -> tuple[dict[str, float], int]:
     """The metrics of `ganterm eval`, from a checkpoint alone; also returns its step."""
-    from ganterm.training.checkpoint import load_checkpoint, load_weights
+    from ganterm.training.checkpoint import load_generator
     from ganterm.training.data import cache_root, load_dataset
-    from ganterm.training.models import build_generator
 
-    checkpoint = load_checkpoint(path)
+    generator, checkpoint = load_generator(path)
     config = checkpoint.config
-    generator = build_generator(config)
-    load_weights(generator, checkpoint.sampling_weights, path, "generator")
     dataset = load_dataset(config, progress=log)
     probe = QualityProbe.prepare(dataset, config.quality.samples, config.train.seed, cache_root(config), log)
     return probe.measure(generator, config.model.z_dim), checkpoint.step

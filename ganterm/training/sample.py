@@ -138,12 +138,9 @@ def render_checkpoint(
     path: Path, count: int, seed: int, nrow: int | None = None, walk_to: int | None = None
 ) -> tuple[Image.Image, int]:
     """The picture `ganterm sample` writes, from a checkpoint alone; also returns its step."""
-    from ganterm.training.checkpoint import load_checkpoint, load_weights
-    from ganterm.training.models import build_generator
+    from ganterm.training.checkpoint import load_generator
 
-    checkpoint = load_checkpoint(path)
-    generator = build_generator(checkpoint.config)
-    load_weights(generator, checkpoint.sampling_weights, path, "generator")
+    generator, checkpoint = load_generator(path)
     z_dim = checkpoint.config.model.z_dim
     z = latent_walk(seed, walk_to, count, z_dim) if walk_to is not None else latent(seed, count, z_dim)
     return picture(generator, checkpoint.config, z, nrow), checkpoint.step

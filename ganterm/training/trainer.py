@@ -24,13 +24,12 @@ from ganterm.run.schema import STEP_STATISTICS
 from ganterm.training import faults
 from ganterm.training.augment import diff_augment
 from ganterm.training.checkpoint import Checkpoint, load_weights
-from ganterm.training.data import Batches, Dataset
+from ganterm.training.data import TOY_SAMPLE_POINTS, Batches, Dataset
 from ganterm.training.losses import discriminator_loss, discriminator_targets, generator_loss
 from ganterm.training.models import build_discriminator, build_generator
 from ganterm.training.sample import FIXED_NOISE_SEED_OFFSET, latent, picture
 
 DATA_ON_GPU_LIMIT = 2 * 1024**3  # bytes of uint8 images worth keeping on the GPU
-TOY_SAMPLE_POINTS = 2500
 
 
 def pick_device(name: str) -> torch.device:
