@@ -57,6 +57,28 @@ def measure_quality(trainer: Trainer, recorder: Recorder, schedule: Schedule) ->
     recorder.write_rows([{"step": trainer.step, "t": time.time(), **measured}])
 
 
+def _obey(command: Command, paused: bool, trainer: Trainer, recorder: Recorder, schedule: Schedule) -> bool:
+    """Carry out a command other than stop; returns whether the loop is paused now."""
+    name = command["cmd"]
+    if name == "pause" and not paused:
+        recorder.flush()
+        recorder.set_state("paused", trainer.step, command)
+        return True
+    if name == "unpause" and paused:
+        recorder.restart_clock()
+        recorder.set_state("running", trainer.step, command)
+        return False
+    if name in ("pause", "unpause"):
+        recorder.event("log", trainer.step, command, message=f"already {'paused' if paused else 'running'}")
+    elif name == "checkpoint":
+        with recorder.off_the_clock():
+            write_checkpoint(trainer, recorder, schedule, command)
+    elif name == "sample":
+        with recorder.off_the_clock():
+            write_sample(trainer, recorder, command)
+    return paused
+
+
 def fit(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> str:
     """Train to `schedule.total_steps`; returns the final state: finished, stopped or failed."""
     config = trainer.config
@@ -67,25 +89,10 @@ def fit(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> str:
     while trainer.step < schedule.total_steps and stop_command is None:
         # 1. commands from viewers and signals
         for command in recorder.commands():
-            name = command["cmd"]
-            if name == "stop":
+            if command["cmd"] == "stop":
                 stop_command = command
-            elif name == "pause" and not paused:
-                recorder.flush()
-                paused = True
-                recorder.set_state("paused", trainer.step, command)
-            elif name == "unpause" and paused:
-                paused = False
-                recorder.restart_clock()
-                recorder.set_state("running", trainer.step, command)
-            elif name in ("pause", "unpause"):
-                recorder.event("log", trainer.step, command, message=f"already {'paused' if paused else 'running'}")
-            elif name == "checkpoint":
-                with recorder.off_the_clock():
-                    write_checkpoint(trainer, recorder, schedule, command)
-            elif name == "sample":
-                with recorder.off_the_clock():
-                    write_sample(trainer, recorder, command)
+            else:
+                paused = _obey(command, paused, trainer, recorder, schedule)
         if paused or stop_command is not None:
             if paused and stop_command is None:
                 time.sleep(PAUSE_POLL_SECONDS)
