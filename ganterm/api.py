@@ -2,13 +2,15 @@
 
     import ganterm
 
-    with ganterm.Run("my-gan", total=20_000) as run:
-        for step in range(1, 20_001):
-            ...
-            run.log(step, loss_d=loss_d, loss_g=loss_g, d_x=d_x, d_g_z1=d_g_z, my_metric=value)
-            if step % 500 == 0:
-                run.images(step, fake)  # N×C×H×W in [-1, 1]
-            if run.stop_requested:      # `x` in the dashboard, or `ganterm stop my-gan`
+    with ganterm.Run("my-gan", total=epochs * len(loader)) as run:
+        for epoch in range(epochs):
+            for real, _ in loader:
+                ...  # your D and G updates
+                step += 1
+                run.log(step, loss_d=loss_d, loss_g=loss_g, d_x=d_x, d_g_z1=d_g_z)
+                if run.should_stop():  # `x` in the dashboard, or `ganterm stop my-gan`
+                    break
+            if run.should_stop():
                 break
 
 `ganterm watch my-gan` then shows it like any run: the statistics ganterm's
@@ -18,12 +20,21 @@ numbers or tensors (a step too); rows are buffered and written once per
 `flush_every` steps, and the tensors of all buffered rows come off the device
 together, in one transfer per flush, as in ganterm's own loop.
 
+Every control command works on such a run or is refused at once with the
+reason: `stop` sets `stop_requested`; `pause` makes the next `log` call wait
+until `unpause` (the heartbeat goes on, so the run reads paused, not lost);
+`checkpoint` and `sample` call `on_checkpoint(step)` and `on_sample(step)`
+when given. Commands are looked for on every `log` call at the cost of one
+`stat` of the control file, so a stop is seen within one step.
+
 The run directory is written by the same `Recorder` as ganterm's own worker.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,11 +47,17 @@ from ganterm.run.jsonl import float32_precision
 from ganterm.run.layout import RunDir, new_run_name
 from ganterm.run.recorder import Recorder, Row
 
-REFUSED = "this run is fed by its own training loop, which only stops on request"
+PAUSE_POLL_SECONDS = 0.2
+NO_CALLBACK = "this run is fed by its own training loop, which registered no on_{cmd} callback"
 
 
 class Run:
-    """A run directory written by a training loop that is not ganterm's."""
+    """A run directory written by a training loop that is not ganterm's.
+
+    `on_checkpoint(step)` saves the user's checkpoint and may return its path;
+    `on_sample(step)` returns a batch of images (N×C×H×W in [-1, 1]) for the
+    sample grid. Without them, `checkpoint` and `sample` commands are refused.
+    """
 
     def __init__(
         self,
@@ -50,50 +67,84 @@ class Run:
         total: int = 0,
         flush_every: int = 10,
         health: HealthConfig | None = None,
+        on_checkpoint: Callable[[int], str | Path | None] | None = None,
+        on_sample: Callable[[int], Any] | None = None,
     ) -> None:
         root = Path(root)
         self.dir = RunDir(root / (name or new_run_name("run", root)))
         if self.dir.exists():
-            raise UserError(f"run {self.dir.name!r} already exists under {root}/; pick another name")
+            raise UserError(f"run {self.dir.name!r} already exists under {root}/; pick another name or leave it out")
         self.dir.path.mkdir(parents=True)
         self.flush_every = flush_every
         self.step = 0
         self.stop_requested = False
+        self.paused = False
+        self._on_checkpoint, self._on_sample = on_checkpoint, on_sample
         self._stop_command: Command | None = None
         self._pending: list[Row] = []
+        self._control_size = -1
+        controls = ["stop", "pause", "unpause"]
+        controls += ["checkpoint"] * (on_checkpoint is not None) + ["sample"] * (on_sample is not None)
         self._recorder = Recorder(
             self.dir,
             log=lambda message: None,  # the user's loop has its own output; the record is in the files
-            health=HealthMonitor(health or HealthConfig()),
+            health=HealthMonitor(health or HealthConfig(), own_loop=True),
             total=total,
             device="your training loop",
             started=time.time(),
+            loop="own",
+            controls=controls,
+            resumable=False,
         )
         self._recorder.collect = self._take_rows
         self._recorder.set_state("running", 0)
 
     def log(self, step: Any, **values: Any) -> None:
-        """One step's numbers; written with the next flush."""
+        """One step's numbers; written with the next flush. Waits here while the run is paused."""
         self._pending.append({"step": step, "t": round(time.time(), 3), **values})
         if len(self._pending) >= self.flush_every:
             self.flush()
+        else:
+            self._poll()
+
+    def should_stop(self) -> bool:
+        """Whether a viewer asked the loop to stop (checked now, cheaply): break out of every loop level."""
+        self._poll()
+        return self.stop_requested
+
+    def steps(self, total: int, start: int = 1) -> Iterator[int]:
+        """`start` … `total`, ending early when a stop is asked for: `for step in run.steps(20_000):`."""
+        for step in range(start, total + 1):
+            if self.should_stop():
+                return
+            yield step
 
     def images(self, step: int, images: Any, nrow: int | None = None) -> Path:
         """Save a batch of images (N×C×H×W tensor in [-1, 1]) as the run's sample grid for `step`."""
-        from ganterm.training.sample import image_grid, save_png
-
-        def save() -> Path:
-            path = self.dir.sample_path(int(step))
-            save_png(image_grid(images.detach().float().cpu(), nrow), path)
-            return path
-
-        return self._recorder.sample(int(step), save)
+        return self._save_grid(int(step), images, nrow)
 
     def flush(self) -> None:
-        """Write the buffered rows, check their health, and read the viewers' commands."""
+        """Write the buffered rows, check their health, and carry out the viewers' commands."""
         self._recorder.flush()
+        self._obey_commands()
+
+    def _poll(self) -> None:
+        """Read commands only when the control file changed: a stat per call, no parsing."""
+        try:
+            size = os.stat(self.dir.control).st_size
+        except FileNotFoundError:
+            size = 0
+        if size != self._control_size:
+            self._control_size = size
+            self._obey_commands()
+
+    def _obey_commands(self) -> None:
         for command in self._recorder.commands():
             self._obey(command)
+        while self.paused and not self.stop_requested:
+            time.sleep(PAUSE_POLL_SECONDS)
+            for command in self._recorder.commands():
+                self._obey(command)
 
     def _take_rows(self) -> list[Row]:
         rows, self._pending = _plain_rows(self._pending), []
@@ -102,16 +153,42 @@ class Run:
         return rows
 
     def _obey(self, command: Command) -> None:
-        if command["cmd"] == "stop":
+        name = command["cmd"]
+        if name == "stop":
             self.stop_requested = True
             self._stop_command = self._stop_command or command
-            return
-        self._recorder.refuse(command, REFUSED)
+        elif name in ("pause", "unpause") and self.paused == (name == "pause"):
+            self._recorder.event("log", self.step, command, message=f"already {'paused' if self.paused else 'running'}")
+        elif name == "pause":
+            self._recorder.flush()
+            self.paused = True
+            self._recorder.set_state("paused", self.step, command)
+        elif name == "unpause":
+            self.paused = False
+            self._recorder.restart_clock()
+            self._recorder.set_state("running", self.step, command)
+        elif name == "checkpoint" and self._on_checkpoint is not None:
+            save = self._on_checkpoint
+            self._recorder.checkpoint(self.step, lambda: _optional_path(save(self.step)), command)
+        elif name == "sample" and self._on_sample is not None:
+            self._save_grid(self.step, self._on_sample(self.step), None, command)
+        else:
+            self._recorder.refuse(command, NO_CALLBACK.format(cmd=name))
+
+    def _save_grid(self, step: int, images: Any, nrow: int | None, command: Command | None = None) -> Path:
+        from ganterm.training.sample import image_grid, save_png
+
+        def save() -> Path:
+            path = self.dir.sample_path(step)
+            save_png(image_grid(images.detach().float().cpu(), nrow), path)
+            return path
+
+        return self._recorder.sample(step, save, command)
 
     def close(self, error: BaseException | None = None) -> None:
         """Flush, and leave the state a viewer should see: finished, stopped or failed."""
         try:
-            self.flush()
+            self._recorder.flush()
         finally:
             if isinstance(error, KeyboardInterrupt) or (error is None and self.stop_requested):
                 self._recorder.set_state("stopped", self.step, self._stop_command)
@@ -126,6 +203,10 @@ class Run:
 
     def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close(error)
+
+
+def _optional_path(result: str | Path | None) -> Path | None:
+    return Path(result) if result else None
 
 
 def _plain_rows(rows: list[Row]) -> list[Row]:

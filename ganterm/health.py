@@ -26,6 +26,44 @@ from ganterm.config import HealthConfig
 
 WARNING, ERROR = "warning", "error"
 
+# What to try, for each check: in ganterm's own settings, and in words for a user's own loop
+# (fed through ganterm.Run), which has no such settings.
+ADVICE = {
+    "nonfinite": (
+        "If it keeps happening, lower the learning rates; the run stops after train.max_bad_steps such steps in a row.",
+        "If it keeps happening, lower the learning rates, and skip or stop on non-finite losses in your loop.",
+    ),
+    "d_overpowering": (
+        "Try the non-saturating loss (loss.kind=nonsat), a lower D learning rate (train.lr_d), one-sided "
+        "label smoothing (loss.label_smoothing=0.1) or fewer D steps (train.n_critic).",
+        "Try the non-saturating G loss (maximise log D(G(z))), a lower learning rate for D, one-sided label "
+        "smoothing (real targets 0.9) or fewer D updates per G update.",
+    ),
+    "d_collapse": (
+        "Try a higher D learning rate (train.lr_d), more D steps (train.n_critic), or resume from an "
+        "earlier checkpoint.",
+        "Try a higher learning rate for D, more D updates per G update, or go back to an earlier checkpoint.",
+    ),
+    "vanishing_g_gradient": (
+        "With the minimax loss this is what a winning D does; switch to loss.kind=nonsat, or weaken D.",
+        "With the minimax (saturating) G loss this is what a winning D does; switch to the non-saturating "
+        "loss, or weaken D.",
+    ),
+    "mode_collapse": (
+        "Try minibatch-std in D (model.minibatch_std=true), a lower learning rate, or resume from a "
+        "checkpoint from before the collapse.",
+        "Try a minibatch-std layer in D, a lower learning rate, or go back to a checkpoint from before the collapse.",
+    ),
+    "divergence": (
+        "Lower both learning rates, or resume from an earlier checkpoint.",
+        "Lower both learning rates, or go back to an earlier checkpoint.",
+    ),
+    "oscillation": (
+        "The two networks are chasing each other; lower both learning rates (train.lr_g, train.lr_d).",
+        "The two networks are chasing each other; lower both learning rates.",
+    ),
+}
+
 
 @dataclass
 class Alert:
@@ -62,11 +100,16 @@ def _smooth(values: list[float], span: int) -> list[float]:
 
 
 class HealthMonitor:
-    """`classes`: how many classes the real data has (0 when unlabelled), for the coverage check."""
+    """`classes`: how many classes the real data has (0 when unlabelled), for the coverage check.
 
-    def __init__(self, config: HealthConfig, classes: int = 0) -> None:
+    `own_loop`: the rows come from a user's loop through ganterm.Run, so the advice names no
+    ganterm setting.
+    """
+
+    def __init__(self, config: HealthConfig, classes: int = 0, own_loop: bool = False) -> None:
         self.config = config
         self.classes = classes
+        self.own_loop = own_loop
         window = config.window
         self.recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self.long: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=4 * window))
@@ -103,6 +146,9 @@ class HealthMonitor:
                 alerts.append(alert)
         return alerts
 
+    def _advice(self, check: str) -> str:
+        return ADVICE[check][self.own_loop]
+
     def _may_fire(self, name: str) -> bool:
         was_holding = self._holding.get(name, False)
         self._holding[name] = True
@@ -122,8 +168,7 @@ class HealthMonitor:
                         ERROR,
                         self.step,
                         f"Step {self.step} produced a NaN or infinite loss or gradient, so its update was "
-                        "skipped and the weights are unharmed. If it keeps happening, lower the learning "
-                        "rates; the run stops after train.max_bad_steps such steps in a row.",
+                        f"skipped and the weights are unharmed. {self._advice('nonfinite')}",
                     )
                 ]
             return []
@@ -158,9 +203,7 @@ class HealthMonitor:
             self.step,
             f"The discriminator is overpowering the generator: over the last {c.window} steps D(x) "
             f"averaged {d_x:.3f} and D(G(z)) {d_g_z:.3f}, with loss_d at {loss_d:.3f}. D tells real from "
-            "fake almost perfectly, so G's gradient vanishes and it stops learning. Try the non-saturating "
-            "loss (loss.kind=nonsat), a lower D learning rate (train.lr_d), one-sided label smoothing "
-            "(loss.label_smoothing=0.1) or fewer D steps (train.n_critic).",
+            f"fake almost perfectly, so G's gradient vanishes and it stops learning. {self._advice('d_overpowering')}",
             {"d_x": d_x, "d_g_z1": d_g_z, "loss_d": loss_d},
         )
 
@@ -177,8 +220,7 @@ class HealthMonitor:
             self.step,
             f"The generator is overpowering the discriminator: D rates generated images as real "
             f"(D(G(z)) {d_g_z:.3f} over the last {c.window} steps) and its loss is high ({loss_d:.3f}). "
-            "D no longer teaches G anything useful. Try a higher D learning rate (train.lr_d), more D "
-            "steps (train.n_critic), or resume from an earlier checkpoint.",
+            f"D no longer teaches G anything useful. {self._advice('d_collapse')}",
             {"d_g_z1": d_g_z, "loss_d": loss_d},
         )
 
@@ -194,17 +236,14 @@ class HealthMonitor:
             WARNING,
             self.step,
             f"The generator's gradients are vanishing: grad_norm_g's median over the last {c.window} steps "
-            f"is {now:.3g}, {now / peak:.1%} of its peak ({peak:.3g}). G is barely changing any more. With "
-            "the minimax loss this is what a winning D does; switch to loss.kind=nonsat, or weaken D.",
+            f"is {now:.3g}, {now / peak:.1%} of its peak ({peak:.3g}). G is barely changing any more. "
+            f"{self._advice('vanishing_g_gradient')}",
             {"grad_norm_g": now, "peak": peak, "ratio": now / peak},
         )
 
     def _mode_collapse(self) -> Alert | None:
         c = self.config
-        advice = (
-            "Try minibatch-std in D (model.minibatch_std=true), a lower learning rate, or resume from a "
-            "checkpoint from before the collapse."
-        )
+        advice = self._advice("mode_collapse")
         if self._full("diversity") and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
             return Alert(
                 "mode_collapse",
@@ -246,7 +285,7 @@ class HealthMonitor:
             self.step,
             f"Training is diverging: G's loss has risen in each of the last four stretches of "
             f"{len(values) // 4} steps, from {quarters[0]:.3f} to {quarters[-1]:.3f}, without settling. "
-            "Lower both learning rates, or resume from an earlier checkpoint.",
+            f"{self._advice('divergence')}",
             {"loss_g_start": quarters[0], "loss_g_end": quarters[-1]},
         )
 
@@ -263,8 +302,8 @@ class HealthMonitor:
             return None
         return Alert("oscillation", WARNING, self.step,
                      f"The losses are oscillating: D's smoothed loss swung between high and low {swings} times in "
-                     f"the last {len(values)} steps, by {swing:.0%} of its level, instead of settling. The two "
-                     "networks are chasing each other; lower both learning rates (train.lr_g, train.lr_d).",
+                     f"the last {len(values)} steps, by {swing:.0%} of its level, instead of settling. "
+                     f"{self._advice('oscillation')}",
                      {"swing": swing, "swings": float(swings)})  # fmt: skip
 
 

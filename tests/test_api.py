@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -103,34 +101,3 @@ def test_a_flush_reads_every_buffered_tensor_back_in_one_transfer(tmp_path: Path
         for step in range(1, 11):
             run.log(step, loss_d=torch.tensor(0.5), loss_g=torch.tensor(0.7), d_x=torch.tensor(0.6))
         assert transfers == [(30,)]
-
-
-def test_stop_from_the_cli_is_acknowledged_and_other_commands_refused_at_once(tmp_path: Path):
-    """`ganterm stop` gets its answer when the loop ends; pause/checkpoint/sample say at once why not."""
-    from ganterm.run.control import send_and_wait
-
-    done = threading.Event()
-
-    def user_loop() -> None:
-        with ganterm.Run("steered", root=tmp_path, flush_every=1) as run:
-            step = 0
-            while not run.stop_requested:
-                step += 1
-                run.log(step, loss_d=0.5)
-                time.sleep(0.01)
-        done.set()
-
-    thread = threading.Thread(target=user_loop)
-    thread.start()
-    directory = RunDir(tmp_path / "steered")
-    while read_status(directory) is None or read_status(directory).get("state") != "running":
-        time.sleep(0.01)
-    for command in ("pause", "checkpoint", "sample"):
-        started = time.monotonic()
-        with pytest.raises(UserError, match="fed by its own training loop"):
-            send_and_wait(directory, command)
-        assert time.monotonic() - started < 2
-    event = send_and_wait(directory, "stop")
-    thread.join(timeout=10)
-    assert done.is_set() and event["state"] == "stopped"
-    assert read_status(directory)["state"] == "stopped"

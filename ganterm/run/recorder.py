@@ -119,11 +119,11 @@ class Recorder:
         """One record in events.jsonl; naming `command` acknowledges it."""
         record_event(self.run, kind, step, **_ack(command), **fields)
 
-    def checkpoint(self, step: int, save: Callable[[], Path], command: Command | None = None) -> Path:
-        """Rows first, then the checkpoint `save` writes, then its event."""
+    def checkpoint(self, step: int, save: Callable[[], Path | None], command: Command | None = None) -> Path | None:
+        """Rows first, then the checkpoint `save` writes (and returns, when it says where), then its event."""
         self.flush()
         path = save()
-        self.event("checkpoint", step, command, path=self._relative(path))
+        self.event("checkpoint", step, command, **({"path": self._relative(path)} if path else {}))
         return path
 
     def sample(self, step: int, save: Callable[[], Path], command: Command | None = None) -> Path:
@@ -144,7 +144,7 @@ class Recorder:
 
     def _relative(self, path: Path) -> str:
         with contextlib.suppress(ValueError):
-            return str(path.relative_to(self.run.path))
+            return str(Path(path).relative_to(self.run.path))
         return str(path)
 
     # ----- commands and time -----

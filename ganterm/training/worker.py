@@ -26,6 +26,7 @@ import torch
 from ganterm.config import load_config, resolve_steps
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
+from ganterm.run.control import COMMANDS
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder
 from ganterm.run.rewind import rewind
@@ -52,7 +53,9 @@ def describe_os_error(error: OSError, run: RunDir) -> str:
 
 def run_worker(run: RunDir, resume: Path | None) -> int:
     """Train `run` to its configured total; the exit code says how it ended."""
-    recorder = Recorder(run, log=log, state="starting", started=time.time())
+    recorder = Recorder(
+        run, log=log, state="starting", started=time.time(), loop="ganterm", controls=list(COMMANDS), resumable=True
+    )
     with _signals_to(recorder):
         trainer = schedule = None
         try:
