@@ -33,6 +33,7 @@ The run directory is written by the same `Recorder` as ganterm's own worker.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,7 +46,7 @@ from ganterm.health import HealthMonitor
 from ganterm.run.control import Command
 from ganterm.run.jsonl import float32_precision
 from ganterm.run.layout import RunDir, new_run_name
-from ganterm.run.recorder import Recorder, Row
+from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
 
 PAUSE_POLL_SECONDS = 0.2
 NO_CALLBACK = "this run is fed by its own training loop, which registered no on_{cmd} callback"
@@ -71,10 +72,16 @@ class Run:
         on_sample: Callable[[int], Any] | None = None,
     ) -> None:
         root = Path(root)
+        self.rank, self.world_size = _rank_and_world_size()
+        if self.world_size > 1 and name is None:
+            raise UserError("a run trained by several processes needs a name, the same on every rank")
         self.dir = RunDir(root / (name or new_run_name("run", root)))
-        if self.dir.exists():
-            raise UserError(f"run {self.dir.name!r} already exists under {root}/; pick another name or leave it out")
-        self.dir.path.mkdir(parents=True)
+        if self.rank == 0:
+            if self.dir.exists():
+                raise UserError(
+                    f"run {self.dir.name!r} already exists under {root}/; pick another name or leave it out"
+                )
+            self.dir.path.mkdir(parents=True)
         self.flush_every = flush_every
         self.step = 0
         self.stop_requested = False
@@ -85,17 +92,23 @@ class Run:
         self._control_size = -1
         controls = ["stop", "pause", "unpause"]
         controls += ["checkpoint"] * (on_checkpoint is not None) + ["sample"] * (on_sample is not None)
-        self._recorder = Recorder(
-            self.dir,
-            log=lambda message: None,  # the user's loop has its own output; the record is in the files
-            health=HealthMonitor(health or HealthConfig(), own_loop=True),
-            total=total,
-            device="your training loop",
-            started=time.time(),
-            loop="own",
-            controls=controls,
-            resumable=False,
-        )
+        self._recorder: Recorder | ReplicaRecorder
+        if self.rank > 0:  # in a user's torchrun job only rank 0 writes; the others record nothing
+            self._recorder = ReplicaRecorder(self.dir, log=lambda message: None)
+            self._control_size = 0
+        else:
+            self._recorder = Recorder(
+                self.dir,
+                log=lambda message: None,  # the user's loop has its own output; the record is in the files
+                health=HealthMonitor(health or HealthConfig(), own_loop=True),
+                total=total,
+                device="your training loop",
+                started=time.time(),
+                loop="own",
+                controls=controls,
+                resumable=False,
+                world_size=self.world_size,
+            )
         self._recorder.collect = self._take_rows
         self._recorder.set_state("running", 0)
 
@@ -108,8 +121,14 @@ class Run:
             self._poll()
 
     def should_stop(self) -> bool:
-        """Whether a viewer asked the loop to stop (checked now, cheaply): break out of every loop level."""
+        """Whether a viewer asked the loop to stop (checked now, cheaply): break out of every loop level.
+
+        In a job of several processes every rank must call it at the same steps: rank 0's answer is
+        broadcast, so all ranks stop at the same step.
+        """
         self._poll()
+        if self.world_size > 1:
+            self.stop_requested = _broadcast_flag(self.stop_requested)
         return self.stop_requested
 
     def steps(self, total: int, start: int = 1) -> Iterator[int]:
@@ -130,6 +149,8 @@ class Run:
 
     def _poll(self) -> None:
         """Read commands only when the control file changed: a stat per call, no parsing."""
+        if self.rank > 0:
+            return
         try:
             size = os.stat(self.dir.control).st_size
         except FileNotFoundError:
@@ -203,6 +224,25 @@ class Run:
 
     def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close(error)
+
+
+def _rank_and_world_size() -> tuple[int, int]:
+    """From torch.distributed when the user's job set it up, else from torchrun's environment."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        return distributed.get_rank(), distributed.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _broadcast_flag(flag: bool) -> bool:
+    """Rank 0's flag on every rank; without an initialised process group, the flag as it is."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return flag
+    shared = [flag]
+    dist.broadcast_object_list(shared, src=0)
+    return bool(shared[0])
 
 
 def _optional_path(result: str | Path | None) -> Path | None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ganterm.errors import UserError
 
@@ -88,11 +89,21 @@ def train(
     ] = False,
     no_dashboard: NoDashboardOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and exit.")] = False,
+    nproc_per_node: Annotated[
+        str, typer.Option(help="Processes on this machine: a number, or auto for one per visible GPU (torchrun).")
+    ] = "1",
+    nnodes: Annotated[int, typer.Option(min=1, help="Machines taking part; each runs this same command.")] = 1,
+    node_rank: Annotated[int, typer.Option(min=0, help="This machine's place among them; 0 owns the run.")] = 0,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="HOST:PORT where the machines meet (torchrun's rendezvous).", show_default=False)
+    ] = None,
+    rdzv_id: Annotated[
+        str | None, typer.Option(help="Rendezvous id; the run name if omitted.", show_default=False)
+    ] = None,
     root: RootOption = Path("runs"),
 ) -> None:
     """Train a GAN in a background worker and watch it."""
     from ganterm import launch
-    from ganterm.config import load_config
 
     flags = {
         "data.name": data,
@@ -102,24 +113,19 @@ def train(
         "train.device": device,
     }
     values = {key: value for key, value in flags.items() if value is not None}
-    run = checkpoint = None
-    if resume is not None:
-        run, checkpoint, resolved = launch.resume_plan(resume, root, config, values, set_ or [])
-    else:
-        resolved = load_config(config, set_ or [], values)
+    scale = launch.scale_from_options(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, name)
+    plan = launch.plan_run(config, values, set_ or [], resume, root)
     if dry_run:
-        console.print(resolved.to_toml(), end="", markup=False, highlight=False)
+        console.print(plan.config.to_toml(), end="", markup=False, highlight=False)
         return
-    new = run is None
-    if run is None:
-        run = launch.create_run(resolved, name, root)
-    else:
-        launch.ensure_idle(run)
-        run.config.write_text(resolved.to_toml(), encoding="utf-8")
-    pid = launch.start_worker(run, checkpoint)
+    started = launch.start_run(plan, name, root, scale)
+    run, pid = started.run, started.pid
+    if scale.node_rank > 0:
+        code = launch.follow_node(run, scale, on_log=lambda line: console.print(line, highlight=False, markup=False))
+        raise typer.Exit(code)
     status = _wait_for_start(run, launch)
     if status["state"] == "failed":
-        if new:
+        if started.new:
             launch.discard_if_unborn(run)
         error = UserError(status.get("error", f"the worker failed; see {run.log}"))
         error.exit_code = int(status.get("exit_code", 1))
@@ -133,9 +139,9 @@ def train(
 
 def _wait_for_start(run, launch) -> dict:
     if not console.is_terminal:
-        return launch.wait_until_started(run, on_log=lambda line: console.print(line, highlight=False))
-    with console.status(f"starting {run.name}…") as spinner:
-        return launch.wait_until_started(run, on_log=lambda line: spinner.update(f"{run.name}: {line[20:]}"))
+        return launch.wait_until_started(run, on_log=lambda line: console.print(line, highlight=False, markup=False))
+    with console.status(Text(f"starting {run.name}…")) as spinner:
+        return launch.wait_until_started(run, on_log=lambda line: spinner.update(Text(f"{run.name}: {line[20:]}")))
 
 
 def _attach(runs: list, root: Path, dashboard: bool) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ganterm.config import Config, frozen_on_resume, load_config
@@ -75,6 +76,83 @@ def resume_plan(
     return run, checkpoint, config
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What `ganterm train` will do: continue `run` (from `checkpoint`), or start a new run, with `config`."""
+
+    config: Config
+    run: RunDir | None = None
+    checkpoint: Path | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    run: RunDir
+    pid: int
+    new: bool
+
+
+def plan_run(config_path: Path | None, values: dict, overrides: list[str], resume: str | None, root: Path) -> Plan:
+    if resume is None:
+        return Plan(load_config(config_path, overrides, values))
+    run, checkpoint, config = resume_plan(resume, root, config_path, values, overrides)
+    return Plan(config, run, checkpoint)
+
+
+def start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Started:
+    """Make or reopen the run directory and start its worker detached.
+
+    A machine other than the first of a multi-machine run writes only into
+    `nodes/<rank>/` of the run: its config and its log.
+    """
+    if scale.node_rank > 0:
+        run = plan.run or RunDir(root / str(name))
+        folder = node_folder(run, scale)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.toml").write_text(plan.config.to_toml(), encoding="utf-8")
+        return Started(run, start_worker(run, plan.checkpoint, scale, folder / "config.toml"), new=False)
+    run = plan.run
+    if run is None:
+        run = create_run(plan.config, name, root)
+    else:
+        ensure_idle(run)
+        run.config.write_text(plan.config.to_toml(), encoding="utf-8")
+    return Started(run, start_worker(run, plan.checkpoint, scale), new=plan.run is None)
+
+
+def scale_from_options(
+    nproc_per_node: str, nnodes: int, node_rank: int, rdzv_endpoint: str | None, rdzv_id: str | None, name: str | None
+) -> Scale:
+    """torchrun's options, checked: one sentence for each way they can be wrong."""
+    if nproc_per_node == "auto":
+        processes = "gpu"  # counted by torchrun where the workers start, so this viewer never loads torch
+    elif nproc_per_node.isdigit() and int(nproc_per_node) >= 1:
+        processes = str(int(nproc_per_node))
+    else:
+        raise UserError(f"--nproc-per-node {nproc_per_node!r} must be a whole number of at least 1, or auto")
+    if node_rank >= nnodes:
+        raise UserError(f"--node-rank {node_rank} must be below --nnodes {nnodes} (ranks count from 0)")
+    if nnodes > 1:
+        if not rdzv_endpoint or ":" not in rdzv_endpoint:
+            raise UserError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT, the same on every machine")
+        if name is None and rdzv_id is None:
+            raise UserError("--nnodes above 1 needs --name, the same on every machine, so they train one run")
+    return Scale(processes, nnodes, node_rank, rdzv_endpoint or "", rdzv_id or name or "")
+
+
+def follow_node(run: RunDir, scale: Scale, on_log: Callable[[str], None]) -> int:
+    """On a machine other than the first: pass its log on until its ranks end; the exit code says how."""
+    log = TextTail(worker_log(run, scale))
+    while True:
+        for line in log.read():
+            on_log(line)
+            if f"node {scale.node_rank}: all ranks ended" in line:
+                return 0
+            if f"node {scale.node_rank}: failed:" in line:
+                return 1
+        time.sleep(0.2)
+
+
 def ensure_idle(run: RunDir) -> None:
     status = read_status(run) or {}
     state = effective_state(status)
@@ -84,23 +162,63 @@ def ensure_idle(run: RunDir) -> None:
         raise UserError(f"run {run.name!r} is {state}; stop it first with: ganterm stop {run.name}")
 
 
-def start_worker(run: RunDir, resume: Path | None = None) -> int:
-    """Start the worker detached: its own session, and not our child.
+@dataclass(frozen=True)
+class Scale:
+    """How many processes train the run, with torchrun's names and meanings."""
+
+    nproc_per_node: str = "1"  # a number, or "gpu" for one per visible GPU, as torchrun counts them
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str = ""
+    rdzv_id: str = ""
+    rdzv_timeout: int = 300
+
+    @property
+    def distributed(self) -> bool:
+        return self.nproc_per_node != "1" or self.nnodes > 1
+
+
+def node_folder(run: RunDir, scale: Scale) -> Path:
+    """Where a node other than the first keeps its config and log, inside the run's folder."""
+    return run.path / "nodes" / str(scale.node_rank)
+
+
+def worker_log(run: RunDir, scale: Scale) -> Path:
+    return run.log if scale.node_rank == 0 else node_folder(run, scale) / "worker.log"
+
+
+def worker_command(run: RunDir, resume: Path | None, scale: Scale, config: Path) -> list[str]:
+    """The worker itself for one process; torchrun, through ganterm's supervisor, for several."""
+    if not scale.distributed:
+        command = [sys.executable, "-m", "ganterm.training.worker", str(run.path)]
+    else:
+        command = [sys.executable, "-m", "ganterm.training.supervisor", str(run.path)]
+        command += ["--log", str(worker_log(run, scale)), "--nproc-per-node", scale.nproc_per_node]
+        command += ["--nnodes", str(scale.nnodes), "--node-rank", str(scale.node_rank)]
+        command += ["--rdzv-endpoint", scale.rdzv_endpoint, "--rdzv-id", scale.rdzv_id or run.name]
+        command += ["--rdzv-timeout", str(scale.rdzv_timeout)]
+    command += ["--config", str(config)]
+    if resume is not None:
+        command += ["--resume", str(resume)]
+    return command
+
+
+def start_worker(run: RunDir, resume: Path | None = None, scale: Scale = Scale(), config: Path | None = None) -> int:
+    """Start the worker (or the supervisor of several) detached: its own session, and not our child.
 
     Forking once more and letting the middle process exit hands the worker to
     init, so it outlives this terminal and never lingers as our zombie (a
     zombie still answers kill(pid, 0), which would hide a dead worker).
     """
-    command = [sys.executable, "-m", "ganterm.training.worker", str(run.path)]
-    if resume is not None:
-        command += ["--resume", str(resume)]
+    command = worker_command(run, resume, scale, config or run.config)
+    log_path = worker_log(run, scale)
     read_end, write_end = os.pipe()
     middle = os.fork()
     if middle == 0:  # pragma: no cover - runs in the forked child
         try:
             os.close(read_end)
             os.setsid()
-            with open(run.log, "ab") as log:
+            with open(log_path, "ab") as log:
                 worker = subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
@@ -118,7 +236,8 @@ def start_worker(run: RunDir, resume: Path | None = None) -> int:
     if not pid_text:
         raise UserError(f"could not start the worker process; see {run.log}")
     pid = int(pid_text)
-    write_status(run, {"state": "starting", "pid": pid, "host": os.uname().nodename, "heartbeat": time.time()})
+    if scale.node_rank == 0:
+        write_status(run, {"state": "starting", "pid": pid, "host": os.uname().nodename, "heartbeat": time.time()})
     return pid
 
 

@@ -57,9 +57,9 @@ def send_and_wait(run: RunDir, command: str, timeout: float = COMMAND_TIMEOUT_SE
 class CommandInbox:
     """Commands from `control.jsonl` and from signals, in arrival order, for the run's one writer."""
 
-    def __init__(self, run: RunDir, warn: Callable[[str], None]) -> None:
+    def __init__(self, run: RunDir, warn: Callable[[str], None], read_file: bool = True) -> None:
         # only commands written after the writer started count: old ones were for an earlier one
-        self._tail = JsonlTail(run.control, from_end=True)
+        self._tail = JsonlTail(run.control, from_end=True) if read_file else None
         self._signalled: list[Command] = []
         self._warn = warn
 
@@ -68,6 +68,8 @@ class CommandInbox:
 
     def __call__(self) -> list[Command]:
         found, self._signalled = self._signalled, []
+        if self._tail is None:  # a replica of a distributed run hears signals only
+            return found
         before = self._tail.bad_lines
         for record in self._tail.read():
             name = OLD_NAMES.get(record.get("cmd"), record.get("cmd"))

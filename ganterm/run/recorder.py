@@ -161,6 +161,10 @@ class Recorder:
         finally:
             self._interval_start += time.perf_counter() - started
 
+    def describe(self, **fields: Any) -> None:
+        """Facts about the run for status.json: its total, device, world size, ..."""
+        self.status.update(**fields)
+
     def restart_clock(self) -> None:
         """Going on after a pause: img/s counts from now."""
         self._interval_start = time.perf_counter()
@@ -176,3 +180,62 @@ class Recorder:
 
 def _ack(command: Command | None) -> dict[str, Any]:
     return {"ack": command["id"]} if command and "id" in command else {}
+
+
+class ReplicaRecorder:
+    """What the other ranks of a distributed run hold instead of a `Recorder`: the same calls, nothing written.
+
+    Rank 0 owns the run directory. The others go through the same motions, so
+    that `collect` (which averages statistics across ranks, a collective) runs
+    at the same points on every rank, and a stop from a signal reaches rank 0
+    through `commands`.
+    """
+
+    def __init__(self, run: RunDir, *, log: Callable[[str], None] = print, **_status: Any) -> None:
+        self.run = run
+        self.log = log
+        self.health: HealthChecks | None = None
+        self.images_per_row = 0
+        self.collect: Callable[[], list[Row]] = _no_rows
+        self.last_row: Row = {}
+        self.step = 0
+        self.inbox = CommandInbox(run, warn=log, read_file=False)
+
+    def flush(self) -> list[Row]:
+        rows = self.collect()
+        if rows:
+            self.last_row = rows[-1]
+        return rows
+
+    def write_rows(self, rows: list[Row]) -> None:
+        pass
+
+    def event(self, kind: str, step: int, command: Command | None = None, **fields: Any) -> None:
+        pass
+
+    def checkpoint(self, step: int, save: Callable[[], Path | None], command: Command | None = None) -> None:
+        self.flush()
+
+    def sample(self, step: int, save: Callable[[], Path], command: Command | None = None) -> None:
+        pass
+
+    def refuse(self, command: Command, reason: str) -> None:
+        pass
+
+    def set_state(self, state: str, step: int, command: Command | None = None, **fields: Any) -> None:
+        self.step = step
+        self.log(f"step {step}: {state}")
+
+    def describe(self, **fields: Any) -> None:
+        pass
+
+    def commands(self) -> list[Command]:
+        return self.inbox()
+
+    off_the_clock = staticmethod(contextlib.nullcontext)
+
+    def restart_clock(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -50,6 +50,7 @@ class Checkpoint:
     optimizer_g: dict = field(default_factory=dict)
     optimizer_d: dict = field(default_factory=dict)
     rng: Tensors = field(default_factory=dict)
+    world_size: int = 1  # processes that trained it; resuming with as many is bit-exact on the CPU
 
     @property
     def sampling_weights(self) -> Tensors:
@@ -117,6 +118,7 @@ def save_checkpoint(run: RunDir, checkpoint: Checkpoint, keep: int) -> Path:
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "step": str(checkpoint.step),
+        "world_size": str(checkpoint.world_size),
         "config": checkpoint.config.to_json(),
         "optimizer_g.param_groups": _flatten_optimizer("optimizer_g", checkpoint.optimizer_g, tensors),
         "optimizer_d.param_groups": _flatten_optimizer("optimizer_d", checkpoint.optimizer_d, tensors),
@@ -182,6 +184,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         optimizer_g=_unflatten_optimizer("optimizer_g", tensors, metadata["optimizer_g.param_groups"]),
         optimizer_d=_unflatten_optimizer("optimizer_d", tensors, metadata["optimizer_d.param_groups"]),
         rng=_section("rng", tensors),
+        world_size=int(metadata.get("world_size", "1")),
     )
 
 

@@ -32,7 +32,7 @@ class Schedule:
     quality: QualityProbe | None = None
 
 
-def write_sample(trainer: Trainer, recorder: Recorder, command: Command | None = None) -> Path:
+def write_sample(trainer: Trainer, recorder: Recorder, command: Command | None = None) -> Path | None:
     def save() -> Path:
         path = recorder.run.sample_path(trainer.step)
         save_png(trainer.sample_image(), path)
@@ -41,10 +41,16 @@ def write_sample(trainer: Trainer, recorder: Recorder, command: Command | None =
     return recorder.sample(trainer.step, save, command)
 
 
-def write_checkpoint(trainer: Trainer, recorder: Recorder, schedule: Schedule, command: Command | None = None) -> Path:
-    """The recorder writes the pending rows first: a checkpoint is never ahead of metrics.jsonl."""
+def write_checkpoint(
+    trainer: Trainer, recorder: Recorder, schedule: Schedule, command: Command | None = None
+) -> Path | None:
+    """The recorder writes the pending rows first: a checkpoint is never ahead of metrics.jsonl.
+
+    Every rank of a distributed run calls this (each one's noise stream goes in); rank 0 writes.
+    """
     keep = trainer.config.checkpoint.keep
-    path = recorder.checkpoint(trainer.step, lambda: save_checkpoint(recorder.run, trainer.checkpoint(), keep), command)
+    state = trainer.checkpoint()
+    path = recorder.checkpoint(trainer.step, lambda: save_checkpoint(recorder.run, state, keep), command)
     schedule.last_checkpoint = trainer.step
     return path
 
@@ -55,6 +61,14 @@ def measure_quality(trainer: Trainer, recorder: Recorder, schedule: Schedule) ->
         return
     measured = schedule.quality.measure(trainer.sampling_generator, trainer.config.model.z_dim)
     recorder.write_rows([{"step": trainer.step, "t": time.time(), **measured}])
+
+
+def _commands(trainer: Trainer, recorder: Recorder, paused: bool) -> list[Command]:
+    """Commands to act on now: every step alone; in a group, at log steps, where the ranks meet anyway."""
+    group = trainer.group
+    if group.distributed and not paused and trainer.step % trainer.config.log.every:
+        return []
+    return group.share_commands(recorder.commands())
 
 
 def _obey(command: Command, paused: bool, trainer: Trainer, recorder: Recorder, schedule: Schedule) -> bool:
@@ -87,8 +101,8 @@ def fit(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> str:
     stop_command: Command | None = None
     recorder.set_state("running", trainer.step, total=schedule.total_steps)
     while trainer.step < schedule.total_steps and stop_command is None:
-        # 1. commands from viewers and signals
-        for command in recorder.commands():
+        # 1. commands from viewers and signals (all ranks of a group act on them at the same step)
+        for command in _commands(trainer, recorder, paused):
             if command["cmd"] == "stop":
                 stop_command = command
             else:
@@ -107,9 +121,8 @@ def fit(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> str:
                 return _fail_nonfinite(trainer, recorder, schedule)
         # 4. samples, checkpoints, quality
         with recorder.off_the_clock():
-            if config.sample.every and step % config.sample.every == 0:
-                write_sample(trainer, recorder)
-                recorder.log(_progress_line(trainer, recorder, schedule))
+            if config.sample.every and step % config.sample.every == 0 and write_sample(trainer, recorder):
+                recorder.log(_progress_line(trainer, recorder, schedule))  # rank 0 alone: it drew the grid
             if config.checkpoint.every and step % config.checkpoint.every == 0:
                 write_checkpoint(trainer, recorder, schedule)
             if config.quality.every and step % config.quality.every == 0:

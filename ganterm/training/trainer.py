@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ganterm.config import Config
 from ganterm.errors import UserError
@@ -25,18 +26,20 @@ from ganterm.training import faults
 from ganterm.training.augment import diff_augment
 from ganterm.training.checkpoint import Checkpoint, load_weights
 from ganterm.training.data import TOY_SAMPLE_POINTS, Batches, Dataset
+from ganterm.training.distributed import Group
 from ganterm.training.losses import discriminator_loss, discriminator_targets, generator_loss
 from ganterm.training.models import build_discriminator, build_generator
 from ganterm.training.sample import FIXED_NOISE_SEED_OFFSET, latent, picture
 
 DATA_ON_GPU_LIMIT = 2 * 1024**3  # bytes of uint8 images worth keeping on the GPU
+RANK_SEED_STRIDE = 1_000_003  # rank r's noise stream starts at seed + 1 + r * stride
 
 
-def pick_device(name: str) -> torch.device:
-    """`auto` = CUDA, then MPS, then CPU; an explicit device must exist."""
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` = CUDA, then MPS, then CPU; an explicit device must exist. Rank r of a node takes GPU r."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", local_rank) if local_rank else torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -62,11 +65,27 @@ def complete_config(config: Config, dataset: Dataset) -> None:
 
 
 class Trainer:
-    """G, D, the EMA copy of G, both optimizers, the data order and the noise stream."""
+    """G, D, the EMA copy of G, both optimizers, the data order and the noise stream.
 
-    def __init__(self, config: Config, dataset: Dataset, device: torch.device) -> None:
+    In a group of several processes each network is wrapped in its own
+    DistributedDataParallel (one wrapper around both fails in GAN loops), each
+    rank trains on its slice of every global batch with noise of its own, and
+    statistics are averaged over the ranks once per flush. DDP broadcasts rank
+    0's buffers (BatchNorm statistics, spectral norm's `u`) at each wrapped
+    forward, so every rank normalises alike; parameters stay identical because
+    every rank applies the same averaged gradients.
+    """
+
+    def __init__(self, config: Config, dataset: Dataset, device: torch.device, group: Group | None = None) -> None:
         self.config, self.device = config, device
+        self.group = group or Group()
         train = config.train
+        if train.batch_size % self.group.world_size:
+            raise UserError(
+                f"train.batch_size {train.batch_size} is the global batch and must divide evenly among "
+                f"{self.group.world_size} processes; pick a multiple of {self.group.world_size}"
+            )
+        self.local_batch = train.batch_size // self.group.world_size
         torch.manual_seed(train.seed)
         compiled = train.compile and device.type == "cuda"
         # channels_last alone takes this DCGAN on CPU from ~390 to ~550 img/s; it only touches 4-D weights.
@@ -85,9 +104,16 @@ class Trainer:
         self.opt_d = torch.optim.Adam(
             self.discriminator.parameters(), lr=train.lr_d, betas=(train.beta1, train.beta2), fused=True
         )
-        self.g_forward = torch.compile(self.generator) if compiled else self.generator
-        self.d_forward = torch.compile(self.discriminator) if compiled else self.discriminator
-        self.rng = torch.Generator(device).manual_seed(train.seed + 1)  # noise, label noise, augmentation
+        g_forward, d_forward = self.generator, self.discriminator
+        if self.group.distributed:
+            g_forward, d_forward = DistributedDataParallel(g_forward), DistributedDataParallel(d_forward)
+        self.g_forward = torch.compile(g_forward) if compiled else g_forward
+        self.d_forward = torch.compile(d_forward) if compiled else d_forward
+        # G's step goes through D unwrapped: D's parameters are frozen there, and a DDP forward would
+        # wait for gradients of D that never come ("Expected to have finished reduction").
+        self.d_for_g = torch.compile(self.discriminator) if compiled else self.discriminator
+        # noise, label noise and augmentation; each rank draws its own, rank 0 as a single process would
+        self.rng = torch.Generator(device).manual_seed(train.seed + 1 + RANK_SEED_STRIDE * self.group.rank)
         on_gpu = device.type != "cpu" and dataset.tensor.nbytes <= DATA_ON_GPU_LIMIT
         self.dataset = dataset.to(device) if on_gpu else dataset
         self.batches = Batches(len(dataset), train.batch_size, train.seed + 2, self.dataset.tensor.device)
@@ -107,7 +133,9 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
     def _real_batch(self) -> torch.Tensor:
-        real = self.dataset.batch(self.batches.next())
+        """This rank's slice of the global batch: the same order everywhere, disjoint slices."""
+        start = self.group.rank * self.local_batch
+        real = self.dataset.batch(self.batches.next()[start : start + self.local_batch])
         return real.to(self.device, non_blocking=True)
 
     def _targets(self, count: int, real: bool) -> torch.Tensor:
@@ -130,7 +158,7 @@ class Trainer:
 
     def train_step(self) -> None:
         kind = self.config.loss.kind
-        batch = self.config.train.batch_size
+        batch = self.local_batch
         z_dim = self.config.model.z_dim
         poison = float("nan") if self.step + 1 in self._nan_steps else 1.0
         for critic_step in range(self.config.train.n_critic):
@@ -151,7 +179,7 @@ class Trainer:
 
         self.discriminator.requires_grad_(False)
         with self._autocast():
-            fake_logits_g = self.d_forward(self._seen_by_d(fake))
+            fake_logits_g = self.d_for_g(self._seen_by_d(fake))
         loss_g = generator_loss(kind, fake_logits_g) * poison
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -171,9 +199,9 @@ class Trainer:
             "grad_norm_g": grad_norm_g,
             "diversity": _spread(fake.detach()) / _spread(real),
         }
-        finite = finite_d & finite_g
+        statistics["finite"] = finite_d & finite_g
         # one vector per step, in STEP_STATISTICS' order, the finite flag last: one transfer per flush
-        self._pending.append(torch.stack([*(statistics[name].detach().float() for name in STEP_STATISTICS), finite]))
+        self._pending.append(torch.stack([statistics[name].detach().float() for name in (*STEP_STATISTICS, "finite")]))
         self.step += 1
         self._pending_meta.append((self.step, time.time(), self.batches.epochs_done))
 
@@ -193,11 +221,12 @@ class Trainer:
         """Metric rows of the steps since the last call; counts non-finite steps."""
         if not self._pending:
             return []
-        table = torch.stack(self._pending).cpu().tolist()  # note: the loop's one regular CPU-GPU sync point
+        # one all-reduce across ranks and one transfer per flush; note: the loop's one regular CPU-GPU sync point
+        table = self.group.mean_across_ranks(torch.stack(self._pending)).cpu().tolist()
         rows = []
         for (step, when, epoch), values in zip(self._pending_meta, table, strict=True):
             *stats, finite_flag = values
-            finite = finite_flag > 0.5
+            finite = finite_flag > 0.999  # averaged over ranks: 1 only when every rank's step was finite
             self.bad_streak = 0 if finite else self.bad_streak + 1
             stats = [float32_precision(value) for value in stats]
             row = {
@@ -228,8 +257,11 @@ class Trainer:
         return picture(self.sampling_generator, self.config, self.fixed_z)
 
     def checkpoint(self) -> Checkpoint:
-        # "noise" is the file's name for self.rng since format 1
-        rng = {"noise": self.rng.get_state(), "torch": torch.get_rng_state()}
+        """What rank 0 writes; every rank must call it, since each one's noise stream goes in."""
+        # "noise" is the file's name for rank 0's self.rng since format 1; other ranks' are noise.rankN
+        streams = self.group.gather(self.rng.get_state().cpu())
+        rng = {_stream_name(rank): state for rank, state in enumerate(streams)}
+        rng["torch"] = torch.get_rng_state()
         rng |= {f"batches.{k}": v for k, v in self.batches.state_dict().items()}
         return Checkpoint(
             step=self.step,
@@ -240,6 +272,7 @@ class Trainer:
             optimizer_g=self.opt_g.state_dict(),
             optimizer_d=self.opt_d.state_dict(),
             rng=rng,
+            world_size=self.group.world_size,
         )
 
     def restore(self, checkpoint: Checkpoint, path: Path) -> None:
@@ -250,10 +283,16 @@ class Trainer:
         for optimizer, state in ((self.opt_g, checkpoint.optimizer_g), (self.opt_d, checkpoint.optimizer_d)):
             optimizer.load_state_dict(state)
             _match_layouts(optimizer)
-        self.rng.set_state(checkpoint.rng["noise"])
+        stream = checkpoint.rng.get(_stream_name(self.group.rank))
+        if stream is not None:  # saved by a group as large; from a smaller one, this rank's stream starts anew
+            self.rng.set_state(stream)
         torch.set_rng_state(checkpoint.rng["torch"])
         self.batches.load_state_dict({k[8:]: v for k, v in checkpoint.rng.items() if k.startswith("batches.")})
         self.step = checkpoint.step
+
+
+def _stream_name(rank: int) -> str:
+    return "noise" if rank == 0 else f"noise.rank{rank}"
 
 
 def _spread(batch: torch.Tensor) -> torch.Tensor:

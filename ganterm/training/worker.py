@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import os
 import signal
 import sys
 import time
@@ -28,17 +29,20 @@ from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
 from ganterm.run.control import COMMANDS
 from ganterm.run.layout import RunDir
-from ganterm.run.recorder import Recorder
+from ganterm.run.recorder import Recorder, ReplicaRecorder
 from ganterm.run.rewind import rewind
 from ganterm.training.checkpoint import load_checkpoint
 from ganterm.training.data import cache_root, load_dataset
+from ganterm.training.distributed import Group
 from ganterm.training.loop import Schedule, fit, write_checkpoint
 from ganterm.training.quality import QualityProbe
 from ganterm.training.trainer import Trainer, complete_config, pick_device
 
 
 def log(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+    rank = os.environ.get("RANK", "0")
+    prefix = f"rank {rank}: " if rank != "0" else ""
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {prefix}{message}", flush=True)
 
 
 def describe_os_error(error: OSError, run: RunDir) -> str:
@@ -51,15 +55,22 @@ def describe_os_error(error: OSError, run: RunDir) -> str:
     return f"cannot write{where}: {error.strerror or error}"
 
 
-def run_worker(run: RunDir, resume: Path | None) -> int:
-    """Train `run` to its configured total; the exit code says how it ended."""
-    recorder = Recorder(
-        run, log=log, state="starting", started=time.time(), loop="ganterm", controls=list(COMMANDS), resumable=True
-    )
+def run_worker(run: RunDir, resume: Path | None, config_path: Path | None = None) -> int:
+    """Train `run` to its configured total; the exit code says how it ended.
+
+    Under torchrun this is one rank of a group: rank 0 records the run, the others only train.
+    """
+    recorder: Recorder | ReplicaRecorder
+    if int(os.environ.get("RANK", "0")) == 0:
+        recorder = Recorder(
+            run, log=log, state="starting", started=time.time(), loop="ganterm", controls=list(COMMANDS), resumable=True
+        )
+    else:
+        recorder = ReplicaRecorder(run, log=log)
     with _signals_to(recorder):
         trainer = schedule = None
         try:
-            trainer, schedule = _prepare(run, resume, recorder)
+            trainer, schedule = _prepare(run, resume, recorder, config_path or run.config)
             state = fit(trainer, recorder, schedule)
             return 0 if state in ("finished", "stopped") else 1
         except UserError as error:
@@ -72,10 +83,12 @@ def run_worker(run: RunDir, resume: Path | None) -> int:
             return _fail(recorder, f"{type(error).__name__}: {error} (traceback in worker.log)", trainer, schedule)
         finally:
             recorder.close()
+            if trainer is not None:
+                trainer.group.close()
 
 
 @contextlib.contextmanager
-def _signals_to(recorder: Recorder) -> Iterator[None]:
+def _signals_to(recorder: Recorder | ReplicaRecorder) -> Iterator[None]:
     """SIGTERM and SIGINT become a stop command, SIGHUP is ignored; the caller's handlers come back after."""
     handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     signal.signal(signal.SIGTERM, recorder.inbox.on_signal)
@@ -88,20 +101,25 @@ def _signals_to(recorder: Recorder) -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def _prepare(run: RunDir, resume: Path | None, recorder: Recorder) -> tuple[Trainer, Schedule]:
-    """Load config, data and models; restore the checkpoint when resuming."""
-    config = load_config(run.config)
-    device = pick_device(config.train.device)
+def _prepare(
+    run: RunDir, resume: Path | None, recorder: Recorder | ReplicaRecorder, config_path: Path
+) -> tuple[Trainer, Schedule]:
+    """Load config, data and models; join the group, if any; restore the checkpoint when resuming."""
+    main = isinstance(recorder, Recorder)
+    config = load_config(config_path)
+    device = pick_device(config.train.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    group = Group.from_env(device.type)
     log(f"loading data {config.data.name!r}")
     dataset = load_dataset(config, progress=log)
     complete_config(config, dataset)
-    run.config.write_text(config.to_toml(), encoding="utf-8")
+    if main:
+        run.config.write_text(config.to_toml(), encoding="utf-8")
     total = resolve_steps(config, len(dataset))
-    trainer = Trainer(config, dataset, device)
+    trainer = Trainer(config, dataset, device, group)
     schedule = Schedule(total)
     recorder.health = HealthMonitor(config.health, classes=dataset.num_classes if dataset.is_image else 0)
     recorder.images_per_row = trainer.images_per_step
-    if config.quality.every:
+    if config.quality.every and main:
         schedule.quality = QualityProbe.prepare(
             dataset, config.quality.samples, config.train.seed, cache_root(config), log
         )
@@ -109,15 +127,26 @@ def _prepare(run: RunDir, resume: Path | None, recorder: Recorder) -> tuple[Trai
         checkpoint = load_checkpoint(resume)
         trainer.restore(checkpoint, resume)
         schedule.last_checkpoint = checkpoint.step
-        rewind(run, checkpoint.step)
+        if main:
+            rewind(run, checkpoint.step)
         log(f"resumed from {resume} at step {checkpoint.step}")
-    else:
+        if checkpoint.world_size != group.world_size:
+            log(
+                f"it was trained by {checkpoint.world_size} process(es) and goes on with {group.world_size}: "
+                "it continues, but not bit for bit as it would have"
+            )
+    elif main:
         rewind(run, 0)  # a run restarted before its first checkpoint replays from the start
     recorder.step = trainer.step
-    recorder.status.update(
-        total=total, device=describe_device(device), data=config.data.name, batch_size=config.train.batch_size
+    recorder.describe(
+        total=total,
+        device=describe_device(device),
+        data=config.data.name,
+        batch_size=config.train.batch_size,
+        world_size=group.world_size,
     )
-    log(f"training on {describe_device(device)}: {len(dataset):,} samples, steps {trainer.step} -> {total}")
+    ranks = f" x {group.world_size} processes" if group.distributed else ""
+    log(f"training on {describe_device(device)}{ranks}: {len(dataset):,} samples, steps {trainer.step} -> {total}")
     return trainer, schedule
 
 
@@ -130,18 +159,25 @@ def describe_device(device: torch.device) -> str:
 
 
 def _fail(
-    recorder: Recorder, message: str, trainer: Trainer | None, schedule: Schedule | None, exit_code: int = 1
+    recorder: Recorder | ReplicaRecorder,
+    message: str,
+    trainer: Trainer | None,
+    schedule: Schedule | None,
+    exit_code: int = 1,
 ) -> int:
     """Record the failure; first save the weights if they are sound and newer than the last checkpoint."""
     log(f"failed: {message}")
     step = trainer.step if trainer is not None else 0
-    if trainer is not None and schedule is not None and trainer.step > max(schedule.last_checkpoint, 0):
+    # in a group, saving takes every rank, and the failure may have taken one: the last checkpoint stands
+    sound = trainer is not None and not trainer.group.distributed and trainer.bad_streak == 0
+    if sound and schedule is not None and trainer.step > max(schedule.last_checkpoint, 0):
         try:
-            if trainer.bad_streak == 0:
-                write_checkpoint(trainer, recorder, schedule)
-                log(f"saved a checkpoint at step {trainer.step} before stopping")
+            write_checkpoint(trainer, recorder, schedule)
+            log(f"saved a checkpoint at step {trainer.step} before stopping")
         except Exception as error:  # the original failure matters more than this one
             log(f"could not save a checkpoint after the failure: {error}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return exit_code  # torchrun ends the group; the supervisor names the rank that failed first, and why
     try:
         recorder.set_state("failed", step, error=message, exit_code=exit_code)
     except OSError as error:
@@ -153,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ganterm.training.worker", description="Train one run directory.")
     parser.add_argument("run", type=Path)
     parser.add_argument("--resume", type=Path, default=None)
+    parser.add_argument("--config", type=Path, default=None, help="the run's config.toml unless given")
     args = parser.parse_args(argv)
     try:
-        return run_worker(RunDir(args.run), args.resume)
+        return run_worker(RunDir(args.run), args.resume, args.config)
     except UserError as error:  # e.g. the run is locked by another worker
         log(f"error: {error}")
         return 2

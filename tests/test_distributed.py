@@ -1,0 +1,224 @@
+"""Many processes on torchrun / DDP, on the CPU with gloo: one run, every rank in step, kill-safe, resumable."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from ganterm.run.jsonl import read_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.status import effective_state, read_status
+from tests.conftest import TINY, run_cli, tiny_config
+
+pytestmark = pytest.mark.skipif(not dist.is_gloo_available(), reason="this torch has no gloo backend")
+
+SMALL = [f"--set={item}" for item in TINY if not item.startswith(("log.", "checkpoint."))] + ["--set=log.every=2"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _train_rank(rank: int, port: int, out: str) -> None:
+    """One rank of a 2-process group, in-process: train, then report what each rank holds."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
+    from ganterm.training.data import load_dataset
+    from ganterm.training.distributed import Group
+    from ganterm.training.trainer import Trainer, complete_config
+
+    config = tiny_config("train.steps=6", "train.batch_size=16")
+    dataset = load_dataset(config, progress=lambda message: None)
+    complete_config(config, dataset)
+    trainer = Trainer(config, dataset, torch.device("cpu"), Group.from_env("cpu"))
+    for _ in range(6):
+        trainer.train_step()
+    local = torch.stack(trainer._pending).clone()  # this rank's own per-step statistics, before averaging
+    rows = trainer.collect_rows()
+    parameters = torch.cat([p.detach().flatten() for p in trainer.generator.parameters()])
+    parameters = torch.cat([parameters, *(p.detach().flatten() for p in trainer.discriminator.parameters())])
+    torch.save({"local": local, "rows": rows, "parameters": parameters}, Path(out) / f"rank{rank}.pt")
+    trainer.group.close()
+
+
+def test_ranks_hold_identical_parameters_and_log_the_mean_of_their_statistics(tmp_path: Path):
+    mp.spawn(_train_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert torch.equal(ranks[0]["parameters"], ranks[1]["parameters"])
+    assert not torch.equal(ranks[0]["local"], ranks[1]["local"])  # each rank saw its own slice and noise
+    mean = (ranks[0]["local"] + ranks[1]["local"]) / 2
+    from ganterm.run.schema import STEP_STATISTICS
+
+    for step, row in enumerate(ranks[0]["rows"]):
+        for column, name in enumerate(STEP_STATISTICS):
+            assert row[name] == pytest.approx(float(mean[step, column]), rel=1e-5), (step, name)
+    without_time = [[{k: v for k, v in row.items() if k != "t"} for row in rank["rows"]] for rank in ranks]
+    assert without_time[0] == without_time[1]
+
+
+def train(tmp_path: Path, name: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return run_cli(tmp_path, "train", "--name", name, "--nproc-per-node", "2", *SMALL, *args, timeout=timeout)
+
+
+def rank_lines(run: RunDir, pattern: str) -> dict[str, list[int]]:
+    """Steps at which each rank logged `pattern` ('paused', 'stopped', ...)."""
+    found: dict[str, list[int]] = {}
+    for line in run.log.read_text().splitlines():
+        match = re.search(rf"(rank \d+: )?step (\d+): {pattern}$", line)
+        if match:
+            found.setdefault(match.group(1) or "rank 0: ", []).append(int(match.group(2)))
+    return found
+
+
+def test_pause_and_stop_act_on_every_rank_at_the_same_step(tmp_path: Path):
+    result = train(tmp_path, "steered", "--steps", "100000", "--detach")
+    assert result.returncode == 0, result.stderr
+    run = RunDir(tmp_path / "runs" / "steered")
+    assert read_status(run)["world_size"] == 2
+    for command, state in (("pause", "paused"), ("unpause", "running"), ("stop", "stopped")):
+        answer = run_cli(tmp_path, command, "steered", timeout=120)
+        assert answer.returncode == 0, answer.stderr
+        wait_for(lambda state=state: len(rank_lines(run, state)) == 2, what=f"both ranks {state}")
+    paused, stopped = rank_lines(run, "paused"), rank_lines(run, "stopped")
+    assert paused["rank 0: "] == paused["rank 1: "] and stopped["rank 0: "] == stopped["rank 1: "]
+    step = stopped["rank 0: "][0]
+    checkpoints = [e for e in read_jsonl(run.events) if e["kind"] == "checkpoint"]
+    assert [e["step"] for e in checkpoints] == [step]
+    rows = read_jsonl(run.metrics)
+    assert [row["step"] for row in rows] == list(range(1, step + 1))  # every step once, rows before the checkpoint
+
+
+@pytest.fixture(autouse=True)
+def no_workers_left_behind(tmp_path: Path):
+    """Whatever a test leaves running (it failed half-way, say) is killed after it."""
+    yield
+    for pid in worker_pids(tmp_path).values():  # pids only, never -1 (which would mean every process)
+        os.kill(pid, signal.SIGKILL)
+
+
+def worker_pids(under: Path | RunDir) -> dict[int, int]:
+    """rank -> pid of the worker and supervisor processes whose working folder is under `under` (supervisor: -1)."""
+    folder = str(under.path.parent.parent if isinstance(under, RunDir) else under)
+    pids = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not os.readlink(entry / "cwd").startswith(folder):
+                continue
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = dict(
+                item.split(b"=", 1) for item in (entry / "environ").read_bytes().split(b"\0") if b"=" in item
+            )
+        except OSError:
+            continue
+        if b"ganterm.training.worker" in command:
+            pids[int(environ.get(b"RANK", b"0"))] = int(entry.name)
+        elif b"ganterm.training.supervisor" in command:
+            pids[-1] = int(entry.name)
+    return pids
+
+
+def test_a_killed_rank_fails_the_run_naming_it_and_the_run_resumes(tmp_path: Path):
+    result = train(tmp_path, "crash", "--steps", "100000", "--set=checkpoint.every=10", "--detach")
+    assert result.returncode == 0, result.stderr
+    run = RunDir(tmp_path / "runs" / "crash")
+    wait_for(lambda: any(e["kind"] == "checkpoint" for e in read_jsonl(run.events)), what="a checkpoint")
+    pids = worker_pids(run)
+    assert sorted(pids) == [-1, 0, 1]
+    killed_at = time.monotonic()
+    os.kill(pids[1], signal.SIGKILL)
+    wait_for(lambda: effective_state(read_status(run)) == "failed", timeout=90, what="the run to fail")
+    took = time.monotonic() - killed_at
+    status = read_status(run)
+    assert status["error"].startswith("rank 1 was killed by SIGKILL"), status["error"]
+    wait_for(lambda: not worker_pids(run), timeout=30, what="no worker left")
+    assert took < 60
+    resumed = run_cli(tmp_path, "train", "--resume", "crash", "--nproc-per-node", "2", "--steps", "24", timeout=240)
+    assert resumed.returncode == 0, resumed.stderr + run.log.read_text()[-2000:]
+    assert read_status(run)["state"] == "finished" and read_status(run)["step"] == 24
+
+
+def test_resuming_at_the_same_world_size_is_bit_exact(tmp_path: Path):
+    assert train(tmp_path, "straight", "--steps", "12", "--no-dashboard").returncode == 0
+    assert train(tmp_path, "halves", "--steps", "6", "--no-dashboard").returncode == 0
+    second = run_cli(tmp_path, "train", "--resume", "halves", "--nproc-per-node=2", "--steps=12", "--no-dashboard")
+    assert second.returncode == 0, second.stderr
+    runs = tmp_path / "runs"
+    straight = load_file(runs / "straight" / "checkpoints" / "step_0000012.safetensors")
+    halves = load_file(runs / "halves" / "checkpoints" / "step_0000012.safetensors")
+    assert straight.keys() == halves.keys()
+    assert all(torch.equal(straight[key], halves[key]) for key in straight)
+
+
+def test_two_nodes_on_loopback_train_one_run(tmp_path: Path):
+    port = free_port()
+    common = ["train", "--name", "pair", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}", *SMALL]
+    common += ["--steps", "8", "--no-dashboard"]
+    env = {**os.environ, "COLUMNS": "200"}
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ganterm", *common, "--node-rank", str(rank)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=240) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    run = RunDir(tmp_path / "runs" / "pair")
+    status = read_status(run)
+    assert status["state"] == "finished" and status["world_size"] == 2
+    assert [row["step"] for row in read_jsonl(run.metrics)] == list(range(1, 9))
+    assert "node 1: all ranks ended" in (run.path / "nodes" / "1" / "worker.log").read_text()
+
+
+def _user_rank(rank: int, port: int, root: str) -> None:
+    """A user's own 2-process job using ganterm.Run: a viewer's stop reaches both ranks at one step."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
+    dist.init_process_group("gloo")
+    import ganterm
+    from ganterm.run.jsonl import append_jsonl
+
+    stopped_at = None
+    with ganterm.Run("together", root=root, flush_every=5) as run:
+        for step in run.steps(10_000):
+            run.log(step, loss_d=torch.tensor(float(rank)))
+            if rank == 0 and step == 23:
+                append_jsonl(run.dir.control, {"cmd": "stop", "id": "viewer"})
+            stopped_at = step
+    Path(root, f"rank{rank}.txt").write_text(str(stopped_at))
+    dist.destroy_process_group()
+
+
+def test_the_python_api_in_a_users_torchrun_job_writes_from_rank_0_and_stops_every_rank_together(tmp_path: Path):
+    mp.spawn(_user_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    steps = [int((tmp_path / f"rank{rank}.txt").read_text()) for rank in (0, 1)]
+    assert steps[0] == steps[1] == 23
+    run = RunDir(tmp_path / "together")
+    assert read_status(run)["state"] == "stopped" and read_status(run)["world_size"] == 2
+    rows = read_jsonl(run.metrics)
+    assert [row["step"] for row in rows] == list(range(1, 24)) and {row["loss_d"] for row in rows} == {0.0}
