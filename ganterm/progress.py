@@ -5,6 +5,8 @@ plain periodic log lines when stdout is a pipe or a file.
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,32 @@ from ganterm.run.layout import RunDir
 from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 
 LINES_PER_RUN = 20  # plain mode prints about this many progress lines over a whole run
+ETA_WINDOW = 200  # logged steps the rate is taken over: recent enough to follow a slowdown or a pause
+# (label, metric, digits) of the stats line; D's outputs are probabilities, two digits say enough
+STATS = (("loss_d", "loss_d", 3), ("loss_g", "loss_g", 3), ("D(x)", "d_x", 2), ("D(G(z))", "d_g_z1", 2))
+
+
+def eta_seconds(steps: Sequence[float], seconds: Sequence[float], total: int) -> float | None:
+    """Seconds until step `total` at the rate of the last ETA_WINDOW logged steps; None when unknown.
+
+    `steps` and `seconds` are the logged steps and their wall-clock times, oldest first. Every
+    viewer computes its ETA here, so the dashboard and `ganterm train --follow` agree.
+    """
+    if len(steps) < 2 or not total:
+        return None
+    back = min(len(steps) - 1, ETA_WINDOW)
+    rate = float(steps[-1] - steps[-1 - back]) / max(float(seconds[-1] - seconds[-1 - back]), 1e-9)
+    return max(0.0, (total - int(steps[-1])) / rate) if rate > 0 else None
+
+
+def stats_line(row: Mapping[str, Any]) -> str:
+    """'loss_d 0.693  loss_g 0.702  D(x) 0.50  D(G(z)) 0.49  612 img/s': the worker log's and the followers'."""
+    parts = [
+        f"{label} {row[name]:.{digits}f}" for label, name, digits in STATS if isinstance(row.get(name), (int, float))
+    ]
+    if isinstance(row.get("img_per_s"), (int, float)):
+        parts.append(f"{row['img_per_s']:.0f} img/s")
+    return "  ".join(parts)
 
 
 @dataclass
@@ -26,29 +54,13 @@ class Snapshot:
     total: int = 0
     row: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
-    first: tuple[int, float] | None = None  # (step, time) first seen, for the ETA
+    times: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=ETA_WINDOW + 1))
 
     def eta_seconds(self) -> float | None:
-        if self.first is None or not self.row or self.step <= self.first[0]:
-            return None
-        rate = (self.step - self.first[0]) / max(self.row["t"] - self.first[1], 1e-9)
-        return (self.total - self.step) / rate if rate > 0 else None
+        return eta_seconds([step for step, _ in self.times], [t for _, t in self.times], self.total)
 
     def stats(self) -> str:
-        row = self.row
-        parts = [
-            f"{label} {row[name]:.{digits}f}"
-            for label, name, digits in (
-                ("loss_d", "loss_d", 3),
-                ("loss_g", "loss_g", 3),
-                ("D(x)", "d_x", 2),
-                ("D(G(z))", "d_g_z1", 2),
-            )
-            if isinstance(row.get(name), (int, float))
-        ]
-        if isinstance(row.get("img_per_s"), (int, float)):
-            parts.append(f"{row['img_per_s']:.0f} img/s")
-        return "  ".join(parts)
+        return stats_line(self.row)
 
 
 class Follower:
@@ -62,12 +74,12 @@ class Follower:
     def poll(self) -> Snapshot:
         snap = self.snapshot
         if self.metrics.reset:
-            snap.first = None
+            snap.times.clear()
         for record in self.metrics.read():
             if "loss_d" in record or "loss_g" in record:
                 snap.row = record
-                if snap.first is None:
-                    snap.first = (int(record.get("step", 0)), float(record.get("t", time.time())))
+            if isinstance(record.get("step"), int) and isinstance(record.get("t"), (int, float)):
+                snap.times.append((record["step"], float(record["t"])))  # as the dashboard's "t" series holds them
         status = read_status(self.run) or {}
         snap.status = status
         snap.state = effective_state(status)

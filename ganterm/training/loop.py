@@ -23,6 +23,7 @@ from torch import nn
 from ganterm.config import Config
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
+from ganterm.progress import stats_line
 from ganterm.run.jsonl import JsonlWriter, float32_precision, record_event
 from ganterm.run.layout import RunDir
 from ganterm.run.status import StatusBoard
@@ -416,7 +417,8 @@ def fit(trainer: Trainer, loop: Loop) -> str:
             with _maintenance(loop):
                 if config.sample.every and step % config.sample.every == 0:
                     write_sample(trainer, loop)
-                    loop.log(_progress_line(trainer, loop))
+                    epoch = trainer.batches.epochs_done
+                    loop.log(f"step {step}/{loop.total_steps} epoch {epoch:.2f}  {stats_line(loop.last_row)}")
                 if config.checkpoint.every and step % config.checkpoint.every == 0:
                     write_checkpoint(trainer, loop)
                 if config.quality.every and step % config.quality.every == 0:
