@@ -20,11 +20,12 @@ from ganterm.dashboard import history as history_module
 from ganterm.dashboard import reader as reader_module
 from ganterm.dashboard import widgets as widgets_module
 from ganterm.dashboard.app import Dashboard
+from ganterm.dashboard.header import Headline, header_text
 from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
-from ganterm.dashboard.widgets import SamplesPanel, header_text, legible_part
+from ganterm.dashboard.widgets import SamplesPanel, legible_part
 from ganterm.run import status as run_status
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status, write_status
@@ -235,9 +236,9 @@ async def test_eta_comes_from_the_wall_clock_of_recent_steps(root: Path):
 
 def test_a_gpu_reading_comes_before_the_device_and_displaces_its_long_name():
     status = {"step": 10, "total": 100, "device": "cuda:0 (NVIDIA H100 80GB HBM3)"}
-    with_gpu = header_text("r", "running", status, SeriesStore(), View(), "GPU 87% · 5.1/80.0 GB", 1).plain
+    with_gpu = header_text(Headline.of("r", "running", status, SeriesStore(), "GPU 87% · 5.1/80.0 GB", 1), View()).plain
     assert "· GPU 87% · 5.1/80.0 GB · cuda:0\n" in with_gpu and "H100" not in with_gpu
-    without = header_text("r", "running", status, SeriesStore(), View(), None, 1).plain
+    without = header_text(Headline.of("r", "running", status, SeriesStore(), None, 1), View()).plain
     assert "· cuda:0 (NVIDIA H100 80GB HBM3)\n" in without
 
 
