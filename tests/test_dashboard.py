@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 from plotext._utility import colors_to_ansi
+from rich.text import Text
 from textual.widgets import Label
 
 from ganterm.dashboard import history as history_module
@@ -660,3 +661,58 @@ def test_main_screen_snapshot(snap_compare, tmp_path: Path, size: tuple[int, int
         await settle(pilot, app)
 
     assert snap_compare(app, terminal_size=size, run_before=loaded)
+
+
+# ----- plotext internals ----------------------------------------------------------------------
+
+# The private names of plotext and textual-plotext that MetricPlot.render (dashboard/plots.py) draws through.
+PLOTEXT_PRIVATE_NAMES = (
+    ("plotext._utility", "colors_to_ansi"),
+    ("plotext._figure._figure_class", "_set_size"),
+    ("plotext._figure._figure_class", "_set_sizes"),
+    ("plotext._figure._figure_class", "_build_matrix"),
+    ("plotext._figure._figure_class", "monitor"),  # an instance attribute: checked on a figure, below
+    ("textual_plotext.PlotextPlot", "_get_plotext_theme_name"),
+)
+PINNED = (
+    "MetricPlot.render in ganterm/dashboard/plots.py draws plotext's cell matrix itself because build() takes "
+    "about twice as long (see bench/dashboard.py); pyproject.toml pins plotext and textual-plotext for it. "
+    "Move render to the public build() or adapt it, then move the pins."
+)
+
+
+def test_the_plotext_internals_the_plots_draw_through_are_still_there():
+    """Fails with a sentence naming what changed when a plotext or textual-plotext upgrade drops a private name."""
+    import importlib
+    from importlib.metadata import version
+
+    from plotext._figure import _figure_class
+
+    owners = {
+        "plotext._utility": importlib.import_module("plotext._utility"),
+        "plotext._figure._figure_class": _figure_class(),
+        "textual_plotext.PlotextPlot": importlib.import_module("textual_plotext").PlotextPlot,
+    }
+    missing = [f"{owner}.{name}" for owner, name in PLOTEXT_PRIVATE_NAMES if not hasattr(owners[owner], name)]
+    matrix = getattr(getattr(owners["plotext._figure._figure_class"], "monitor", None), "matrix", None)
+    missing += [f"monitor.matrix.{name}" for name in ("rows", "cols", "marker", "fullground", "style", "background")
+                if not hasattr(matrix, name)]  # fmt: skip
+    versions = f"plotext {version('plotext')}, textual-plotext {version('textual-plotext')}"
+    assert not missing, f"{versions} no longer have {', '.join(missing)}. {PINNED}"
+
+
+async def test_the_plots_draw_what_plotexts_public_build_draws(root: Path):
+    """The fast path through plotext's cell matrix shows the same characters in the same styles as build()."""
+    run = make_run(root, "r", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        for key in ("losses", "d_outputs"):  # braille lines, the grey spread as points, a reference line
+            plot = app.query_one(f"#plot-{key}", MetricPlot)
+            fast = plot.render()
+            public = Text.from_ansi(plot.plt.build().removesuffix("\n"), no_wrap=True, end="")  # its canvas ends a line
+            assert fast.plain == public.plain, f"plotext's cell matrix no longer draws what build() draws. {PINNED}"
+            styles = [(fast.get_style_at_offset(app.console, i), public.get_style_at_offset(app.console, i))
+                      for i in range(len(fast.plain))]  # fmt: skip
+            changed = sum(mine != theirs for mine, theirs in styles)
+            assert not changed, f"{changed} cells take other colours than build() gives them. {PINNED}"

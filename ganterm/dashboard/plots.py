@@ -155,7 +155,13 @@ class MetricPlot(PlotextPlot):
         self.refresh()
 
     def render(self) -> RenderResult:
-        """PlotextPlot.render, minus the ANSI round trip; a degenerate view (two points on a log axis) says so."""
+        """PlotextPlot.render, minus the ANSI round trip; a degenerate view (two points on a log axis) says so.
+
+        Private plotext and textual-plotext names (`_set_size`, `_set_sizes`, `_build_matrix`,
+        `monitor.matrix`, `_get_plotext_theme_name`, `_utility.colors_to_ansi`) make it ~11 ms a
+        redraw against ~20 ms through the public `build()` (bench/dashboard.py, 200,000 steps):
+        pyproject.toml caps both packages, and tests/test_dashboard.py fails by name when one goes.
+        """
         figure = self.plt
         figure.plotsize(self.size.width, self.size.height)
         figure._set_size(self.size.width, self.size.height)  # as PlotextPlot does (textual-plotext issue 5)
