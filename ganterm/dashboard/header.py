@@ -101,8 +101,8 @@ def header_text(line: Headline, view: View) -> Text:
 class Header(Static):
     """ganterm's own two-line header (not Textual's `Header`): bound to the app's headline and view."""
 
-    headline: var[Headline] = var(Headline)
-    view: var[View] = var(View)
+    headline: var[Headline] = var(Headline, init=False)  # empty until the app has a headline, as before
+    view: var[View] = var(View, init=False)
 
     def watch_headline(self) -> None:
         self.update(header_text(self.headline, self.view))
