@@ -5,6 +5,8 @@ plain periodic log lines when stdout is a pipe or a file.
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,20 @@ from ganterm.run.schema import stats_line
 from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 
 LINES_PER_RUN = 20  # plain mode prints about this many progress lines over a whole run
+ETA_WINDOW = 200  # logged steps the rate is taken over: recent enough to follow a slowdown or a pause
+
+
+def eta_seconds(steps: Sequence[float], seconds: Sequence[float], total: int) -> float | None:
+    """Seconds until step `total` at the rate of the last ETA_WINDOW logged steps; None when unknown.
+
+    `steps` and `seconds` are the logged steps and their wall-clock times, oldest first. Every
+    viewer computes its ETA here, so the dashboard and `ganterm train --follow` agree.
+    """
+    if len(steps) < 2 or not total:
+        return None
+    back = min(len(steps) - 1, ETA_WINDOW)
+    rate = float(steps[-1] - steps[-1 - back]) / max(float(seconds[-1] - seconds[-1 - back]), 1e-9)
+    return max(0.0, (total - int(steps[-1])) / rate) if rate > 0 else None
 
 
 @dataclass
@@ -27,13 +43,10 @@ class Snapshot:
     total: int = 0
     row: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
-    first: tuple[int, float] | None = None  # (step, time) first seen, for the ETA
+    times: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=ETA_WINDOW + 1))
 
     def eta_seconds(self) -> float | None:
-        if self.first is None or not self.row or self.step <= self.first[0]:
-            return None
-        rate = (self.step - self.first[0]) / max(self.row["t"] - self.first[1], 1e-9)
-        return (self.total - self.step) / rate if rate > 0 else None
+        return eta_seconds([step for step, _ in self.times], [t for _, t in self.times], self.total)
 
     def stats(self) -> str:
         return stats_line(self.row)
@@ -50,12 +63,12 @@ class Follower:
     def poll(self) -> Snapshot:
         snap = self.snapshot
         if self.metrics.reset:
-            snap.first = None
+            snap.times.clear()
         for record in self.metrics.read():
             if "loss_d" in record or "loss_g" in record:
                 snap.row = record
-                if snap.first is None:
-                    snap.first = (int(record.get("step", 0)), float(record.get("t", time.time())))
+            if isinstance(record.get("step"), int) and isinstance(record.get("t"), (int, float)):
+                snap.times.append((record["step"], float(record["t"])))  # as the dashboard's "t" series holds them
         status = read_status(self.run) or {}
         snap.status = status
         snap.state = effective_state(status)

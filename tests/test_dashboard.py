@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +15,24 @@ import pytest
 import torch
 from PIL import Image as PILImage
 from plotext._utility import colors_to_ansi
+from rich.text import Text
 from textual.widgets import Label
 
 from ganterm.dashboard import history as history_module
 from ganterm.dashboard import reader as reader_module
 from ganterm.dashboard import widgets as widgets_module
-from ganterm.dashboard.app import Dashboard
+from ganterm.dashboard.app import ASKED, Dashboard
+from ganterm.dashboard.header import Headline, header_text
 from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
-from ganterm.dashboard.widgets import SamplesPanel, header_text, legible_part
+from ganterm.dashboard.widgets import SamplesPanel, legible_part
+from ganterm.progress import Follower, clock
+from ganterm.run import control
 from ganterm.run import status as run_status
 from ganterm.run.layout import RunDir
+from ganterm.run.schema import stats_line
 from ganterm.run.status import read_status, write_status
 from ganterm.training.sample import image_grid, save_png
 from tests.dashboard_runs import append_metrics, make_run, metric_rows
@@ -233,11 +239,35 @@ async def test_eta_comes_from_the_wall_clock_of_recent_steps(root: Path):
         assert "ETA 0:00:19" in header or "ETA 0:00:20" in header  # 200 steps left at 0.1 s
 
 
+async def test_the_dashboard_and_the_terminal_follower_give_the_same_eta(root: Path):
+    """One ETA for every viewer: a resumed run's early, slow steps count for neither."""
+    run = make_run(root, "r", "running", steps=400, total=800)
+    rows = orjson.loads(b"[" + b",".join(run.metrics.read_bytes().splitlines()) + b"]")
+    slow = [{**row, "t": row["t"] - 3600} if row["step"] <= 20 else row for row in rows]  # an hour's break
+    run.metrics.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in slow))
+    eta = clock(Follower(run).poll().eta_seconds())
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert f"ETA {eta}" in _text(app, "#header") and eta in ("0:00:39", "0:00:40")  # 400 steps at 0.1 s
+
+
+def test_the_stats_line_leaves_out_what_a_row_lacks():
+    row = {"loss_d": 0.6931, "loss_g": 2, "d_x": None, "d_g_z1": 0.4912, "img_per_s": 611.6}
+    assert stats_line(row) == "loss_d 0.693  loss_g 2.000  D(G(z)) 0.49  612 img/s"
+    assert stats_line({}) == ""
+
+
+def test_every_worker_key_sends_a_command_the_worker_knows():
+    """The dashboard's commands are control.COMMANDS, no more, no fewer."""
+    assert set(ASKED) == set(control.COMMANDS)
+
+
 def test_a_gpu_reading_comes_before_the_device_and_displaces_its_long_name():
     status = {"step": 10, "total": 100, "device": "cuda:0 (NVIDIA H100 80GB HBM3)"}
-    with_gpu = header_text("r", "running", status, SeriesStore(), View(), "GPU 87% · 5.1/80.0 GB", 1).plain
+    with_gpu = header_text(Headline.of("r", "running", status, SeriesStore(), "GPU 87% · 5.1/80.0 GB", 1), View()).plain
     assert "· GPU 87% · 5.1/80.0 GB · cuda:0\n" in with_gpu and "H100" not in with_gpu
-    without = header_text("r", "running", status, SeriesStore(), View(), None, 1).plain
+    without = header_text(Headline.of("r", "running", status, SeriesStore(), None, 1), View()).plain
     assert "· cuda:0 (NVIDIA H100 80GB HBM3)\n" in without
 
 
@@ -262,6 +292,58 @@ async def test_new_points_appear_while_watching(root: Path):
         await settle(pilot, app)
         assert app.primary.store.get("loss_d").size == 150
         assert float(app.primary.store.get("loss_d").steps[-1]) == 150
+
+
+async def test_a_new_status_on_disk_redraws_the_header(root: Path):
+    run = make_run(root, "r", "running")
+    app = Dashboard([run], root, refresh_per_second=20)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert "RUNNING" in _text(app, "#header")
+        write_status(run, {**read_status(run), "state": "paused"})
+        for _ in range(40):  # the reader polls, the app's timer sets the headline, the header's watcher draws it
+            await pilot.pause(0.05)
+            if "PAUSED" in _text(app, "#header"):
+                break
+        assert "PAUSED" in _text(app, "#header") and app.headline.state == "paused"
+
+
+async def test_the_header_draws_the_apps_state_and_nothing_else(root: Path):
+    """State flows down: a headline or view set on the app is on the header at once."""
+    run = make_run(root, "r", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        app.headline = replace(app.headline, name="renamed", state="stopped")
+        app.view = replace(app.view, log_scale=True)
+        header = _text(app, "#header")
+        assert header.startswith("renamed") and "STOPPED" in header and "log scale" in header
+
+
+async def test_new_points_redraw_only_the_plots_whose_series_changed(root: Path):
+    run = make_run(root, "live", "running", steps=100)
+    app = Dashboard([run], root, refresh_per_second=20)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        redrawn: list[str] = []
+        for plot in app.query(MetricPlot):
+            plot.show = lambda runs, view, show=plot.show, key=plot.panel.key: (redrawn.append(key), show(runs, view))
+
+        async def redrawn_after(change) -> set[str]:
+            redrawn.clear()
+            change()
+            await pilot.pause(0.3)
+            await settle(pilot, app)
+            return set(redrawn)
+
+        training = lambda: append_metrics(run, metric_rows(101, 120))  # noqa: E731  (no quality row among them)
+        assert await redrawn_after(training) == {"losses", "d_outputs", "grad_norms"}
+        quality = lambda: append_metrics(run, [{"step": 120, "fd_classifier": 30.0}])  # noqa: E731
+        assert await redrawn_after(quality) == {"fd_classifier"}
+        assert await redrawn_after(lambda: None) == set()
+        assert await redrawn_after(lambda: setattr(app, "view", replace(app.view, smoothing=0.0))) == {
+            "losses", "d_outputs", "grad_norms", "fd_classifier"
+        }  # fmt: skip
 
 
 # ----- keys -------------------------------------------------------------------------------
@@ -580,3 +662,58 @@ def test_main_screen_snapshot(snap_compare, tmp_path: Path, size: tuple[int, int
         await settle(pilot, app)
 
     assert snap_compare(app, terminal_size=size, run_before=loaded)
+
+
+# ----- plotext internals ----------------------------------------------------------------------
+
+# The private names of plotext and textual-plotext that MetricPlot.render (dashboard/plots.py) draws through.
+PLOTEXT_PRIVATE_NAMES = (
+    ("plotext._utility", "colors_to_ansi"),
+    ("plotext._figure._figure_class", "_set_size"),
+    ("plotext._figure._figure_class", "_set_sizes"),
+    ("plotext._figure._figure_class", "_build_matrix"),
+    ("plotext._figure._figure_class", "monitor"),  # an instance attribute: checked on a figure, below
+    ("textual_plotext.PlotextPlot", "_get_plotext_theme_name"),
+)
+PINNED = (
+    "MetricPlot.render in ganterm/dashboard/plots.py draws plotext's cell matrix itself because build() takes "
+    "about twice as long (see bench/dashboard.py); pyproject.toml pins plotext and textual-plotext for it. "
+    "Move render to the public build() or adapt it, then move the pins."
+)
+
+
+def test_the_plotext_internals_the_plots_draw_through_are_still_there():
+    """Fails with a sentence naming what changed when a plotext or textual-plotext upgrade drops a private name."""
+    import importlib
+    from importlib.metadata import version
+
+    from plotext._figure import _figure_class
+
+    owners = {
+        "plotext._utility": importlib.import_module("plotext._utility"),
+        "plotext._figure._figure_class": _figure_class(),
+        "textual_plotext.PlotextPlot": importlib.import_module("textual_plotext").PlotextPlot,
+    }
+    missing = [f"{owner}.{name}" for owner, name in PLOTEXT_PRIVATE_NAMES if not hasattr(owners[owner], name)]
+    matrix = getattr(getattr(owners["plotext._figure._figure_class"], "monitor", None), "matrix", None)
+    missing += [f"monitor.matrix.{name}" for name in ("rows", "cols", "marker", "fullground", "style", "background")
+                if not hasattr(matrix, name)]  # fmt: skip
+    versions = f"plotext {version('plotext')}, textual-plotext {version('textual-plotext')}"
+    assert not missing, f"{versions} no longer have {', '.join(missing)}. {PINNED}"
+
+
+async def test_the_plots_draw_what_plotexts_public_build_draws(root: Path):
+    """The fast path through plotext's cell matrix shows the same characters in the same styles as build()."""
+    run = make_run(root, "r", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        for key in ("losses", "d_outputs"):  # braille lines, the grey spread as points, a reference line
+            plot = app.query_one(f"#plot-{key}", MetricPlot)
+            fast = plot.render()
+            public = Text.from_ansi(plot.plt.build().removesuffix("\n"), no_wrap=True, end="")  # its canvas ends a line
+            assert fast.plain == public.plain, f"plotext's cell matrix no longer draws what build() draws. {PINNED}"
+            styles = [(fast.get_style_at_offset(app.console, i), public.get_style_at_offset(app.console, i))
+                      for i in range(len(fast.plain))]  # fmt: skip
+            changed = sum(mine != theirs for mine, theirs in styles)
+            assert not changed, f"{changed} cells take other colours than build() gives them. {PINNED}"

@@ -2,38 +2,49 @@
 
 One background thread reads every watched run directory (new bytes only) and
 posts what changed; the screen redraws on a steady timer, so a slow disk or a
-busy worker never blocks a key press. The app never imports torch.
+busy worker never blocks a key press. The app owns the state (the watched runs
+and the reactive fields below) and binds it into the `Header` and the
+`PlotGrid`, which redraw in their watchers. The app never imports torch.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer, RichLog, Static
+from textual.reactive import var
+from textual.widgets import Footer, RichLog
 from textual.worker import get_current_worker
 
 from ganterm.dashboard.gpu import gpu_usage
-from ganterm.dashboard.plots import DEDICATED_PANELS, RUN_COLOURS, MetricPlot, PlottedRun, View, extra_panel
+from ganterm.dashboard.header import Header, Headline
+from ganterm.dashboard.plot_grid import PlotGrid
+from ganterm.dashboard.plots import RUN_COLOURS, PlottedRun, View
 from ganterm.dashboard.reader import RunReader, RunUpdate
-from ganterm.dashboard.series import SeriesStore, panel_order
-from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text, header_text
+from ganterm.dashboard.series import SeriesStore
+from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
 from ganterm.run import control
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.status import ACTIVE_STATES, effective_state
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 ZOOM_WINDOWS = (None, 500, 2_000, 10_000)
-MIN_PLOT_HEIGHT = 8
 HISTORY_REDRAW_SECONDS = 1.0
+# what the worker keys say they asked for; every name is one of control.COMMANDS (a test checks both ways)
+ASKED = {
+    "pause": "asked the worker to pause",
+    "unpause": "asked the worker to continue",
+    "stop": "asked the worker to checkpoint and stop",
+    "checkpoint": "asked the worker for a checkpoint",
+    "sample": "asked the worker for a sample grid",
+}
 
 
 class RunUpdated(Message):
@@ -90,14 +101,18 @@ class Dashboard(App[str]):
         Binding("ctrl+c", "interrupt", "quit, maybe stop", show=False, priority=True),
     ]
 
+    # the state the header and the plot grid are bound to (the watched runs' points live in their stores)
+    view: var[View] = var(View)
+    headline: var[Headline] = var(Headline)
+    runs: var[tuple[PlottedRun, ...]] = var(tuple)
+    data_version: var[int] = var(0)  # bumped when the runs' stores have new points to draw
+
     def __init__(self, runs: list[RunDir], root: Path, refresh_per_second: float = 4.0) -> None:
         super().__init__()
         self.root = root
-        self.view = View()
         self.refresh_interval = 1.0 / refresh_per_second
         self.watched: dict[str, WatchedRun] = {}
         self._dirty = True
-        self._panel_keys: tuple[str, ...] = ()
         self._last_state = ""
         self._drawn_at = 0.0
         self._opened = time.time()
@@ -107,10 +122,9 @@ class Dashboard(App[str]):
     # ----- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="header")
+        yield Header(id="header").data_bind(Dashboard.headline, Dashboard.view)
         with Horizontal(id="body"):
-            with VerticalScroll(id="plots"):
-                yield Grid(*(MetricPlot(panel) for panel in DEDICATED_PANELS), id="plot-grid")
+            yield PlotGrid(id="plots").data_bind(Dashboard.runs, Dashboard.view, Dashboard.data_version)
             with Vertical(id="side"):
                 yield SamplesPanel(id="samples")
                 yield AlertsPanel(id="alerts")
@@ -119,7 +133,6 @@ class Dashboard(App[str]):
 
     def on_mount(self) -> None:
         self._laid_out = True
-        self._panel_keys = tuple(panel.key for panel in DEDICATED_PANELS)
         self.query_one("#alerts").border_title = "alerts"
         self.query_one("#log").border_title = "worker.log"
         self.query_one("#samples").border_title = "samples"
@@ -200,24 +213,15 @@ class Dashboard(App[str]):
         return next(iter(self.watched.values()))
 
     def _redraw(self) -> None:
-        """Runs on the timer: cheap when nothing changed, bounded by the plot widths when it did."""
+        """Runs on the timer and decides when to redraw; the header and the plot grid decide what."""
         primary = self.primary
         state = primary.state
         if state != self._last_state:
             self._last_state, self._dirty = state, True
         if not self._dirty and state not in ACTIVE_STATES:
             return
-        self.query_one("#header", Static).update(
-            header_text(
-                primary.run.name,
-                state,
-                primary.status,
-                primary.store,
-                self.view,
-                gpu_usage(primary.status),
-                len(self.watched),
-            )
-        )
+        gpu = gpu_usage(primary.status)
+        self.headline = Headline.of(primary.run.name, state, primary.status, primary.store, gpu, len(self.watched))
         if not self._dirty:
             return  # the clocks in the header tick; the plots wait for data
         loading = any(w.loading for w in self.watched.values())
@@ -225,40 +229,13 @@ class Dashboard(App[str]):
             return  # while history pours in, redraw now and then, not on every chunk
         self._dirty = False
         self._drawn_at = time.monotonic()
-        self._sync_panels()
-        runs = self.plotted_runs()
-        for plot in self.query(MetricPlot):
-            plot.show(runs, self.view)
-        self.query_one(AlertsPanel).show(primary.alerts, ending_text(state, primary.status, primary.run.name))
+        with self.batch_update():
+            self.runs = tuple(self.plotted_runs())  # a new tuple only when a run was switched or rewound
+            self.data_version += 1
+            self.query_one(AlertsPanel).show(primary.alerts, ending_text(state, primary.status, primary.run.name))
 
     def plotted_runs(self) -> list[PlottedRun]:
         return [PlottedRun(w.run.name, w.store, w.colour) for w in self.watched.values()]
-
-    def _sync_panels(self) -> None:
-        """One panel per extra metric any watched run logs; row height so two rows always fit."""
-        dedicated = [name for panel in DEDICATED_PANELS for name in panel.metrics]
-        logged = set().union(*(w.store.extra_names(dedicated) for w in self.watched.values()))
-        extras = sorted(logged, key=panel_order)
-        keys = tuple(panel.key for panel in DEDICATED_PANELS) + tuple(extras)
-        grid = self.query_one("#plot-grid", Grid)
-        if keys != self._panel_keys:
-            for plot in list(self.query(MetricPlot)):
-                if plot.panel.key not in keys:
-                    plot.remove()
-            existing = {plot.panel.key: plot for plot in self.query(MetricPlot)}
-            for index, name in enumerate(extras):
-                if name in existing:
-                    continue
-                # a metric first logged mid-run (class_kl at step 250) goes in its place, not last
-                later = next((existing[key] for key in extras[index + 1 :] if key in existing), None)
-                grid.mount(MetricPlot(extra_panel(name)), before=later)
-            self._panel_keys = keys
-        columns = 1 if self.screen.has_class("narrow") else 2
-        rows = math.ceil(len(keys) / columns)
-        height = max(MIN_PLOT_HEIGHT, self.query_one("#plots").size.height // min(rows, 2) or MIN_PLOT_HEIGHT)
-        grid.styles.grid_size_columns = columns
-        grid.styles.grid_rows = str(height)
-        grid.styles.height = height * rows
 
     # ----- runs ---------------------------------------------------------------------------------
 
@@ -302,23 +279,16 @@ class Dashboard(App[str]):
 
     # ----- view keys ----------------------------------------------------------------------------
 
-    def _restyle(self) -> None:
-        self._dirty = True
-        self._redraw()
-
     def action_smoothing(self) -> None:
         index = SMOOTHING_STEPS.index(self.view.smoothing) if self.view.smoothing in SMOOTHING_STEPS else 0
-        self.view.smoothing = SMOOTHING_STEPS[(index + 1) % len(SMOOTHING_STEPS)]
-        self._restyle()
+        self.view = replace(self.view, smoothing=SMOOTHING_STEPS[(index + 1) % len(SMOOTHING_STEPS)])
 
     def action_log_scale(self) -> None:
-        self.view.log_scale = not self.view.log_scale
-        self._restyle()
+        self.view = replace(self.view, log_scale=not self.view.log_scale)
 
     def action_zoom(self) -> None:
         index = ZOOM_WINDOWS.index(self.view.window)
-        self.view.window = ZOOM_WINDOWS[(index + 1) % len(ZOOM_WINDOWS)]
-        self._restyle()
+        self.view = replace(self.view, window=ZOOM_WINDOWS[(index + 1) % len(ZOOM_WINDOWS)])
 
     def action_older_samples(self) -> None:
         self.query_one(SamplesPanel).step_through(-1)
@@ -338,26 +308,23 @@ class Dashboard(App[str]):
 
     # ----- worker control -----------------------------------------------------------------------
 
-    def _send(self, command: str, saying: str) -> bool:
+    def _send(self, command: str) -> bool:
         watched = self.primary
         if watched.state not in ACTIVE_STATES:
             self.notify(f"{watched.run.name} is {watched.state}: there is no worker to {command}", severity="warning")
             return False
         control.send(watched.run, command)
-        self.notify(saying, timeout=3)
+        self.notify(ASKED[command], timeout=3)
         return True
 
     def action_pause(self) -> None:
-        if self.primary.state == "paused":
-            self._send("unpause", "asked the worker to continue")
-        else:
-            self._send("pause", "asked the worker to pause")
+        self._send("unpause" if self.primary.state == "paused" else "pause")
 
     def action_checkpoint(self) -> None:
-        self._send("checkpoint", "asked the worker for a checkpoint")
+        self._send("checkpoint")
 
     def action_sample(self) -> None:
-        self._send("sample", "asked the worker for a sample grid")
+        self._send("sample")
 
     def action_stop(self) -> None:
         watched = self.primary
@@ -367,7 +334,7 @@ class Dashboard(App[str]):
 
         def answered(stop: bool | None) -> None:
             if stop:
-                self._send("stop", "asked the worker to checkpoint and stop")
+                self._send("stop")
 
         from ganterm.dashboard.screens import ConfirmScreen
 

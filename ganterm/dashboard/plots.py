@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from ganterm.dashboard.series import SeriesStore, bucket_means, envelope, smooth
+from ganterm.dashboard.series import Series, SeriesStore, bucket_means, envelope, smooth
 
 # plotext's names, each a different one of a 16-colour terminal's; gray is left for the raw spread.
 RUN_COLOURS = ("cyan", "orange", "green", "magenta", "blue+", "red", "orange+", "green+")
@@ -41,9 +41,9 @@ DEDICATED_PANELS = (
 LABELS = {"d_x": "D(x)", "d_g_z1": "D(G(z))", "grad_norm_d": "D", "grad_norm_g": "G"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class View:
-    """How every plot is drawn right now; the keys change it."""
+    """How every plot is drawn right now; the keys replace it with a changed copy."""
 
     smoothing: float = 0.6
     log_scale: bool = False
@@ -55,6 +55,10 @@ class PlottedRun:
     name: str
     store: SeriesStore
     colour: str
+
+
+def _size(series: Series | None) -> int:
+    return -1 if series is None else series.size
 
 
 def _fmt(value: float | None) -> str:
@@ -69,6 +73,28 @@ class MetricPlot(PlotextPlot):
     def __init__(self, panel: Panel, **kwargs) -> None:
         super().__init__(id=f"plot-{panel.key}", classes="metric-plot", **kwargs)
         self.panel = panel
+        self.shown_from: tuple | None = None  # what the plot was last drawn from
+
+    def drawn_from(self, runs: list[PlottedRun], view: View) -> tuple:
+        """Everything `show` draws from; an equal tuple draws the same picture.
+
+        Series only grow (history in front, live points behind) and a rewound
+        run gets a new store, so a store and its series' sizes stand for its points.
+        """
+        points = tuple(
+            (run.name, run.colour, run.store, tuple(_size(run.store.get(name)) for name in self.panel.metrics))
+            for run in runs
+        )
+        return view, self.size, self.app.no_color, points
+
+    def show_if_changed(self, runs: list[PlottedRun], view: View) -> bool:
+        """Redraw unless nothing this plot draws from changed since its last drawing; True if it redrew."""
+        drawn_from = self.drawn_from(runs, view)
+        if drawn_from == self.shown_from:
+            return False
+        self.show(runs, view)
+        self.shown_from = drawn_from
+        return True
 
     def show(self, runs: list[PlottedRun], view: View) -> None:
         plt = self.plt
@@ -129,7 +155,13 @@ class MetricPlot(PlotextPlot):
         self.refresh()
 
     def render(self) -> RenderResult:
-        """PlotextPlot.render, minus the ANSI round trip; a degenerate view (two points on a log axis) says so."""
+        """PlotextPlot.render, minus the ANSI round trip; a degenerate view (two points on a log axis) says so.
+
+        Private plotext and textual-plotext names (`_set_size`, `_set_sizes`, `_build_matrix`,
+        `monitor.matrix`, `_get_plotext_theme_name`, `_utility.colors_to_ansi`) make it ~11 ms a
+        redraw against ~20 ms through the public `build()` (bench/dashboard.py, 200,000 steps):
+        pyproject.toml caps both packages, and tests/test_dashboard.py fails by name when one goes.
+        """
         figure = self.plt
         figure.plotsize(self.size.width, self.size.height)
         figure._set_size(self.size.width, self.size.height)  # as PlotextPlot does (textual-plotext issue 5)

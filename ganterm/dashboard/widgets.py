@@ -1,8 +1,7 @@
-"""The dashboard's panels other than plots: header, samples, alerts."""
+"""The dashboard's side panels: samples and alerts."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,66 +14,13 @@ from textual_image.renderable import HalfcellImage, UnicodeImage
 from textual_image.renderable import Image as PickedRenderer
 from textual_image.widget import Image as TerminalImage
 
-from ganterm.dashboard.plots import View
-from ganterm.dashboard.series import SeriesStore
-from ganterm.listing import STATE_STYLE
-from ganterm.progress import clock
 from ganterm.run.layout import GRID_KEY, GRID_PADDING
-from ganterm.run.status import ACTIVE_STATES, stalled_reason
+from ganterm.run.status import stalled_reason
 
 ALERT_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 MAX_ALERTS = 50
 CELL_PICTURES = PickedRenderer in (HalfcellImage, UnicodeImage)  # no terminal graphics: pictures in text cells
 MIN_SAMPLE_PIXELS = 8  # across one sample: below this an MNIST digit stops being legible
-
-
-def eta_seconds(store: SeriesStore, total: int) -> float | None:
-    """Remaining steps over the rate of the last few hundred logged steps."""
-    times = store.get("t")
-    if times is None or times.size < 2 or not total:
-        return None
-    back = min(times.size - 1, 200)
-    steps, seconds = times.steps, times.values.astype(float)
-    rate = (steps[-1] - steps[-1 - back]) / max(float(seconds[-1] - seconds[-1 - back]), 1e-9)
-    return max(0.0, (total - int(steps[-1])) / rate) if rate > 0 else None
-
-
-def header_text(name: str, state: str, status: dict[str, Any], store: SeriesStore, view: View,
-                gpu: str | None, compared: int) -> Text:  # fmt: skip
-    """Two lines: where the run is, then how the plots are drawn."""
-    step = int(status.get("step") or store.last_step())
-    total = int(status.get("total") or 0)
-    text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(name, style="bold")
-    text.append("  ")
-    text.append(f" {state.upper()} ", style=f"reverse {STATE_STYLE.get(state, '')}".strip())
-    text.append(f"  step {step:,}" + (f"/{total:,} ({100 * step / total:.0f}%)" if total else ""))
-    epoch = store.last("epoch")
-    if epoch is not None:
-        text.append(f" · epoch {epoch:.1f}")
-    times = store.get("t")
-    if times is not None and times.size:
-        end = time.time() if state in ACTIVE_STATES else float(times.values[-1])
-        text.append(f" · elapsed {clock(end - float(times.values[0]))}")
-    if state == "running":
-        text.append(f" · ETA {clock(eta_seconds(store, total))}")
-    speed = store.last("img_per_s")
-    if speed is not None:
-        text.append(f" · {speed:,.0f} img/s")
-    if gpu:  # the reading matters more than the GPU's long name, which worker.log has
-        text.append(f" · {gpu}")
-    if status.get("device"):
-        device = str(status["device"])
-        text.append(f" · {device.split(' (')[0] if gpu else device}")
-    text.append("\n")
-    window = "whole run" if view.window is None else f"last {view.window:,} steps"
-    smoothing = f"smoothing {view.smoothing:g}" if view.smoothing else "no smoothing"
-    scale = "log scale" if view.log_scale else "linear"
-    text.append(f"{smoothing} · {scale} · {window}", style="dim")
-    if compared > 1:
-        text.append(f" · comparing {compared} runs", style="dim")
-    text.append(" · ? for keys", style="dim")
-    return text
 
 
 def ending_text(state: str, status: dict[str, Any], run_name: str) -> Text | None:

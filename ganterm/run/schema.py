@@ -9,6 +9,7 @@ and list it here if it belongs in a shared panel or needs a label.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,8 +79,11 @@ def label(name: str) -> str:
     return LABELS.get(name, name)
 
 
-def stats_line(row: dict[str, Any]) -> str:
-    """The latest statistics in one line, as the worker log and every text viewer print them."""
+def stats_line(row: Mapping[str, Any]) -> str:
+    """'loss_d 0.693  loss_g 0.702  D(x) 0.50  D(G(z)) 0.49  612 img/s': the worker log's and the followers'.
+
+    D's outputs are probabilities: two digits say enough.
+    """
     parts = [
         f"{label(name)} {row[name]:.{digits}f}"
         for name, digits in (("loss_d", 3), ("loss_g", 3), ("d_x", 2), ("d_g_z1", 2))

@@ -1,0 +1,111 @@
+"""The header: where the primary run is, and how the plots are drawn.
+
+The app owns the state (`Dashboard.headline`, `Dashboard.view`) and binds it
+here; the header only redraws, in its watchers, when what it says changed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.reactive import var
+from textual.widgets import Static
+
+from ganterm.dashboard.plots import View
+from ganterm.dashboard.series import SeriesStore
+from ganterm.listing import STATE_STYLE
+from ganterm.progress import clock, eta_seconds
+from ganterm.run.status import ACTIVE_STATES
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What the header says of the primary run at one moment.
+
+    Clocks are whole seconds, as shown: a headline equal to the last one
+    means the header has nothing new to draw.
+    """
+
+    name: str = ""
+    state: str = "unknown"
+    step: int = 0
+    total: int = 0
+    epoch: float | None = None
+    elapsed: int | None = None
+    eta: int | None = None
+    speed: float | None = None
+    gpu: str | None = None
+    device: str = ""
+    compared: int = 1
+
+    @classmethod
+    def of(cls, name: str, state: str, status: dict[str, Any], store: SeriesStore, gpu: str | None,
+           compared: int) -> Headline:  # fmt: skip
+        total = int(status.get("total") or 0)
+        elapsed = eta = None
+        times = store.get("t")
+        if times is not None and times.size:
+            end = time.time() if state in ACTIVE_STATES else float(times.values[-1])
+            elapsed = int(end - float(times.values[0]))
+            seconds = eta_seconds(times.steps, times.values, total) if state == "running" else None
+            eta = None if seconds is None else int(seconds)
+        return cls(
+            name=name,
+            state=state,
+            step=int(status.get("step") or store.last_step()),
+            total=total,
+            epoch=store.last("epoch"),
+            elapsed=elapsed,
+            eta=eta,
+            speed=store.last("img_per_s"),
+            gpu=gpu,
+            device=str(status.get("device") or ""),
+            compared=compared,
+        )
+
+
+def header_text(line: Headline, view: View) -> Text:
+    """Two lines: where the run is, then how the plots are drawn."""
+    step, total = line.step, line.total
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(line.name, style="bold")
+    text.append("  ")
+    text.append(f" {line.state.upper()} ", style=f"reverse {STATE_STYLE.get(line.state, '')}".strip())
+    text.append(f"  step {step:,}" + (f"/{total:,} ({100 * step / total:.0f}%)" if total else ""))
+    if line.epoch is not None:
+        text.append(f" · epoch {line.epoch:.1f}")
+    if line.elapsed is not None:
+        text.append(f" · elapsed {clock(line.elapsed)}")
+    if line.state == "running":
+        text.append(f" · ETA {clock(line.eta)}")
+    if line.speed is not None:
+        text.append(f" · {line.speed:,.0f} img/s")
+    if line.gpu:  # the reading matters more than the GPU's long name, which worker.log has
+        text.append(f" · {line.gpu}")
+    if line.device:
+        text.append(f" · {line.device.split(' (')[0] if line.gpu else line.device}")
+    text.append("\n")
+    window = "whole run" if view.window is None else f"last {view.window:,} steps"
+    smoothing = f"smoothing {view.smoothing:g}" if view.smoothing else "no smoothing"
+    scale = "log scale" if view.log_scale else "linear"
+    text.append(f"{smoothing} · {scale} · {window}", style="dim")
+    if line.compared > 1:
+        text.append(f" · comparing {line.compared} runs", style="dim")
+    text.append(" · ? for keys", style="dim")
+    return text
+
+
+class Header(Static):
+    """ganterm's own two-line header (not Textual's `Header`): bound to the app's headline and view."""
+
+    headline: var[Headline] = var(Headline, init=False)  # empty until the app has a headline, as before
+    view: var[View] = var(View, init=False)
+
+    def watch_headline(self) -> None:
+        self.update(header_text(self.headline, self.view))
+
+    def watch_view(self) -> None:
+        self.update(header_text(self.headline, self.view))

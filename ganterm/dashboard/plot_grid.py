@@ -1,0 +1,79 @@
+"""The plot grid: a panel per dedicated metric group, then one per extra metric any watched run logs."""
+
+from __future__ import annotations
+
+import math
+
+from textual.app import ComposeResult
+from textual.containers import Grid, VerticalScroll
+from textual.reactive import var
+
+from ganterm.dashboard.plots import DEDICATED_PANELS, MetricPlot, PlottedRun, View, extra_panel
+from ganterm.dashboard.series import panel_order
+
+MIN_PLOT_HEIGHT = 8
+
+
+class PlotGrid(VerticalScroll):
+    """Bound to the app's runs, view and data version; each change redraws the panels it touched.
+
+    The app decides when there is something new (its timer bumps `data_version`,
+    at most once a second while history loads); the grid decides which panels
+    that touches, and redraws those together in one `batch_update`.
+    """
+
+    runs: var[tuple[PlottedRun, ...]] = var(tuple, init=False)
+    view: var[View] = var(View, init=False)
+    data_version: var[int] = var(0, init=False)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._panel_keys = tuple(panel.key for panel in DEDICATED_PANELS)
+
+    def compose(self) -> ComposeResult:
+        yield Grid(*(MetricPlot(panel) for panel in DEDICATED_PANELS), id="plot-grid")
+
+    def watch_runs(self) -> None:
+        self.replot()
+
+    def watch_view(self) -> None:
+        self.replot()
+
+    def watch_data_version(self) -> None:
+        self.replot()
+
+    def replot(self) -> None:
+        """Lay the panels out, then redraw each one whose points, size or view changed since it was drawn."""
+        if not self.is_mounted:
+            return  # the data binding sets every field again once it is
+        self._sync_panels()
+        runs = list(self.runs)
+        with self.app.batch_update():
+            for plot in self.query(MetricPlot):
+                plot.show_if_changed(runs, self.view)
+
+    def _sync_panels(self) -> None:
+        """One panel per extra metric any watched run logs; row height so two rows always fit."""
+        dedicated = [name for panel in DEDICATED_PANELS for name in panel.metrics]
+        logged = set().union(*(run.store.extra_names(dedicated) for run in self.runs))
+        extras = sorted(logged, key=panel_order)
+        keys = tuple(panel.key for panel in DEDICATED_PANELS) + tuple(extras)
+        grid = self.query_one("#plot-grid", Grid)
+        if keys != self._panel_keys:
+            for plot in list(self.query(MetricPlot)):
+                if plot.panel.key not in keys:
+                    plot.remove()
+            existing = {plot.panel.key: plot for plot in self.query(MetricPlot)}
+            for index, name in enumerate(extras):
+                if name in existing:
+                    continue
+                # a metric first logged mid-run (class_kl at step 250) goes in its place, not last
+                later = next((existing[key] for key in extras[index + 1 :] if key in existing), None)
+                grid.mount(MetricPlot(extra_panel(name)), before=later)
+            self._panel_keys = keys
+        columns = 1 if self.screen.has_class("narrow") else 2
+        rows = math.ceil(len(keys) / columns)
+        height = max(MIN_PLOT_HEIGHT, self.size.height // min(rows, 2) or MIN_PLOT_HEIGHT)
+        grid.styles.grid_size_columns = columns
+        grid.styles.grid_rows = str(height)
+        grid.styles.height = height * rows
