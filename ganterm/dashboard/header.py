@@ -16,8 +16,8 @@ from textual.widgets import Static
 
 from ganterm.dashboard.plots import View
 from ganterm.dashboard.series import SeriesStore
-from ganterm.listing import STATE_STYLE
 from ganterm.progress import clock, eta_seconds
+from ganterm.run.schema import STATE_STYLE
 from ganterm.run.status import ACTIVE_STATES
 
 

@@ -8,8 +8,9 @@ from textual.app import ComposeResult
 from textual.containers import Grid, VerticalScroll
 from textual.reactive import var
 
-from ganterm.dashboard.plots import DEDICATED_PANELS, MetricPlot, PlottedRun, View, extra_panel
+from ganterm.dashboard.plots import MetricPlot, PlottedRun, View, extra_panel
 from ganterm.dashboard.series import panel_order
+from ganterm.run.schema import PANELS
 
 MIN_PLOT_HEIGHT = 8
 
@@ -28,10 +29,10 @@ class PlotGrid(VerticalScroll):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._panel_keys = tuple(panel.key for panel in DEDICATED_PANELS)
+        self._panel_keys = tuple(panel.key for panel in PANELS)
 
     def compose(self) -> ComposeResult:
-        yield Grid(*(MetricPlot(panel) for panel in DEDICATED_PANELS), id="plot-grid")
+        yield Grid(*(MetricPlot(panel) for panel in PANELS), id="plot-grid")
 
     def watch_runs(self) -> None:
         self.replot()
@@ -54,10 +55,10 @@ class PlotGrid(VerticalScroll):
 
     def _sync_panels(self) -> None:
         """One panel per extra metric any watched run logs; row height so two rows always fit."""
-        dedicated = [name for panel in DEDICATED_PANELS for name in panel.metrics]
+        dedicated = [name for panel in PANELS for name in panel.metrics]
         logged = set().union(*(run.store.extra_names(dedicated) for run in self.runs))
         extras = sorted(logged, key=panel_order)
-        keys = tuple(panel.key for panel in DEDICATED_PANELS) + tuple(extras)
+        keys = tuple(panel.key for panel in PANELS) + tuple(extras)
         grid = self.query_one("#plot-grid", Grid)
         if keys != self._panel_keys:
             for plot in list(self.query(MetricPlot)):

@@ -14,31 +14,14 @@ from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, envelope, smooth
+from ganterm.run import schema
+from ganterm.run.schema import Panel
 
 # plotext's names, each a different one of a 16-colour terminal's; gray is left for the raw spread.
 RUN_COLOURS = ("cyan", "orange", "green", "magenta", "blue+", "red", "orange+", "green+")
 SERIES_MARKERS = ("braille", "dot", "hd")
 # Under NO_COLOR every series is one shade of grey, so each one drawn in a panel gets a marker of its own.
 NO_COLOUR_MARKERS = ("braille", "x", "o", "+", "*", "#", "=", "%")
-
-
-@dataclass(frozen=True)
-class Panel:
-    """A plot: its title, the metrics it draws, and any reference line."""
-
-    key: str
-    title: str
-    metrics: tuple[str, ...]
-    reference: float | None = None
-    log_scale_allowed: bool = True
-
-
-DEDICATED_PANELS = (
-    Panel("losses", "D and G loss", ("loss_d", "loss_g")),
-    Panel("d_outputs", "D(x), D(G(z)) · 0.5 = equilibrium", ("d_x", "d_g_z1"), reference=0.5),
-    Panel("grad_norms", "gradient norms", ("grad_norm_d", "grad_norm_g")),
-)
-LABELS = {"d_x": "D(x)", "d_g_z1": "D(G(z))", "grad_norm_d": "D", "grad_norm_g": "G"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +100,7 @@ class MetricPlot(PlotextPlot):
                     steps, values = steps[keep], values[keep]
                 if len(steps) == 0:
                     continue
-                label = LABELS.get(name, name)
+                label = schema.label(name)
                 if len(runs) > 1:
                     label = f"{run.name} {label}"
                 label = f"{label} {_fmt(series.last())}"

@@ -19,12 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-# Bookkeeping columns and statistics that have a dedicated panel or none.
-NOT_PLOTTED_ALONE = frozenset(
-    {"step", "t", "epoch", "img_per_s", "lr_d", "lr_g", "gpu_mem_gb", "loss_d_real", "loss_d_fake", "d_g_z2"}
-)
-
-QUALITY_FIRST = ("fd_classifier", "class_kl", "modes_covered", "hq_share", "precision", "recall", "diversity")
+from ganterm.run.schema import NOT_PLOTTED_ALONE, QUALITY_FIRST
 
 
 def value_dtype(name: str) -> type[np.floating]:
