@@ -25,10 +25,13 @@ def metric_rows(first: int, last: int) -> list[dict]:
         rows.append({
             "step": step, "t": START + step * 0.1, "epoch": step / 80,
             "loss_d": 1.4 * math.exp(-step / 80) + 0.5 + 0.1 * wobble,
+            "loss_d_real": 0.6 * math.exp(-step / 80) + 0.2 + 0.05 * wobble,
+            "loss_d_fake": 0.8 * math.exp(-step / 80) + 0.3 + 0.05 * wobble,
             "loss_g": 0.8 + 0.6 * (1 - math.exp(-step / 60)) + 0.15 * wobble,
             "d_x": 0.55 + 0.25 * (1 - math.exp(-step / 50)) + 0.03 * wobble,
             "d_g_z1": 0.45 - 0.25 * (1 - math.exp(-step / 50)) + 0.03 * wobble,
-            "d_g_z2": 0.2, "grad_norm_d": 4 + wobble, "grad_norm_g": 2 + 0.5 * wobble,
+            "d_g_z2": 0.43 - 0.25 * (1 - math.exp(-step / 50)) + 0.03 * wobble,
+            "grad_norm_d": 4 + wobble, "grad_norm_g": 2 + 0.5 * wobble,
             "lr_d": 2e-4, "lr_g": 2e-4, "img_per_s": 600.0,
         })  # fmt: skip
         if step % 50 == 0:

@@ -22,17 +22,17 @@ from ganterm.dashboard import history as history_module
 from ganterm.dashboard import reader as reader_module
 from ganterm.dashboard import widgets as widgets_module
 from ganterm.dashboard.app import ASKED, Dashboard
-from ganterm.dashboard.header import Headline, header_text
+from ganterm.dashboard.header import Header, Headline, header_text
 from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
-from ganterm.dashboard.widgets import SamplesPanel, legible_part
+from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, legible_part
 from ganterm.progress import Follower, clock
 from ganterm.run import control
 from ganterm.run import status as run_status
 from ganterm.run.layout import RunDir
-from ganterm.run.schema import stats_line
+from ganterm.run.schema import PANELS, stats_line
 from ganterm.run.status import read_status, write_status
 from ganterm.training.sample import image_grid, save_png
 from tests.dashboard_runs import append_metrics, make_run, metric_rows
@@ -199,7 +199,7 @@ def test_reader_notices_a_rewound_run(root: Path):
         ("finished", "FINISHED", "finished all 400 steps"),
         ("stopped", "STOPPED", "continue with ganterm train --resume"),
         ("failed", "FAILED", "RuntimeError: out of memory"),
-        ("lost", "LOST", "the worker stopped beating"),
+        ("lost", "LOST", "the process writing it stopped beating"),
         ("external", "EXTERNAL", "metrics only"),
     ],
 )
@@ -336,13 +336,14 @@ async def test_new_points_redraw_only_the_plots_whose_series_changed(root: Path)
             await settle(pilot, app)
             return set(redrawn)
 
+        await redrawn_after(lambda: None)  # whatever the first layout left to redraw at its final size
         training = lambda: append_metrics(run, metric_rows(101, 120))  # noqa: E731  (no quality row among them)
-        assert await redrawn_after(training) == {"losses", "d_outputs", "grad_norms"}
+        assert await redrawn_after(training) == {"losses", "d_outputs", "grad_norms", "d_losses"}
         quality = lambda: append_metrics(run, [{"step": 120, "fd_classifier": 30.0}])  # noqa: E731
         assert await redrawn_after(quality) == {"fd_classifier"}
         assert await redrawn_after(lambda: None) == set()
         assert await redrawn_after(lambda: setattr(app, "view", replace(app.view, smoothing=0.0))) == {
-            "losses", "d_outputs", "grad_norms", "fd_classifier"
+            "losses", "d_outputs", "grad_norms", "d_losses", "fd_classifier"
         }  # fmt: skip
 
 
@@ -467,7 +468,7 @@ async def test_quality_panels_come_first_and_a_constant_one_has_a_clean_axis(roo
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        extra = [plot.panel.key for plot in app.query(MetricPlot)][3:]
+        extra = [plot.panel.key for plot in app.query(MetricPlot)][len(PANELS) :]
         assert extra == ["fd_classifier", "class_coverage"]
         axis = str(app.query_one("#plot-class_coverage", MetricPlot).render())
         assert "10.0" in axis and "10.00000" not in axis
@@ -479,11 +480,12 @@ async def test_a_quality_panel_arriving_later_still_takes_its_place_in_front(roo
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        assert [plot.panel.key for plot in app.query(MetricPlot)][3:] == ["fd_classifier", "diversity"]
+        assert [plot.panel.key for plot in app.query(MetricPlot)][len(PANELS) :] == ["fd_classifier", "diversity"]
         append_metrics(run, [{"step": 250, "class_kl": 0.1}])  # a metric first logged late in the run
         await pilot.pause(0.6)
         await settle(pilot, app)
-        assert [plot.panel.key for plot in app.query(MetricPlot)][3:] == ["fd_classifier", "class_kl", "diversity"]
+        extra = [plot.panel.key for plot in app.query(MetricPlot)][len(PANELS) :]
+        assert extra == ["fd_classifier", "class_kl", "diversity"]
 
 
 async def test_sample_keys_step_through_grids(root: Path):
@@ -717,3 +719,49 @@ async def test_the_plots_draw_what_plotexts_public_build_draws(root: Path):
                       for i in range(len(fast.plain))]  # fmt: skip
             changed = sum(mine != theirs for mine, theirs in styles)
             assert not changed, f"{changed} cells take other colours than build() gives them. {PINNED}"
+
+
+def _fed_by_own_loop(run: RunDir, **fields: object) -> None:
+    """Make a hand-made run look as ganterm.Run writes it: a user's loop that takes some commands."""
+    status = read_status(run)
+    write_status(run, {**status, "loop": "own", "resumable": False, "controls": ["stop", "pause", "unpause"], **fields})
+
+
+async def test_a_users_loop_gets_only_the_keys_that_act_on_it(root: Path):
+    """No checkpoint or sample key in the footer; pressed anyway, one sentence at once and nothing sent."""
+    run = make_run(root, "own", "running")
+    _fed_by_own_loop(run)
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        offered = {key for key, active in app.active_bindings.items() if active.binding.show and active.enabled}
+        assert {"p", "x"} <= offered and not {"c", "g"} & offered
+        await pilot.press("c")
+        await pilot.press("g")
+        await pilot.pause(0.1)
+        assert _commands(run) == []
+        said = [notification.message for notification in app._notifications]
+        refusal = "own is fed by its own training loop, which does not take {!r}"
+        assert said == [refusal.format("checkpoint"), refusal.format("sample")]
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        assert _commands(run) == ["pause"]
+
+
+async def test_a_stopped_users_loop_is_not_offered_a_resume_it_cannot_do(root: Path):
+    run = make_run(root, "own-stopped", "stopped")
+    _fed_by_own_loop(run)
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        ending = str(app.query_one(AlertsPanel).render())
+        assert "stopped at step" in ending and "--resume" not in ending
+
+
+async def test_the_header_counts_the_processes_of_a_distributed_run(root: Path):
+    run = make_run(root, "wide", "running")
+    write_status(run, {**read_status(run), "world_size": 4})
+    app = Dashboard([run], root)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot, app)
+        assert "4 processes" in str(app.query_one(Header).render())

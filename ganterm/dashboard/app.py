@@ -47,6 +47,9 @@ ASKED = {
 }
 
 
+WORKER_KEYS = {"pause": "pause", "checkpoint": "checkpoint", "sample": "sample", "stop": "stop"}  # action: command
+
+
 class RunUpdated(Message):
     """The reader thread found something new in a run directory."""
 
@@ -218,6 +221,7 @@ class Dashboard(App[str]):
         state = primary.state
         if state != self._last_state:
             self._last_state, self._dirty = state, True
+            self.refresh_bindings()  # the footer follows what the run takes
         if not self._dirty and state not in ACTIVE_STATES:
             return
         gpu = gpu_usage(primary.status)
@@ -308,10 +312,30 @@ class Dashboard(App[str]):
 
     # ----- worker control -----------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer offers only the worker keys that act on the primary run (a user's loop may take fewer)."""
+        command = WORKER_KEYS.get(action)
+        return command is None or self._takes(command)
+
+    def on_key(self, event: events.Key) -> None:
+        """A worker key the footer hides for this run still answers, with the reason."""
+        binding = next((b for b in self.BINDINGS if isinstance(b, Binding) and b.key == event.key), None)
+        command = WORKER_KEYS.get(binding.action) if binding else None
+        if command is not None and not self._takes(command):
+            self._send(command)
+
+    def _takes(self, command: str) -> bool:
+        controls = self.primary.status.get("controls") if self.watched else None
+        return not isinstance(controls, list) or command in controls
+
     def _send(self, command: str) -> bool:
         watched = self.primary
         if watched.state not in ACTIVE_STATES:
             self.notify(f"{watched.run.name} is {watched.state}: there is no worker to {command}", severity="warning")
+            return False
+        if not self._takes(command):
+            self.notify(f"{watched.run.name} is fed by its own training loop, which does not take {command!r}",
+                        severity="warning")  # fmt: skip
             return False
         control.send(watched.run, command)
         self.notify(ASKED[command], timeout=3)
@@ -338,7 +362,9 @@ class Dashboard(App[str]):
 
         from ganterm.dashboard.screens import ConfirmScreen
 
-        self.push_screen(ConfirmScreen(f"Stop training {watched.run.name}? It checkpoints first."), answered)
+        own_loop = watched.status.get("loop") == "own"
+        then = "Its loop is asked to stop." if own_loop else "It checkpoints first."
+        self.push_screen(ConfirmScreen(f"Stop training {watched.run.name}? {then}"), answered)
 
     def action_interrupt(self) -> None:
         """Ctrl-C asks before it stops anything; the default leaves training running."""

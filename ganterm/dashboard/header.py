@@ -39,6 +39,7 @@ class Headline:
     speed: float | None = None
     gpu: str | None = None
     device: str = ""
+    world_size: int = 1
     compared: int = 1
 
     @classmethod
@@ -63,6 +64,7 @@ class Headline:
             speed=store.last("img_per_s"),
             gpu=gpu,
             device=str(status.get("device") or ""),
+            world_size=int(status.get("world_size") or 1),
             compared=compared,
         )
 
@@ -81,8 +83,10 @@ def header_text(line: Headline, view: View) -> Text:
         text.append(f" · elapsed {clock(line.elapsed)}")
     if line.state == "running":
         text.append(f" · ETA {clock(line.eta)}")
-    if line.speed is not None:
+    if line.speed is not None:  # global: every rank's images
         text.append(f" · {line.speed:,.0f} img/s")
+    if line.world_size > 1:
+        text.append(f" · {line.world_size} processes")
     if line.gpu:  # the reading matters more than the GPU's long name, which worker.log has
         text.append(f" · {line.gpu}")
     if line.device:

@@ -72,8 +72,17 @@ class PlotGrid(VerticalScroll):
                 later = next((existing[key] for key in extras[index + 1 :] if key in existing), None)
                 grid.mount(MetricPlot(extra_panel(name)), before=later)
             self._panel_keys = keys
+        # once rows arrive, a shared panel none of the runs logs anything of goes (a user's loop may log
+        # no gradient norms); before, every shared panel waits, saying it has no data yet
+        started = any(run.store.rows for run in self.runs)
+        shown = 0
+        for plot in self.query(MetricPlot):
+            logged = any(run.store.get(name) is not None for run in self.runs for name in plot.panel.metrics)
+            if plot.display != (logged or not started):
+                plot.display = logged or not started
+            shown += plot.display
         columns = 1 if self.screen.has_class("narrow") else 2
-        rows = math.ceil(len(keys) / columns)
+        rows = max(1, math.ceil(shown / columns))
         height = max(MIN_PLOT_HEIGHT, self.size.height // min(rows, 2) or MIN_PLOT_HEIGHT)
         grid.styles.grid_size_columns = columns
         grid.styles.grid_rows = str(height)

@@ -27,13 +27,14 @@ def ending_text(state: str, status: dict[str, Any], run_name: str) -> Text | Non
     """Why a run is not running (or not moving), in words, for the top of the alerts panel."""
     if state == "failed":
         return Text(f"failed: {status.get('error', 'see worker.log')}", style="bold red")
+    # only a run ganterm's own worker trained can be continued by ganterm; a user's loop resumes itself
+    go_on = f"; continue with ganterm train --resume {run_name}" if status.get("resumable", True) else ""
     if state == "lost":
-        return Text(f"lost: the worker stopped beating; continue with ganterm train --resume {run_name}",
-                    style="bold red")  # fmt: skip
+        return Text(f"lost: the process writing it stopped beating{go_on}", style="bold red")
     if state == "stalled":
         return Text(f"stalled: {stalled_reason(status)}", style="bold yellow")
     if state == "stopped":
-        return Text(f"stopped at step {status.get('step')}; continue with ganterm train --resume {run_name}")
+        return Text(f"stopped at step {status.get('step')}{go_on}")
     if state == "finished":
         return Text(f"finished all {status.get('total')} steps")
     if state == "external":

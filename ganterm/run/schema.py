@@ -35,7 +35,9 @@ QUALITY_FIRST = ("fd_classifier", "class_kl", "modes_covered", "hq_share", "prec
 LABELS = {
     "d_x": "D(x)",
     "d_g_z1": "D(G(z))",
-    "d_g_z2": "D(G(z)) at the G step",
+    "d_g_z2": "D(G(z)) at G's step",
+    "loss_d_real": "real",
+    "loss_d_fake": "fake",
     "grad_norm_d": "D",
     "grad_norm_g": "G",
     "img_per_s": "img/s",
@@ -55,12 +57,13 @@ class Panel:
 
 PANELS = (
     Panel("losses", "D and G loss", ("loss_d", "loss_g")),
-    Panel("d_outputs", "D(x), D(G(z)) · 0.5 = equilibrium", ("d_x", "d_g_z1"), reference=0.5),
+    Panel("d_outputs", "D(x), D(G(z)) · 0.5 = equilibrium", ("d_x", "d_g_z1", "d_g_z2"), reference=0.5),
     Panel("grad_norms", "gradient norms", ("grad_norm_d", "grad_norm_g")),
+    Panel("d_losses", "D's loss on real and on fake images", ("loss_d_real", "loss_d_fake")),
 )
 IN_PANELS = frozenset(name for panel in PANELS for name in panel.metrics)
-# Columns the dashboard does not plot: coordinates, rates, the parts of loss_d, and D(G(z)) at the G step.
-NOT_PLOTTED_ALONE = frozenset({*BOOKKEEPING, *RATES, "loss_d_real", "loss_d_fake", "d_g_z2"})
+# Columns the dashboard does not plot: coordinates, and rates (the header shows those).
+NOT_PLOTTED_ALONE = frozenset({*BOOKKEEPING, *RATES})
 
 # The states a writer records in status.json, and the two a viewer derives (stalled, lost).
 STATE_STYLE = {
