@@ -13,13 +13,16 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from ganterm.errors import UserError
+
+if TYPE_CHECKING:
+    from ganterm import launch
 
 app = typer.Typer(
     help="Train GANs and watch them train, in any terminal.",
@@ -121,13 +124,16 @@ def train(
     started = launch.start_run(plan, name, root, scale)
     run, pid = started.run, started.pid
     if scale.node_rank > 0:
-        code = launch.follow_node(run, scale, on_log=lambda line: console.print(line, highlight=False, markup=False))
+        code = launch.follow_node(
+            started, scale, on_log=lambda line: console.print(line, highlight=False, markup=False)
+        )
         raise typer.Exit(code)
-    status = _wait_for_start(run, launch)
-    if status["state"] == "failed":
+    status = _wait_for_start(started)
+    if status["state"] in ("failed", "lost"):  # lost: the worker died before it could say why
         if started.new:
             launch.discard_if_unborn(run)
-        error = UserError(status.get("error", f"the worker failed; see {run.log}"))
+        default = f"the worker died while starting; see {run.log}"
+        error = UserError(status.get("error", default) if status["state"] == "failed" else default)
         error.exit_code = int(status.get("exit_code", 1))
         raise error
     if detach:
@@ -137,11 +143,17 @@ def train(
     _attach([run], root, dashboard=not no_dashboard)
 
 
-def _wait_for_start(run, launch) -> dict:
+def _wait_for_start(started: launch.Started) -> dict[str, Any]:
+    """Until the worker says it trains, or fails, or dies; what it logs meanwhile is shown."""
+    from ganterm import launch
+
+    run = started.run
     if not console.is_terminal:
-        return launch.wait_until_started(run, on_log=lambda line: console.print(line, highlight=False, markup=False))
+        say = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
+        return launch.wait_until_started(run, say, started.log_offset)
     with console.status(Text(f"starting {run.name}…")) as spinner:
-        return launch.wait_until_started(run, on_log=lambda line: spinner.update(Text(f"{run.name}: {line[20:]}")))
+        show = lambda line: spinner.update(Text(f"{run.name}: {line[20:]}"))  # noqa: E731
+        return launch.wait_until_started(run, show, started.log_offset)
 
 
 def _attach(runs: list, root: Path, dashboard: bool) -> None:
@@ -154,7 +166,11 @@ def _attach(runs: list, root: Path, dashboard: bool) -> None:
         from ganterm.dashboard.app import Dashboard
 
         probe.join()
-        if Dashboard(runs, root).run() == "stopped":
+        viewer = Dashboard(runs, root)
+        ended = viewer.run()
+        if viewer.return_code:  # the viewer crashed: say so by the exit code, not "training continues"
+            raise typer.Exit(viewer.return_code)
+        if ended == "stopped":
             console.print(f"asked {run.name} to checkpoint and stop", highlight=False)
         else:
             _still_training(run)
@@ -263,8 +279,9 @@ def _control(command: str, done: str) -> Callable[..., None]:
 
         target = resolve_run(run, root)
         event = control.send_and_wait(target, command, timeout=300 if command == "stop" else 30)
+        said = event["message"] if event.get("kind") == "log" else event.get("state", done)  # already so, or done
         detail = f": {event['path']}" if "path" in event else ""
-        console.print(f"{target.name}: {done} at step {event.get('step')}{detail}", highlight=False)
+        console.print(f"{target.name}: {said} at step {event.get('step')}{detail}", highlight=False, markup=False)
 
     return user_errors(handler)
 

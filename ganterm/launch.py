@@ -21,7 +21,7 @@ from ganterm.errors import ConfigError, UserError
 from ganterm.run.checkpoints import latest_step_file, read_config, step_files
 from ganterm.run.jsonl import TextTail
 from ganterm.run.layout import RunDir, new_run_name, resolve_run
-from ganterm.run.status import ACTIVE_STATES, effective_state, read_status, stalled_reason, write_status
+from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_status, stalled_reason, write_status
 
 LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how worker.log lines begin
 START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
@@ -90,6 +90,7 @@ class Started:
     run: RunDir
     pid: int
     new: bool
+    log_offset: int = 0  # where this worker's lines begin in worker.log
 
 
 def plan_run(config_path: Path | None, values: dict, overrides: list[str], resume: str | None, root: Path) -> Plan:
@@ -105,19 +106,31 @@ def start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Started
     A machine other than the first of a multi-machine run writes only into
     `nodes/<rank>/` of the run: its config and its log.
     """
+    try:
+        return _start_run(plan, name, root, scale)
+    except OSError as error:  # someone else's shared runs, a full disk: one sentence
+        where = error.filename or root
+        raise UserError(f"cannot start the run: cannot write {str(where)!r} ({error.strerror or error})") from None
+
+
+def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Started:
     if scale.node_rank > 0:
         run = plan.run or RunDir(root / str(name))
         folder = node_folder(run, scale)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.toml").write_text(plan.config.to_toml(), encoding="utf-8")
-        return Started(run, start_worker(run, plan.checkpoint, scale, folder / "config.toml"), new=False)
+        log = worker_log(run, scale)
+        offset = log.stat().st_size if log.exists() else 0
+        pid = start_worker(run, plan.checkpoint, scale, folder / "config.toml")
+        return Started(run, pid, new=False, log_offset=offset)
     run = plan.run
     if run is None:
         run = create_run(plan.config, name, root)
     else:
         ensure_idle(run)
         run.config.write_text(plan.config.to_toml(), encoding="utf-8")
-    return Started(run, start_worker(run, plan.checkpoint, scale), new=plan.run is None)
+    offset = run.log.stat().st_size if run.log.exists() else 0
+    return Started(run, start_worker(run, plan.checkpoint, scale), new=plan.run is None, log_offset=offset)
 
 
 def scale_from_options(
@@ -140,16 +153,23 @@ def scale_from_options(
     return Scale(processes, nnodes, node_rank, rdzv_endpoint or "", rdzv_id or name or "")
 
 
-def follow_node(run: RunDir, scale: Scale, on_log: Callable[[str], None]) -> int:
+def follow_node(started: Started, scale: Scale, on_log: Callable[[str], None]) -> int:
     """On a machine other than the first: pass its log on until its ranks end; the exit code says how."""
-    log = TextTail(worker_log(run, scale))
+    log = TextTail(worker_log(started.run, scale))
+    log.start_at(started.log_offset)
     while True:
+        gone = not pid_alive(started.pid)  # read once more after the supervisor ended: its last line
         for line in log.read():
             on_log(line)
             if f"node {scale.node_rank}: all ranks ended" in line:
                 return 0
             if f"node {scale.node_rank}: failed:" in line:
                 return 1
+        if gone:
+            on_log(
+                f"the supervisor of node {scale.node_rank} ended without a word; see {worker_log(started.run, scale)}"
+            )
+            return 1
         time.sleep(0.2)
 
 
@@ -241,13 +261,16 @@ def start_worker(run: RunDir, resume: Path | None = None, scale: Scale = Scale()
     return pid
 
 
-def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line: None) -> dict:
-    """Wait while the worker loads; pass its log lines on. Returns the status it reached.
+def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line: None, log_from: int = 0) -> dict:
+    """Wait while the worker loads; pass on what it logs from `log_from` on. Returns the status it reached.
 
-    Tracebacks are left in worker.log: a failed start ends in one sentence, which
-    names the log when there is more to read.
+    A resumed run's log holds its earlier workers' lines: `Started.log_offset`
+    skips them. Tracebacks are left in worker.log: a failed start ends in one
+    sentence, which names the log when there is more to read.
     """
     log = TextTail(run.log)
+    if log_from and run.log.exists():
+        log.start_at(log_from)
     last_sign = time.monotonic()
     in_traceback = False
     while True:

@@ -28,6 +28,7 @@ from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, legible_part
+from ganterm.errors import UserError
 from ganterm.progress import Follower, clock
 from ganterm.run import control
 from ganterm.run import status as run_status
@@ -765,3 +766,20 @@ async def test_the_header_counts_the_processes_of_a_distributed_run(root: Path):
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot, app)
         assert "4 processes" in str(app.query_one(Header).render())
+
+
+async def test_a_run_the_viewer_cannot_control_says_so_and_the_viewer_goes_on(root: Path, monkeypatch):
+    """Someone else's shared run: p answers with one sentence; the dashboard keeps showing the run."""
+    run = make_run(root, "theirs", "running")
+
+    def refused(target: RunDir, command: str) -> str:
+        raise UserError(f"cannot control run {target.name!r}: its folder is not writable by you (Permission denied)")
+
+    monkeypatch.setattr(control, "send", refused)
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        assert [n.message for n in app._notifications][-1].startswith("cannot control run 'theirs'")
+        assert app.is_running

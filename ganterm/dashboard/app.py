@@ -30,6 +30,7 @@ from ganterm.dashboard.plots import RUN_COLOURS, PlottedRun, View
 from ganterm.dashboard.reader import RunReader, RunUpdate
 from ganterm.dashboard.series import SeriesStore
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
+from ganterm.errors import UserError
 from ganterm.run import control
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.status import ACTIVE_STATES, effective_state
@@ -337,7 +338,11 @@ class Dashboard(App[str]):
             self.notify(f"{watched.run.name} is fed by its own training loop, which does not take {command!r}",
                         severity="warning")  # fmt: skip
             return False
-        control.send(watched.run, command)
+        try:
+            control.send(watched.run, command)
+        except UserError as error:  # someone else's run, say: the viewer goes on showing it
+            self.notify(str(error), severity="error", timeout=6)
+            return False
         self.notify(ASKED[command], timeout=3)
         return True
 
@@ -374,8 +379,7 @@ class Dashboard(App[str]):
             return
 
         def answered(stop: bool | None) -> None:
-            if stop:
-                control.send(watched.run, "stop")
+            if stop and self._send("stop"):
                 self.exit("stopped")
             else:
                 self.exit("left")

@@ -6,6 +6,7 @@ the worker's event for it names that id as `ack`.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -25,33 +26,66 @@ Command = dict[str, Any]
 
 
 def send(run: RunDir, command: str) -> str:
-    """Append `command` for the worker; returns its id."""
+    """Append `command` for the run's writer; returns its id.
+
+    A line someone left without its newline would swallow the command, so the
+    file is made to end with one first. A folder the user may not write to is
+    one sentence, not a traceback.
+    """
     ident = uuid.uuid4().hex[:12]
-    append_jsonl(run.control, {"t": time.time(), "cmd": command, "id": ident})
+    try:
+        with open(run.control, "ab+") as handle:
+            if handle.seek(0, os.SEEK_END) > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")
+        append_jsonl(run.control, {"t": time.time(), "cmd": command, "id": ident})
+    except OSError as error:
+        raise UserError(
+            f"cannot control run {run.name!r}: its folder is not writable by you ({error.strerror or error})"
+        ) from None
     return ident
 
 
-def send_and_wait(run: RunDir, command: str, timeout: float = COMMAND_TIMEOUT_SECONDS) -> dict:
-    """Send `command` to a live worker and return the event that acknowledges it."""
-    state = effective_state(read_status(run))
+ALREADY = {"pause": "paused", "unpause": "running"}  # what a command leaves the run as
+
+
+def send_and_wait(run: RunDir, command: str, timeout: float = COMMAND_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """Send `command` to a live writer and return the event that answers it; every other outcome at once.
+
+    Already so (pausing a paused run) is an answer, without sending. A stalled
+    worker gets the command, to act on when it goes on, and the caller is told
+    so now. A writer that ends before answering (a stop raced by the end of the
+    run) is read once more: the answer is written before the state changes.
+    """
+    status = read_status(run) or {}
+    state = effective_state(status)
     if state not in ACTIVE_STATES:
         raise UserError(f"run {run.name!r} is {state}, so there is no worker to {command} it")
+    if ALREADY.get(command) == state:
+        return {"kind": "log", "step": status.get("step"), "message": f"already {state}"}
+    controls = status.get("controls")
+    if isinstance(controls, list) and command not in controls:
+        raise UserError(f"run {run.name!r} is fed by its own training loop, which does not take {command!r}")
     events = JsonlTail(run.events, from_end=True)
     ident = send(run, command)
+    if state == "stalled":
+        raise UserError(f"run {run.name!r} is stalled; it will {command} when it goes on: {stalled_reason(status)}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        ended = effective_state(read_status(run)) not in ACTIVE_STATES
         for event in events.read():
             if event.get("ack") == ident:
                 if "refused" in event:
                     raise UserError(f"run {run.name!r} cannot {command}: {event['refused']}")
                 return event
-        if effective_state(read_status(run)) not in ACTIVE_STATES:
-            break
+        if ended:
+            final = read_status(run) or {}
+            if command == "stop":  # another stop, or the end of the run, came first: stopped all the same
+                return {"kind": "status", "state": effective_state(final), "step": final.get("step")}
+            raise UserError(f"run {run.name!r} ended ({effective_state(final)}) before it could {command}")
         time.sleep(0.1)
-    status = read_status(run) or {}
-    if effective_state(status) == "stalled":
-        raise UserError(f"run {run.name!r} is stalled, so {command!r} waits until it goes on: {stalled_reason(status)}")
-    raise UserError(f"the worker of run {run.name!r} did not acknowledge {command!r} within {timeout:.0f} s")
+    raise UserError(f"the worker of run {run.name!r} did not answer {command!r} within {timeout:.0f} s")
 
 
 class CommandInbox:

@@ -1,0 +1,118 @@
+"""Control commands answer at once with the truth: done, already so, or why not."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ganterm.errors import UserError
+from ganterm.run.control import send, send_and_wait
+from ganterm.run.layout import RunDir
+from ganterm.run.recorder import Recorder
+from ganterm.run.status import read_status, write_status
+
+
+class FakeLoop:
+    """A writer that obeys commands the way ganterm's loop does, at a steady 100 steps a second."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.recorder = Recorder(run, log=lambda message: None, state="starting")
+        self.recorder.set_state("running", 0)
+        self.step, self.paused = 0, False
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self) -> None:
+        while True:
+            for command in self.recorder.commands():
+                if command["cmd"] == "stop":
+                    self.recorder.set_state("stopped", self.step, command)
+                    self.recorder.close()
+                    return
+                if command["cmd"] == "pause":
+                    self.paused = True
+                    self.recorder.set_state("paused", self.step, command)
+                elif command["cmd"] == "unpause":
+                    self.paused = False
+                    self.recorder.set_state("running", self.step, command)
+            self.step += not self.paused
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> Iterator[FakeLoop]:
+    fake = FakeLoop(RunDir(tmp_path))
+    yield fake
+    fake.thread.join(timeout=5)
+
+
+def timed(call):
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def test_stop_is_reported_as_done_when_the_run_stops(loop: FakeLoop):
+    event, took = timed(lambda: send_and_wait(loop.recorder.run, "stop"))
+    assert event["state"] == "stopped" and took < 2
+
+
+def test_two_stops_at_once_both_succeed(loop: FakeLoop):
+    answers: list[dict] = []
+    others = [threading.Thread(target=lambda: answers.append(send_and_wait(loop.recorder.run, "stop"))) for _ in "ab"]
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join(timeout=10)
+    assert [answer["state"] for answer in answers] == ["stopped", "stopped"]
+
+
+def test_pausing_a_paused_run_and_unpausing_a_running_one_answer_at_once(loop: FakeLoop):
+    run = loop.recorder.run
+    (answer, took) = timed(lambda: send_and_wait(run, "unpause"))
+    assert answer["message"] == "already running" and took < 0.5
+    assert send_and_wait(run, "pause")["state"] == "paused"
+    (answer, took) = timed(lambda: send_and_wait(run, "pause"))
+    assert answer["message"] == "already paused" and took < 0.5
+    send_and_wait(run, "stop")
+
+
+def test_a_stalled_worker_is_told_the_command_and_the_caller_is_told_why_at_once(tmp_path: Path):
+    run = RunDir(tmp_path)
+    beat = time.time() - 60  # a process alive since long before (init) that stopped beating a minute ago
+    write_status(run, {"state": "running", "pid": 1, "host": os.uname().nodename, "heartbeat": beat})
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"stalled; it will stop when it goes on.*kill -CONT"):
+        send_and_wait(run, "stop")
+    assert time.monotonic() - started < 1
+    assert b'"cmd":"stop"' in run.control.read_bytes()  # it is there for the worker once it goes on
+
+
+def test_a_torn_line_in_the_control_file_does_not_swallow_the_next_command(loop: FakeLoop):
+    run = loop.recorder.run
+    with open(run.control, "ab") as handle:
+        handle.write(b"garbage without a newline")
+    assert send_and_wait(run, "pause")["state"] == "paused"
+    send_and_wait(run, "stop")
+
+
+def test_a_run_folder_the_user_cannot_write_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Someone else's shared run: the control file cannot be opened for writing."""
+    run = RunDir(tmp_path)
+    write_status(run, {"state": "running", "pid": os.getpid(), "host": os.uname().nodename, "heartbeat": time.time()})
+    real_open = open
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if str(path) == str(run.control) and any(flag in mode for flag in "wax+"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", read_only)
+    with pytest.raises(UserError, match=r"^cannot control run .*: its folder is not writable by you"):
+        send(run, "pause")
+    assert read_status(run)["state"] == "running"
