@@ -7,6 +7,7 @@ person should see, judging liveness by pid and heartbeat (`lost`, `stalled`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -135,7 +136,6 @@ class StatusBoard:
         self._status: dict[str, Any] = {"pid": os.getpid(), "host": this_host(), **fields}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
-        self.error: OSError | None = None
 
     @property
     def state(self) -> str:
@@ -156,11 +156,10 @@ class StatusBoard:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            with self._lock:
-                try:
-                    self._write()
-                except OSError as error:  # a full disk must not kill the thread; the loop reports it
-                    self.error = error
+            # a full disk must not kill the thread: the next beat tries again, and the loop's
+            # own writes meet the same disk and report it
+            with self._lock, contextlib.suppress(OSError):
+                self._write()
 
     def _write(self) -> None:
         self._status["heartbeat"] = time.time()
