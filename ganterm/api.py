@@ -91,7 +91,7 @@ class Run:
         self._pending: list[Row] = []
         self._control_size = -1
         controls = ["stop", "pause", "unpause"]
-        controls += ["checkpoint"] * (on_checkpoint is not None) + ["sample"] * (on_sample is not None)
+        controls += ["checkpoint"] * (on_checkpoint is not None) + ["snapshot"] * (on_sample is not None)
         self._recorder: Recorder | ReplicaRecorder
         if self.rank > 0:  # in a user's torchrun job only rank 0 writes; the others record nothing
             self._recorder = ReplicaRecorder(self.dir, log=lambda message: None)
@@ -191,7 +191,7 @@ class Run:
         elif name == "checkpoint" and self._on_checkpoint is not None:
             save = self._on_checkpoint
             self._recorder.checkpoint(self.step, lambda: _optional_path(save(self.step)), command)
-        elif name == "sample" and self._on_sample is not None:
+        elif name == "snapshot" and self._on_sample is not None:
             self._save_grid(self.step, self._on_sample(self.step), None, command)
         else:
             self._recorder.refuse(command, NO_CALLBACK.format(cmd=name))

@@ -290,7 +290,7 @@ app.command("stop", help="Stop a run's worker after writing a checkpoint.")(_con
 app.command("pause", help="Pause a run; it keeps all its state and loses no step.")(_control("pause", "paused"))
 app.command("unpause", help="Continue a paused run.")(_control("unpause", "running again"))
 app.command("checkpoint", help="Write a checkpoint now.")(_control("checkpoint", "checkpoint written"))
-app.command("snapshot", help="Write a sample grid now.")(_control("sample", "sample written"))
+app.command("snapshot", help="Write a sample grid now.")(_control("snapshot", "sample grid written"))
 
 
 @app.command()

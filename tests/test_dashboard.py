@@ -351,7 +351,7 @@ async def test_new_points_redraw_only_the_plots_whose_series_changed(root: Path)
 # ----- keys -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("key", "command"), [("c", "checkpoint"), ("g", "sample")])
+@pytest.mark.parametrize(("key", "command"), [("c", "checkpoint"), ("g", "snapshot")])
 async def test_worker_keys_send_commands(root: Path, key: str, command: str):
     run = make_run(root, "r", "running")
     app = Dashboard([run], root)
@@ -743,7 +743,7 @@ async def test_a_users_loop_gets_only_the_keys_that_act_on_it(root: Path):
         assert _commands(run) == []
         said = [notification.message for notification in app._notifications]
         refusal = "own is fed by its own training loop, which does not take {!r}"
-        assert said == [refusal.format("checkpoint"), refusal.format("sample")]
+        assert said == [refusal.format("checkpoint"), refusal.format("snapshot")]
         await pilot.press("p")
         await pilot.pause(0.1)
         assert _commands(run) == ["pause"]

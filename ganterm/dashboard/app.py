@@ -44,11 +44,11 @@ ASKED = {
     "unpause": "asked the worker to continue",
     "stop": "asked the worker to checkpoint and stop",
     "checkpoint": "asked the worker for a checkpoint",
-    "sample": "asked the worker for a sample grid",
+    "snapshot": "asked the worker for a sample grid",
 }
 
 
-WORKER_KEYS = {"pause": "pause", "checkpoint": "checkpoint", "sample": "sample", "stop": "stop"}  # action: command
+WORKER_KEYS = {"pause": "pause", "checkpoint": "checkpoint", "sample": "snapshot", "stop": "stop"}  # action: command
 
 
 class RunUpdated(Message):
@@ -353,7 +353,7 @@ class Dashboard(App[str]):
         self._send("checkpoint")
 
     def action_sample(self) -> None:
-        self._send("sample")
+        self._send("snapshot")
 
     def action_stop(self) -> None:
         watched = self.primary

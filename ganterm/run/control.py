@@ -19,8 +19,8 @@ from ganterm.run.layout import RunDir
 from ganterm.run.status import ACTIVE_STATES, effective_state, read_status, stalled_reason
 
 COMMAND_TIMEOUT_SECONDS = 30.0
-COMMANDS = ("pause", "unpause", "stop", "checkpoint", "sample")
-OLD_NAMES = {"resume": "unpause"}  # as files written before the rename say it
+COMMANDS = ("pause", "unpause", "stop", "checkpoint", "snapshot")
+OLD_NAMES = {"resume": "unpause", "sample": "snapshot"}  # as files written before the renames say it
 
 Command = dict[str, Any]
 

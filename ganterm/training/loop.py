@@ -87,7 +87,7 @@ def _obey(command: Command, paused: bool, trainer: Trainer, recorder: Recorder, 
     elif name == "checkpoint":
         with recorder.off_the_clock():
             write_checkpoint(trainer, recorder, schedule, command)
-    elif name == "sample":
+    elif name == "snapshot":
         with recorder.off_the_clock():
             write_sample(trainer, recorder, command)
     return paused
