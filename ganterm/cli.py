@@ -35,6 +35,7 @@ errors = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+ALL_COLUMNS = 1_000  # characters a table may take when no terminal limits it
 RootOption = Annotated[Path, typer.Option("--root", help="Folder that holds the runs.")]
 NoDashboardOption = Annotated[
     bool, typer.Option("--no-dashboard", help="Show a progress line instead of the dashboard.")
@@ -265,11 +266,41 @@ def watch(
 
 @app.command()
 @user_errors
-def runs(root: RootOption = Path("runs")) -> None:
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run, in a list.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="One CSV row per run.")] = False,
+    root: RootOption = Path("runs"),
+) -> None:
     """List runs with their state and latest statistics."""
-    from ganterm.listing import runs_table
+    import time
 
-    console.print(runs_table(root, console.width))
+    from ganterm.listing import csv_row, run_record, runs_table
+    from ganterm.run.layout import list_runs
+
+    if as_json and as_csv:
+        raise UserError("--json and --csv each print the whole list; give one of them")
+    if as_json or as_csv:
+        records = [run_record(run, time.time()) for run in list_runs(root)]
+        if as_json:
+            print(json.dumps(records, indent=2))
+        else:
+            _print_csv([csv_row(record) for record in records])
+        return
+    if console.is_terminal:
+        console.print(runs_table(root, console.width))
+    else:  # piped into a file or another program, every column: nobody's terminal is too narrow there
+        Console(width=ALL_COLUMNS).print(runs_table(root, ALL_COLUMNS))
+
+
+def _print_csv(rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    from ganterm.listing import CSV_STATISTICS
+
+    fields = ["name", "state", "step", "total", *CSV_STATISTICS, "device", "world_size", "started", "heartbeat", "path"]
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _control(command: str, done: str) -> Callable[..., None]:

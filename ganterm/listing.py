@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.cells import cell_len
 from rich.table import Table
+from rich.text import Text
 
 from ganterm.run.jsonl import last_record
 from ganterm.run.layout import RunDir, list_runs
@@ -28,24 +29,51 @@ def _number(row: dict[str, Any], name: str, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
-def run_summary(run: RunDir, now: float) -> dict[str, str]:
+def run_record(run: RunDir, now: float) -> dict[str, Any]:
+    """What `ganterm runs --json` says of a run: plain values, the latest statistics by name."""
     status = read_status(run) or {}
     # a quality row may come last; the training statistics are in the last row that has them
     row = last_record(run.metrics, having="loss_d") or last_record(run.metrics) or {}
     started = status.get("started") or (run.path.stat().st_mtime if run.path.exists() else now)
-    step = status.get("step", row.get("step", 0))
-    total = status.get("total")
+    statistics = {k: v for k, v in row.items() if k not in ("step", "t") and isinstance(v, (int, float))}
     return {
         "name": run.name,
         "state": effective_state(status) if status else ("external" if row else "unknown"),
+        "step": status.get("step", row.get("step", 0)),
+        "total": status.get("total"),
+        "statistics": statistics,
+        "device": status.get("device"),
+        "world_size": status.get("world_size", 1),
+        "started": started,
+        "heartbeat": status.get("heartbeat"),
+        "path": str(run.path.resolve()),
+    }
+
+
+CSV_STATISTICS = ("loss_d", "loss_g", "d_x", "d_g_z1", "img_per_s")
+
+
+def csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A `run_record` flattened for `ganterm runs --csv`: one column per field and headline statistic."""
+    flat = {key: value for key, value in record.items() if key != "statistics"}
+    return {**flat, **{name: record["statistics"].get(name) for name in CSV_STATISTICS}}
+
+
+def run_summary(run: RunDir, now: float) -> dict[str, str]:
+    """The cells of a run's row in the `ganterm runs` table."""
+    record = run_record(run, now)
+    row, step, total = record["statistics"], record["step"], record["total"]
+    return {
+        "name": run.name,
+        "state": record["state"],
         "step": f"{step}/{total}" if total else str(step),
         "loss_d": _number(row, "loss_d", 3),
         "loss_g": _number(row, "loss_g", 3),
         "d_x": _number(row, "d_x", 2),
         "d_g_z": _number(row, "d_g_z1", 2),
         "img_per_s": _number(row, "img_per_s", 0),
-        "age": age(now - float(started)),
-        "device": str(status.get("device", "-")).split(" (")[0],  # cuda:0, not the full GPU name
+        "age": age(now - float(record["started"])),
+        "device": str(record["device"] or "-").split(" (")[0],  # cuda:0, not the full GPU name
     }
 
 
@@ -88,10 +116,9 @@ def runs_table(root: Path, width: int = 200) -> Table | str:
     for key, header, justify in COLUMNS:
         if key in shown:
             table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for summary in summaries:
+    for summary in summaries:  # cells as Text: a run's name is never read as markup
         style = STATE_STYLE.get(summary["state"], "")
-        cells = {**summary, "state": f"[{style}]{summary['state']}[/]" if style else summary["state"]}
-        table.add_row(*(cells[key] for key in shown))
+        table.add_row(*(Text(summary[key], style=style if key == "state" else "") for key in shown))
     return table
 
 

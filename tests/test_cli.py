@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -13,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from ganterm import cli
 from ganterm.cli import app
 from ganterm.run.jsonl import append_jsonl
 from ganterm.run.layout import RunDir
@@ -135,7 +138,10 @@ def test_runs_shows_the_last_losses_when_a_quality_row_comes_last(tmp_path: Path
 
 
 @pytest.mark.parametrize(("columns", "hidden"), [(80, "D(G(z)), img/s, age, device"), (56, "7 columns")])
-def test_runs_in_a_narrow_terminal_leaves_columns_out_whole(tmp_path: Path, columns: int, hidden: str):
+def test_runs_in_a_narrow_terminal_leaves_columns_out_whole(
+    tmp_path: Path, columns: int, hidden: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(cli.console, "_force_terminal", True)  # as in a terminal of that width
     run = RunDir(tmp_path / "runs" / "mnist5k-20261124-212736")  # a default run's name
     run.path.mkdir(parents=True)
     write_status(run, {"state": "finished", "step": 3500, "total": 3500, "started": 0, "device": "cpu"})
@@ -145,6 +151,26 @@ def test_runs_in_a_narrow_terminal_leaves_columns_out_whole(tmp_path: Path, colu
     assert "finished" in line and "3500/3500" in line and "…" not in line, result.output
     assert f"{hidden} left out: too narrow a terminal" in result.output, result.output
     assert max(len(line) for line in result.output.splitlines()[1:]) <= columns  # all but the title's path
+
+
+def test_runs_piped_shows_every_column_and_json_and_csv_hold_every_run(tmp_path: Path):
+    run = RunDir(tmp_path / "runs" / "mnist5k-20261124-212736")
+    run.path.mkdir(parents=True)
+    status = {"state": "finished", "step": 3500, "total": 3500, "started": 5.0, "device": "cpu", "world_size": 2}
+    write_status(run, {**status, "heartbeat": 9.0})
+    append_jsonl(run.metrics, {"step": 3500, "t": 1.0, "loss_d": 1.336, "loss_g": 0.944, "d_x": 0.5, "d_g_z1": 0.47})
+    root = ["--root", str(tmp_path / "runs")]
+    piped = runner.invoke(app, ["runs", *root], env={"COLUMNS": "40"})
+    assert "left out" not in piped.output and "D(G(z))" in piped.output and "device" in piped.output
+    records = json.loads(runner.invoke(app, ["runs", "--json", *root]).output)
+    assert records == [{
+        "name": run.name, "state": "finished", "step": 3500, "total": 3500,
+        "statistics": {"loss_d": 1.336, "loss_g": 0.944, "d_x": 0.5, "d_g_z1": 0.47},
+        "device": "cpu", "world_size": 2, "started": 5.0, "heartbeat": 9.0, "path": str(run.path.resolve()),
+    }]  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["runs", "--csv", *root]).output)))
+    assert len(rows) == 1 and rows[0]["name"] == run.name and rows[0]["loss_d"] == "1.336"
+    assert rows[0]["world_size"] == "2" and rows[0]["d_g_z1"] == "0.47"
 
 
 def test_runs_without_any_says_how_to_start_one(tmp_path: Path):
