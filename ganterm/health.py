@@ -25,6 +25,11 @@ from typing import Any
 from ganterm.config import HealthConfig
 
 WARNING, ERROR = "warning", "error"
+# D is overpowering when it is near-certain of real and fake on at least this share of a window's steps
+DECISIVE_SHARE = 0.5
+# A toy's samples pile onto few modes in a collapse: at least this share of them sits near some mode
+# (high quality). Below it, G has not found the modes yet, which early in a run is no alert.
+TOY_ON_MODES_SHARE = 0.25
 
 # What to try, for each check: in ganterm's own settings, and in words for a user's own loop
 # (fed through ganterm.Run), which has no such settings.
@@ -191,27 +196,37 @@ class HealthMonitor:
         return self.recent[name][-1] if self.recent[name] else None
 
     def _d_overpowering(self) -> Alert | None:
+        """Medians and the share of decisive steps, not means: a D that wins is spiky.
+
+        A plain DCGAN whose D learns 100x faster has D(x) ~0.97 and D(G(z)) ~0.03
+        on most steps, yet the odd step where G lands a hit (D(x) 0.3, loss_d 8)
+        pulls a window's means far off, so mean-based thresholds never held.
+        """
         if not self._full("d_x", "d_g_z1", "loss_d"):
             return None
         c = self.config
-        d_x, d_g_z, loss_d = _mean(self.recent["d_x"]), _mean(self.recent["d_g_z1"]), _mean(self.recent["loss_d"])
-        if not (d_x > c.d_x_high and d_g_z < c.d_g_z_low and loss_d < c.loss_d_low):
+        d_x, d_g_z, loss_d = (_median(list(self.recent[name])) for name in ("d_x", "d_g_z1", "loss_d"))
+        pairs = list(zip(self.recent["d_x"], self.recent["d_g_z1"], strict=False))
+        decisive = sum(x > c.d_x_high and z < c.d_g_z_low for x, z in pairs) / len(pairs)
+        by_medians = d_x > c.d_x_high and d_g_z < c.d_g_z_low and loss_d < c.loss_d_low
+        if not (by_medians or decisive >= DECISIVE_SHARE):
             return None
         return Alert(
             "d_overpowering",
             WARNING,
             self.step,
-            f"The discriminator is overpowering the generator: over the last {c.window} steps D(x) "
-            f"averaged {d_x:.3f} and D(G(z)) {d_g_z:.3f}, with loss_d at {loss_d:.3f}. D tells real from "
-            f"fake almost perfectly, so G's gradient vanishes and it stops learning. {self._advice('d_overpowering')}",
-            {"d_x": d_x, "d_g_z1": d_g_z, "loss_d": loss_d},
+            f"The discriminator is overpowering the generator: over the last {c.window} steps D(x) had a "
+            f"median of {d_x:.3f} and D(G(z)) {d_g_z:.3f}, with loss_d at {loss_d:.3f}, and D was near-certain "
+            f"of both on {decisive:.0%} of the steps. D tells real from fake almost perfectly, so G's gradient "
+            f"vanishes and it stops learning. {self._advice('d_overpowering')}",
+            {"d_x": d_x, "d_g_z1": d_g_z, "loss_d": loss_d, "decisive_share": decisive},
         )
 
     def _d_collapse(self) -> Alert | None:
         if not self._full("d_g_z1", "loss_d"):
             return None
         c = self.config
-        d_g_z, loss_d = _mean(self.recent["d_g_z1"]), _mean(self.recent["loss_d"])
+        d_g_z, loss_d = _median(list(self.recent["d_g_z1"])), _median(list(self.recent["loss_d"]))
         if not (d_g_z > c.d_g_z_high and loss_d > c.loss_d_high):
             return None
         return Alert(
@@ -219,7 +234,8 @@ class HealthMonitor:
             WARNING,
             self.step,
             f"The generator is overpowering the discriminator: D rates generated images as real "
-            f"(D(G(z)) {d_g_z:.3f} over the last {c.window} steps) and its loss is high ({loss_d:.3f}). "
+            f"(D(G(z)) has a median of {d_g_z:.3f} over the last {c.window} steps) and its loss is high "
+            f"({loss_d:.3f}). "
             f"D no longer teaches G anything useful. {self._advice('d_collapse')}",
             {"d_g_z1": d_g_z, "loss_d": loss_d},
         )
@@ -256,6 +272,9 @@ class HealthMonitor:
             )
         if self._latest("modes_covered") is not None:
             have, out_of, what = self._latest("modes_covered"), self._latest("modes_total"), "modes"
+            hq_share = self._latest("hq_share")
+            if hq_share is not None and hq_share < TOY_ON_MODES_SHARE:
+                return None  # few samples near any mode yet: G has not learned them, nothing has collapsed
         else:
             have, out_of, what = self._latest("class_coverage"), self.classes, "classes"
         if have is None or not out_of or have > out_of / 2:

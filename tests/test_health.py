@@ -65,6 +65,25 @@ def test_discriminator_overpowering():
     assert "non-saturating loss" in alert.message and "train.lr_d" in alert.message
 
 
+def test_a_spiky_winning_discriminator_is_named_first():
+    """The textbook D-too-strong run: near-certain D on most steps, and now and then a step where G lands a
+    hit so hard (D(x) 0.2, loss_d 9) that a window's means miss every threshold. Its name comes first."""
+
+    def spiky_d(step: int, row: Row) -> Row:
+        if step <= 100:
+            return row
+        if step % 8 == 0:  # a hit: D is badly wrong on this step
+            return {**row, "d_x": 0.2, "d_g_z1": 0.7, "loss_d": 9.0, "diversity": 0.33}
+        return {**row, "d_x": 0.975, "d_g_z1": 0.025, "loss_d": 0.06, "diversity": 0.33}
+
+    rows = stream(400, spiky_d)
+    window = rows[100:200]
+    assert sum(r["d_x"] for r in window) / 100 < 0.95 and sum(r["loss_d"] for r in window) / 100 > 0.1
+    alerts = alerts_for(rows)
+    assert checks(alerts)[0] == "d_overpowering" and alerts[0].step == 200
+    assert alerts[0].evidence["decisive_share"] >= 0.85
+
+
 def test_discriminator_collapse():
     def weak_d(step: int, row: Row) -> Row:
         return {**row, "d_g_z1": 0.92, "d_x": 0.5, "loss_d": 2.3} if step > 500 else row
@@ -102,11 +121,22 @@ def test_mode_collapse_from_class_coverage():
 
 
 def test_mode_collapse_on_a_toy():
+    """Samples piled onto one of 8 modes: most of them are near a mode (high quality), few modes have them."""
+
     def with_modes(step: int, row: Row) -> Row:
-        return {**row, "modes_covered": 1.0, "modes_total": 8.0} if step == 500 else row
+        return {**row, "modes_covered": 1.0, "modes_total": 8.0, "hq_share": 0.9} if step == 500 else row
 
     alerts = alerts_for(stream(800, with_modes))
     assert "cover only 1 of the 8 modes" in alerts[0].message
+
+
+def test_a_toy_generator_that_has_not_found_the_modes_yet_is_no_collapse():
+    """The ring at step 1,000 of its healthy recipe: 0.6% of samples near a mode, so 0 of 8 covered."""
+
+    def not_there_yet(step: int, row: Row) -> Row:
+        return {**row, "modes_covered": 0.0, "modes_total": 8.0, "hq_share": 0.006} if step == 500 else row
+
+    assert alerts_for(stream(800, not_there_yet)) == []
 
 
 def test_divergence():
