@@ -41,6 +41,11 @@ RunArgument = Annotated[
 ]
 
 
+def _say(line: str) -> None:
+    """One line of output that quotes user text (run names, paths): printed as is, never as markup."""
+    console.print(line, highlight=False, markup=False)
+
+
 def user_errors(command: F) -> F:
     """A user's mistake becomes one line on stderr and a non-zero exit, never a traceback."""
 
@@ -49,7 +54,8 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except UserError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            # the message quotes user text (names, paths, config values): never parse it as markup
+            errors.print(Text.assemble(("error:", "bold red"), " ", str(error)), highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -113,6 +119,10 @@ def train(
         "train.device": device,
     }
     values = {key: value for key, value in flags.items() if value is not None}
+    if name is not None:
+        from ganterm.run.layout import check_run_name
+
+        check_run_name(name, "--name")
     scale = launch.scale_from_options(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, name)
     plan = launch.plan_run(config, values, set_ or [], resume, root)
     if dry_run:
@@ -131,8 +141,8 @@ def train(
         error.exit_code = int(status.get("exit_code", 1))
         raise error
     if detach:
-        console.print(f"started [bold]{run.name}[/] (worker pid {pid}, log {run.log})")
-        console.print(f"  watch it:  ganterm watch {run.name}\n  stop it:   ganterm stop {run.name}", highlight=False)
+        console.print(Text.assemble("started ", (run.name, "bold"), f" (worker pid {pid}, log {run.log})"))
+        _say(f"  watch it:  ganterm watch {run.name}\n  stop it:   ganterm stop {run.name}")
         return
     _attach([run], root, dashboard=not no_dashboard)
 
@@ -155,7 +165,7 @@ def _attach(runs: list, root: Path, dashboard: bool) -> None:
 
         probe.join()
         if Dashboard(runs, root).run() == "stopped":
-            console.print(f"asked {run.name} to checkpoint and stop", highlight=False)
+            _say(f"asked {run.name} to checkpoint and stop")
         else:
             _still_training(run)
         return
@@ -186,9 +196,7 @@ def _still_training(run) -> None:
     from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 
     if effective_state(read_status(run)) in ACTIVE_STATES:
-        console.print(
-            f"training continues in the background; watch it again with: ganterm watch {run.name}", highlight=False
-        )
+        _say(f"training continues in the background; watch it again with: ganterm watch {run.name}")
 
 
 def _interrupted(run) -> None:
@@ -200,15 +208,12 @@ def _interrupted(run) -> None:
     stop = False
     if console.is_terminal:
         try:
-            stop = Confirm.ask(f"\nStop training {run.name} too? (no leaves it running)", default=False)
+            stop = Confirm.ask(Text(f"\nStop training {run.name} too? (no leaves it running)"), default=False)
         except (KeyboardInterrupt, EOFError):
             stop = False
     if stop:
         event = control.send_and_wait(run, "stop", timeout=300)
-        console.print(
-            f"stopped {run.name} at step {event.get('step')}; continue it with: ganterm train --resume {run.name}",
-            highlight=False,
-        )
+        _say(f"stopped {run.name} at step {event.get('step')}; continue it with: ganterm train --resume {run.name}")
     else:
         console.print()
         _still_training(run)
@@ -222,7 +227,7 @@ def _report_end(run, state: str, status: dict) -> None:
             f"the worker of run {run.name!r} is gone (see {run.log}); continue it with: "
             f"ganterm train --resume {run.name}"
         )
-    console.print(f"{run.name} {state} at step {status.get('step')}/{status.get('total')}", highlight=False)
+    _say(f"{run.name} {state} at step {status.get('step')}/{status.get('total')}")
 
 
 @app.command()
@@ -264,7 +269,7 @@ def _control(command: str, done: str) -> Callable[..., None]:
         target = resolve_run(run, root)
         event = control.send_and_wait(target, command, timeout=300 if command == "stop" else 30)
         detail = f": {event['path']}" if "path" in event else ""
-        console.print(f"{target.name}: {done} at step {event.get('step')}{detail}", highlight=False)
+        _say(f"{target.name}: {done} at step {event.get('step')}{detail}")
 
     return user_errors(handler)
 
@@ -309,7 +314,7 @@ def sample(
         walk = f"-to{interpolate}" if interpolate is not None else ""
         out = Path(f"{owner}-step{step}-seed{seed}{walk}.png")
     _write(out, lambda: save_png(image, out))
-    console.print(f"wrote {out} ({image.width}x{image.height} px, step {step})", highlight=False)
+    _say(f"wrote {out} ({image.width}x{image.height} px, step {step})")
 
 
 @app.command(name="eval")
@@ -328,7 +333,7 @@ def evaluate(
     from ganterm.training.quality import evaluate_checkpoint
 
     path = find_checkpoint(run_or_checkpoint, root)
-    metrics, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False))
+    metrics, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False, markup=False))
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -351,10 +356,7 @@ def export(
     path = find_checkpoint(run_or_checkpoint, root)
     checkpoint = load_checkpoint(path)
     _write(out, lambda: save_generator(out, checkpoint.sampling_weights, checkpoint.config, checkpoint.step))
-    console.print(
-        f"wrote {out} (generator at step {checkpoint.step}, {len(checkpoint.sampling_weights)} tensors)",
-        highlight=False,
-    )
+    _say(f"wrote {out} (generator at step {checkpoint.step}, {len(checkpoint.sampling_weights)} tensors)")
 
 
 @app.command()
@@ -375,7 +377,7 @@ def timelapse(
         raise UserError(f"run {target.name!r} has no sample grids yet")
     out = out or Path(f"{target.name}.gif")
     _write(out, lambda: make_timelapse(frames, out, frame_ms))
-    console.print(f"wrote {out} ({len(frames)} frames)", highlight=False)
+    _say(f"wrote {out} ({len(frames)} frames)")
 
 
 def _write(path: Path, write: Callable[[], None]) -> None:

@@ -101,10 +101,11 @@ def follow_plain(run: RunDir, console: Console, interval: float = 1.0) -> Snapsh
                 f"{run.name}: step {snap.step}/{snap.total} ({percent:.0f}%)  {snap.stats()}  "
                 f"ETA {clock(snap.eta_seconds())}",
                 highlight=False,
+                markup=False,
             )
             printed_step = snap.step
         if snap.state != printed_state:
-            console.print(f"{run.name}: {snap.state} at step {snap.step}/{snap.total}", highlight=False)
+            console.print(f"{run.name}: {snap.state} at step {snap.step}/{snap.total}", highlight=False, markup=False)
             printed_state = snap.state
         if not follower.active:
             return snap
@@ -118,12 +119,13 @@ def follow_rich(run: RunDir, console: Console, interval: float = 0.25) -> Snapsh
     follower = Follower(run)
     columns = (
         SpinnerColumn(),
-        TextColumn("[bold]{task.description}[/] {task.fields[state]}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # the run's name: never markup
+        TextColumn("{task.fields[state]}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA {task.fields[eta]}"),
-        TextColumn("{task.fields[stats]}"),
+        TextColumn("{task.fields[stats]}", markup=False),
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(run.name, total=None, state="starting", eta="--:--", stats="")

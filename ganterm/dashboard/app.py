@@ -207,7 +207,7 @@ class Dashboard(App[str]):
             watched.alerts.append(event)
         if event.get("ack") and watched is self.primary and event.get("t", 0) > self._opened:
             what = {"checkpoint": "checkpoint written", "sample": "sample grid written"}.get(str(kind))
-            self.notify(f"{what or event.get('state', kind)} at step {event.get('step')}", timeout=4)
+            self.notify(f"{what or event.get('state', kind)} at step {event.get('step')}", timeout=4, markup=False)
 
     # ----- drawing ------------------------------------------------------------------------------
 
@@ -331,11 +331,15 @@ class Dashboard(App[str]):
     def _send(self, command: str) -> bool:
         watched = self.primary
         if watched.state not in ACTIVE_STATES:
-            self.notify(f"{watched.run.name} is {watched.state}: there is no worker to {command}", severity="warning")
+            self.notify(
+                f"{watched.run.name} is {watched.state}: there is no worker to {command}",
+                severity="warning",
+                markup=False,
+            )
             return False
         if not self._takes(command):
             self.notify(f"{watched.run.name} is fed by its own training loop, which does not take {command!r}",
-                        severity="warning")  # fmt: skip
+                        severity="warning", markup=False)  # fmt: skip
             return False
         control.send(watched.run, command)
         self.notify(ASKED[command], timeout=3)
@@ -353,7 +357,7 @@ class Dashboard(App[str]):
     def action_stop(self) -> None:
         watched = self.primary
         if watched.state not in ACTIVE_STATES:
-            self.notify(f"{watched.run.name} is {watched.state}: nothing to stop", severity="warning")
+            self.notify(f"{watched.run.name} is {watched.state}: nothing to stop", severity="warning", markup=False)
             return
 
         def answered(stop: bool | None) -> None:

@@ -1,0 +1,111 @@
+"""User input a hostile tester types: huge counts, names with brackets, odd --out targets, bad files.
+
+Each mistake is one sentence naming the input and what would be accepted, a non-zero exit, no
+traceback and nothing half-written (issue 12, items 11, 12, 14, 17, 18).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ganterm import config as config_module
+from ganterm.cli import app
+from ganterm.errors import ConfigError, UserError
+from ganterm.run.jsonl import append_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.status import write_status
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def _one_sentence(result, *fragments: str) -> None:
+    """A user's mistake: non-zero exit, one line of output holding every fragment, no traceback."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in lines[0], result.output
+
+
+# ----- item 11: counts are bounded ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--steps", "100000000000000000000"],
+        ["--set", "train.steps=1e20"],
+        ["--set", "checkpoint.every=1e20"],
+        ["--set", "log.every=99999999999999999999"],
+        ["--epochs", "1e30"],
+    ],
+)
+def test_huge_counts_are_refused_in_one_sentence(args: list[str], in_tmp: Path):
+    result = _invoke("train", *args, "--dry-run")
+    _one_sentence(result, "must be <=")
+    assert not (in_tmp / "runs").exists()
+
+
+def test_epochs_that_resolve_to_too_many_steps_are_refused():
+    config = config_module.load_config(None, ["train.epochs=1000000", "train.batch_size=1"])
+    with pytest.raises(ConfigError, match="give fewer epochs"):
+        config_module.resolve_steps(config, 10**9)
+    assert config_module.resolve_steps(config, 1000) == 10**9
+
+
+# ----- item 14: user text is never markup ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["exp[lr=1e-3]", "../elsewhere", ".hidden", "a b", "", "[/]", "x" * 129])
+def test_unsafe_run_names_are_refused_with_the_rule(name: str, in_tmp: Path):
+    result = _invoke("train", "--name", name, "--dry-run")
+    _one_sentence(result, f"--name {name!r} is not a valid run name", "letters, digits, '.', '_' and '-'")
+    assert not (in_tmp / "runs").exists()
+
+
+def test_safe_run_names_pass(in_tmp: Path):
+    for name in ("exp.lr-1e-3_b", "mnist5k-20261124-212736", "A1"):
+        assert _invoke("train", "--name", name, "--dry-run").exit_code == 0
+
+
+def test_own_loop_run_names_follow_the_same_rule(tmp_path: Path):
+    from ganterm import Run
+
+    for name in ("exp[lr=1e-3]", "../escape", ".dot"):
+        with pytest.raises(UserError, match="is not a valid run name"):
+            Run(name, root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()
+
+
+def test_brackets_in_an_argument_are_printed_as_typed(tmp_path: Path):
+    result = _invoke("watch", "[/]", "--root", str(tmp_path))
+    _one_sentence(result, "no run named '[/]'")
+    result = _invoke("stop", "[bold]x[/bold]", "--root", str(tmp_path))
+    _one_sentence(result, "no run named '[bold]x[/bold]'")
+
+
+def test_a_config_error_keeps_its_brackets(tmp_path: Path):
+    path = tmp_path / "bad.toml"
+    path.write_text("train = 5\n")
+    result = _invoke("train", str(path), "--dry-run")
+    _one_sentence(result, "'train' must be a [section] table, not a value")
+
+
+def test_runs_lists_a_bracketed_folder_by_its_name(tmp_path: Path):
+    run = RunDir(tmp_path / "runs" / "old[lr=1e-3]")  # made by hand or by an older ganterm
+    run.path.mkdir(parents=True)
+    write_status(run, {"state": "finished", "step": 5, "total": 5, "started": 0, "device": "cpu"})
+    append_jsonl(run.metrics, {"step": 5, "t": 1.0, "loss_d": 1.0})
+    result = _invoke("runs", "--root", str(tmp_path / "runs"))
+    assert result.exit_code == 0 and "old[lr=1e-3]" in result.output, result.output
+    result = _invoke("watch", str(run.path), "--no-dashboard")
+    assert result.exit_code == 0 and "old[lr=1e-3] finished at step 5/5" in result.output, result.output
