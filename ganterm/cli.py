@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -313,7 +314,7 @@ def sample(
         owner = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
         walk = f"-to{interpolate}" if interpolate is not None else ""
         out = Path(f"{owner}-step{step}-seed{seed}{walk}.png")
-    _write(out, lambda: save_png(image, out))
+    _write(out, lambda target: save_png(image, target))
     _say(f"wrote {out} ({image.width}x{image.height} px, step {step})")
 
 
@@ -355,7 +356,7 @@ def export(
 
     path = find_checkpoint(run_or_checkpoint, root)
     checkpoint = load_checkpoint(path)
-    _write(out, lambda: save_generator(out, checkpoint.sampling_weights, checkpoint.config, checkpoint.step))
+    _write(out, lambda target: save_generator(target, checkpoint.sampling_weights, checkpoint.config, checkpoint.step))
     _say(f"wrote {out} (generator at step {checkpoint.step}, {len(checkpoint.sampling_weights)} tensors)")
 
 
@@ -376,13 +377,40 @@ def timelapse(
     if not frames:
         raise UserError(f"run {target.name!r} has no sample grids yet")
     out = out or Path(f"{target.name}.gif")
-    _write(out, lambda: make_timelapse(frames, out, frame_ms))
-    _say(f"wrote {out} ({len(frames)} frames)")
+    skipped: list[int] = []
+    _write(out, lambda target: skipped.append(make_timelapse(frames, target, frame_ms)))
+    unreadable = f"; {skipped[0]} unreadable sample grids left out" if skipped[0] else ""
+    _say(f"wrote {out} ({len(frames) - skipped[0]} frames{unreadable})")
 
 
-def _write(path: Path, write: Callable[[], None]) -> None:
+def _output_file(path: Path) -> Path:
+    """Where `--out` may write: a new path or a regular file (through a symlink, its target), nothing else.
+
+    Files are written to a temporary name and renamed over the target, and a rename replaces whatever
+    the name held: a device node, a FIFO or a link to a folder would be lost, so those are refused.
+    """
+    target = path.resolve() if path.is_symlink() else path
     try:
-        write()
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():  # dangling: the file it names does not exist yet; write it there
+            return target
+        return path
+    except OSError as error:
+        raise UserError(f"--out {str(path)!r} cannot be checked: {error.strerror or error}") from None
+    if stat.S_ISREG(mode):
+        return target
+    kind = "a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else None
+    kind = kind or ("a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+    via = f" (a link to {str(target)!r})" if target != path else ""
+    raise UserError(f"--out {str(path)!r}{via} is {kind}; give a new path or a regular file to replace")
+
+
+def _write(path: Path, write: Callable[[Path], None]) -> None:
+    """Run `write(target)` for `--out`, after checking the target is a new path or a regular file."""
+    target = _output_file(path)
+    try:
+        write(target)
     except OSError as error:
         raise UserError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
 

@@ -6,6 +6,8 @@ traceback and nothing half-written (issue 12, items 11, 12, 14, 17, 18).
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,102 @@ def test_runs_lists_a_bracketed_folder_by_its_name(tmp_path: Path):
     assert result.exit_code == 0 and "old[lr=1e-3]" in result.output, result.output
     result = _invoke("watch", str(run.path), "--no-dashboard")
     assert result.exit_code == 0 and "old[lr=1e-3] finished at step 5/5" in result.output, result.output
+
+
+# ----- item 17: --out writes only a new path or a regular file -----------------------------------
+
+
+def _odd_targets(tmp_path: Path, suffix: str) -> dict[str, tuple[Path, str]]:
+    """Things a rename would destroy: a folder, a FIFO, a device node (where we may make one), links to them."""
+    folder = tmp_path / f"folder{suffix}"
+    folder.mkdir()
+    fifo = tmp_path / f"fifo{suffix}"
+    os.mkfifo(fifo)
+    targets = {"folder": (folder, "is a folder"), "fifo": (fifo, "is a pipe")}
+    device = tmp_path / f"full{suffix}"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # /dev/full's numbers
+        targets["device"] = (device, "is a device")
+    except OSError:
+        pass  # not root, or no CAP_MKNOD: the FIFO stands in for it
+    for name, (path, said) in list(targets.items()):
+        link = tmp_path / f"link-to-{name}{suffix}"
+        link.symlink_to(path)
+        targets[f"link-to-{name}"] = (link, said)
+    return targets
+
+
+def _modes(tmp_path: Path) -> dict[str, int]:
+    return {p.name: p.lstat().st_mode for p in sorted(tmp_path.iterdir())}
+
+
+@pytest.mark.parametrize(("command", "suffix"), [("export", ".safetensors"), ("sample", ".png")])
+def test_out_refuses_anything_but_a_regular_file_or_a_new_path(
+    command: str, suffix: str, trained_run: RunDir, tmp_path: Path
+):
+    targets = _odd_targets(tmp_path, suffix)
+    before = _modes(tmp_path)
+    for path, said in targets.values():
+        result = _invoke(command, str(trained_run.path), "--out", str(path))
+        _one_sentence(result, f"--out {str(path)!r}", said, "give a new path or a regular file to replace")
+    assert _modes(tmp_path) == before  # nothing replaced, no temp file left
+
+
+def test_out_replaces_a_regular_file_and_writes_through_a_link(trained_run: RunDir, tmp_path: Path):
+    old = tmp_path / "old.safetensors"
+    old.write_text("old contents")
+    assert _invoke("export", str(trained_run.path), "--out", str(old)).exit_code == 0
+    assert old.read_bytes() != b"old contents" and old.stat().st_size > 1000
+    real, link = tmp_path / "real.png", tmp_path / "link.png"
+    real.write_text("old")
+    link.symlink_to(real)
+    assert _invoke("sample", str(trained_run.path), "-n", "4", "--out", str(link)).exit_code == 0
+    assert link.is_symlink() and real.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_timelapse_out_refuses_a_folder(tmp_path: Path):
+    run = _run_with_grids(tmp_path / "runs" / "grids", 3)
+    folder = tmp_path / "out.gif"
+    folder.mkdir()
+    result = _invoke("timelapse", str(run.path), "--out", str(folder))
+    _one_sentence(result, f"--out {str(folder)!r} is a folder")
+    assert folder.is_dir() and not list(folder.iterdir())
+
+
+# ----- item 18: a truncated frame costs its frame, not the GIF -----------------------------------
+
+
+def _run_with_grids(path: Path, count: int) -> RunDir:
+    from PIL import Image
+
+    run = RunDir(path)
+    run.samples.mkdir(parents=True)
+    write_status(run, {"state": "finished", "step": count, "total": count, "started": 0, "device": "cpu"})
+    for step in range(1, count + 1):
+        Image.new("RGB", (32, 32), (step * 40, 0, 0)).save(run.sample_path(step))
+    return run
+
+
+def test_timelapse_skips_unreadable_frames_and_says_how_many(tmp_path: Path):
+    from PIL import Image
+
+    run = _run_with_grids(tmp_path / "runs" / "grids", 4)
+    whole = run.sample_path(2).read_bytes()
+    run.sample_path(2).write_bytes(whole[: len(whole) // 2])  # cut short, as by a full disk
+    run.sample_path(3).write_bytes(b"not a picture")
+    out = tmp_path / "x.gif"
+    result = _invoke("timelapse", str(run.path), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (2 frames; 2 unreadable sample grids left out)" in result.output
+    with Image.open(out) as gif:
+        assert gif.n_frames == 2
+
+
+def test_timelapse_with_no_readable_frame_is_one_sentence(tmp_path: Path):
+    run = _run_with_grids(tmp_path / "runs" / "grids", 2)
+    for _, path in run.sample_steps():
+        path.write_bytes(b"")
+    out = tmp_path / "x.gif"
+    result = _invoke("timelapse", str(run.path), "--out", str(out))
+    _one_sentence(result, "none of the 2 sample grids")
+    assert not out.exists()
