@@ -210,3 +210,32 @@ def test_timelapse_with_no_readable_frame_is_one_sentence(tmp_path: Path):
     result = _invoke("timelapse", str(run.path), "--out", str(out))
     _one_sentence(result, "none of the 2 sample grids")
     assert not out.exists()
+
+
+# ----- item 12: a folder of a handful of images trains; precision/recall are left out -------------
+
+
+def test_a_three_image_folder_trains_and_eval_says_why_nothing_is_measured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from PIL import Image
+
+    from ganterm.run.jsonl import read_jsonl
+    from ganterm.run.status import read_status
+    from tests.conftest import tiny_config, train_in_process
+
+    folder = tmp_path / "three"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (80 * i, 40, 200)).save(folder / f"{i}.png")
+    run = RunDir(tmp_path / "runs" / "three")
+    config = tiny_config(
+        "train.steps=4", "train.batch_size=2", "model.image_size=28", "quality.every=2", "checkpoint.every=4",
+        data=str(folder),
+    )  # fmt: skip
+    assert train_in_process(run, config) == 0
+    assert read_status(run)["state"] == "finished", read_status(run)
+    assert "precision and recall are not measured" in capsys.readouterr().out  # the worker's log, in-process
+    assert not [row for row in read_jsonl(run.metrics) if "precision" in row]
+    result = _invoke("eval", str(run.path))
+    _one_sentence(result, "nothing to measure", "precision and recall are not measured", "more than 3 real images")
