@@ -165,8 +165,12 @@ def _attach(runs: list, root: Path, dashboard: bool) -> None:
         from ganterm.dashboard.app import Dashboard
 
         probe.join()
-        if Dashboard(runs, root).run() == "stopped":
+        viewer = Dashboard(runs, root)
+        if viewer.run() == "stopped":
             _say(f"asked {run.name} to checkpoint and stop")
+        elif viewer.return_code:  # the viewer crashed (Textual printed why): say so in the exit status
+            _still_training(run)
+            raise typer.Exit(viewer.return_code)
         else:
             _still_training(run)
         return
