@@ -7,6 +7,7 @@ Issue 12, item 15: a metrics row without `t` or with `"t": "noon"`, an event wit
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import orjson
@@ -111,3 +112,28 @@ async def test_dashboard_keeps_running_and_says_once_in_the_log_panel(tmp_path: 
         assert app.primary.skipped == len(BAD_ROWS) + 1 + len(BAD_EVENTS) + 1
         assert app.primary.store.get("loss_g").steps.tolist() == [1, 2, 3, 10]
         assert [alert["message"] for alert in app.primary.alerts] == ["fine one"]
+
+
+def test_a_crashed_dashboard_exits_non_zero(tmp_path: Path, monkeypatch):
+    """Textual prints the crash; the command must not then exit 0 as if the user had left."""
+    import io
+    import threading
+
+    from rich.console import Console
+
+    from ganterm import cli
+
+    def crashed(self):
+        self._return_code = 1  # what App does when a handler raised
+        return None
+
+    run = _run(tmp_path)
+    monkeypatch.setattr(Dashboard, "run", crashed)
+    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), force_terminal=True))
+    done = threading.Thread(target=lambda: None)
+    done.start()
+    monkeypatch.setattr(cli, "_ask_terminal_for_graphics", lambda: done)
+    tty = type("Tty", (), {"isatty": lambda self: True})()
+    monkeypatch.setattr(cli, "sys", SimpleNamespace(stdin=tty))  # CliRunner swaps sys.stdin itself
+    result = CliRunner().invoke(cli_app, ["watch", str(run.path)])
+    assert result.exit_code == 1, result.output
