@@ -45,7 +45,7 @@ from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
 from ganterm.run.control import Command
 from ganterm.run.jsonl import float32_precision
-from ganterm.run.layout import RunDir, new_run_name
+from ganterm.run.layout import RunDir, check_run_name, new_run_name
 from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
 
 PAUSE_POLL_SECONDS = 0.2
@@ -75,6 +75,8 @@ class Run:
         self.rank, self.world_size = _rank_and_world_size()
         if self.world_size > 1 and name is None:
             raise UserError("a run trained by several processes needs a name, the same on every rank")
+        if name is not None:
+            check_run_name(name)
         self.dir = RunDir(root / (name or new_run_name("run", root)))
         if self.rank == 0:
             if self.dir.exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -45,6 +46,11 @@ RunArgument = Annotated[
 ]
 
 
+def _say(line: str) -> None:
+    """One line of output that quotes user text (run names, paths): printed as is, never as markup."""
+    console.print(line, highlight=False, markup=False)
+
+
 def user_errors(command: F) -> F:
     """A user's mistake becomes one line on stderr and a non-zero exit, never a traceback."""
 
@@ -53,7 +59,8 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except UserError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            # the message quotes user text (names, paths, config values): never parse it as markup
+            errors.print(Text.assemble(("error:", "bold red"), " ", str(error)), highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -117,6 +124,10 @@ def train(
         "train.device": device,
     }
     values = {key: value for key, value in flags.items() if value is not None}
+    if name is not None:
+        from ganterm.run.layout import check_run_name
+
+        check_run_name(name, "--name")
     scale = launch.scale_from_options(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, name)
     plan = launch.plan_run(config, values, set_ or [], resume, root)
     if dry_run:
@@ -138,8 +149,8 @@ def train(
         error.exit_code = int(status.get("exit_code", 1))
         raise error
     if detach:
-        console.print(f"started [bold]{run.name}[/] (worker pid {pid}, log {run.log})")
-        console.print(f"  watch it:  ganterm watch {run.name}\n  stop it:   ganterm stop {run.name}", highlight=False)
+        console.print(Text.assemble("started ", (run.name, "bold"), f" (worker pid {pid}, log {run.log})"))
+        _say(f"  watch it:  ganterm watch {run.name}\n  stop it:   ganterm stop {run.name}")
         return
     _attach([run], root, dashboard=not no_dashboard)
 
@@ -169,10 +180,10 @@ def _attach(runs: list, root: Path, dashboard: bool) -> None:
         probe.join()
         viewer = Dashboard(runs, root)
         ended = viewer.run()
-        if viewer.return_code:  # the viewer crashed: say so by the exit code, not "training continues"
+        if viewer.return_code:  # the viewer crashed (Textual printed why): say so in the exit status
             raise typer.Exit(viewer.return_code)
         if ended == "stopped":
-            console.print(f"asked {run.name} to checkpoint and stop", highlight=False)
+            _say(f"asked {run.name} to checkpoint and stop")
         else:
             _still_training(run)
         return
@@ -203,9 +214,7 @@ def _still_training(run) -> None:
     from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 
     if effective_state(read_status(run)) in ACTIVE_STATES:
-        console.print(
-            f"training continues in the background; watch it again with: ganterm watch {run.name}", highlight=False
-        )
+        _say(f"training continues in the background; watch it again with: ganterm watch {run.name}")
 
 
 def _interrupted(run) -> None:
@@ -217,15 +226,12 @@ def _interrupted(run) -> None:
     stop = False
     if console.is_terminal:
         try:
-            stop = Confirm.ask(f"\nStop training {run.name} too? (no leaves it running)", default=False)
+            stop = Confirm.ask(Text(f"\nStop training {run.name} too? (no leaves it running)"), default=False)
         except (KeyboardInterrupt, EOFError):
             stop = False
     if stop:
         event = control.send_and_wait(run, "stop", timeout=300)
-        console.print(
-            f"stopped {run.name} at step {event.get('step')}; continue it with: ganterm train --resume {run.name}",
-            highlight=False,
-        )
+        _say(f"stopped {run.name} at step {event.get('step')}; continue it with: ganterm train --resume {run.name}")
     else:
         console.print()
         _still_training(run)
@@ -239,7 +245,7 @@ def _report_end(run, state: str, status: dict) -> None:
             f"the worker of run {run.name!r} is gone (see {run.log}); continue it with: "
             f"ganterm train --resume {run.name}"
         )
-    console.print(f"{run.name} {state} at step {status.get('step')}/{status.get('total')}", highlight=False)
+    _say(f"{run.name} {state} at step {status.get('step')}/{status.get('total')}")
 
 
 @app.command()
@@ -312,7 +318,7 @@ def _control(command: str, done: str) -> Callable[..., None]:
         event = control.send_and_wait(target, command, timeout=300 if command == "stop" else 30)
         said = event["message"] if event.get("kind") == "log" else event.get("state", done)  # already so, or done
         detail = f": {event['path']}" if "path" in event else ""
-        console.print(f"{target.name}: {said} at step {event.get('step')}{detail}", highlight=False, markup=False)
+        _say(f"{target.name}: {said} at step {event.get('step')}{detail}")
 
     return user_errors(handler)
 
@@ -356,8 +362,8 @@ def sample(
         owner = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
         walk = f"-to{interpolate}" if interpolate is not None else ""
         out = Path(f"{owner}-step{step}-seed{seed}{walk}.png")
-    _write(out, lambda: save_png(image, out))
-    console.print(f"wrote {out} ({image.width}x{image.height} px, step {step})", highlight=False)
+    _write(out, lambda target: save_png(image, target))
+    _say(f"wrote {out} ({image.width}x{image.height} px, step {step})")
 
 
 @app.command(name="eval")
@@ -376,7 +382,7 @@ def evaluate(
     from ganterm.training.quality import evaluate_checkpoint
 
     path = find_checkpoint(run_or_checkpoint, root)
-    metrics, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False))
+    metrics, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False, markup=False))
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -398,11 +404,8 @@ def export(
 
     path = find_checkpoint(run_or_checkpoint, root)
     checkpoint = load_checkpoint(path)
-    _write(out, lambda: save_generator(out, checkpoint.sampling_weights, checkpoint.config, checkpoint.step))
-    console.print(
-        f"wrote {out} (generator at step {checkpoint.step}, {len(checkpoint.sampling_weights)} tensors)",
-        highlight=False,
-    )
+    _write(out, lambda target: save_generator(target, checkpoint.sampling_weights, checkpoint.config, checkpoint.step))
+    _say(f"wrote {out} (generator at step {checkpoint.step}, {len(checkpoint.sampling_weights)} tensors)")
 
 
 @app.command()
@@ -422,13 +425,40 @@ def timelapse(
     if not frames:
         raise UserError(f"run {target.name!r} has no sample grids yet")
     out = out or Path(f"{target.name}.gif")
-    _write(out, lambda: make_timelapse(frames, out, frame_ms))
-    console.print(f"wrote {out} ({len(frames)} frames)", highlight=False)
+    skipped: list[int] = []
+    _write(out, lambda target: skipped.append(make_timelapse(frames, target, frame_ms)))
+    unreadable = f"; {skipped[0]} unreadable sample grids left out" if skipped[0] else ""
+    _say(f"wrote {out} ({len(frames) - skipped[0]} frames{unreadable})")
 
 
-def _write(path: Path, write: Callable[[], None]) -> None:
+def _output_file(path: Path) -> Path:
+    """Where `--out` may write: a new path or a regular file (through a symlink, its target), nothing else.
+
+    Files are written to a temporary name and renamed over the target, and a rename replaces whatever
+    the name held: a device node, a FIFO or a link to a folder would be lost, so those are refused.
+    """
+    target = path.resolve() if path.is_symlink() else path
     try:
-        write()
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():  # dangling: the file it names does not exist yet; write it there
+            return target
+        return path
+    except OSError as error:
+        raise UserError(f"--out {str(path)!r} cannot be checked: {error.strerror or error}") from None
+    if stat.S_ISREG(mode):
+        return target
+    kind = "a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else None
+    kind = kind or ("a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+    via = f" (a link to {str(target)!r})" if target != path else ""
+    raise UserError(f"--out {str(path)!r}{via} is {kind}; give a new path or a regular file to replace")
+
+
+def _write(path: Path, write: Callable[[Path], None]) -> None:
+    """Run `write(target)` for `--out`, after checking the target is a new path or a regular file."""
+    target = _output_file(path)
+    try:
+        write(target)
     except OSError as error:
         raise UserError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
 

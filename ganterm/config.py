@@ -30,6 +30,9 @@ BUILTIN_DATASETS = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "ring", "gri
 TOY_DATASETS = ("ring", "grid")
 LOSS_KINDS = ("nonsat", "minimax", "hinge", "lsgan")
 IMAGE_SIZES = (0, 28, 32, 64)
+# Counts (steps, every-N, windows) stop far below 2**63: JSON, numpy and torch all take them whole.
+MAX_COUNT = 10**12
+MAX_EPOCHS = 1e6
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -63,8 +66,8 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = _option(3500, "total G steps (a resumed run trains on to this step)", ge=1)
-    epochs: float = _option(0.0, "if above 0, sets steps from the dataset size instead", ge=0.0)
+    steps: int = _option(3500, "total G steps (a resumed run trains on to this step)", ge=1, le=MAX_COUNT)
+    epochs: float = _option(0.0, "if above 0, sets steps from the dataset size instead", ge=0.0, le=MAX_EPOCHS)
     batch_size: int = _option(64, "images per batch", ge=1, le=65536)
     lr_g: float = _option(2e-4, "Adam learning rate of G", gt=0.0, le=1.0)
     lr_d: float = _option(2e-4, "Adam learning rate of D", gt=0.0, le=1.0)
@@ -73,41 +76,43 @@ class TrainConfig:
     augment: bool = _option(False, "DiffAugment (translation + cutout) on every image D sees; helps small datasets")
     n_critic: int = _option(1, "D steps per G step", ge=1, le=100)
     ema: float = _option(0.999, "decay of the EMA copy of G used for samples; 0 turns it off", ge=0.0, lt=1.0)
-    seed: int = _option(0, "seeds weights, noise and data order", ge=0)
+    seed: int = _option(0, "seeds weights, noise and data order", ge=0, le=2**63 - 1)
     device: str = _option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     compile: bool = _option(False, "torch.compile G and D (CUDA only; slower start)")
-    max_bad_steps: int = _option(50, "consecutive non-finite steps before the run is stopped", ge=1)
+    max_bad_steps: int = _option(50, "consecutive non-finite steps before the run is stopped", ge=1, le=MAX_COUNT)
 
 
 @dataclass
 class LogConfig:
-    every: int = _option(10, "steps between metric flushes (every step is logged)", ge=1)
+    every: int = _option(10, "steps between metric flushes (every step is logged)", ge=1, le=MAX_COUNT)
 
 
 @dataclass
 class SampleConfig:
-    every: int = _option(200, "steps between sample grids; 0 = only at the end", ge=0)
+    every: int = _option(200, "steps between sample grids; 0 = only at the end", ge=0, le=MAX_COUNT)
     count: int = _option(64, "images in each grid", ge=1, le=1024)
 
 
 @dataclass
 class CheckpointConfig:
-    every: int = _option(500, "steps between checkpoints; 0 = only at the end", ge=0)
-    keep: int = _option(3, "how many step checkpoints to keep (latest is always kept)", ge=1)
+    every: int = _option(500, "steps between checkpoints; 0 = only at the end", ge=0, le=MAX_COUNT)
+    keep: int = _option(3, "how many step checkpoints to keep (latest is always kept)", ge=1, le=MAX_COUNT)
 
 
 @dataclass
 class QualityConfig:
-    every: int = _option(250, "steps between quality measurements (offline FID, coverage, ...); 0 = off", ge=0)
+    every: int = _option(
+        250, "steps between quality measurements (offline FID, coverage, ...); 0 = off", ge=0, le=MAX_COUNT
+    )
     samples: int = _option(1000, "generated images per measurement (toys always use 2,500 points)", ge=100, le=50000)
 
 
 @dataclass
 class HealthConfig:
     enabled: bool = _option(True, "compute alerts from the metric stream")
-    window: int = _option(100, "steps in each check's sliding window", ge=10)
-    warmup: int = _option(200, "steps before any check but NaN may fire", ge=0)
-    cooldown: int = _option(500, "steps before the same check may fire again", ge=0)
+    window: int = _option(100, "steps in each check's sliding window", ge=10, le=MAX_COUNT)
+    warmup: int = _option(200, "steps before any check but NaN may fire", ge=0, le=MAX_COUNT)
+    cooldown: int = _option(500, "steps before the same check may fire again", ge=0, le=MAX_COUNT)
     d_x_high: float = _option(0.95, "D overpowering: D(x) window mean above this ...", gt=0.5, lt=1.0)
     d_g_z_low: float = _option(0.05, "... and D(G(z)) below this ...", gt=0.0, lt=0.5)
     loss_d_low: float = _option(0.1, "... and loss_d below this", gt=0.0)
@@ -340,5 +345,11 @@ def frozen_on_resume(before: Config, after: Config) -> None:
 def resolve_steps(config: Config, dataset_size: int) -> int:
     """`train.epochs` wins over `train.steps` when set, counted in whole batches."""
     if config.train.epochs > 0:
-        return max(1, math.ceil(config.train.epochs * dataset_size / config.train.batch_size))
+        steps = max(1, math.ceil(config.train.epochs * dataset_size / config.train.batch_size))
+        if steps > MAX_COUNT:
+            raise ConfigError(
+                f"train.epochs = {config.train.epochs:g} makes {steps} steps over {dataset_size} images; "
+                f"at most {MAX_COUNT} are allowed, so give fewer epochs"
+            )
+        return steps
     return config.train.steps

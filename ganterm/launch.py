@@ -20,7 +20,7 @@ from ganterm.config import Config, frozen_on_resume, load_config
 from ganterm.errors import ConfigError, UserError
 from ganterm.run.checkpoints import latest_step_file, read_config, step_files
 from ganterm.run.jsonl import TextTail
-from ganterm.run.layout import RunDir, new_run_name, resolve_run
+from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
 from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_status, stalled_reason, write_status
 
 LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how worker.log lines begin
@@ -29,8 +29,8 @@ START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
 
 def create_run(config: Config, name: str | None, root: Path) -> RunDir:
     """A fresh run directory holding the resolved config."""
-    if name is not None and (not name or "/" in name or name in (".", "..")):
-        raise UserError(f"--name {name!r} must be a plain folder name, without '/'")
+    if name is not None:
+        check_run_name(name, "--name")
     try:
         root.mkdir(parents=True, exist_ok=True)
         name = name or new_run_name(config.data.name, root)
@@ -115,7 +115,7 @@ def start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Started
 
 def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Started:
     if scale.node_rank > 0:
-        run = plan.run or RunDir(root / str(name))
+        run = plan.run or RunDir(root / check_run_name(str(name), "--name"))
         folder = node_folder(run, scale)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.toml").write_text(plan.config.to_toml(), encoding="utf-8")

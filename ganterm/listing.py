@@ -92,7 +92,7 @@ COLUMNS = (  # (key in run_summary, header, justify)
 DROPPED_FIRST = ("device", "age", "img_per_s", "d_g_z", "d_x", "loss_g", "loss_d")  # when too narrow for all
 
 
-def runs_table(root: Path, width: int = 200) -> Table | str:
+def runs_table(root: Path, width: int = 200) -> Table | Text:
     """The `ganterm runs` table; a one-line hint instead of an empty table.
 
     Columns that do not fit in `width` are left out whole, least useful first:
@@ -101,7 +101,7 @@ def runs_table(root: Path, width: int = 200) -> Table | str:
     now = time.time()
     summaries = [run_summary(run, now) for run in list_runs(root)]
     if not summaries:
-        return f"no runs in {root}/ yet; start one with: ganterm train"
+        return Text(f"no runs in {root}/ yet; start one with: ganterm train")
     widths = {key: max(cell_len(header), *(cell_len(s[key]) for s in summaries)) for key, header, _ in COLUMNS}
     shown = [key for key, _, _ in COLUMNS]
     for key in DROPPED_FIRST:
@@ -112,7 +112,7 @@ def runs_table(root: Path, width: int = 200) -> Table | str:
     caption = f"{', '.join(hidden)} left out: too narrow a terminal" if hidden else None
     if caption and cell_len(caption) > width:
         caption = f"{len(hidden)} columns left out: too narrow a terminal"
-    table = Table(title=f"runs in {root}/", title_justify="left", caption=caption, caption_justify="left")
+    table = Table(title=Text(f"runs in {root}/"), title_justify="left", caption=caption, caption_justify="left")
     for key, header, justify in COLUMNS:
         if key in shown:
             table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
@@ -124,7 +124,7 @@ def runs_table(root: Path, width: int = 200) -> Table | str:
 
 def metrics_table(metrics: dict[str, float], title: str) -> Table:
     """`ganterm eval`: one metric per row, counts shown as whole numbers."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")  # the title holds a path: never markup
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ganterm.run.jsonl import JsonlTail
+from ganterm.run.jsonl import ROW_RULE, JsonlTail, valid_row
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import stats_line
 from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
@@ -59,16 +59,22 @@ class Follower:
         self.run = run
         self.metrics = JsonlTail(run.metrics)
         self.snapshot = Snapshot()
+        self._unreadable = 0
+        self._noted = False
+        self.skipped = 0  # lines of metrics.jsonl left out: unreadable, or not a valid row (ROW_RULE)
 
     def poll(self) -> Snapshot:
         snap = self.snapshot
         if self.metrics.reset:
             snap.times.clear()
-        for record in self.metrics.read():
+        records = self.metrics.read()
+        rows = [record for record in records if valid_row(record)]
+        self.skipped += len(records) - len(rows) + self.metrics.bad_lines - self._unreadable
+        self._unreadable = self.metrics.bad_lines
+        for record in rows:
             if "loss_d" in record or "loss_g" in record:
                 snap.row = record
-            if isinstance(record.get("step"), int) and isinstance(record.get("t"), (int, float)):
-                snap.times.append((record["step"], float(record["t"])))  # as the dashboard's "t" series holds them
+            snap.times.append((int(record["step"]), float(record["t"])))  # as the dashboard's "t" series holds them
         status = read_status(self.run) or {}
         snap.status = status
         snap.state = effective_state(status)
@@ -79,6 +85,16 @@ class Follower:
     @property
     def active(self) -> bool:
         return self.snapshot.state in ACTIVE_STATES
+
+    def skipped_note(self) -> str | None:
+        """Once, when the first malformed lines turn up: a line saying they are left out, and why."""
+        if not self.skipped or self._noted:
+            return None
+        self._noted = True
+        return (
+            f"{self.run.name}: left out {self.skipped} malformed line(s) of metrics.jsonl (a row needs {ROW_RULE}); "
+            "later ones are left out silently"
+        )
 
 
 def clock(seconds: float | None) -> str:
@@ -101,10 +117,13 @@ def follow_plain(run: RunDir, console: Console, interval: float = 1.0) -> Snapsh
                 f"{run.name}: step {snap.step}/{snap.total} ({percent:.0f}%)  {snap.stats()}  "
                 f"ETA {clock(snap.eta_seconds())}",
                 highlight=False,
+                markup=False,
             )
             printed_step = snap.step
+        if note := follower.skipped_note():
+            console.print(note, highlight=False, markup=False)
         if snap.state != printed_state:
-            console.print(f"{run.name}: {snap.state} at step {snap.step}/{snap.total}", highlight=False)
+            console.print(f"{run.name}: {snap.state} at step {snap.step}/{snap.total}", highlight=False, markup=False)
             printed_state = snap.state
         if not follower.active:
             return snap
@@ -118,12 +137,13 @@ def follow_rich(run: RunDir, console: Console, interval: float = 0.25) -> Snapsh
     follower = Follower(run)
     columns = (
         SpinnerColumn(),
-        TextColumn("[bold]{task.description}[/] {task.fields[state]}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # the run's name: never markup
+        TextColumn("{task.fields[state]}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA {task.fields[eta]}"),
-        TextColumn("{task.fields[stats]}"),
+        TextColumn("{task.fields[stats]}", markup=False),
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(run.name, total=None, state="starting", eta="--:--", stats="")
@@ -137,6 +157,8 @@ def follow_rich(run: RunDir, console: Console, interval: float = 0.25) -> Snapsh
                 eta=clock(snap.eta_seconds()),
                 stats=snap.stats(),
             )
+            if note := follower.skipped_note():
+                progress.console.print(note, highlight=False, markup=False)
             if not follower.active:
                 return snap
             time.sleep(interval)

@@ -36,7 +36,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.schema import PANELS, stats_line
 from ganterm.run.status import read_status, write_status
 from ganterm.training.sample import image_grid, save_png
-from tests.dashboard_runs import append_metrics, make_run, metric_rows
+from tests.dashboard_runs import START, append_metrics, make_run, metric_rows
 
 
 def _text(app: Dashboard, selector: str) -> str:
@@ -92,14 +92,15 @@ def test_rows_of_several_shapes_become_columns_with_gaps_as_nan():
         {"step": 2, "t": 1.0, "loss_d": 0.5, "lr_d": 2e-4},
         {"step": 1, "t": 0.5, "loss_d": None, "lr_d": 2e-4},  # NaN is written as null
         {"step": 2, "t": 1.0, "fd_classifier": 40.0},
-        {"step": 3, "t": 1.5, "loss_d": 0.25, "lr_d": "high"},  # a string: not a number
+        {"step": 3, "t": 1.5, "loss_d": 0.25, "lr_d": "high"},  # a string: a malformed row, where lr_d is read
     ]
-    columns = columns_from_rows(rows, wanted=lambda name: name != "lr_d")
-    assert set(columns) == {"t", "loss_d", "fd_classifier"}
+    columns, bad = columns_from_rows(rows, wanted=lambda name: name != "lr_d")
+    assert set(columns) == {"t", "loss_d", "fd_classifier"} and bad == 0
     steps, values = columns["loss_d"]
     assert steps.tolist() == [1, 2, 3] and np.isnan(values[0]) and values[1:].tolist() == [0.5, 0.25]
     assert columns["fd_classifier"][0].tolist() == [2]
-    assert np.isnan(columns_from_rows(rows)["lr_d"][1][2])
+    columns, bad = columns_from_rows(rows)
+    assert bad == 1 and columns["lr_d"][0].tolist() == [1, 2]
 
 
 def test_smoothing_is_debiased_and_independent_of_zoom():
@@ -118,7 +119,7 @@ def test_reader_waits_for_a_torn_line_and_skips_a_bad_one(root: Path):
     reader = RunReader(run)
     assert reader.poll().rows == 3 + 0
     with open(run.metrics, "ab") as handle:
-        handle.write(b'not json\n{"step": 4, "loss_d": 0.')
+        handle.write(b'not json\n{"step": 4, "t": 4.0, "loss_d": 0.')
     update = reader.poll()
     assert update.rows == 0 and reader.bad_lines == 1
     with open(run.metrics, "ab") as handle:
@@ -340,7 +341,7 @@ async def test_new_points_redraw_only_the_plots_whose_series_changed(root: Path)
         await redrawn_after(lambda: None)  # whatever the first layout left to redraw at its final size
         training = lambda: append_metrics(run, metric_rows(101, 120))  # noqa: E731  (no quality row among them)
         assert await redrawn_after(training) == {"losses", "d_outputs", "grad_norms", "d_losses"}
-        quality = lambda: append_metrics(run, [{"step": 120, "fd_classifier": 30.0}])  # noqa: E731
+        quality = lambda: append_metrics(run, [{"step": 120, "t": START + 120, "fd_classifier": 30.0}])  # noqa: E731
         assert await redrawn_after(quality) == {"fd_classifier"}
         assert await redrawn_after(lambda: None) == set()
         assert await redrawn_after(lambda: setattr(app, "view", replace(app.view, smoothing=0.0))) == {
@@ -464,7 +465,9 @@ async def test_a_view_plotext_cannot_draw_says_so_instead_of_crashing(root: Path
 
 async def test_quality_panels_come_first_and_a_constant_one_has_a_clean_axis(root: Path):
     run = make_run(root, "r", "finished")
-    quality = [{"step": s, "class_coverage": 10.0, "fd_classifier": 300.0 / s} for s in range(10, 201, 10)]
+    quality = [
+        {"step": s, "t": START + s, "class_coverage": 10.0, "fd_classifier": 300.0 / s} for s in range(10, 201, 10)
+    ]
     append_metrics(run, quality)
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -477,12 +480,12 @@ async def test_quality_panels_come_first_and_a_constant_one_has_a_clean_axis(roo
 
 async def test_a_quality_panel_arriving_later_still_takes_its_place_in_front(root: Path):
     run = make_run(root, "live", "running")
-    append_metrics(run, [{"step": s, "diversity": 0.9} for s in range(1, 201)])
+    append_metrics(run, [{"step": s, "t": START + s, "diversity": 0.9} for s in range(1, 201)])
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
         assert [plot.panel.key for plot in app.query(MetricPlot)][len(PANELS) :] == ["fd_classifier", "diversity"]
-        append_metrics(run, [{"step": 250, "class_kl": 0.1}])  # a metric first logged late in the run
+        append_metrics(run, [{"step": 250, "t": START + 250, "class_kl": 0.1}])  # a metric first logged late in the run
         await pilot.pause(0.6)
         await settle(pilot, app)
         extra = [plot.panel.key for plot in app.query(MetricPlot)][len(PANELS) :]

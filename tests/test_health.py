@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +183,19 @@ def test_nothing_but_nan_fires_during_warmup():
 
 def test_disabled_monitor_is_silent():
     assert alerts_for(stream(500, lambda step, row: {**row, "nonfinite": 1}), enabled=False) == []
+
+
+def test_a_quality_measurement_showing_collapse_raises_the_alert_in_a_real_run(tmp_path: Path):
+    """The quality rows go through the health check: an untrained ring generator covers none of the 8 modes."""
+    from ganterm.run.jsonl import read_jsonl
+    from ganterm.run.layout import RunDir
+    from tests.conftest import tiny_config, train_in_process
+
+    run = RunDir(tmp_path / "runs" / "ring")
+    config = tiny_config("train.steps=4", "quality.every=2", "health.warmup=0", data="ring")
+    assert train_in_process(run, config) == 0
+    quality = [row for row in read_jsonl(run.metrics) if "modes_covered" in row]
+    assert [row["step"] for row in quality] == [2, 4] and quality[0]["modes_covered"] <= 4
+    alerts = [event for event in read_jsonl(run.events) if event["kind"] == "alert"]
+    assert [(a["check"], a["step"]) for a in alerts] == [("mode_collapse", 2)], alerts
+    assert alerts[0]["evidence"]["modes_total"] == 8 and "modes in the real data" in alerts[0]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -63,3 +64,21 @@ def test_code_is_ruff_clean():
     for command in (["check"], ["format", "--check"]):
         result = subprocess.run([_ruff(), *command, str(ROOT)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+def test_terminal_tests_without_tmux_fail_in_ci_and_skip_elsewhere(ci: str, outcome: str, tmp_path: Path):
+    """tests/test_terminal.py needs tmux; CI machines have it, so its absence there is a failure, not a skip."""
+    bare = tmp_path / "bin"  # a PATH with python but no tmux
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    test = "tests/test_terminal.py::test_no_color_tells_series_apart_by_marker"
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PATH": str(bare), **({"CI": ci} if ci else {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=Path(__file__).parent.parent, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert outcome in result.stdout, result.stdout + result.stderr
+    assert (result.returncode != 0) == bool(ci)
+    if ci:
+        assert "tmux is missing, and CI=true" in result.stdout

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -32,6 +33,7 @@ from ganterm.dashboard.series import SeriesStore
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
 from ganterm.errors import UserError
 from ganterm.run import control
+from ganterm.run.jsonl import ROW_RULE
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.status import ACTIVE_STATES, effective_state
 
@@ -72,6 +74,7 @@ class WatchedRun:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     samples: list[Path] = field(default_factory=list)
     loading: bool = True
+    skipped: int = 0  # malformed or unreadable lines of its metrics and events, left out
 
     @property
     def state(self) -> str:
@@ -188,6 +191,10 @@ class Dashboard(App[str]):
             watched.status = update.status
         for event in update.events:
             self._on_event(watched, event)
+        if update.skipped:
+            if not watched.skipped:
+                self._say_skipped(watched, update.skipped)
+            watched.skipped += update.skipped
         if watched is self.primary:
             if update.log_lines:
                 log = self.query_one("#log", RichLog)
@@ -202,13 +209,24 @@ class Dashboard(App[str]):
         if first_points and watched is self.primary and self._laid_out:
             self._redraw()  # the first points of a run go on screen now, not at the next tick
 
+    def _say_skipped(self, watched: WatchedRun, count: int) -> None:
+        """Once per run: lines another writer got wrong are left out, and the viewer goes on."""
+        line = (
+            f"viewer: left out {count} malformed line(s) of {watched.run.name}'s metrics.jsonl or events.jsonl "
+            f"(a row needs {ROW_RULE}); later ones are left out silently"
+        )
+        if watched is self.primary:
+            self.query_one("#log", RichLog).write(Text(line, style="yellow"))
+        else:
+            self.notify(line, severity="warning", markup=False)
+
     def _on_event(self, watched: WatchedRun, event: dict[str, Any]) -> None:
         kind = event.get("kind")
         if kind == "alert":
             watched.alerts.append(event)
         if event.get("ack") and watched is self.primary and event.get("t", 0) > self._opened:
             what = {"checkpoint": "checkpoint written", "sample": "sample grid written"}.get(str(kind))
-            self.notify(f"{what or event.get('state', kind)} at step {event.get('step')}", timeout=4)
+            self.notify(f"{what or event.get('state', kind)} at step {event.get('step')}", timeout=4, markup=False)
 
     # ----- drawing ------------------------------------------------------------------------------
 
@@ -332,11 +350,15 @@ class Dashboard(App[str]):
     def _send(self, command: str) -> bool:
         watched = self.primary
         if watched.state not in ACTIVE_STATES:
-            self.notify(f"{watched.run.name} is {watched.state}: there is no worker to {command}", severity="warning")
+            self.notify(
+                f"{watched.run.name} is {watched.state}: there is no worker to {command}",
+                severity="warning",
+                markup=False,
+            )
             return False
         if not self._takes(command):
             self.notify(f"{watched.run.name} is fed by its own training loop, which does not take {command!r}",
-                        severity="warning")  # fmt: skip
+                        severity="warning", markup=False)  # fmt: skip
             return False
         try:
             control.send(watched.run, command)
@@ -358,7 +380,7 @@ class Dashboard(App[str]):
     def action_stop(self) -> None:
         watched = self.primary
         if watched.state not in ACTIVE_STATES:
-            self.notify(f"{watched.run.name} is {watched.state}: nothing to stop", severity="warning")
+            self.notify(f"{watched.run.name} is {watched.state}: nothing to stop", severity="warning", markup=False)
             return
 
         def answered(stop: bool | None) -> None:

@@ -29,7 +29,7 @@ HELPERS = 2
 CHUNK_BYTES = 8 << 20
 
 Columns = dict[str, tuple[np.ndarray, np.ndarray]]
-Piece = tuple[Columns, int, int]  # columns, rows, unreadable lines
+Piece = tuple[Columns, int, int]  # columns, rows, unreadable or malformed lines
 
 
 def parse_span(path: Path, start: int, end: int) -> Piece:
@@ -41,8 +41,8 @@ def parse_span(path: Path, start: int, end: int) -> Piece:
         handle.seek(start)
         data = handle.read(end - start)
     rows, bad = parse_lines(data.split(b"\n"))
-    plotted = columns_from_rows(rows, wanted=lambda name: name == "t" or name not in NOT_PLOTTED_ALONE)
-    return plotted, len(rows), bad
+    plotted, malformed = columns_from_rows(rows, wanted=lambda name: name == "t" or name not in NOT_PLOTTED_ALONE)
+    return plotted, len(rows) - malformed, bad + malformed
 
 
 def spans(path: Path, end: int) -> list[tuple[int, int]]:

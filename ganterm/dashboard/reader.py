@@ -17,7 +17,7 @@ import numpy as np
 
 from ganterm.dashboard.history import MetricsHistory
 from ganterm.dashboard.series import columns_from_rows, merge_columns, parse_lines
-from ganterm.run.jsonl import JsonlTail, LineTail, TextTail
+from ganterm.run.jsonl import JsonlTail, LineTail, TextTail, valid_event
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 
@@ -40,10 +40,11 @@ class RunUpdate:
     log_lines: list[str] = field(default_factory=list)
     samples: list[Path] | None = None
     more: bool = False  # history still unread; poll again soon
+    skipped: int = 0  # lines of metrics.jsonl or events.jsonl left out this poll: unreadable or malformed
 
     def __bool__(self) -> bool:
         return bool(self.rows or self.history_rows or self.reset or self.events or self.status is not None
-                    or self.log_lines or self.samples is not None)  # fmt: skip
+                    or self.log_lines or self.samples is not None or self.skipped)  # fmt: skip
 
 
 def _log_tail(path: Path) -> TextTail:
@@ -83,7 +84,8 @@ class RunReader:
         self.metrics, self.history = _metrics_tail(run.metrics)
         self.events = JsonlTail(run.events)
         self.log = _log_tail(run.log)
-        self.bad_lines = 0
+        self.bad_lines = 0  # unreadable or malformed lines of metrics.jsonl and events.jsonl, so far
+        self._bad_events = 0
         self._status_stamp: tuple[int, int] | None = None
         self._samples_stamp: tuple[int, int] | None = None
 
@@ -94,17 +96,22 @@ class RunReader:
         if update.reset and self.history is not None:
             self.history.close()
             self.history = None
+        bad_before = self.bad_lines
         rows, bad = parse_lines(lines)
-        self.bad_lines += bad
-        update.rows = len(rows)
-        update.columns = columns_from_rows(rows)
+        update.columns, malformed = columns_from_rows(rows)
+        self.bad_lines += bad + malformed
+        update.rows = len(rows) - malformed
         pieces = self.history.ready() if self.history is not None and self.history.pending else []
         if pieces:
             self.bad_lines += sum(bad for _, _, bad in pieces)
             update.history_rows = sum(count for _, count, _ in pieces)
             update.history = merge_columns([columns for columns, _, _ in reversed(pieces)])
         update.more = self.metrics.pending_bytes > 0 or (self.history is not None and self.history.pending)
-        update.events = self.events.read()
+        events = self.events.read()
+        update.events = [event for event in events if valid_event(event)]
+        self.bad_lines += len(events) - len(update.events) + self.events.bad_lines - self._bad_events
+        self._bad_events = self.events.bad_lines
+        update.skipped = self.bad_lines - bad_before
         update.log_lines = self.log.read()
         stamp = _stamp(self.run.status)
         if stamp != self._status_stamp:

@@ -52,7 +52,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-box"):
-            yield Label(self.question)
+            yield Label(self.question, markup=False)  # it quotes a run's name
             with Horizontal(id="confirm-buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no", variant="primary")
@@ -99,7 +99,7 @@ class RunPicker(ModalScreen[list[RunDir]]):
             summary = self.summaries[str(run.path)]
             line = f"{summary['name']:<32} {summary['state']:<9} {summary['step']:>13}  loss_d {summary['loss_d']}"
             if pattern.lower() in line.lower():
-                listing.add_option(Selection(line, str(run.path), str(run.path) in self.ticked))
+                listing.add_option(Selection(Text(line), str(run.path), str(run.path) in self.ticked))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._fill(event.value)

@@ -166,25 +166,30 @@ def panel_order(name: str) -> tuple[int, str]:
 
 def columns_from_rows(
     rows: list[dict], wanted: Callable[[str], bool] = lambda name: True
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Rows of one chunk → per-metric (steps, values) in step order; null and non-numbers become NaN.
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
+    """Rows of one chunk → per-metric (steps, values) in step order, and how many rows were malformed.
 
-    Rows are grouped by their key sequence (a worker writes a few shapes of
-    row, over and over) so each group converts to numbers in one numpy call.
-    Only the `wanted` metrics are converted.
+    A row needs a whole-number step, a finite number t, and numbers or null (NaN) as the values read
+    (`ganterm.run.jsonl.ROW_RULE`); any other row is left out whole and counted. Rows are grouped by
+    their key sequence (a worker writes a few shapes of row, over and over) so each group is checked
+    and converted to numbers in a few numpy calls. Only the `wanted` metrics are converted.
     """
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    bad = 0
     for all_keys, group in _by_shape(rows):
-        if "step" not in all_keys:
+        if "step" not in all_keys or "t" not in all_keys:
+            bad += len(group)
             continue
-        keys = tuple(name for name in all_keys if name == "step" or wanted(name))
-        table = _numbers(keys, group)
-        steps = table[:, keys.index("step")]
-        usable = np.isfinite(steps)
-        steps = steps[usable].astype(np.int64)
+        keys = tuple(name for name in all_keys if name in ("step", "t") or wanted(name))
+        table, good = _numbers(keys, group)
+        steps, times = table[:, keys.index("step")], table[:, keys.index("t")]
+        with np.errstate(invalid="ignore"):
+            good &= np.isfinite(times) & (steps >= 0) & (steps == np.floor(steps))  # NaN and inf fail these
+        bad += len(group) - int(good.sum())
+        steps = steps[good].astype(np.int64)
         for index, name in enumerate(keys):
-            if name != "step":
-                parts.setdefault(name, []).append((steps, table[usable, index].astype(value_dtype(name))))
+            if name != "step" and wanted(name):
+                parts.setdefault(name, []).append((steps, table[good, index].astype(value_dtype(name))))
     columns = {}
     for name, pieces in parts.items():
         steps = np.concatenate([p[0] for p in pieces]) if len(pieces) > 1 else pieces[0][0]
@@ -193,7 +198,7 @@ def columns_from_rows(
             order = np.argsort(steps, kind="stable")
             steps, values = steps[order], values[order]
         columns[name] = (steps, values)
-    return columns
+    return columns, bad
 
 
 def merge_columns(pieces: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -226,16 +231,23 @@ def _by_shape(rows: list[dict]) -> Iterator[tuple[tuple[str, ...], list[dict]]]:
         yield from shapes.items()
 
 
-def _numbers(keys: tuple[str, ...], group: list[dict]) -> np.ndarray:
-    """A (rows, keys) float64 table; the fast path fails only on strings or nested values."""
+def _numbers(keys: tuple[str, ...], group: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """A (rows, keys) float64 table, null as NaN, and which rows hold only numbers and nulls.
+
+    The fast path fails only on nulls, strings or nested values; then each row is looked at.
+    """
     pick = operator.itemgetter(*keys) if len(keys) > 1 else lambda row: (row[keys[0]],)
     try:
         flat = np.fromiter(chain.from_iterable(map(pick, group)), dtype=np.float64, count=len(group) * len(keys))
-        return flat.reshape(len(group), len(keys))
+        return flat.reshape(len(group), len(keys)), np.ones(len(group), dtype=bool)
     except (TypeError, ValueError):
-        return np.array(
-            [[v if isinstance(v, (int, float)) else math.nan for v in pick(row)] for row in group], dtype=np.float64
-        )
+        picked = [pick(row) for row in group]
+        good = np.fromiter(
+            (all(v is None or isinstance(v, (int, float)) for v in values)
+             for values in picked), dtype=bool, count=len(group),
+        )  # fmt: skip
+        table = [[v if isinstance(v, (int, float)) else math.nan for v in values] for values in picked]
+        return np.array(table, dtype=np.float64).reshape(len(group), len(keys)), good
 
 
 def envelope(steps: np.ndarray, values: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

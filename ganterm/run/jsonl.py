@@ -6,6 +6,7 @@ until its newline arrives. NaN and infinity are written as null.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterable
@@ -148,6 +149,35 @@ class JsonlTail(LineTail):
             else:
                 self.bad_lines += 1
         return records
+
+
+ROW_RULE = "a whole-number step, a number t, and numbers or null"
+EVENT_RULE = "a whole-number step, a number t, a kind, and text where text belongs"
+_EVENT_TEXT = ("kind", "check", "severity", "message", "state", "error", "path", "refused")
+
+
+def _whole(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def valid_row(record: dict[str, Any]) -> bool:
+    """A metrics row a viewer can use: see ROW_RULE. Other writers' mistakes must not crash a viewer."""
+    if not (_whole(record.get("step")) and record["step"] >= 0 and _finite(record.get("t"))):
+        return False
+    return all(value is None or isinstance(value, (int, float)) for value in record.values())
+
+
+def valid_event(record: dict[str, Any]) -> bool:
+    """An event a viewer can use: see EVENT_RULE."""
+    if not (_whole(record.get("step")) and _finite(record.get("t")) and isinstance(record.get("kind"), str)):
+        return False
+    return all(isinstance(record[key], str) for key in _EVENT_TEXT if key in record)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

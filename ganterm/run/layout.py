@@ -20,6 +20,8 @@ DEFAULT_ROOT = Path("runs")
 GRID_KEY = "ganterm-grid"  # PNG text of a sample grid: "images columns rows cell_width cell_height"
 GRID_PADDING = 2
 _SAMPLE_FILE = re.compile(r"^step_(\d{7,})\.png$")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+RUN_NAME_RULE = "letters, digits, '.', '_' and '-', at most 128, not starting with '.'"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,13 @@ class RunDir:
 
     def exists(self) -> bool:
         return any(p.exists() for p in (self.metrics, self.status, self.config, self.checkpoints))
+
+
+def check_run_name(name: str, what: str = "run name") -> str:
+    """A run name is a plain, safe folder name: it is a path component, a shell word and a terminal string."""
+    if not _RUN_NAME.match(name):
+        raise UserError(f"{what} {name!r} is not a valid run name: use {RUN_NAME_RULE}")
+    return name
 
 
 def _slug(text: str) -> str:

@@ -60,7 +60,8 @@ def measure_quality(trainer: Trainer, recorder: Recorder, schedule: Schedule) ->
     if schedule.quality is None:
         return
     measured = schedule.quality.measure(trainer.sampling_generator, trainer.config.model.z_dim)
-    recorder.write_rows([{"step": trainer.step, "t": time.time(), **measured}])
+    if measured:  # nothing applies to a folder of a handful of images
+        recorder.write_rows([{"step": trainer.step, "t": time.time(), **measured}])
 
 
 def _commands(trainer: Trainer, recorder: Recorder, paused: bool) -> list[Command]:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganterm.errors import UserError
 from ganterm.training.data import TOY_SAMPLE_POINTS, Dataset, toy_modes
 from ganterm.training.sample import generate, latent
 
@@ -205,6 +206,17 @@ class QualityProbe:
         labels = dataset.labels if labelled else None
         return cls(dataset.name, False, 1.0, net, real_features, labels, dataset.num_classes, samples, seed)
 
+    @property
+    def left_out(self) -> str | None:
+        """Why precision and recall cannot be measured on this data, if they cannot."""
+        real = 0 if self.real_features is None else len(self.real_features)
+        if self.toy or real > PR_NEIGHBOURS:
+            return None
+        return (
+            f"precision and recall are not measured: their {PR_NEIGHBOURS}-nearest-neighbour radii need more than "
+            f"{PR_NEIGHBOURS} real images, and {self.dataset_name} holds {real}"
+        )
+
     def measure(self, generator: nn.Module, z_dim: int) -> dict[str, float]:
         z = latent(self.seed + 77_777, self.samples, z_dim)
         output = generate(generator, z)
@@ -212,7 +224,9 @@ class QualityProbe:
             return toy_metrics(self.dataset_name, output * self.point_scale)
         assert self.net is not None and self.real_features is not None
         fake_features, fake_probs = embed(self.net, output)
-        metrics = precision_recall(self.real_features, fake_features)
+        # a handful of real images (a tiny folder) has no k-th neighbour: the measure is left out, not failed
+        enough = min(len(self.real_features), len(fake_features)) > PR_NEIGHBOURS
+        metrics = precision_recall(self.real_features, fake_features) if enough else {}
         if self.real_labels is not None:
             metrics["fd_classifier"] = frechet_distance(self.real_features, fake_features)
             metrics |= class_metrics(fake_probs, self.real_labels, self.classes)
@@ -228,4 +242,7 @@ def evaluate_checkpoint(path: Path, log: Callable[[str], None] = print) -> tuple
     config = checkpoint.config
     dataset = load_dataset(config, progress=log)
     probe = QualityProbe.prepare(dataset, config.quality.samples, config.train.seed, cache_root(config), log)
-    return probe.measure(generator, config.model.z_dim), checkpoint.step
+    metrics = probe.measure(generator, config.model.z_dim)
+    if not metrics:
+        raise UserError(f"nothing to measure for {str(path)!r}: {probe.left_out}")
+    return metrics, checkpoint.step

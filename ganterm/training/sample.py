@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from ganterm.config import Config
+from ganterm.errors import UserError
 from ganterm.run.files import write_atomic
 from ganterm.run.layout import GRID_KEY, GRID_PADDING
 
@@ -113,13 +114,25 @@ def save_png(image: Image.Image, path: Path) -> None:
     write_atomic(path, png_bytes(image))
 
 
-def timelapse(frames: list[Path], out: Path, frame_ms: int = 120) -> None:
-    """An animated GIF of the sample grids, in step order."""
-    images = [Image.open(p).convert("RGB") for p in frames]
+def timelapse(frames: list[Path], out: Path, frame_ms: int = 120) -> int:
+    """An animated GIF of the sample grids, in step order; returns how many were unreadable and left out.
+
+    A grid cut short (a full disk, a copy in progress) or not a picture at all costs its frame, not the GIF.
+    """
+    images = []
+    for path in frames:
+        try:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        except (OSError, SyntaxError, ValueError):  # PIL's ways of saying "not a readable picture"
+            continue
+    if not images:
+        raise UserError(f"none of the {len(frames)} sample grids in {str(frames[0].parent)!r} can be read")
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, buffer.getvalue())
+    return len(frames) - len(images)
 
 
 def picture(generator: nn.Module, config: Config, z: torch.Tensor, nrow: int | None = None) -> Image.Image:

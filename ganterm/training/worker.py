@@ -123,6 +123,8 @@ def _prepare(
         schedule.quality = QualityProbe.prepare(
             dataset, config.quality.samples, config.train.seed, cache_root(config), log
         )
+        if schedule.quality.left_out:
+            log(f"note: {schedule.quality.left_out}")
     if resume is not None:
         checkpoint = load_checkpoint(resume)
         trainer.restore(checkpoint, resume)
