@@ -338,7 +338,10 @@ def _intact_checkpoint(argument: str | None, root: Path) -> Path:
     from ganterm.run.checkpoints import find_checkpoint
     from ganterm.training.checkpoint import verify
 
-    return find_checkpoint(argument, root, verify, warn=lambda line: errors.print(line, highlight=False, markup=False))
+    def warn(line: str) -> None:
+        errors.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    return find_checkpoint(argument, root, verify, warn)
 
 
 @app.command()
