@@ -15,6 +15,7 @@ switches of its own. Faults:
   temp file written), `renaming` (temp file complete, not yet renamed),
   `after` (file and `latest` in place, its event not yet written). With
   `--marker PATH`, PATH is created once it waits there;
+- `--hang-commanded PHASE`: the same, in a write the `checkpoint` command asked for;
 - `--disk-full-checkpoint N`: the Nth checkpoint write and every later one meet a full disk;
 - `--disk-full-metrics-at STEP`: writing a metrics row of STEP or later meets a full disk;
 - `--disk-full-from STEP`: from the first metrics row of STEP on, every write
@@ -70,12 +71,21 @@ def install_nan(steps: set[int], setattr: Setter = setattr) -> None:
 class CheckpointFaults:
     """Counts checkpoint writes and acts inside the Nth one."""
 
-    def __init__(self, hang: tuple[int, str] | None, full: int | None, marker: Path | None) -> None:
+    def __init__(
+        self, hang: tuple[int, str] | None, full: int | None, marker: Path | None, commanded: str | None = None
+    ) -> None:
         self.count = 0
         self.hang, self.full, self.marker = hang, full, marker
+        self.commanded = commanded  # the phase to stop at in a write the `checkpoint` command asked for
+        self.by_command = False
 
     def install(self, setattr: Setter = setattr) -> None:
         save, real_open, real_replace = loop.save_checkpoint, builtins.open, os.replace
+        write_checkpoint = loop.write_checkpoint
+
+        def write_checkpoint_(*args: Any, **kwargs: Any) -> Path | None:
+            self.by_command = (args[3] if len(args) > 3 else kwargs.get("command")) is not None
+            return write_checkpoint(*args, **kwargs)
 
         def save_checkpoint(*args: Any, **kwargs: Any) -> Path:
             self.count += 1
@@ -96,6 +106,7 @@ class CheckpointFaults:
             real_replace(src, dst, *args, **kwargs)
 
         setattr(loop, "save_checkpoint", save_checkpoint)
+        setattr(loop, "write_checkpoint", write_checkpoint_)
         setattr(files, "open", open_)  # a module global shadows the builtin in ganterm.run.files only
         setattr(os, "replace", replace)
 
@@ -104,8 +115,11 @@ class CheckpointFaults:
         name = Path(path).name
         return name.startswith((".step_", "step_")) and ".safetensors" in name
 
+    def waits_at(self, phase: str) -> bool:
+        return self.hang == (self.count, phase) or (self.by_command and self.commanded == phase)
+
     def wait_if(self, phase: str) -> None:
-        if self.hang == (self.count, phase):
+        if self.waits_at(phase):
             if self.marker is not None:
                 self.marker.write_text(phase)
             time.sleep(HANG_SECONDS)
@@ -122,7 +136,7 @@ class _Handle:
             self._handle.write(bytes(data)[: len(data) // 2])
             self._handle.flush()
             raise disk_full(self._path)
-        if self._faults.hang == (self._faults.count, "during"):
+        if self._faults.waits_at("during"):
             self._handle.write(bytes(data)[: len(data) // 2])
             self._handle.flush()
             self._faults.wait_if("during")
@@ -181,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fault_worker")
     parser.add_argument("--nan-at", type=_steps, default=set())
     parser.add_argument("--hang-checkpoint", type=_hang, default=None)
+    parser.add_argument("--hang-commanded", choices=PHASES, default=None)
     parser.add_argument("--disk-full-checkpoint", type=int, default=None)
     parser.add_argument("--disk-full-metrics-at", type=int, default=None)
     parser.add_argument("--disk-full-from", type=int, default=None)
@@ -188,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[:split])
     if args.nan_at:
         install_nan(args.nan_at)
-    if args.hang_checkpoint or args.disk_full_checkpoint:
-        CheckpointFaults(args.hang_checkpoint, args.disk_full_checkpoint, args.marker).install()
+    if args.hang_checkpoint or args.disk_full_checkpoint or args.hang_commanded:
+        CheckpointFaults(args.hang_checkpoint, args.disk_full_checkpoint, args.marker, args.hang_commanded).install()
     if args.disk_full_metrics_at is not None or args.disk_full_from is not None:
         install_disk_full(args.disk_full_metrics_at, args.disk_full_from)
     return worker.main(argv[split + 1 :])
