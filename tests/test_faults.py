@@ -9,7 +9,8 @@ asserts the promises of the run record:
 
 - every step is in metrics.jsonl exactly once, 1..total, in order;
 - the sample grids are those of the schedule, each with its event;
-- the resume went on from the newest checkpoint that was intact at the kill;
+- no checkpoint whose event was written is lost to the fault, and the
+  resume went on from the newest checkpoint intact at the kill;
 - every file in the run directory is readable by a viewer.
 
 The default variant tries a few points; `-m slow` tries them all.
@@ -165,6 +166,9 @@ def _trial(root: Path, fault: Fault) -> dict:
     started = time.monotonic()
     _stop(run, fault, root / f"{fault.name}.hanging")
     used = _newest_intact(run)
+    promised = [e["step"] for e in _rows(run.events) if e["kind"] == "checkpoint"]  # written, by the record
+    if promised:
+        assert used is not None and used >= max(promised), f"checkpoint {max(promised)} was lost; newest left: {used}"
     last_row = max((row["step"] for row in _rows(run.metrics) if "step" in row), default=0)
     total = last_row + MORE
     before = run.log.stat().st_size
