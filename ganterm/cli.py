@@ -351,12 +351,11 @@ def sample(
     root: RootOption = Path("runs"),
 ) -> None:
     """Write a PNG grid of samples from a checkpoint."""
-    from ganterm.run.checkpoints import find_checkpoint
     from ganterm.training.sample import render_checkpoint, save_png
 
     if out is not None and out.suffix.lower() != ".png":
         raise UserError(f"--out {str(out)!r} must name a .png file")
-    path = find_checkpoint(run_or_checkpoint, root)
+    path = _intact_checkpoint(run_or_checkpoint, root)
     image, step = render_checkpoint(path, n, seed, nrow, interpolate)
     if out is None:
         owner = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
@@ -378,15 +377,25 @@ def evaluate(
 ) -> None:
     """Measure sample quality of a checkpoint: modes, classes, offline FID, precision and recall."""
     from ganterm.listing import metrics_table
-    from ganterm.run.checkpoints import find_checkpoint
     from ganterm.training.quality import evaluate_checkpoint
 
-    path = find_checkpoint(run_or_checkpoint, root)
+    path = _intact_checkpoint(run_or_checkpoint, root)
     metrics, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False, markup=False))
     if as_json:
         print(json.dumps(metrics))
     else:
         console.print(metrics_table(metrics, f"{path} (step {step})"))
+
+
+def _intact_checkpoint(argument: str | None, root: Path) -> Path:
+    """The file named, or the newest checkpoint of a run that loads whole (checksum included), with a warning."""
+    from ganterm.run.checkpoints import find_checkpoint
+    from ganterm.training.checkpoint import verify
+
+    def warn(line: str) -> None:
+        errors.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    return find_checkpoint(argument, root, verify, warn)
 
 
 @app.command()
@@ -399,10 +408,9 @@ def export(
     root: RootOption = Path("runs"),
 ) -> None:
     """Write the (EMA) generator alone, loadable with safetensors.torch.load_file."""
-    from ganterm.run.checkpoints import find_checkpoint
     from ganterm.training.checkpoint import load_checkpoint, save_generator
 
-    path = find_checkpoint(run_or_checkpoint, root)
+    path = _intact_checkpoint(run_or_checkpoint, root)
     checkpoint = load_checkpoint(path)
     _write(out, lambda target: save_generator(target, checkpoint.sampling_weights, checkpoint.config, checkpoint.step))
     _say(f"wrote {out} (generator at step {checkpoint.step}, {len(checkpoint.sampling_weights)} tensors)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ganterm.config import Config, frozen_on_resume, load_config
 from ganterm.errors import ConfigError, UserError
-from ganterm.run.checkpoints import latest_step_file, read_config, step_files
+from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
 from ganterm.run.jsonl import TextTail
 from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
 from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_status, stalled_reason, write_status
@@ -53,7 +53,9 @@ def resume_plan(
     the schedule, not the data or the architecture. A checkpoint file outside
     any run directory starts a new run (returned as None) that continues its
     step numbering. A run that died before its first checkpoint starts over
-    from step 0 (returned checkpoint None) with its saved config.
+    from step 0 (returned checkpoint None) with its saved config. A run's
+    newest checkpoint with a damaged header is passed over for the newest
+    intact one; the worker, which loads the tensors, checks them too.
     """
     given = Path(argument).expanduser()
     if given.is_file():
@@ -62,10 +64,10 @@ def resume_plan(
         run = owner if given.resolve().parent.name == "checkpoints" and owner.exists() else None
     else:
         run = resolve_run(argument, root)
-        checkpoint = latest_step_file(run)
+        checkpoint = newest_intact(run)
         if checkpoint is None:
             return run, None, load_config(config_path, overrides, values, base=load_config(run.config))
-    saved, step = read_config(checkpoint)
+    saved, step = read_resumable(checkpoint)
     config = load_config(config_path, overrides, values, base=saved)
     frozen_on_resume(saved, config)
     if config.train.epochs <= 0 and config.train.steps <= step:
@@ -83,6 +85,7 @@ class Plan:
     config: Config
     run: RunDir | None = None
     checkpoint: Path | None = None
+    or_older: bool = False  # the checkpoint is the run's newest, found by name: the worker may fall back
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ def plan_run(config_path: Path | None, values: dict, overrides: list[str], resum
     if resume is None:
         return Plan(load_config(config_path, overrides, values))
     run, checkpoint, config = resume_plan(resume, root, config_path, values, overrides)
-    return Plan(config, run, checkpoint)
+    return Plan(config, run, checkpoint, or_older=not Path(resume).expanduser().is_file())
 
 
 def start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Started:
@@ -121,7 +124,7 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Starte
         (folder / "config.toml").write_text(plan.config.to_toml(), encoding="utf-8")
         log = worker_log(run, scale)
         offset = log.stat().st_size if log.exists() else 0
-        pid = start_worker(run, plan.checkpoint, scale, folder / "config.toml")
+        pid = start_worker(run, plan.checkpoint, scale, folder / "config.toml", plan.or_older)
         return Started(run, pid, new=False, log_offset=offset)
     run = plan.run
     if run is None:
@@ -130,7 +133,8 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Starte
         ensure_idle(run)
         run.config.write_text(plan.config.to_toml(), encoding="utf-8")
     offset = run.log.stat().st_size if run.log.exists() else 0
-    return Started(run, start_worker(run, plan.checkpoint, scale), new=plan.run is None, log_offset=offset)
+    pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)
+    return Started(run, pid, new=plan.run is None, log_offset=offset)
 
 
 def scale_from_options(
@@ -207,7 +211,7 @@ def worker_log(run: RunDir, scale: Scale) -> Path:
     return run.log if scale.node_rank == 0 else node_folder(run, scale) / "worker.log"
 
 
-def worker_command(run: RunDir, resume: Path | None, scale: Scale, config: Path) -> list[str]:
+def worker_command(run: RunDir, resume: Path | None, scale: Scale, config: Path, or_older: bool = False) -> list[str]:
     """The worker itself for one process; torchrun, through ganterm's supervisor, for several."""
     if not scale.distributed:
         command = [sys.executable, "-m", "ganterm.training.worker", str(run.path)]
@@ -220,17 +224,21 @@ def worker_command(run: RunDir, resume: Path | None, scale: Scale, config: Path)
     command += ["--config", str(config)]
     if resume is not None:
         command += ["--resume", str(resume)]
+        if or_older:
+            command += ["--or-older"]
     return command
 
 
-def start_worker(run: RunDir, resume: Path | None = None, scale: Scale = Scale(), config: Path | None = None) -> int:
+def start_worker(
+    run: RunDir, resume: Path | None = None, scale: Scale = Scale(), config: Path | None = None, or_older: bool = False
+) -> int:
     """Start the worker (or the supervisor of several) detached: its own session, and not our child.
 
     Forking once more and letting the middle process exit hands the worker to
     init, so it outlives this terminal and never lingers as our zombie (a
     zombie still answers kill(pid, 0), which would hide a dead worker).
     """
-    command = worker_command(run, resume, scale, config or run.config)
+    command = worker_command(run, resume, scale, config or run.config, or_older)
     log_path = worker_log(run, scale)
     read_end, write_end = os.pipe()
     middle = os.fork()

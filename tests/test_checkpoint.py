@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import struct
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ganterm.run.checkpoints import CheckpointError, find_checkpoint, step_files
+from ganterm.run.checkpoints import CheckpointError, find_checkpoint, newest_intact, read_resumable, step_files
 from ganterm.run.layout import RunDir
-from ganterm.training.checkpoint import load_checkpoint, save_checkpoint, save_generator
+from ganterm.run.rewind import abandon_after
+from ganterm.training.checkpoint import load_checkpoint, save_checkpoint, save_generator, verify
 from ganterm.training.data import load_dataset
 from ganterm.training.models import build_generator
 from ganterm.training.trainer import Trainer, complete_config
+from tests import fault_worker
 from tests.conftest import tiny_config
 
 
@@ -130,3 +134,105 @@ def test_exported_generator_loads_with_plain_safetensors(tmp_path: Path):
     generator.load_state_dict(weights)
     assert generator(torch.randn(2, 16)).shape == (2, 1, 28, 28)
     assert load_checkpoint(out).step == 1
+
+
+def _data_offset(path: Path, key: str) -> int:
+    """Where tensor `key`'s bytes begin in a safetensors file."""
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    return 8 + length + json.loads(raw[8 : 8 + length])[key]["data_offsets"][0]
+
+
+def _flip(path: Path, offset: int, value: bytes) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(value)
+
+
+def test_a_bit_flip_in_tensor_data_is_caught_by_the_checksum(tmp_path: Path):
+    path = save_checkpoint(RunDir(tmp_path), _trainer().checkpoint(), keep=1)
+    key = next(k for k in load_file(str(path)) if k.startswith("generator_ema."))
+    _flip(path, _data_offset(path, key), struct.pack("<f", float("nan")))  # what made blank samples, exit 0
+    with pytest.raises(CheckpointError, match="is damaged: its tensor data does not match the checksum"):
+        load_checkpoint(path)
+
+
+def test_an_exported_generator_carries_a_checksum_too(tmp_path: Path):
+    trainer = _trainer()
+    out = tmp_path / "generator.safetensors"
+    save_generator(out, trainer.generator_ema.state_dict(), trainer.config, 0)
+    _flip(out, _data_offset(out, next(iter(load_file(str(out))))), b"\xff\xff\xff\xff")
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_checkpoint(out)
+
+
+def test_a_checkpoint_written_before_checksums_still_loads(tmp_path: Path):
+    path = save_checkpoint(RunDir(tmp_path), _trainer().checkpoint(), keep=1)
+    with safe_open(str(path), "pt") as handle:
+        metadata = {k: v for k, v in handle.metadata().items() if k != "checksum"}
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    save_file(tensors, str(path), metadata=metadata)
+    assert load_checkpoint(path).step == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit flip"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path: Path, damage: str):
+    run = RunDir(tmp_path / "runs" / "r")
+    trainer = _trainer()
+    for step in (4, 8, 12):
+        trainer.step = step
+        save_checkpoint(run, trainer.checkpoint(), keep=5)
+    newest = run.checkpoints / "step_0000012.safetensors"
+    if damage == "truncated":
+        newest.write_bytes(newest.read_bytes()[:-1000])
+    else:
+        _flip(newest, newest.stat().st_size - 8, b"\x00\x00\xc0\x7f")
+    warnings: list[str] = []
+    found = find_checkpoint("r", tmp_path / "runs", verify, warn=warnings.append)
+    assert found.name == "step_0000008.safetensors"
+    assert len(warnings) == 1 and "step_0000012" in warnings[0] and "step_0000008" in warnings[0]
+    if damage == "truncated":  # the header alone tells, without torch: what the launcher checks
+        assert newest_intact(run) == found
+    named = run.checkpoints / "step_0000012.safetensors"
+    with pytest.raises(CheckpointError):  # a file named directly is never swapped for another
+        verify(find_checkpoint(str(named), tmp_path / "runs", verify))
+
+
+def test_resuming_from_an_exported_generator_says_what_the_file_is(tmp_path: Path):
+    trainer = _trainer()
+    out = tmp_path / "generator.safetensors"
+    save_generator(out, trainer.generator_ema.state_dict(), trainer.config, 3)
+    with pytest.raises(CheckpointError, match=r"is an exported generator .* training cannot resume from it"):
+        read_resumable(out)
+    with pytest.raises(CheckpointError, match="is an exported generator") as caught:
+        _trainer().restore(load_checkpoint(out), out)
+    assert "architecture" not in str(caught.value)
+
+
+def test_a_full_disk_while_writing_a_checkpoint_is_an_os_error_naming_it(tmp_path: Path, monkeypatch):
+    faults = fault_worker.CheckpointFaults(hang=None, full=1, marker=None)
+    faults.install(lambda owner, name, value: monkeypatch.setattr(owner, name, value, raising=False))
+    faults.count = 1  # as the loop's save_checkpoint would have counted it
+    with pytest.raises(OSError) as caught:
+        save_checkpoint(RunDir(tmp_path), _trainer().checkpoint(), keep=1)
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(tmp_path / "checkpoints" / "step_0000000.safetensors")
+    assert list((tmp_path / "checkpoints").iterdir()) == []  # no temp file left behind
+
+
+def test_rolling_back_moves_later_checkpoints_aside_and_points_latest_at_the_branch(tmp_path: Path):
+    run = RunDir(tmp_path)
+    trainer = _trainer()
+    for step in (4, 8, 12):
+        trainer.step = step
+        save_checkpoint(run, trainer.checkpoint(), keep=3)
+    folder = abandon_after(run, 4)
+    assert folder is not None and folder.parent == run.checkpoints and folder.name.startswith("abandoned-")
+    assert sorted(p.name for p in folder.iterdir()) == ["step_0000008.safetensors", "step_0000012.safetensors"]
+    assert (run.checkpoints / "latest.safetensors").resolve().name == "step_0000004.safetensors"
+    for step in (5, 6, 7):  # the new branch is what pruning keeps now
+        trainer.step = step
+        save_checkpoint(run, trainer.checkpoint(), keep=3)
+    assert [s for s, _ in step_files(run.checkpoints)] == [5, 6, 7]
+    assert len(list(folder.iterdir())) == 2
+    assert abandon_after(run, 7) is None

@@ -18,10 +18,12 @@ import pytest
 import torch
 
 from ganterm.launch import wait_until_started
+from ganterm.run.checkpoints import step_files
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import ACTIVE_STATES, HEARTBEAT_STALE_SECONDS, effective_state, read_status, write_status
 from ganterm.training.checkpoint import load_checkpoint
+from tests import fault_worker
 from tests.conftest import run_cli
 
 TINY = [
@@ -31,12 +33,18 @@ TINY = [
 ]  # fmt: skip
 
 
-def start(cwd: Path, name: str, steps: int = 1_000_000, faults: str = "", *extra: str) -> RunDir:
-    result = run_cli(cwd, "train", "--detach", "--name", name, "--steps", str(steps), *TINY, *extra,
-                     env={"GANTERM_FAULTS": faults})  # fmt: skip
+def start(cwd: Path, name: str, steps: int = 1_000_000, *extra: str) -> RunDir:
+    result = run_cli(cwd, "train", "--detach", "--name", name, "--steps", str(steps), *TINY, *extra)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"started {name}" in result.stdout and f"ganterm watch {name}" in result.stdout
     return RunDir(cwd / "runs" / name)
+
+
+def start_faulty(cwd: Path, name: str, steps: int, faults: list[str], *extra: str) -> tuple[RunDir, subprocess.Popen]:
+    """A worker with `faults` (tests/fault_worker.py) on a new run, configured as `ganterm train` would."""
+    run = RunDir(cwd / "runs" / name)
+    config = fault_worker.resolved_config(cwd, "--steps", str(steps), *TINY, *extra)
+    return run, fault_worker.start(run.path, faults, config=config)
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 90.0, what: str = "") -> None:
@@ -132,26 +140,31 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(workers: Path, mo
     assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 500
 
 
-def test_kill_9_during_a_checkpoint_write_keeps_the_previous_one(workers: Path):
-    run = start(workers, "midwrite", 1_000_000, "slow_checkpoint=30")
-    wait_until(lambda: any(run.checkpoints.glob("*.tmp*")) if run.checkpoints.exists() else False,
-               what="a checkpoint write in progress")  # fmt: skip
-    kill_worker(run)
-    assert any(run.checkpoints.glob("*.tmp*"))  # the half-written file is left where it was
-    assert not (run.checkpoints / "latest.safetensors").exists() or load_checkpoint(
-        run.checkpoints / "latest.safetensors"
-    )
-    result = run_cli(workers, "train", "--resume", "midwrite", "--steps", "260", "--no-dashboard")
+def test_kill_9_during_the_third_checkpoint_write_keeps_the_earlier_ones(workers: Path):
+    """Killed inside the 3rd write, with two checkpoints on disk: both stay intact and resume uses the newest."""
+    marker = workers / "hanging"
+    run, worker = start_faulty(workers, "midwrite", 1_000, ["--hang-checkpoint", "3:during", "--marker", str(marker)],
+                               "--set", "checkpoint.every=20", "--set", "checkpoint.keep=5")  # fmt: skip
+    wait_until(marker.exists, what="the third checkpoint write in progress")
+    worker.kill()
+    worker.wait()
+    assert state(run) == "lost"
+    assert [step for step, _ in step_files(run.checkpoints)] == [20, 40]
+    assert any(run.checkpoints.glob(".step_0000060.safetensors.*.tmp"))  # the half-written file, left as it was
+    assert load_checkpoint(run.checkpoints / "step_0000020.safetensors").step == 20
+    assert load_checkpoint(run.checkpoints / "latest.safetensors").step == 40
+    result = run_cli(workers, "train", "--resume", "midwrite", "--steps", "100", "--no-dashboard")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert load_checkpoint(run.checkpoints / "latest.safetensors").step == 260
+    assert "at step 40" in run.log.read_text()
+    assert load_checkpoint(run.checkpoints / "latest.safetensors").step == 100
     assert not any(run.checkpoints.glob("*.tmp*"))
+    steps = [row["step"] for row in read_jsonl(run.metrics) if "loss_d" in row]
+    assert steps == list(range(1, 101))
 
 
 def test_an_injected_nan_is_skipped_and_reported(workers: Path):
-    result = run_cli(workers, "train", "--name", "nan", "--steps", "120", *TINY, "--no-dashboard",
-                     env={"GANTERM_FAULTS": "nan_at=50"})  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    run = RunDir(workers / "runs" / "nan")
+    run, worker = start_faulty(workers, "nan", 120, ["--nan-at", "50"])
+    assert worker.wait(timeout=180) == 0, run.log.read_text()
     alerts = [e for e in read_jsonl(run.events) if e["kind"] == "alert"]
     assert any(a["check"] == "nonfinite" for a in alerts)
     checkpoint = load_checkpoint(run.checkpoints / "latest.safetensors")
@@ -161,11 +174,9 @@ def test_an_injected_nan_is_skipped_and_reported(workers: Path):
 
 def test_a_run_of_nans_stops_the_run_keeping_the_last_good_checkpoint(workers: Path):
     bad = ",".join(str(s) for s in range(210, 260))
-    result = run_cli(workers, "train", "--name", "nans", "--steps", "400", *TINY, "--set", "train.max_bad_steps=5",
-                     "--no-dashboard", env={"GANTERM_FAULTS": f"nan_at={bad}"})  # fmt: skip
-    assert result.returncode != 0 and "non-finite" in (result.stdout + result.stderr)
-    run = RunDir(workers / "runs" / "nans")
-    assert state(run) == "failed"
+    run, worker = start_faulty(workers, "nans", 400, ["--nan-at", bad], "--set", "train.max_bad_steps=5")
+    assert worker.wait(timeout=180) != 0
+    assert state(run) == "failed" and "non-finite" in read_status(run)["error"]
     assert load_checkpoint(run.checkpoints / "latest.safetensors").step == 200
 
 
@@ -217,11 +228,30 @@ def test_waiting_for_a_start_passes_the_log_on_but_not_a_traceback(tmp_path: Pat
 
 
 def test_a_full_disk_fails_with_a_clear_message(workers: Path):
-    result = run_cli(workers, "train", "--name", "full", "--steps", "100", *TINY, "--no-dashboard",
-                     env={"GANTERM_FAULTS": "disk_full_at=30"})  # fmt: skip
-    assert result.returncode != 0
-    message = result.stdout + result.stderr
-    assert "no space left on the disk while writing" in message and "metrics.jsonl" in message
-    assert "Traceback" not in message
-    run = RunDir(workers / "runs" / "full")
-    assert state(run) == "failed" and "no space left" in read_status(run)["error"]
+    run, worker = start_faulty(workers, "full", 100, ["--disk-full-metrics-at", "30"])
+    assert worker.wait(timeout=180) != 0
+    error = read_status(run)["error"]
+    assert "no space left on the disk while writing" in error and "metrics.jsonl" in error
+    assert "ganterm train --resume full" in error and "Traceback" not in error
+    assert state(run) == "failed"
+
+
+def test_a_full_disk_during_a_checkpoint_write_says_so_in_one_sentence(workers: Path):
+    faults = ["--disk-full-checkpoint", "2"]
+    run, worker = start_faulty(workers, "fullckpt", 100, faults, "--set", "checkpoint.every=20")
+    assert worker.wait(timeout=180) != 0
+    status = read_status(run)
+    assert state(run) == "failed", status
+    assert status["error"].startswith("no space left on the disk while writing"), status["error"]
+    assert "step_0000040.safetensors" in status["error"] and "ganterm train --resume fullckpt" in status["error"]
+    assert [step for step, _ in step_files(run.checkpoints)] == [20]
+    assert not any(run.checkpoints.glob("*.tmp*"))  # the half-written temp file is removed
+
+
+def test_a_completely_full_disk_reads_as_lost_once_the_worker_exits(workers: Path):
+    """Nothing can be written, status.json included: it cannot say `failed`, but it must not read `running`."""
+    run, worker = start_faulty(workers, "allfull", 100, ["--disk-full-from", "30"])
+    assert worker.wait(timeout=180) != 0
+    assert read_status(run)["state"] == "running"  # the last status that fitted on the disk
+    assert state(run) == "lost"
+    assert "no space left on the disk while writing" in run.log.read_text()

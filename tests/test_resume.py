@@ -1,4 +1,4 @@
-"""A run trained 2N steps equals one trained N steps, stopped, and resumed for N more: bit for bit."""
+"""Resuming: bit for bit after a stop; from an older checkpoint, a new branch; past a damaged one, the newest intact."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ganterm.run.checkpoints import latest_step_file
+from ganterm.run.checkpoints import latest_step_file, step_files
 from ganterm.run.jsonl import read_jsonl
 from ganterm.run.layout import RunDir
-from tests.conftest import tiny_config, train_in_process
+from ganterm.training.checkpoint import load_checkpoint
+from tests.conftest import run_cli, tiny_config, train_in_process
 
 N = 6
 VOLATILE = {"t", "img_per_s"}  # wall-clock readings differ between any two runs
@@ -51,3 +52,65 @@ def test_resume_rewinds_metrics_written_after_the_checkpoint(tmp_path: Path):
     assert train_in_process(run, resume=checkpoint) == 0
     steps = [row["step"] for row in read_jsonl(run.metrics)]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def _run_with_checkpoints(root: Path, name: str = "branch") -> RunDir:
+    """A finished 12-step run with checkpoints at 4, 8 and 12 (keep 3) and a sample at each."""
+    run = RunDir(root / "runs" / name)
+    config = tiny_config("train.steps=12", "checkpoint.every=4", "checkpoint.keep=3", "sample.every=4", data="ring")
+    assert train_in_process(run, config) == 0
+    return run
+
+
+def test_resuming_from_an_older_checkpoint_makes_it_the_branch_point(tmp_path: Path):
+    run = _run_with_checkpoints(tmp_path)
+    older = run.checkpoints / "step_0000004.safetensors"
+    result = run_cli(tmp_path, "train", "--resume", str(older), "--steps", "10", "--no-dashboard")
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = [line for line in result.stdout.splitlines() if "rolled back to step 4" in line]
+    assert len(said) == 1 and "step_0000008.safetensors, step_0000012.safetensors" in said[0], result.stdout
+    (abandoned,) = run.checkpoints.glob("abandoned-*")
+    assert sorted(p.name for p in abandoned.iterdir()) == ["step_0000008.safetensors", "step_0000012.safetensors"]
+    # the new branch: 4 (kept, 3 newest), 8 and 10 from the resumed worker; latest on its end
+    assert [step for step, _ in step_files(run.checkpoints)] == [4, 8, 10]
+    assert load_checkpoint(run.checkpoints / "latest.safetensors").step == 10
+    assert [row["step"] for row in read_jsonl(run.metrics) if "loss_d" in row] == list(range(1, 11))
+    assert [step for step, _ in run.sample_steps()] == [4, 8, 10]
+    sampled = run_cli(tmp_path, "sample", "branch", "-n", "4")
+    assert sampled.returncode == 0 and "step 10" in sampled.stdout, sampled.stdout + sampled.stderr
+    before = run.log.stat().st_size
+    again = run_cli(tmp_path, "train", "--resume", "branch", "--steps", "14", "--no-dashboard")
+    assert again.returncode == 0, again.stdout + again.stderr
+    this_worker = run.log.read_text()[before:]  # (the CLI may echo the earlier workers' lines too: issue 12 item 8)
+    assert "resumed from" in this_worker and "at step 10" in this_worker and "rolled back" not in this_worker
+    assert [row["step"] for row in read_jsonl(run.metrics) if "loss_d" in row] == list(range(1, 15))
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over_by_sample_export_and_resume(tmp_path: Path):
+    run = _run_with_checkpoints(tmp_path, "damaged")
+    newest = run.checkpoints / "step_0000012.safetensors"
+    with open(newest, "r+b") as handle:  # a flipped word near the end of the tensor data
+        handle.seek(newest.stat().st_size - 8)
+        handle.write(b"\x00\x00\xc0\x7f")
+    for command in (["sample", "damaged", "-n", "4"], ["export", "damaged", "--out", str(tmp_path / "g.safetensors")]):
+        result = run_cli(tmp_path, *command)
+        assert result.returncode == 0, result.stdout + result.stderr
+        warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warning) == 1 and "step_0000012" in warning[0] and "step_0000008" in warning[0], result.stderr
+        assert "step 8" in result.stdout, result.stdout
+    result = run_cli(tmp_path, "train", "--resume", "damaged", "--steps", "14", "--no-dashboard")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is damaged" in result.stdout and "at step 8" in result.stdout, result.stdout
+    assert [row["step"] for row in read_jsonl(run.metrics) if "loss_d" in row] == list(range(1, 15))
+    (abandoned,) = run.checkpoints.glob("abandoned-*")  # the damaged file, kept for the curious
+    assert [p.name for p in abandoned.iterdir()] == ["step_0000012.safetensors"]
+
+
+def test_resuming_from_an_exported_generator_is_refused_naming_what_it_is(tmp_path: Path):
+    _run_with_checkpoints(tmp_path, "exported")
+    out = tmp_path / "generator.safetensors"
+    assert run_cli(tmp_path, "export", "exported", "--out", str(out)).returncode == 0
+    result = run_cli(tmp_path, "train", "--resume", str(out), "--steps", "20", "--no-dashboard")
+    assert result.returncode != 0
+    assert "is an exported generator" in result.stderr and "ganterm sample can use it" in result.stderr, result.stderr
+    assert "architecture" not in result.stderr and "Traceback" not in result.stderr

@@ -15,6 +15,7 @@ from ganterm.run.status import read_status
 from ganterm.training.data import load_dataset
 from ganterm.training.losses import discriminator_targets
 from ganterm.training.trainer import Trainer, complete_config
+from tests import fault_worker
 from tests.conftest import tiny_config, train_in_process
 
 DESIGN_NAMES = {
@@ -85,8 +86,8 @@ def test_metrics_file_has_one_row_per_step_with_the_design_names(tmp_path: Path)
 
 
 def test_a_nan_step_is_skipped_and_logged_as_null(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("GANTERM_FAULTS", "nan_at=3")
     trainer = _trainer()
+    fault_worker.install_nan({3}, monkeypatch.setattr)
     for _ in range(2):
         trainer.train_step()
     weights = {k: v.detach().clone() for k, v in trainer.generator.named_parameters()}

@@ -7,8 +7,9 @@ this module; loading the tensors is `ganterm.training.checkpoint`'s job.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ FORMAT = "ganterm-checkpoint"
 GENERATOR_FORMAT = "ganterm-generator"
 FORMAT_VERSION = 1
 LATEST = "latest.safetensors"
+CHECKSUM = "checksum"  # metadata key: "crc32:<hex>" over the tensors' bytes, in sorted name order
 _STEP_FILE = re.compile(r"^step_(\d{7,})\.safetensors$")
 
 
@@ -40,17 +42,60 @@ def step_files(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def point_latest(directory: Path, target: Path) -> None:
+    """Point `latest.safetensors` at `target` (a file in `directory`), replacing the link atomically."""
+    link = directory / LATEST
+    tmp = directory / f".{LATEST}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target.name, tmp)
+    os.replace(tmp, link)
+
+
 def latest_step_file(run: RunDir) -> Path | None:
+    """The newest step file by name, intact or not; `newest_intact` is the one to load."""
     files = step_files(run.checkpoints)
     return files[-1][1] if files else None
 
 
-def find_checkpoint(argument: str | None, root: Path) -> Path:
-    """A checkpoint file given directly, or the newest one of a run (name, path, or latest run)."""
+def newest_intact(
+    run: RunDir, check: Callable[[Path], object] | None = None, warn: Callable[[str], None] = lambda message: None
+) -> Path | None:
+    """The newest step file that passes `check` (the header, by default); each one passed over is one `warn` line.
+
+    The header check needs no torch and catches a truncated or garbled file;
+    `ganterm.training.checkpoint.verify` also checks the tensors' checksum.
+    """
+    check = check or read_metadata
+    first_error: CheckpointError | None = None
+    for _, path in reversed(step_files(run.checkpoints)):
+        try:
+            check(path)
+        except CheckpointError as error:
+            first_error = first_error or error
+            continue
+        if first_error is not None:
+            warn(f"warning: {first_error}; using the newest intact checkpoint instead: {str(path)!r}")
+        return path
+    if first_error is not None:
+        raise first_error
+    return None
+
+
+def find_checkpoint(
+    argument: str | None,
+    root: Path,
+    check: Callable[[Path], object] | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> Path:
+    """A checkpoint file given directly, or the newest intact one of a run (name, path, or latest run).
+
+    A file named directly is taken as it is: falling back is only for a run, where the user did not pick the file.
+    """
     if argument is not None and Path(argument).expanduser().is_file():
         return Path(argument).expanduser()
     run = resolve_run(argument, root)
-    path = latest_step_file(run)
+    path = newest_intact(run, check, warn)
     if path is None:
         raise CheckpointError(f"run {run.name!r} has no checkpoint yet (it writes one every checkpoint.every steps)")
     return path
@@ -90,6 +135,22 @@ def read_metadata(path: Path) -> dict[str, str]:
 def read_config(path: Path) -> tuple[Config, int]:
     """The config and step stored in a checkpoint's header."""
     return config_and_step(read_metadata(path), path)
+
+
+def read_resumable(path: Path) -> tuple[Config, int]:
+    """The config and step of a checkpoint training can go on from; one sentence for any other file."""
+    metadata = read_metadata(path)
+    if metadata["format"] == GENERATOR_FORMAT:
+        raise CheckpointError(exported_generator(path))
+    return config_and_step(metadata, path)
+
+
+def exported_generator(path: Path) -> str:
+    return (
+        f"{str(path)!r} is an exported generator (written by ganterm export): ganterm sample can use it, "
+        "but training cannot resume from it, since it holds no discriminator or optimizer state; "
+        "resume from a file in the run's checkpoints/ folder"
+    )
 
 
 def config_and_step(metadata: dict[str, str], path: Path) -> tuple[Config, int]:

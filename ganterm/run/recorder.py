@@ -80,21 +80,30 @@ class Recorder:
         self.status.update()
         self.status.start()
         self._metrics = JsonlWriter(run.metrics)
+        self._unwritten: list[Row] = []  # rows a failed write (a full disk) left: written first next time
         self._interval_start = time.perf_counter()
 
     # ----- rows -----
 
     def flush(self) -> list[Row]:
-        """Write the rows `collect` holds, check their health, and move the status's step on."""
+        """Write the rows `collect` holds, check their health, and move the status's step on.
+
+        Rows whose write failed are kept and go first next time, so a checkpoint
+        saved after a failure (the worker tries one) is still never ahead of the rows.
+        """
         rows = self.collect()
-        if not rows:
-            return rows
-        if self.images_per_row:
+        if self.images_per_row and rows:
             elapsed = time.perf_counter() - self._interval_start
             rate = round(len(rows) * self.images_per_row / max(elapsed, 1e-9), 1)
             for row in rows:
                 row["img_per_s"] = rate
-        self.write_rows(rows)
+        rows = self._unwritten + rows
+        if not rows:
+            return rows
+        self._unwritten = rows
+        self._metrics.write(rows)
+        self._unwritten = []
+        self._written(rows)
         self.last_row = rows[-1]
         self._interval_start = time.perf_counter()
         return rows
@@ -102,6 +111,9 @@ class Recorder:
     def write_rows(self, rows: list[Row]) -> None:
         """Rows as they are (a quality measurement, say): written, health-checked, step noted."""
         self._metrics.write(rows)
+        self._written(rows)
+
+    def _written(self, rows: list[Row]) -> None:
         self.step = max(self.step, *(int(row["step"]) for row in rows))
         self.status.update(step=self.step)
         self._check_health(rows)

@@ -13,9 +13,8 @@ Finding a checkpoint and reading its header without torch is
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,19 +22,20 @@ import torch
 
 from ganterm.config import Config
 from ganterm.run.checkpoints import (
+    CHECKSUM,
     FORMAT,
     FORMAT_VERSION,
     GENERATOR_FORMAT,
-    LATEST,
     CheckpointError,
     config_and_step,
     opened,
+    point_latest,
     read_metadata,
     step_files,
     step_path,
 )
+from ganterm.run.files import write_atomic
 from ganterm.run.layout import RunDir
-from ganterm.training import faults
 
 Tensors = dict[str, torch.Tensor]
 
@@ -51,6 +51,7 @@ class Checkpoint:
     optimizer_d: dict = field(default_factory=dict)
     rng: Tensors = field(default_factory=dict)
     world_size: int = 1  # processes that trained it; resuming with as many is bit-exact on the CPU
+    exported: bool = False  # written by `ganterm export`: a generator alone, nothing to train on from
 
     @property
     def sampling_weights(self) -> Tensors:
@@ -79,31 +80,23 @@ def _prefixed(prefix: str, tensors: Tensors) -> Tensors:
     return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in tensors.items()}
 
 
-def _durable_save(tensors: Tensors, metadata: dict[str, str], path: Path) -> None:
-    """Temp file, fsync, rename, fsync the folder: a crash leaves old or new, never half."""
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o644)  # save_file creates 0600; a shared run directory wants others to read
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        faults.pause_if("slow_checkpoint")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    _fsync_dir(path.parent)
+def checksum(tensors: Tensors) -> str:
+    """CRC-32 of every tensor's name and bytes, in name order; read in place, no copy of the data."""
+    crc = 0
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        crc = zlib.crc32(name.encode(), crc)
+        if tensor.numel():
+            crc = zlib.crc32(tensor.detach().reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"crc32:{crc:08x}"
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _save(tensors: Tensors, metadata: dict[str, str], path: Path) -> None:
+    """Checksummed, then through the one atomic writer: a crash leaves old or new, a full disk says ENOSPC."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    write_atomic(path, save(tensors, metadata={**metadata, CHECKSUM: checksum(tensors)}), durable=True)
 
 
 def save_checkpoint(run: RunDir, checkpoint: Checkpoint, keep: int) -> Path:
@@ -124,8 +117,8 @@ def save_checkpoint(run: RunDir, checkpoint: Checkpoint, keep: int) -> Path:
         "optimizer_d.param_groups": _flatten_optimizer("optimizer_d", checkpoint.optimizer_d, tensors),
     }
     path = step_path(run.checkpoints, checkpoint.step)
-    _durable_save(tensors, metadata, path)
-    _point_latest(run.checkpoints, path)
+    _save(tensors, metadata, path)
+    point_latest(run.checkpoints, path)
     prune(run.checkpoints, keep)
     return path
 
@@ -138,16 +131,7 @@ def save_generator(path: Path, weights: Tensors, config: Config, step: int) -> N
         "step": str(step),
         "config": config.to_json(),
     }
-    _durable_save({k: v.detach().cpu().contiguous() for k, v in weights.items()}, metadata, path)
-
-
-def _point_latest(directory: Path, target: Path) -> None:
-    link = directory / LATEST
-    tmp = directory / f".{LATEST}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    os.symlink(target.name, tmp)
-    os.replace(tmp, link)
+    _save(weights, metadata, path)
 
 
 def prune(directory: Path, keep: int) -> None:
@@ -162,6 +146,11 @@ def _read(path: Path) -> tuple[dict[str, str], Tensors]:
     metadata = read_metadata(path)
     with opened(path, "pt") as handle:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is no dict
+    stored = metadata.get(CHECKSUM)
+    if stored is not None and stored != checksum(tensors):  # files written before checksums have none
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is damaged: its tensor data does not match the checksum written with it"
+        )
     return metadata, tensors
 
 
@@ -174,7 +163,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     metadata, tensors = _read(path)
     config, step = config_and_step(metadata, path)
     if metadata["format"] == GENERATOR_FORMAT:
-        return Checkpoint(step, config, generator=tensors)
+        return Checkpoint(step, config, generator=tensors, exported=True)
     return Checkpoint(
         step=step,
         config=config,
@@ -186,6 +175,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
         rng=_section("rng", tensors),
         world_size=int(metadata.get("world_size", "1")),
     )
+
+
+def verify(path: Path) -> None:
+    """Raise CheckpointError unless the file loads whole and its tensors match their checksum."""
+    load_checkpoint(path)
 
 
 def load_weights(module: torch.nn.Module, weights: Tensors, path: Path, what: str) -> None:

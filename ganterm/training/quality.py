@@ -67,7 +67,9 @@ def _cache_key(dataset: Dataset) -> str:
 
 def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
     """The dataset's classifier: from the cache, or trained now (seconds) and cached."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
+
+    from ganterm.run.files import write_atomic
 
     path = cache / "classifiers" / f"{dataset.name}-{_cache_key(dataset)}.safetensors"
     model = FeatureNet(dataset.channels, dataset.num_classes)
@@ -80,9 +82,8 @@ def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = p
     log(f"training the quality classifier for {dataset.name} once (cached at {path})")
     _fit_classifier(model, dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    # a per-process temp name: two runs training the same classifier at once each replace it whole
+    write_atomic(path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
     return model.eval()
 
 

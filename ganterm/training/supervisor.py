@@ -48,6 +48,8 @@ def torchrun_arguments(args: argparse.Namespace) -> list[str]:
     worker = ["-m", "ganterm.training.worker", str(args.run), "--config", str(args.config)]
     if args.resume is not None:
         worker += ["--resume", str(args.resume)]
+    if args.or_older:
+        worker += ["--or-older"]
     return [*launcher, *worker]
 
 
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True, help="this node's worker log, for the ranks' last words")
     parser.add_argument("--resume", type=Path, default=None)
+    parser.add_argument("--or-older", action="store_true", help="passed on to the workers")
     parser.add_argument("--nproc-per-node", required=True, help="a number, or gpu for one per visible GPU")
     parser.add_argument("--nnodes", type=int, default=1)
     parser.add_argument("--node-rank", type=int, default=0)

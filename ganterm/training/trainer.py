@@ -20,9 +20,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ganterm.config import Config
 from ganterm.errors import UserError
+from ganterm.run.checkpoints import CheckpointError, exported_generator
 from ganterm.run.jsonl import float32_precision
 from ganterm.run.schema import STEP_STATISTICS
-from ganterm.training import faults
 from ganterm.training.augment import diff_augment
 from ganterm.training.checkpoint import Checkpoint, load_weights
 from ganterm.training.data import TOY_SAMPLE_POINTS, Batches, Dataset
@@ -123,7 +123,6 @@ class Trainer:
         self.fixed_z = latent(train.seed + FIXED_NOISE_SEED_OFFSET, fixed_count, config.model.z_dim)
         self._pending: list[torch.Tensor] = []  # one stacked vector of statistics per step
         self._pending_meta: list[tuple[int, float, float]] = []  # step, wall time, epoch
-        self._nan_steps = faults.steps("nan_at")
 
     @property
     def images_per_step(self) -> int:
@@ -160,7 +159,6 @@ class Trainer:
         kind = self.config.loss.kind
         batch = self.local_batch
         z_dim = self.config.model.z_dim
-        poison = float("nan") if self.step + 1 in self._nan_steps else 1.0
         for critic_step in range(self.config.train.n_critic):
             last = critic_step == self.config.train.n_critic - 1
             real = self._real_batch()
@@ -172,7 +170,7 @@ class Trainer:
                 fake_logits = self.d_forward(self._seen_by_d(fake.detach()))
             loss_d_real = discriminator_loss(kind, real_logits, self._targets(batch, real=True))
             loss_d_fake = discriminator_loss(kind, fake_logits, self._targets(batch, real=False))
-            loss_d = (loss_d_real + loss_d_fake) * poison
+            loss_d = loss_d_real + loss_d_fake
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             grad_norm_d, finite_d = self._apply(self.opt_d, self.discriminator, loss_d)
@@ -180,7 +178,7 @@ class Trainer:
         self.discriminator.requires_grad_(False)
         with self._autocast():
             fake_logits_g = self.d_for_g(self._seen_by_d(fake))
-        loss_g = generator_loss(kind, fake_logits_g) * poison
+        loss_g = generator_loss(kind, fake_logits_g)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         grad_norm_g, finite_g = self._apply(self.opt_g, self.generator, loss_g)
@@ -276,6 +274,8 @@ class Trainer:
         )
 
     def restore(self, checkpoint: Checkpoint, path: Path) -> None:
+        if checkpoint.exported:
+            raise CheckpointError(exported_generator(path))
         load_weights(self.generator, checkpoint.generator, path, "generator")
         load_weights(self.discriminator, checkpoint.discriminator, path, "discriminator")
         if self.generator_ema is not None:

@@ -27,11 +27,12 @@ import torch
 from ganterm.config import load_config, resolve_steps
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
+from ganterm.run.checkpoints import newest_intact
 from ganterm.run.control import COMMANDS
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder, ReplicaRecorder
-from ganterm.run.rewind import rewind
-from ganterm.training.checkpoint import load_checkpoint
+from ganterm.run.rewind import abandon_after, rewind
+from ganterm.training.checkpoint import Checkpoint, load_checkpoint
 from ganterm.training.data import cache_root, load_dataset
 from ganterm.training.distributed import Group
 from ganterm.training.loop import Schedule, fit, write_checkpoint
@@ -55,10 +56,12 @@ def describe_os_error(error: OSError, run: RunDir) -> str:
     return f"cannot write{where}: {error.strerror or error}"
 
 
-def run_worker(run: RunDir, resume: Path | None, config_path: Path | None = None) -> int:
+def run_worker(run: RunDir, resume: Path | None, config_path: Path | None = None, or_older: bool = False) -> int:
     """Train `run` to its configured total; the exit code says how it ended.
 
     Under torchrun this is one rank of a group: rank 0 records the run, the others only train.
+    `or_older`: `resume` is the run's newest checkpoint, found by name; if it turns out
+    damaged, the newest intact one is used instead (with a warning naming both).
     """
     recorder: Recorder | ReplicaRecorder
     if int(os.environ.get("RANK", "0")) == 0:
@@ -70,7 +73,7 @@ def run_worker(run: RunDir, resume: Path | None, config_path: Path | None = None
     with _signals_to(recorder):
         trainer = schedule = None
         try:
-            trainer, schedule = _prepare(run, resume, recorder, config_path or run.config)
+            trainer, schedule = _prepare(run, resume, recorder, config_path or run.config, or_older)
             state = fit(trainer, recorder, schedule)
             return 0 if state in ("finished", "stopped") else 1
         except UserError as error:
@@ -102,7 +105,7 @@ def _signals_to(recorder: Recorder | ReplicaRecorder) -> Iterator[None]:
 
 
 def _prepare(
-    run: RunDir, resume: Path | None, recorder: Recorder | ReplicaRecorder, config_path: Path
+    run: RunDir, resume: Path | None, recorder: Recorder | ReplicaRecorder, config_path: Path, or_older: bool = False
 ) -> tuple[Trainer, Schedule]:
     """Load config, data and models; join the group, if any; restore the checkpoint when resuming."""
     main = isinstance(recorder, Recorder)
@@ -126,11 +129,18 @@ def _prepare(
         if schedule.quality.left_out:
             log(f"note: {schedule.quality.left_out}")
     if resume is not None:
-        checkpoint = load_checkpoint(resume)
+        resume, checkpoint = _load_resume(run, resume, or_older)
         trainer.restore(checkpoint, resume)
         schedule.last_checkpoint = checkpoint.step
         if main:
             rewind(run, checkpoint.step)
+            abandoned = abandon_after(run, checkpoint.step)
+            if abandoned is not None:
+                moved = ", ".join(sorted(path.name for path in abandoned.iterdir()))
+                log(
+                    f"rolled back to step {checkpoint.step}: the later checkpoints ({moved}) were moved aside "
+                    f"to {abandoned}; latest now points at step {checkpoint.step}"
+                )
         log(f"resumed from {resume} at step {checkpoint.step}")
         if checkpoint.world_size != group.world_size:
             log(
@@ -150,6 +160,21 @@ def _prepare(
     ranks = f" x {group.world_size} processes" if group.distributed else ""
     log(f"training on {describe_device(device)}{ranks}: {len(dataset):,} samples, steps {trainer.step} -> {total}")
     return trainer, schedule
+
+
+def _load_resume(run: RunDir, resume: Path, or_older: bool) -> tuple[Path, Checkpoint]:
+    """The checkpoint to go on from; with `or_older`, the newest of the run that loads whole."""
+    if not or_older:
+        return resume, load_checkpoint(resume)
+    loaded: dict[Path, Checkpoint] = {}
+
+    def check(path: Path) -> None:
+        loaded[path] = load_checkpoint(path)
+
+    path = newest_intact(run, check, warn=log)
+    if path is None:  # the file the launcher found is gone: say so in its own words
+        return resume, load_checkpoint(resume)
+    return path, loaded[path]
 
 
 def describe_device(device: torch.device) -> str:
@@ -183,7 +208,11 @@ def _fail(
     try:
         recorder.set_state("failed", step, error=message, exit_code=exit_code)
     except OSError as error:
-        log(f"could not record the failure in status.json: {error}")
+        log(f"could not record the failure in events.jsonl: {error}")
+        try:  # status.json alone may still fit where an event did not; if not, viewers see `lost` once we exit
+            recorder.status.update(state="failed", step=step, error=message, exit_code=exit_code)
+        except OSError as again:
+            log(f"could not record the failure in status.json: {again}")
     return exit_code
 
 
@@ -192,9 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("--resume", type=Path, default=None)
     parser.add_argument("--config", type=Path, default=None, help="the run's config.toml unless given")
+    parser.add_argument(
+        "--or-older", action="store_true", help="--resume names the run's newest checkpoint; fall back if damaged"
+    )
     args = parser.parse_args(argv)
     try:
-        return run_worker(RunDir(args.run), args.resume, args.config)
+        return run_worker(RunDir(args.run), args.resume, args.config, args.or_older)
     except UserError as error:  # e.g. the run is locked by another worker
         log(f"error: {error}")
         return 2
