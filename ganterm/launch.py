@@ -35,9 +35,10 @@ def create_run(config: Config, name: str | None, root: Path) -> RunDir:
         root.mkdir(parents=True, exist_ok=True)
         name = name or new_run_name(config.data.name, root)
         run = RunDir(root / name)
-        if run.path.exists():
+        # a folder holding only nodes/ is this run's, made by another machine that started first
+        if run.exists():
             raise UserError(f"run {name!r} already exists under {root}/; pick another --name or --resume {name}")
-        run.path.mkdir()
+        run.path.mkdir(exist_ok=True)
         run.config.write_text(config.to_toml(), encoding="utf-8")
     except OSError as error:
         raise UserError(f"cannot create the run directory under {str(root)!r}: {error.strerror or error}") from None

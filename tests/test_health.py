@@ -185,17 +185,22 @@ def test_disabled_monitor_is_silent():
     assert alerts_for(stream(500, lambda step, row: {**row, "nonfinite": 1}), enabled=False) == []
 
 
-def test_a_quality_measurement_showing_collapse_raises_the_alert_in_a_real_run(tmp_path: Path):
-    """The quality rows go through the health check: an untrained ring generator covers none of the 8 modes."""
+def test_a_quality_measurement_showing_collapse_raises_the_alert_in_the_loop(tmp_path: Path):
+    """The loop's quality rows go through the health check: a ring whose samples pile onto one mode."""
+    from types import SimpleNamespace
+
+    from ganterm.config import HealthConfig
     from ganterm.run.jsonl import read_jsonl
     from ganterm.run.layout import RunDir
-    from tests.conftest import tiny_config, train_in_process
+    from ganterm.run.recorder import Recorder
+    from ganterm.training.loop import Schedule, measure_quality
 
-    run = RunDir(tmp_path / "runs" / "ring")
-    config = tiny_config("train.steps=4", "quality.every=2", "health.warmup=0", data="ring")
-    assert train_in_process(run, config) == 0
-    quality = [row for row in read_jsonl(run.metrics) if "modes_covered" in row]
-    assert [row["step"] for row in quality] == [2, 4] and quality[0]["modes_covered"] <= 4
-    alerts = [event for event in read_jsonl(run.events) if event["kind"] == "alert"]
-    assert [(a["check"], a["step"]) for a in alerts] == [("mode_collapse", 2)], alerts
-    assert alerts[0]["evidence"]["modes_total"] == 8 and "modes in the real data" in alerts[0]["message"]
+    collapsed = {"modes_covered": 1.0, "modes_total": 8.0, "hq_share": 0.9}
+    probe = SimpleNamespace(measure=lambda generator, z_dim: collapsed)
+    trainer = SimpleNamespace(step=300, sampling_generator=None, config=SimpleNamespace(model=SimpleNamespace(z_dim=2)))
+    recorder = Recorder(RunDir(tmp_path), log=lambda message: None, health=HealthMonitor(HealthConfig(warmup=0)))
+    measure_quality(trainer, recorder, Schedule(1000, quality=probe))  # type: ignore[arg-type]
+    recorder.close()
+    alerts = [event for event in read_jsonl(recorder.run.events) if event["kind"] == "alert"]
+    assert [(a["check"], a["step"]) for a in alerts] == [("mode_collapse", 300)]
+    assert "cover only 1 of the 8 modes" in alerts[0]["message"]

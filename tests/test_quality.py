@@ -111,12 +111,12 @@ def test_toy_metrics_on_real_samples_and_on_a_collapsed_generator(name: str):
     assert toy_metrics(name, between)["hq_share"] == 0.0
 
 
-def test_the_classifier_reads_held_out_digits(mnist5k: Dataset, classifier_cache: Path):
+def test_the_classifier_reads_held_out_digits(mnist5k: Dataset, tmp_path: Path):
     """The recipe's claim, on digits it never saw: trained on 4,000 of mnist5k, read on the other 1,000."""
     order = torch.randperm(len(mnist5k), generator=torch.Generator().manual_seed(0))
     seen, held_out = order[:4000], order[4000:]
     training = Dataset("mnist5k-4000", mnist5k.tensor[seen], mnist5k.labels[seen], num_classes=10)
-    net = classifier_for(training, classifier_cache, log=lambda message: None)
+    net = classifier_for(training, tmp_path, log=lambda message: None)  # its own cache: not the shared one's
     _, probabilities = embed(net, mnist5k.batch(held_out))
     accuracy = (probabilities.argmax(1) == mnist5k.labels[held_out]).double().mean()
     assert accuracy > 0.97
