@@ -79,6 +79,7 @@ class TrainConfig:
     seed: int = _option(0, "seeds weights, noise and data order", ge=0, le=2**63 - 1)
     device: str = _option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     compile: bool = _option(False, "torch.compile G and D (CUDA only; slower start)")
+    sync_batchnorm: bool = _option(False, "BatchNorm statistics over the global batch (several CUDA processes)")
     max_bad_steps: int = _option(50, "consecutive non-finite steps before the run is stopped", ge=1, le=MAX_COUNT)
 
 

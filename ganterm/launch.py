@@ -282,16 +282,22 @@ def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line:
         log.start_at(log_from)
     last_sign = time.monotonic()
     in_traceback = False
-    while True:
+
+    def pass_on() -> None:
+        nonlocal in_traceback
         for line in log.read():
             stamped = LOG_TIMESTAMP.match(line)
             if stamped:  # a traceback's own lines carry no timestamp; the next logged line ends it
                 in_traceback = line[stamped.end() :].startswith("Traceback")
             if not in_traceback:
                 on_log(line)
+
+    while True:
+        pass_on()
         status = read_status(run) or {}
         state = effective_state(status)
         if state not in ("starting", "unknown", "stalled"):  # stalled: still importing torch on a slow disk
+            pass_on()  # what it logged before it said so
             return {**status, "state": state}
         if status.get("heartbeat", 0) > time.time() - 5:
             last_sign = time.monotonic()

@@ -222,3 +222,17 @@ def test_the_python_api_in_a_users_torchrun_job_writes_from_rank_0_and_stops_eve
     assert read_status(run)["state"] == "stopped" and read_status(run)["world_size"] == 2
     rows = read_jsonl(run.metrics)
     assert [row["step"] for row in rows] == list(range(1, 24)) and {row["loss_d"] for row in rows} == {0.0}
+
+
+def test_sync_batchnorm_on_the_cpu_is_one_sentence():
+    """SyncBatchNorm runs on CUDA only: asked for on CPU processes, the run says so before it trains."""
+    from ganterm.errors import UserError
+    from ganterm.training.data import load_dataset
+    from ganterm.training.distributed import Group
+    from ganterm.training.trainer import Trainer, complete_config
+
+    config = tiny_config("train.sync_batchnorm=true")
+    dataset = load_dataset(config, progress=lambda message: None)
+    complete_config(config, dataset)
+    with pytest.raises(UserError, match="sync_batchnorm needs CUDA GPUs"):
+        Trainer(config, dataset, torch.device("cpu"), Group(rank=0, world_size=2))

@@ -8,7 +8,9 @@ run's `Recorder`, the same one `ganterm.Run` uses for a user's own loop.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from ganterm.training.sample import save_png
 from ganterm.training.trainer import Trainer
 
 PAUSE_POLL_SECONDS = 0.2
+OTHERS_WAIT_WORTH_SAYING = 0.5  # seconds
 
 
 @dataclass
@@ -62,6 +65,16 @@ def measure_quality(trainer: Trainer, recorder: Recorder, schedule: Schedule) ->
     measured = schedule.quality.measure(trainer.sampling_generator, trainer.config.model.z_dim)
     if measured:  # nothing applies to a folder of a handful of images
         recorder.write_rows([{"step": trainer.step, "t": time.time(), **measured}])
+
+
+@contextlib.contextmanager
+def _others_wait(trainer: Trainer, recorder: Recorder) -> Iterator[None]:
+    """In a group, rank 0 draws, measures and saves alone; the log says how long the others waited."""
+    started = time.perf_counter()
+    yield
+    waited = time.perf_counter() - started
+    if trainer.group.distributed and trainer.group.is_main and waited >= OTHERS_WAIT_WORTH_SAYING:
+        recorder.log(f"step {trainer.step}: the other ranks waited {waited:.1f} s for rank 0's samples and saves")
 
 
 def _commands(trainer: Trainer, recorder: Recorder, paused: bool) -> list[Command]:
@@ -121,7 +134,7 @@ def fit(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> str:
             if trainer.bad_streak >= config.train.max_bad_steps:
                 return _fail_nonfinite(trainer, recorder, schedule)
         # 4. samples, checkpoints, quality
-        with recorder.off_the_clock():
+        with recorder.off_the_clock(), _others_wait(trainer, recorder):
             if config.sample.every and step % config.sample.every == 0 and write_sample(trainer, recorder):
                 recorder.log(_progress_line(trainer, recorder, schedule))  # rank 0 alone: it drew the grid
             if config.checkpoint.every and step % config.checkpoint.every == 0:

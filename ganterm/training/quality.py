@@ -88,7 +88,7 @@ def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = p
 
 
 def _fit_classifier(model: FeatureNet, dataset: Dataset) -> None:
-    """One-cycle Adam with random ±2 px shifts: 97% on held-out mnist5k digits in ~20 s of one CPU core.
+    """One-cycle Adam with random ±2 px shifts: over 96% on held-out mnist5k digits in ~20 s of one CPU core.
 
     Generated digits are rarely centred as neatly as MNIST's, so the shifts make
     the classifier judge their shape rather than their position.

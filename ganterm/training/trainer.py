@@ -104,6 +104,12 @@ class Trainer:
         self.opt_d = torch.optim.Adam(
             self.discriminator.parameters(), lr=train.lr_d, betas=(train.beta1, train.beta2), fused=True
         )
+        if train.sync_batchnorm and self.group.distributed:
+            if device.type != "cuda":
+                raise UserError("train.sync_batchnorm needs CUDA GPUs (SyncBatchNorm does not run on the CPU)")
+            # after the EMA copy, which keeps plain BatchNorm: it samples outside the group
+            self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
+            self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
         g_forward, d_forward = self.generator, self.discriminator
         if self.group.distributed:
             g_forward, d_forward = DistributedDataParallel(g_forward), DistributedDataParallel(d_forward)
