@@ -114,6 +114,7 @@ def train(
     root: RootOption = Path("runs"),
 ) -> None:
     """Train a GAN in a background worker and watch it."""
+    # long only by its option declarations above; what it does is launch.plan_run and launch.start_run
     from ganterm import launch
 
     flags = {
