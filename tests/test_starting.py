@@ -40,4 +40,5 @@ def test_resuming_shows_only_what_the_new_worker_says(tmp_path: Path):
     second = run_cli(tmp_path, "train", "--resume", "again", "--steps", "20", "--detach")
     assert second.returncode == 0, second.stderr
     assert "resumed from" in second.stdout
-    assert "finished" not in second.stdout and "step 0: running" not in second.stdout
+    # the first worker's lines ("step 0: running", "step 10: finished") are not shown as the new one's
+    assert "step 10: finished" not in second.stdout and "step 0: running" not in second.stdout
