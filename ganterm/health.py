@@ -111,10 +111,13 @@ class HealthMonitor:
     ganterm setting.
     """
 
-    def __init__(self, config: HealthConfig, classes: int = 0, own_loop: bool = False) -> None:
+    def __init__(self, config: HealthConfig, classes: int = 0, own_loop: bool = False, toy: bool = False) -> None:
         self.config = config
         self.classes = classes
         self.own_loop = own_loop
+        # a 2-D toy's collapse is judged by its modes (the quality rows), not by the spread of its samples,
+        # which is low early in every toy run, healthy ones included, while G has not spread out yet
+        self.toy = toy
         window = config.window
         self.recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self.long: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=4 * window))
@@ -260,7 +263,8 @@ class HealthMonitor:
     def _mode_collapse(self) -> Alert | None:
         c = self.config
         advice = self._advice("mode_collapse")
-        if self._full("diversity") and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
+        spread = not self.toy and self._full("diversity")
+        if spread and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
             return Alert(
                 "mode_collapse",
                 ERROR,

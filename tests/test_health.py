@@ -131,6 +131,17 @@ def test_mode_collapse_on_a_toy():
     assert "cover only 1 of the 8 modes" in alerts[0].message
 
 
+def test_a_toy_is_judged_by_its_modes_not_by_the_spread_of_its_samples():
+    """Early in the ring's healthy run its samples spread 36% as far as the real ones: no alert on a toy."""
+
+    def narrow(step: int, row: Row) -> Row:
+        return {**row, "diversity": 0.36} if step < 400 else row
+
+    assert checks(alerts_for(stream(800, narrow))) == ["mode_collapse"]
+    monitor = HealthMonitor(HealthConfig(), toy=True)
+    assert [a for start in range(0, 800, 10) for a in monitor.update(stream(800, narrow)[start : start + 10])] == []
+
+
 def test_a_toy_generator_that_has_not_found_the_modes_yet_is_no_collapse():
     """The ring at step 1,000 of its healthy recipe: 0.6% of samples near a mode, so 0 of 8 covered."""
 

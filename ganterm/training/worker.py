@@ -120,7 +120,9 @@ def _prepare(
     total = resolve_steps(config, len(dataset))
     trainer = Trainer(config, dataset, device, group)
     schedule = Schedule(total)
-    recorder.health = HealthMonitor(config.health, classes=dataset.num_classes if dataset.is_image else 0)
+    recorder.health = HealthMonitor(
+        config.health, classes=dataset.num_classes if dataset.is_image else 0, toy=not dataset.is_image
+    )
     recorder.images_per_row = trainer.images_per_step
     if config.quality.every and main:
         schedule.quality = QualityProbe.prepare(
