@@ -123,8 +123,7 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Starte
         folder = node_folder(run, scale)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.toml").write_text(plan.config.to_toml(), encoding="utf-8")
-        log = worker_log(run, scale)
-        offset = log.stat().st_size if log.exists() else 0
+        offset = _log_end(run, scale)
         pid = start_worker(run, plan.checkpoint, scale, folder / "config.toml", plan.or_older)
         return Started(run, pid, new=False, log_offset=offset)
     run = plan.run
@@ -133,9 +132,15 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Starte
     else:
         ensure_idle(run)
         run.config.write_text(plan.config.to_toml(), encoding="utf-8")
-    offset = run.log.stat().st_size if run.log.exists() else 0
+    offset = _log_end(run, scale)
     pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)
     return Started(run, pid, new=plan.run is None, log_offset=offset)
+
+
+def _log_end(run: RunDir, scale: Scale) -> int:
+    """Where the next worker's lines will begin in this machine's log: earlier workers' lines stay behind."""
+    log = worker_log(run, scale)
+    return log.stat().st_size if log.exists() else 0
 
 
 def scale_from_options(
