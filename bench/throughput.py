@@ -132,7 +132,7 @@ def ganterm_loop(trainer: Trainer, steps: int) -> float:
     """Images per second of `steps` more steps of `fit`, metrics for every step written to disk."""
     with tempfile.TemporaryDirectory() as folder:
         run = RunDir(Path(folder))
-        recorder = Recorder(run, log=lambda message: None, images_per_row=trainer.images_per_step)
+        recorder = Recorder(run, log=lambda message: None, images_per_step=trainer.images_per_step)
         start = time.perf_counter()
         fit(trainer, recorder, Schedule(trainer.step + steps))
         recorder.close()

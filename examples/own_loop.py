@@ -89,7 +89,12 @@ def main() -> None:
     total = args.epochs * len(loader)
     step = 0
     with ganterm.Run(  # ganterm
-        args.name, root=args.root, total=total, on_checkpoint=save_checkpoint, on_sample=sample
+        args.name,
+        root=args.root,
+        total=total,
+        images_per_step=loader.batch_size,
+        on_checkpoint=save_checkpoint,
+        on_sample=sample,
     ) as run:
         for _epoch in range(args.epochs):
             for real, _ in loader:

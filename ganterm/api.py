@@ -58,6 +58,7 @@ class Run:
     `on_checkpoint(step)` saves the user's checkpoint and may return its path;
     `on_sample(step)` returns a batch of images (N×C×H×W in [-1, 1]) for the
     sample grid. Without them, `checkpoint` and `sample` commands are refused.
+    `images_per_step` (your batch size) gives the dashboard img/s and its images-seen x axis.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class Run:
         *,
         root: str | Path = "runs",
         total: int = 0,
+        images_per_step: int = 0,
         flush_every: int = 10,
         health: HealthConfig | None = None,
         on_checkpoint: Callable[[int], str | Path | None] | None = None,
@@ -110,6 +112,7 @@ class Run:
                 controls=controls,
                 resumable=False,
                 world_size=self.world_size,
+                **({"images_per_step": int(images_per_step)} if images_per_step else {}),
             )
         self._recorder.collect = self._take_rows
         self._recorder.set_state("running", 0)

@@ -30,6 +30,16 @@ def test_a_loop_logs_numbers_and_images_and_finishes(tmp_path: Path):
     status = read_status(directory)
     assert status["state"] == "finished" and status["step"] == 40 and status["total"] == 40
     assert [p.name for p in directory.sample_files()] == ["step_0000040.png"]
+    assert "img_per_s" not in rows[0] and "images_per_step" not in status  # not said: the viewer cannot know
+
+
+def test_a_loop_that_gives_its_batch_size_gets_img_per_s_and_an_images_axis(tmp_path: Path):
+    with ganterm.Run("sized", root=tmp_path, images_per_step=64, flush_every=4) as run:
+        for step in range(1, 9):
+            run.log(step, loss_d=1.0)
+    directory = RunDir(tmp_path / "sized")
+    assert all(row["img_per_s"] > 0 for row in read_jsonl(directory.metrics))
+    assert read_status(directory)["images_per_step"] == 64
 
 
 def test_an_exception_in_the_loop_marks_the_run_failed_and_keeps_its_rows(tmp_path: Path):

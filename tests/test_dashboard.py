@@ -23,7 +23,7 @@ from ganterm.dashboard import reader as reader_module
 from ganterm.dashboard import widgets as widgets_module
 from ganterm.dashboard.app import ASKED, Dashboard
 from ganterm.dashboard.header import Header, Headline, header_text
-from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View
+from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View, nice_ticks
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
@@ -433,6 +433,87 @@ async def test_view_keys_change_smoothing_scale_and_window(root: Path):
         assert "smoothing 0.9 · log scale · last 500 steps" in _text(app, "#header")
         await pilot.press("s", "s")
         assert "no smoothing" in _text(app, "#header")
+
+
+def _run_of_batch(root: Path, name: str, steps: int, seconds_per_step: float, images_per_step: int) -> RunDir:
+    """A finished run whose steps took `seconds_per_step` each; images_per_step 0 leaves it unsaid."""
+    run = make_run(root, name, "finished", steps=steps, total=steps)
+    run.metrics.write_bytes(b"")
+    append_metrics(run, [{**row, "t": START + row["step"] * seconds_per_step} for row in metric_rows(1, steps)])
+    status = {**read_status(run), **({"images_per_step": images_per_step} if images_per_step else {})}
+    write_status(run, status)
+    return run
+
+
+def _ends(plot: MetricPlot, metric: str) -> dict[str, float]:
+    """Where each run's drawn `metric` line ends on the x axis, by the run name its label starts with."""
+    monitor = plot.plt.monitor
+    return {label.split()[0]: xs[-1] for xs, label in zip(monitor.x, monitor.label, strict=True)
+            if f" {metric} " in f" {label} "}  # fmt: skip
+
+
+async def test_the_x_axis_key_lines_runs_of_other_batch_sizes_up_by_time_and_images(root: Path):
+    """Same images per second, batch 32 against 128: apart by step, together by wall-clock time and images seen."""
+    runs = [
+        _run_of_batch(root, "b32", 400, 0.1, 32),
+        _run_of_batch(root, "b128", 100, 0.4, 128),
+        _run_of_batch(root, "ownloop", 100, 0.4, 0),
+    ]
+    app = Dashboard(runs, root)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, app)
+        losses = app.query_one("#plot-losses", MetricPlot)
+        assert "x: steps" in _text(app, "#header")
+        assert _ends(losses, "loss_d") == {"b32": pytest.approx(400, rel=0.02), "b128": pytest.approx(100, rel=0.02),
+                                           "ownloop": pytest.approx(100, rel=0.02)}  # fmt: skip
+        await pilot.press("a")
+        await settle(pilot, app)
+        assert "x: wall-clock time" in _text(app, "#header")
+        ends = _ends(losses, "loss_d")
+        assert ends["b32"] == pytest.approx(ends["b128"], rel=0.03) and ends["b32"] == pytest.approx(40, rel=0.03)
+        assert "time (s)" in str(losses.render())
+        await pilot.press("a")
+        await settle(pilot, app)
+        header = _text(app, "#header")
+        assert "x: images seen" in header and "ownloop: images per step unknown, not drawn" in header
+        ends = _ends(losses, "loss_d")
+        assert set(ends) == {"b32", "b128"}
+        assert ends["b32"] == pytest.approx(ends["b128"], rel=0.03) and ends["b32"] == pytest.approx(12_800, rel=0.03)
+        assert "10k" in str(losses.render())  # ticks read as images, not as a long number
+        await pilot.press("a")
+        assert "x: steps" in _text(app, "#header")
+
+
+async def test_the_spread_key_hides_and_shows_the_raw_min_max_behind_the_smoothed_line(root: Path):
+    run = make_run(root, "r", "finished", steps=2000, total=2000)
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        losses = app.query_one("#plot-losses", MetricPlot)
+
+        def grey_series() -> int:
+            return sum(colours[0] == "gray" for colours in losses.plt.monitor.color)  # a colour per point
+
+        assert grey_series() == 2 * len(losses.panel.metrics)  # each metric's bucket minima and maxima
+        await pilot.press("e")
+        await settle(pilot, app)
+        assert grey_series() == 0 and "raw spread hidden" in _text(app, "#header")
+        await pilot.press("e")
+        await settle(pilot, app)
+        assert grey_series() == 2 * len(losses.panel.metrics)
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "smallest", "ticks"),
+    [
+        (1, 400, 1.0, [100, 200, 300, 400]),
+        (0, 1, 1.0, [0, 1]),  # steps: never a tick between two steps
+        (0, 0.9, 0.0, [0, 0.5]),
+        (0.1, 0.35, 0.0, [0.1, 0.2, 0.3]),  # 0.3, not 0.30000000000000004
+    ],
+)
+def test_x_ticks_are_round_numbers(first: float, last: float, smallest: float, ticks: list[float]):
+    assert nice_ticks(first, last, smallest=smallest) == ticks
 
 
 async def test_zoom_shows_only_the_last_steps(root: Path):

@@ -69,7 +69,7 @@ def test_img_per_s_leaves_out_time_off_the_clock(recorder: Recorder, monkeypatch
     clock = iter([0.0, 1.0, 11.0, 12.0, 12.0])  # interval start, off-clock start and end, flush (twice)
     monkeypatch.setattr("ganterm.run.recorder.time.perf_counter", lambda: next(clock))
     recorder.restart_clock()
-    recorder.images_per_row = 64
+    recorder.describe(images_per_step=64)
     with recorder.off_the_clock():
         pass
     recorder.collect = lambda: [{"step": 1, "t": 0.0}]

@@ -80,7 +80,8 @@ def test_metrics_file_has_one_row_per_step_with_the_design_names(tmp_path: Path)
     for row in rows:
         assert set(row) >= DESIGN_NAMES, DESIGN_NAMES - set(row)
         assert isinstance(row["t"], float) and row["img_per_s"] > 0
-    assert read_status(run)["state"] == "finished"
+    status = read_status(run)
+    assert status["state"] == "finished" and status["images_per_step"] == 16  # the dashboard's images-seen axis
     kinds = [event["kind"] for event in read_jsonl(run.events)]
     assert kinds == ["status", "sample", "checkpoint", "status"]
 

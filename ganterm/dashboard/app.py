@@ -27,7 +27,7 @@ from textual.worker import get_current_worker
 from ganterm.dashboard.gpu import gpu_usage
 from ganterm.dashboard.header import Header, Headline
 from ganterm.dashboard.plot_grid import PlotGrid
-from ganterm.dashboard.plots import RUN_COLOURS, PlottedRun, View
+from ganterm.dashboard.plots import RUN_COLOURS, X_AXES, PlottedRun, View
 from ganterm.dashboard.reader import RunReader, RunUpdate
 from ganterm.dashboard.series import SeriesStore
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
@@ -98,6 +98,8 @@ class Dashboard(App[str]):
         Binding("s", "smoothing", "smooth"),
         Binding("l", "log_scale", "log"),
         Binding("z", "zoom", "zoom"),
+        Binding("a", "x_axis", "x axis"),
+        Binding("e", "spread", "raw spread", show=False),
         Binding("left_square_bracket", "older_samples", "older samples", key_display="[", show=False),
         Binding("right_square_bracket", "newer_samples", "newer samples", key_display="]", show=False),
         Binding("n", "next_run", "next run", show=False),
@@ -244,7 +246,10 @@ class Dashboard(App[str]):
         if not self._dirty and state not in ACTIVE_STATES:
             return
         gpu = gpu_usage(primary.status)
-        self.headline = Headline.of(primary.run.name, state, primary.status, primary.store, gpu, len(self.watched))
+        unplaced = tuple(run.name for run in self.plotted_runs() if not run.images_per_step)
+        self.headline = Headline.of(
+            primary.run.name, state, primary.status, primary.store, gpu, len(self.watched), unplaced
+        )
         if not self._dirty:
             return  # the clocks in the header tick; the plots wait for data
         loading = any(w.loading for w in self.watched.values())
@@ -258,7 +263,10 @@ class Dashboard(App[str]):
             self.query_one(AlertsPanel).show(primary.alerts, ending_text(state, primary.status, primary.run.name))
 
     def plotted_runs(self) -> list[PlottedRun]:
-        return [PlottedRun(w.run.name, w.store, w.colour) for w in self.watched.values()]
+        return [
+            PlottedRun(w.run.name, w.store, w.colour, _whole(w.status.get("images_per_step")))
+            for w in self.watched.values()
+        ]
 
     # ----- runs ---------------------------------------------------------------------------------
 
@@ -312,6 +320,13 @@ class Dashboard(App[str]):
     def action_zoom(self) -> None:
         index = ZOOM_WINDOWS.index(self.view.window)
         self.view = replace(self.view, window=ZOOM_WINDOWS[(index + 1) % len(ZOOM_WINDOWS)])
+
+    def action_x_axis(self) -> None:
+        """Step → time → images seen: overlaid runs of other batch sizes or speeds line up on the last two."""
+        self.view = replace(self.view, x_axis=X_AXES[(X_AXES.index(self.view.x_axis) + 1) % len(X_AXES)])
+
+    def action_spread(self) -> None:
+        self.view = replace(self.view, spread=not self.view.spread)
 
     def action_older_samples(self) -> None:
         self.query_one(SamplesPanel).step_through(-1)
@@ -412,3 +427,8 @@ class Dashboard(App[str]):
 
     def action_quit(self) -> None:
         self.exit("left")
+
+
+def _whole(value: Any) -> int:
+    """A status field that should be a positive whole number; anything else (another writer's mistake) is 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

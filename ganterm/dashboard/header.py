@@ -20,6 +20,8 @@ from ganterm.progress import clock, eta_seconds
 from ganterm.run.schema import STATE_STYLE
 from ganterm.run.status import ACTIVE_STATES
 
+X_AXIS_NAMES = {"step": "steps", "time": "wall-clock time", "images": "images seen"}
+
 
 @dataclass(frozen=True)
 class Headline:
@@ -41,10 +43,11 @@ class Headline:
     device: str = ""
     world_size: int = 1
     compared: int = 1
+    unplaced: tuple[str, ...] = ()  # watched runs with no images per step: left off an images-seen axis
 
     @classmethod
     def of(cls, name: str, state: str, status: dict[str, Any], store: SeriesStore, gpu: str | None,
-           compared: int) -> Headline:  # fmt: skip
+           compared: int, unplaced: tuple[str, ...] = ()) -> Headline:  # fmt: skip
         total = int(status.get("total") or 0)
         elapsed = eta = None
         times = store.get("t")
@@ -66,6 +69,7 @@ class Headline:
             device=str(status.get("device") or ""),
             world_size=int(status.get("world_size") or 1),
             compared=compared,
+            unplaced=unplaced,
         )
 
 
@@ -94,8 +98,12 @@ def header_text(line: Headline, view: View) -> Text:
     text.append("\n")
     window = "whole run" if view.window is None else f"last {view.window:,} steps"
     smoothing = f"smoothing {view.smoothing:g}" if view.smoothing else "no smoothing"
+    if view.smoothing and not view.spread:
+        smoothing += " (raw spread hidden)"
     scale = "log scale" if view.log_scale else "linear"
-    text.append(f"{smoothing} · {scale} · {window}", style="dim")
+    text.append(f"{smoothing} · {scale} · {window} · x: {X_AXIS_NAMES[view.x_axis]}", style="dim")
+    if view.x_axis == "images" and line.unplaced:
+        text.append(f" ({', '.join(line.unplaced)}: images per step unknown, not drawn)", style="yellow")
     if line.compared > 1:
         text.append(f" · comparing {line.compared} runs", style="dim")
     text.append(" · ? for keys", style="dim")

@@ -24,6 +24,10 @@ SERIES_MARKERS = ("braille", "dot", "hd")
 NO_COLOUR_MARKERS = ("braille", "x", "o", "+", "*", "#", "=", "%")
 
 
+# what the x axis counts: runs of different batch sizes or speeds line up only by images seen or by time
+X_AXES = ("step", "time", "images")
+
+
 @dataclass(frozen=True)
 class View:
     """How every plot is drawn right now; the keys replace it with a changed copy."""
@@ -31,6 +35,8 @@ class View:
     smoothing: float = 0.6
     log_scale: bool = False
     window: int | None = None  # last N steps, or the whole run
+    x_axis: str = "step"  # one of X_AXES
+    spread: bool = True  # the raw values' min/max envelope behind a smoothed line
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,21 @@ class PlottedRun:
     name: str
     store: SeriesStore
     colour: str
+    images_per_step: int = 0  # 0: unknown (a user's loop that did not say), so no images-seen axis
+
+    def x_of(self, steps: np.ndarray, axis: str) -> np.ndarray | None:
+        """Where these steps go on the x axis; None when this run cannot be placed on it.
+
+        Called with the few points left after bucketing, so a time axis costs no more than a step axis.
+        """
+        if axis == "images":
+            return steps * float(self.images_per_step) if self.images_per_step else None
+        if axis == "time":
+            times = self.store.get("t")
+            if times is None or times.size == 0:
+                return None
+            return np.interp(steps, times.steps, times.values) - float(times.values[0])
+        return steps.astype(np.float64)
 
 
 def _size(series: Series | None) -> int:
@@ -85,8 +106,8 @@ class MetricPlot(PlotextPlot):
         buckets = max(8, self.size.width - 12)
         log_scale = view.log_scale and self.panel.log_scale_allowed
         plt.yscale("log" if log_scale else "linear")
-        plt.xlabel("step")
         drawn = 0
+        unit = XUnit.of(runs, view.x_axis)
         first, last = math.inf, -math.inf
         low, high = math.inf, -math.inf
         for run in runs:
@@ -98,7 +119,7 @@ class MetricPlot(PlotextPlot):
                 if log_scale and not values.min(initial=math.inf) > 0:  # copying a million points costs ~3 ms
                     keep = values > 0
                     steps, values = steps[keep], values[keep]
-                if len(steps) == 0:
+                if len(steps) == 0 or run.x_of(steps[-1:], view.x_axis) is None:
                     continue
                 label = schema.label(name)
                 if len(runs) > 1:
@@ -110,10 +131,12 @@ class MetricPlot(PlotextPlot):
                 else:
                     marker = SERIES_MARKERS[index % len(SERIES_MARKERS)] if len(runs) > 1 else "braille"
                 x, lows, highs = envelope(steps, values, buckets)
+                x = unit.place(run, x)
                 if view.smoothing > 0:
-                    for edge in (lows, highs):  # the raw spread as points: lines here would double the cost
+                    for edge in (lows, highs) if view.spread else ():  # points: lines would double the cost
                         _points(plt, x, edge, color="gray", marker="·" if self.app.no_color else "dot")
                     x, means, sizes = bucket_means(steps, values, buckets)
+                    x = unit.place(run, x)
                     _line(plt, x, smooth(means, view.smoothing, sizes), color=colour, marker=marker, label=label)
                 else:
                     _line(plt, x, highs, color=colour, marker=marker, label=label)
@@ -131,9 +154,10 @@ class MetricPlot(PlotextPlot):
             plt.ylim(*flat_range(low, high))
         else:
             plt.ylim(None, None)
+        plt.xlabel(unit.label)
         if drawn:
-            ticks = step_ticks(first, last)
-            plt.xticks(ticks, [f"{tick:,}" for tick in ticks])
+            ticks = nice_ticks(first, last, smallest=1.0 if unit.whole else 0.0)
+            plt.xticks(ticks, [unit.tick(tick) for tick in ticks])
         plt.title(self.panel.title if drawn else f"{self.panel.title} · no data yet")
         self.refresh()
 
@@ -209,14 +233,56 @@ def _points(plt, x: np.ndarray, y: np.ndarray, **style: str) -> None:
         plt.scatter(x[finite].tolist(), y[finite].tolist(), **style)
 
 
-def step_ticks(first: float, last: float, count: int = 4) -> list[int]:
-    """Whole, round step numbers for the x axis."""
-    span = max(last - first, 1.0)
-    raw = span / count
+def nice_ticks(first: float, last: float, count: int = 4, smallest: float = 0.0) -> list[float]:
+    """Round numbers for the x axis: 1, 2 or 5 times a power of ten apart, and at least `smallest`."""
+    span = max(last - first, 1e-9)
+    raw = max(span / count, smallest)
     magnitude = 10 ** math.floor(math.log10(raw))
     spacing = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
     start = math.ceil(first / spacing) * spacing
-    return [int(start + i * spacing) for i in range(count + 1) if start + i * spacing <= last]
+    # rounded to the spacing's own digits, so 0.1 + 0.2 is labelled 0.3
+    digits = max(0, -math.floor(math.log10(spacing)))
+    return [round(start + i * spacing, digits) for i in range(count + 1) if start + i * spacing <= last + 1e-9]
+
+
+def _compact(value: float) -> str:
+    """1,500,000 → 1.5M: images seen run to millions, and a tick label has a few cells."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class XUnit:
+    """The x axis's label, the divisor that turns steps, seconds or images into its unit, and its tick text."""
+
+    axis: str
+    label: str
+    scale: float = 1.0
+    whole: bool = False  # steps and images come in whole numbers: no tick between two of them
+
+    @classmethod
+    def of(cls, runs: list[PlottedRun], axis: str) -> XUnit:
+        if axis == "images":
+            return cls(axis, "images seen", whole=True)
+        if axis == "step":
+            return cls(axis, "step", whole=True)
+        spans = [t.values[-1] - t.values[0] for run in runs if (t := run.store.get("t")) is not None and t.size]
+        span = max(spans, default=0.0)
+        if span >= 3 * 3600:
+            return cls(axis, "time (hours)", 3600.0)
+        return cls(axis, "time (min)", 60.0) if span >= 180 else cls(axis, "time (s)")
+
+    def place(self, run: PlottedRun, steps: np.ndarray) -> np.ndarray:
+        placed = run.x_of(steps, self.axis)
+        assert placed is not None  # runs that cannot be placed are skipped before bucketing
+        return placed / self.scale
+
+    def tick(self, value: float) -> str:
+        if self.axis == "step":
+            return f"{value:,.0f}"
+        return _compact(value) if self.axis == "images" else f"{value:g}"
 
 
 def flat_range(low: float, high: float) -> tuple[float, float]:

@@ -55,7 +55,8 @@ class Recorder:
     """A run directory's one writer; see the module docstring for the rules it keeps.
 
     `collect` returns the rows not yet written (the loop keeps statistics on
-    its device until then); `images_per_row` turns rows per second into img/s.
+    its device until then). The status fact `images_per_step` (given here or to
+    `describe`) turns rows per second into img/s, and lets viewers plot against images seen.
     """
 
     def __init__(
@@ -64,13 +65,12 @@ class Recorder:
         *,
         log: Callable[[str], None] = print,
         health: HealthChecks | None = None,
-        images_per_row: int = 0,
         **status: Any,
     ) -> None:
         self.run = run
         self.log = log
         self.health = health
-        self.images_per_row = images_per_row
+        self.images_per_step = int(status.get("images_per_step") or 0)
         self.collect: Callable[[], list[Row]] = _no_rows
         self.last_row: Row = {}
         self.step = 0
@@ -92,9 +92,9 @@ class Recorder:
         saved after a failure (the worker tries one) is still never ahead of the rows.
         """
         rows = self.collect()
-        if self.images_per_row and rows:
+        if self.images_per_step and rows:
             elapsed = time.perf_counter() - self._interval_start
-            rate = round(len(rows) * self.images_per_row / max(elapsed, 1e-9), 1)
+            rate = round(len(rows) * self.images_per_step / max(elapsed, 1e-9), 1)
             for row in rows:
                 row["img_per_s"] = rate
         rows = self._unwritten + rows
@@ -174,7 +174,8 @@ class Recorder:
             self._interval_start += time.perf_counter() - started
 
     def describe(self, **fields: Any) -> None:
-        """Facts about the run for status.json: its total, device, world size, ..."""
+        """Facts about the run for status.json: its total, device, world size, images per step, ..."""
+        self.images_per_step = int(fields.get("images_per_step", self.images_per_step) or 0)
         self.status.update(**fields)
 
     def restart_clock(self) -> None:
@@ -207,7 +208,7 @@ class ReplicaRecorder:
         self.run = run
         self.log = log
         self.health: HealthChecks | None = None
-        self.images_per_row = 0
+        self.images_per_step = 0
         self.collect: Callable[[], list[Row]] = _no_rows
         self.last_row: Row = {}
         self.step = 0

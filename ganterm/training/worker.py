@@ -123,7 +123,6 @@ def _prepare(
     recorder.health = HealthMonitor(
         config.health, classes=dataset.num_classes if dataset.is_image else 0, toy=not dataset.is_image
     )
-    recorder.images_per_row = trainer.images_per_step
     if config.quality.every and main:
         schedule.quality = QualityProbe.prepare(
             dataset, config.quality.samples, config.train.seed, cache_root(config), log
@@ -157,6 +156,7 @@ def _prepare(
         device=describe_device(device),
         data=config.data.name,
         batch_size=config.train.batch_size,
+        images_per_step=trainer.images_per_step,
         world_size=group.world_size,
     )
     ranks = f" x {group.world_size} processes" if group.distributed else ""
