@@ -852,6 +852,20 @@ async def test_the_header_counts_the_processes_of_a_distributed_run(root: Path):
         assert "4 processes" in str(app.query_one(Header).render())
 
 
+async def test_the_header_says_what_quality_waits_for_until_it_is_ready(root: Path):
+    run = make_run(root, "fresh", "running")
+    waiting = "quality classifier for mnist5k (training in the background, once per dataset)"
+    write_status(run, {**read_status(run), "waiting_for": waiting})
+    app = Dashboard([run], root)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await settle(pilot, app)
+        assert f"waiting for the {waiting}" in str(app.query_one(Header).render())
+        write_status(run, {**read_status(run), "waiting_for": None, "heartbeat": time.time()})
+        await pilot.pause(1.0)
+        await settle(pilot, app)
+        assert "waiting for" not in str(app.query_one(Header).render())
+
+
 async def test_a_run_the_viewer_cannot_control_says_so_and_the_viewer_goes_on(root: Path, monkeypatch):
     """Someone else's shared run: p answers with one sentence; the dashboard keeps showing the run."""
     run = make_run(root, "theirs", "running")

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from ganterm.run.jsonl import read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import effective_state, read_status
-from tests.conftest import TINY, run_cli, tiny_config
+from tests.conftest import TINY, run_cli, tiny_config, wait_for
 
 pytestmark = pytest.mark.skipif(not dist.is_gloo_available(), reason="this torch has no gloo backend")
 
@@ -31,13 +31,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _train_rank(rank: int, port: int, out: str) -> None:

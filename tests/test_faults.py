@@ -35,7 +35,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.status import effective_state, read_status
 from ganterm.training.checkpoint import load_checkpoint
 from tests import fault_worker
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 
 TRAIN = [
     "--data", "ring", "--set", "model.width=16", "--set", "model.z_dim=8", "--set", "train.batch_size=32",
@@ -77,15 +77,6 @@ SLOW = [
 ]
 
 
-def _wait_until(check, timeout: float = 120.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _step(run: RunDir) -> int:
     return int((read_status(run) or {}).get("step", 0))
 
@@ -107,12 +98,12 @@ def _stop(run: RunDir, fault: Fault, marker: Path) -> None:
     worker = fault_worker.start(run.path, [*fault.faults, "--marker", str(marker)], config=config)
     try:
         if fault.command:
-            _wait_until(lambda: _step(run) >= 15, what="steps before the command")
+            wait_for(lambda: _step(run) >= 15, timeout=120, what="steps before the command")
             append_jsonl(run.control, {"t": time.time(), "cmd": "checkpoint", "id": "fault-suite"})
         if fault.hangs:
-            _wait_until(marker.exists, what=f"the worker to stop at {fault.name}")
+            wait_for(marker.exists, timeout=120, what=f"the worker to stop at {fault.name}")
         elif fault.kill_at:
-            _wait_until(lambda: _step(run) >= fault.kill_at, what=f"step {fault.kill_at}")
+            wait_for(lambda: _step(run) >= fault.kill_at, timeout=120, what=f"step {fault.kill_at}")
         else:
             assert worker.wait(timeout=120) != 0
             assert "no space left on the disk while writing" in read_status(run)["error"]

@@ -14,16 +14,9 @@ import pytest
 from ganterm.run.jsonl import last_record, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "own_loop.py"
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def logged_step(run: RunDir) -> int:

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from ganterm.config import Config
+from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for
 from ganterm.training.data import Dataset, load_dataset, toy_dataset, toy_modes
 from ganterm.training.quality import (
     QualityProbe,
     class_metrics,
-    classifier_for,
     embed,
     frechet_distance,
     precision_recall,
@@ -149,6 +149,40 @@ def test_probe_measures_a_generator(mnist5k: Dataset, classifier_cache: Path):
     assert set(result) == {"fd_classifier", "class_coverage", "class_kl", "classifier_confidence",
                            "precision", "recall"}  # fmt: skip
     assert result["fd_classifier"] > 10
+
+
+class _BuildDoneAfter:
+    """A background build that finishes after `polls` looks at it."""
+
+    def __init__(self, net: FeatureNet, polls: int) -> None:
+        self.net, self.polls = net, polls
+
+    def result(self, wait: bool = False) -> FeatureNet | None:
+        self.polls -= 1
+        return self.net if wait or self.polls <= 0 else None
+
+
+def test_measuring_waits_for_a_classifier_still_being_trained(mnist5k: Dataset, classifier_cache: Path):
+    from ganterm.training.models import DCGANGenerator
+
+    net = classifier_for(mnist5k, classifier_cache, log=lambda message: None)
+    build = _BuildDoneAfter(net, polls=2)
+    probe = QualityProbe("mnist5k", False, real_labels=mnist5k.labels, classes=10, samples=200,
+                         real_images=mnist5k.batch(torch.arange(200)), build=build)  # fmt: skip
+    generator = DCGANGenerator(16, 8, 1, 28)
+    assert probe.left_out is None  # precision and recall will be measured: the real images are there
+    assert probe.measure(generator, z_dim=16) == {} and "mnist5k" in str(probe.waiting_for)
+    assert "fd_classifier" in probe.measure(generator, z_dim=16)
+    assert probe.waiting_for is None and probe.real_images is None
+
+
+def test_a_failed_background_build_trains_the_classifier_in_the_worker(
+    mnist5k: Dataset, classifier_cache: Path, tmp_path: Path
+):
+    messages: list[str] = []
+    build = ClassifierBuild(mnist5k, classifier_cache, tmp_path / "no-such-config.toml", log=messages.append)
+    assert isinstance(build.result(wait=True), FeatureNet)
+    assert any("failed (exit code 1); training it here instead" in message for message in messages)
 
 
 def test_unlabelled_images_get_precision_and_recall_only(tmp_path: Path):

@@ -44,6 +44,7 @@ class Headline:
     world_size: int = 1
     compared: int = 1
     unplaced: tuple[str, ...] = ()  # watched runs with no images per step: left off an images-seen axis
+    waiting_for: str = ""  # what the worker waits for before it can measure something (status.json)
 
     @classmethod
     def of(cls, name: str, state: str, status: dict[str, Any], store: SeriesStore, gpu: str | None,
@@ -70,6 +71,7 @@ class Headline:
             world_size=int(status.get("world_size") or 1),
             compared=compared,
             unplaced=unplaced,
+            waiting_for=str(status.get("waiting_for") or ""),
         )
 
 
@@ -96,6 +98,8 @@ def header_text(line: Headline, view: View) -> Text:
     if line.device:
         text.append(f" · {line.device.split(' (')[0] if line.gpu else line.device}")
     text.append("\n")
+    if line.waiting_for and line.state in ACTIVE_STATES:
+        text.append(f"waiting for the {line.waiting_for} · ", style="yellow")
     window = "whole run" if view.window is None else f"last {view.window:,} steps"
     smoothing = f"smoothing {view.smoothing:g}" if view.smoothing else "no smoothing"
     if view.smoothing and not view.spread:

@@ -58,11 +58,23 @@ def write_checkpoint(
     return path
 
 
-def measure_quality(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> None:
-    """Quality metrics go into metrics.jsonl as their own row, so every viewer can plot them."""
-    if schedule.quality is None:
+def measure_quality(trainer: Trainer, recorder: Recorder, schedule: Schedule, wait: bool = False) -> None:
+    """Quality metrics go into metrics.jsonl as their own row, so every viewer can plot them.
+
+    Until the classifier being trained in the background is ready nothing is measured (status.json's
+    `waiting_for` says why); `wait` waits for it, for the measurement a finished run ends with.
+    """
+    probe = schedule.quality
+    if probe is None:
         return
-    measured = schedule.quality.measure(trainer.sampling_generator, trainer.config.model.z_dim)
+    if probe.waiting_for:
+        if wait:
+            recorder.log(f"waiting for the {probe.waiting_for} to measure the final samples")
+        if not probe.ready(wait):
+            return
+        recorder.describe(waiting_for=None)
+        recorder.log(f"step {trainer.step}: the quality classifier is ready; measuring quality from now on")
+    measured = probe.measure(trainer.sampling_generator, trainer.config.model.z_dim)
     if measured:  # nothing applies to a folder of a handful of images
         recorder.write_rows([{"step": trainer.step, "t": time.time(), **measured}])
 
@@ -149,8 +161,10 @@ def fit(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> str:
         write_sample(trainer, recorder)
     if schedule.last_checkpoint != trainer.step:
         write_checkpoint(trainer, recorder, schedule)
-    if config.quality.every and trainer.step % config.quality.every:
-        measure_quality(trainer, recorder, schedule)
+    # a finished run ends with a quality point, waiting for its classifier if need be; a stopped one does not wait
+    probe = schedule.quality
+    if config.quality.every and probe is not None and (trainer.step % config.quality.every or not probe.ready()):
+        measure_quality(trainer, recorder, schedule, wait=stop_command is None)
     state = "stopped" if stop_command is not None else "finished"
     recorder.set_state(state, trainer.step, stop_command)
     return state

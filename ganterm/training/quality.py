@@ -15,17 +15,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ganterm.errors import UserError
+from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for, classifier_path, random_feature_net
 from ganterm.training.data import TOY_SAMPLE_POINTS, Dataset, toy_modes
 from ganterm.training.sample import generate, latent
 
@@ -33,90 +32,6 @@ TOY_HQ_SIGMAS = 3.0
 TOY_MIN_PER_MODE = 20
 COVERED_SHARE = 0.01  # a class counts as covered when at least 1% of the samples fall in it
 PR_NEIGHBOURS = 3
-CLASSIFIER_EPOCHS = 8
-CLASSIFIER_BATCH = 128
-FEATURE_SIZE = 28
-
-
-class FeatureNet(nn.Module):
-    """A small CNN whose 128 penultimate features serve as the embedding."""
-
-    def __init__(self, channels: int, classes: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 32 x 14 x 14
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 64 x 7 x 7
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
-        )  # fmt: skip
-        self.head = nn.Linear(128, max(classes, 1))
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and class logits of images in [-1, 1], at any size."""
-        if images.shape[-1] != FEATURE_SIZE:
-            images = F.interpolate(images, size=(FEATURE_SIZE, FEATURE_SIZE), mode="bilinear", antialias=True)
-        features = self.body(images)
-        return features, self.head(features)
-
-
-def _cache_key(dataset: Dataset) -> str:
-    digest = hashlib.sha256()
-    digest.update(dataset.tensor[:: max(1, len(dataset) // 512)].contiguous().numpy().tobytes())
-    digest.update(str((len(dataset), tuple(dataset.tensor.shape), CLASSIFIER_EPOCHS)).encode())
-    return digest.hexdigest()[:16]
-
-
-def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
-    """The dataset's classifier: from the cache, or trained now (seconds) and cached."""
-    from safetensors.torch import load_file, save
-
-    from ganterm.run.files import write_atomic
-
-    path = cache / "classifiers" / f"{dataset.name}-{_cache_key(dataset)}.safetensors"
-    model = FeatureNet(dataset.channels, dataset.num_classes)
-    if path.exists():
-        try:
-            model.load_state_dict(load_file(str(path)))
-            return model.eval()
-        except Exception as error:  # a damaged cache is rebuilt, not fatal
-            log(f"warning: rebuilding the quality classifier cache {path}: {error}")
-    log(f"training the quality classifier for {dataset.name} once (cached at {path})")
-    _fit_classifier(model, dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a per-process temp name: two runs training the same classifier at once each replace it whole
-    write_atomic(path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
-    return model.eval()
-
-
-def _fit_classifier(model: FeatureNet, dataset: Dataset) -> None:
-    """One-cycle Adam with random ±2 px shifts: over 96% on held-out mnist5k digits in ~20 s of one CPU core.
-
-    Generated digits are rarely centred as neatly as MNIST's, so the shifts make
-    the classifier judge their shape rather than their position.
-    """
-    rng = torch.Generator().manual_seed(0)
-    batches_per_epoch = math.ceil(len(dataset) / CLASSIFIER_BATCH)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=2e-3, total_steps=CLASSIFIER_EPOCHS * batches_per_epoch
-    )
-    model.train()
-    for _ in range(CLASSIFIER_EPOCHS):
-        for indices in torch.randperm(len(dataset), generator=rng).split(CLASSIFIER_BATCH):
-            shift_y, shift_x = torch.randint(-2, 3, (2,), generator=rng).tolist()
-            images = torch.roll(dataset.batch(indices).contiguous(), (shift_y, shift_x), dims=(2, 3))
-            _, logits = model(images)
-            loss = F.cross_entropy(logits, dataset.labels[indices])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-
-
-def random_feature_net(channels: int) -> FeatureNet:
-    """Untrained but fixed: a seeded random CNN embedding for unlabelled images."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1234)
-        return FeatureNet(channels, 1).eval()
 
 
 @torch.no_grad()
@@ -182,7 +97,11 @@ def toy_metrics(name: str, points: torch.Tensor) -> dict[str, float]:
 
 @dataclass
 class QualityProbe:
-    """Everything fixed about a run's quality measurement, prepared once."""
+    """Everything fixed about a run's quality measurement, prepared once.
+
+    A classifier still being trained in the background (`build`) is awaited lazily: until it
+    is ready, `measure` measures nothing and the real images wait in `real_images`.
+    """
 
     dataset_name: str
     toy: bool
@@ -193,24 +112,55 @@ class QualityProbe:
     classes: int = 0
     samples: int = 1000
     seed: int = 0
+    real_images: torch.Tensor | None = None
+    build: ClassifierBuild | None = None
 
     @classmethod
     def prepare(cls, dataset: Dataset, samples: int, seed: int, cache: Path,
-                log: Callable[[str], None] = print) -> QualityProbe:  # fmt: skip
+                log: Callable[[str], None] = print, config_path: Path | None = None) -> QualityProbe:  # fmt: skip
+        """With `config_path` (the run's config), a classifier not cached yet is trained in the background."""
         dataset = dataset.to(torch.device("cpu"))
         if not dataset.is_image:
             return cls(dataset.name, toy=True, point_scale=dataset.point_scale, samples=TOY_SAMPLE_POINTS, seed=seed)
         labelled = dataset.labels is not None and dataset.num_classes > 1
-        net = classifier_for(dataset, cache, log) if labelled else random_feature_net(dataset.channels)
-        picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:samples]
-        real_features, _ = embed(net, dataset.batch(picked))
         labels = dataset.labels if labelled else None
+        picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:samples]
+        if labelled and config_path is not None and not classifier_path(dataset, cache).exists():
+            log(
+                f"training the quality classifier for {dataset.name} in the background (once per dataset): "
+                "quality is measured from when it is ready"
+            )
+            build = ClassifierBuild(dataset, cache, config_path, log)
+            real = dataset.batch(picked)
+            return cls(dataset.name, False, 1.0, None, None, labels, dataset.num_classes, samples, seed, real, build)
+        net = classifier_for(dataset, cache, log) if labelled else random_feature_net(dataset.channels)
+        real_features, _ = embed(net, dataset.batch(picked))
         return cls(dataset.name, False, 1.0, net, real_features, labels, dataset.num_classes, samples, seed)
+
+    @property
+    def waiting_for(self) -> str | None:
+        """What measuring waits for, in words, while it waits."""
+        if self.build is None:
+            return None
+        return f"quality classifier for {self.dataset_name} (training in the background, once per dataset)"
+
+    def ready(self, wait: bool = False) -> bool:
+        """Whether `measure` can measure; takes the background classifier in once it is done."""
+        if self.build is None:
+            return True
+        net = self.build.result(wait)
+        if net is None:
+            return False
+        assert self.real_images is not None
+        self.net, self.build = net, None
+        self.real_features, _ = embed(net, self.real_images)
+        self.real_images = None
+        return True
 
     @property
     def left_out(self) -> str | None:
         """Why precision and recall cannot be measured on this data, if they cannot."""
-        real = 0 if self.real_features is None else len(self.real_features)
+        real = next((len(held) for held in (self.real_features, self.real_images) if held is not None), 0)
         if self.toy or real > PR_NEIGHBOURS:
             return None
         return (
@@ -219,6 +169,9 @@ class QualityProbe:
         )
 
     def measure(self, generator: nn.Module, z_dim: int) -> dict[str, float]:
+        """The metrics of the generator's samples; none while the classifier is not ready."""
+        if not self.ready():
+            return {}
         z = latent(self.seed + 77_777, self.samples, z_dim)
         output = generate(generator, z)
         if self.toy:

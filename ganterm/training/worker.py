@@ -125,10 +125,11 @@ def _prepare(
     )
     if config.quality.every and main:
         schedule.quality = QualityProbe.prepare(
-            dataset, config.quality.samples, config.train.seed, cache_root(config), log
+            dataset, config.quality.samples, config.train.seed, cache_root(config), log, config_path
         )
         if schedule.quality.left_out:
             log(f"note: {schedule.quality.left_out}")
+        recorder.describe(waiting_for=schedule.quality.waiting_for)
     if resume is not None:
         resume, checkpoint = _load_resume(run, resume, or_older)
         trainer.restore(checkpoint, resume)
