@@ -91,19 +91,19 @@ def write_run(history: History, folder: Path, advance: Callable[[int], None]) ->
 
 
 def _write_scalars(writer: Any, history: History, advance: Callable[[int], None]) -> None:
-    """One event per metrics row, holding all its numbers: a million rows take seconds, not minutes."""
+    """One event per metrics row, holding all its numbers: a million rows take a minute, not several."""
     from tensorboardX.proto.event_pb2 import Event
-    from tensorboardX.proto.summary_pb2 import Summary
 
-    nan, tags, value = float("nan"), {}, Summary.Value
+    nan, tags = float("nan"), {}
     for chunk in history.chunks(advance):
         for row in chunk:
-            values = [
-                value(tag=tags.get(name) or tags.setdefault(name, tag(name)), simple_value=nan if v is None else v)
-                for name, v in row.items()
-                if name != "step" and name != "t"
-            ]
-            writer.write_event(Event(step=int(row["step"]), wall_time=row["t"], summary=Summary(value=values)))
+            event = Event(step=int(row["step"]), wall_time=row["t"])
+            add = event.summary.value.add  # twice as fast as building each Summary.Value and then the list
+            for name, value in row.items():
+                if name != "step" and name != "t":
+                    tidy = tags.get(name) or tags.setdefault(name, tag(name))
+                    add(tag=tidy, simple_value=nan if value is None else value)
+            writer.write_event(event)
 
 
 def _write_samples(writer: Any, history: History, sampled: dict[int, float]) -> int:
