@@ -1,6 +1,7 @@
 """Every number a run logged, out to the formats other tools read: CSV, Parquet, TensorBoard event files.
 
-Torch-free, like the viewers: it reads the run directory only. Each run's
+Torch-free, like the viewers: it reads the run directory only (and keeps
+tensorboardX from loading torch). Each run's
 metrics.jsonl is streamed (`history`), never held whole; what is written goes
 to a temporary name and is renamed into place, so a failed export leaves the
 old output as it was. The generator export lives in `training.checkpoint`.
@@ -37,9 +38,11 @@ def require_extra(fmt: str) -> None:
     """Before anything is read or written: the writer of `fmt` is installed, or one sentence says how to get it."""
     if fmt not in EXTRAS:
         return
+    from ganterm.export.tensorboard import import_tensorboardx
+
     module, extra = EXTRAS[fmt]
     try:
-        importlib.import_module(module)
+        import_tensorboardx() if fmt == "tensorboard" else importlib.import_module(module)
     except ImportError:
         raise UserError(
             f"--format {fmt} needs {module}, which is not installed; install it with: pip install 'ganterm[{extra}]'"
