@@ -470,7 +470,8 @@ def _export_history(arguments: list[str], fmt: str, out: Path | None, root: Path
         if out.suffix.lower() != SUFFIX[fmt]:
             raise UserError(f"--out {str(out)!r} must name a {SUFFIX[fmt]} file for --format {fmt}")
     histories = open_histories(runs)
-    with _progress(work_bytes(histories, fmt), f"exporting {len(runs)} run(s) to {fmt}") as advance:
+    what = runs[0].name if len(runs) == 1 else f"{len(runs)} runs"
+    with _progress(work_bytes(histories, fmt), f"exporting {what} to {fmt}") as advance:
         if fmt == "tensorboard":
             with _writing(out):
                 exported = export_history(histories, fmt, out, advance)

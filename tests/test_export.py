@@ -9,6 +9,7 @@ missing reader fails the test instead of skipping it.
 from __future__ import annotations
 
 import importlib
+import io
 import math
 import os
 import subprocess
@@ -334,6 +335,22 @@ def test_mistakes_are_one_sentence_and_write_nothing(args: list[str], said: str,
     assert result.exit_code != 0 and said in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
     assert sorted(p.name for p in in_tmp.iterdir()) == ["a.csv", "runs"] and (in_tmp / "a.csv").read_text() == "mine"
+
+
+def test_a_terminal_sees_a_progress_bar_and_a_pipe_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A million rows take half a minute: in a terminal, stderr shows how far the export is."""
+    from rich.console import Console
+
+    from ganterm import cli
+
+    make_run(tmp_path / "runs", "faces", _rows(30))
+    args = ("faces", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(tmp_path / "f.csv"))
+    for terminal in (True, False):
+        screen = io.StringIO()
+        monkeypatch.setattr(cli, "errors", Console(file=screen, force_terminal=terminal, width=100))
+        assert _export(*args).exit_code == 0
+        assert ("exporting faces to csv" in screen.getvalue()) is terminal
+        assert "100%" in screen.getvalue() or not terminal
 
 
 def test_default_names_of_the_output(in_tmp: Path):
