@@ -246,6 +246,23 @@ def test_tensorboard_holds_every_value_grid_and_alert(tmp_path: Path):
     ]
 
 
+def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
+    """events.jsonl keeps them; the metrics were cut back to the checkpoint, so the export leaves them out too."""
+    run = make_run(tmp_path / "runs", "resumed", _rows(12))
+    started = {"kind": "status", "state": "running", "total": 12}
+    alert = {"kind": "alert", "check": "d_overpowers_g", "severity": "warning"}
+    events = [{**started, "step": 0}, {**alert, "step": 4, "message": "kept"}, {**alert, "step": 9, "message": "gone"}]
+    events += [{**started, "step": 6}, {**alert, "step": 10, "message": "new branch"}]
+    run.events.write_bytes(b"".join(orjson.dumps({"t": START + i, **e}) + b"\n" for i, e in enumerate(events)))
+    out = tmp_path / "tb"
+    result = _export("resumed", "--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    tensor_util = reader("tensorboard.util.tensor_util")
+    alerts = _accumulator(out / "resumed").Tensors("alerts/text_summary")
+    messages = [tensor_util.make_ndarray(a.tensor_proto)[0].decode().rsplit(": ", 1)[1] for a in alerts]
+    assert messages == ["kept", "new branch"]
+
+
 def test_tensorboard_tags_of_a_real_run(trained_run: RunDir, tmp_path: Path):
     """What ganterm's own loop writes gets the tidy tags, one point per logged step."""
     out = tmp_path / "tb"

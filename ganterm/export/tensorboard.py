@@ -3,7 +3,8 @@
 Scalars go under the tidy tags of `schema.tag` (`loss/d`, `D/G(z)`, `quality/precision`;
 a user's own names as they are), one event per metrics row at the row's step and
 wall time. TensorBoard holds scalars as 32-bit floats; a null is NaN. The sample
-grids are stored as the PNG files the run wrote, byte for byte; alerts as text.
+grids are stored as the PNG files the run wrote, byte for byte; alerts as text,
+those of branches a resume abandoned left out (the metrics are cut back too).
 
 The events are written through tensorboardX's synchronous `EventsWriter`:
 its `SummaryWriter` hands every event to a queue that pickles it, which costs
@@ -105,7 +106,7 @@ def write_run(history: History, folder: Path, advance: Callable[[int], None]) ->
         _write_scalars(writer, history, advance)
         events = [event for event in read_jsonl(history.run.events) if valid_event(event)]
         unreadable = _write_samples(writer, history, {int(e["step"]): e["t"] for e in events if e["kind"] == "sample"})
-        _write_alerts(writer, [event for event in events if event["kind"] == "alert"])
+        _write_alerts(writer, alerts_of_the_branch(events))
     finally:
         writer.close()
     return [f"{history.run.name}: left out {unreadable} unreadable sample grid(s)"] if unreadable else []
@@ -141,6 +142,22 @@ def _write_samples(writer: Any, history: History, sampled: dict[int, float]) -> 
         summary = Summary(value=[Summary.Value(tag=SAMPLES_TAG, image=image)])
         writer.write_event(Event(step=step, wall_time=sampled.get(step) or path.stat().st_mtime, summary=summary))
     return unreadable
+
+
+def alerts_of_the_branch(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The alerts of the history the metrics now hold, not of a branch a resume abandoned.
+
+    events.jsonl is kept whole across resumes, while metrics.jsonl is cut back
+    to the checkpoint: each start writes a status event with `total` at the
+    step it starts from, and alerts raised past that step before it are gone.
+    """
+    alerts: list[dict[str, Any]] = []
+    for event in events:
+        if event["kind"] == "status" and "total" in event:
+            alerts = [alert for alert in alerts if alert["step"] <= event["step"]]
+        elif event["kind"] == "alert":
+            alerts.append(event)
+    return alerts
 
 
 def _write_alerts(writer: Any, alerts: list[dict[str, Any]]) -> None:
