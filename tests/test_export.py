@@ -182,6 +182,27 @@ def test_rows_written_during_the_export_are_not_half_in_it(tmp_path: Path, monke
     assert len(table) == len(rows) and "new_name" not in table.columns
 
 
+def test_a_file_cut_back_and_grown_again_during_the_export_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A resume between the passes cuts metrics.jsonl back and writes on past its old size: other rows, same size."""
+    rows = _rows(12)
+    run = make_run(tmp_path / "runs", "regrown", rows)
+    first_pass = History.names
+
+    def names_then_resume(self: History, *args: Any) -> dict[str, None]:
+        names = first_pass(self, *args)
+        again = [{**row, "t": row["t"] + 100} for row in rows] + _rows(3)
+        os.truncate(run.metrics, 0)  # as the worker does, in place: the same file
+        with open(run.metrics, "ab") as handle:
+            handle.write(b"".join(orjson.dumps(row) + b"\n" for row in again))
+        return names
+
+    monkeypatch.setattr(History, "names", names_then_resume)
+    out = tmp_path / "regrown.parquet"
+    result = _export("regrown", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
+    assert result.exit_code == 1 and "was rewritten during the export" in result.output, result.output
+    assert not out.exists()
+
+
 def test_a_file_cut_back_during_the_export_leaves_the_old_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A resume rewinds metrics.jsonl between the passes: one sentence, the earlier export kept, no temp file."""
     run = make_run(tmp_path / "runs", "rewound", _rows(12))

@@ -3,7 +3,8 @@
 A million-row history is never held whole: each pass streams the file a few
 megabytes at a time. The file is pinned at the size it had when the export
 began, so a run still training adds no rows between two passes, and a file cut
-back meanwhile (a resume rewinds it) is said, not silently mixed.
+back meanwhile (a resume rewinds it, then writes on) is said, not silently
+mixed: its identity, size and last bytes are checked before and after each pass.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ganterm.run.jsonl import ROW_RULE, JsonlTail, valid_row
 from ganterm.run.layout import RunDir
 
 CHUNK_BYTES = 4 << 20  # a few thousand rows per chunk: little memory, and Python's per-call costs stay small
+LAST_BYTES = 4096  # compared before and after each pass: rows of a rewritten file differ in `t` at least
 Rows = list[dict[str, Any]]
 
 
@@ -31,6 +33,7 @@ class History:
             raise UserError(f"run {run.name!r} has no metrics.jsonl yet: nothing to export") from None
         self.size = stat.st_size
         self._identity = (stat.st_dev, stat.st_ino)
+        self._last_bytes = self._read_last_bytes()
         self.rows = 0  # counted by the first pass
         self.skipped = 0  # lines left out: unreadable, or not a valid row (ROW_RULE)
         self._passes = 0
@@ -43,6 +46,7 @@ class History:
             raise self._changed() from None
         if (stat.st_dev, stat.st_ino) != self._identity or stat.st_size < self.size:  # replaced or cut back
             raise self._changed()
+        self._check_last_bytes()
         tail = JsonlTail(self.run.metrics)
         tail.start_at(0)
         first, rows, skipped = self._passes == 0, 0, 0
@@ -58,6 +62,7 @@ class History:
             advance(tail.offset - offset)
             if valid:
                 yield valid
+        self._check_last_bytes()  # cut back and grown again meanwhile: the same size, other rows
         if first:
             self.rows, self.skipped = rows, skipped + tail.bad_lines
 
@@ -72,6 +77,16 @@ class History:
                     shapes.add(shape)
                     names.update(dict.fromkeys(shape))
         return names
+
+    def _read_last_bytes(self) -> bytes:
+        """The end of the pinned span: a resume that cut the file back and wrote on past it changes these."""
+        with open(self.run.metrics, "rb") as handle:
+            handle.seek(max(0, self.size - LAST_BYTES))
+            return handle.read(min(self.size, LAST_BYTES))
+
+    def _check_last_bytes(self) -> None:
+        if self._read_last_bytes() != self._last_bytes:
+            raise self._changed()
 
     def skipped_note(self) -> str | None:
         if not self.skipped:
