@@ -146,6 +146,17 @@ def test_parquet_holds_every_row_and_value_in_row_groups(tmp_path: Path, monkeyp
                 assert value is None, (want["step"], column, value)  # absent is null, unlike a recorded NaN
 
 
+def test_parquet_takes_integers_past_double_precision(tmp_path: Path):
+    """A loop may log a big counter as an int: float64 holds it rounded, as the CSV's readers would."""
+    pq = reader("pyarrow.parquet")
+    rows = [{"step": 1, "t": START, "images_seen": 2**53 + 1}, {"step": 2, "t": START + 1, "images_seen": 2**63 + 5}]
+    make_run(tmp_path / "runs", "counted", rows)
+    out = tmp_path / "counted.parquet"
+    result = _export("counted", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("images_seen").to_pylist() == [float(2**53 + 1), float(2**63 + 5)]
+
+
 def test_several_runs_make_one_tidy_table(tmp_path: Path):
     pd = reader("pandas")
     first, second = _rows(9), [{**row, "my_other": 1.5} for row in _rows(6, offset=0.5)]

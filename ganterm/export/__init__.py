@@ -1,10 +1,10 @@
 """Every number a run logged, out to the formats other tools read: CSV, Parquet, TensorBoard event files.
 
 Torch-free, like the viewers: it reads the run directory only (and keeps
-tensorboardX from loading torch). Each run's
-metrics.jsonl is streamed (`history`), never held whole; what is written goes
-to a temporary name and is renamed into place, so a failed export leaves the
-old output as it was. The generator export lives in `training.checkpoint`.
+tensorboardX from loading torch). Each run's metrics.jsonl is streamed
+(`history`), never held whole; what is written goes to a temporary name and
+is renamed into place, so a failed export leaves the old output as it was.
+The generator export needs torch and lives in `training.checkpoint`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from ganterm.errors import UserError
 from ganterm.export.history import History
 from ganterm.run.layout import RunDir
 
-HISTORY_FORMATS = ("csv", "parquet", "tensorboard")
 SUFFIX = {"csv": ".csv", "parquet": ".parquet"}
 # the module each format needs beyond ganterm's own dependencies, and the extra that installs it
 EXTRAS = {"parquet": ("pyarrow", "parquet"), "tensorboard": ("tensorboardX", "tensorboard")}

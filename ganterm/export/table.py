@@ -82,5 +82,14 @@ def _batch(chunk: Rows, run: str, schema: Any) -> Any:
     for field in schema:
         if field.name not in ("run", "step"):
             values = [row.get(field.name, _ABSENT) for row in chunk]
-            arrays.append(pa.array([None if v is _ABSENT else NAN if v is None else v for v in values], pa.float64()))
+            arrays.append(_float64([None if v is _ABSENT else NAN if v is None else v for v in values]))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _float64(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, pa.float64())
+    except pa.ArrowInvalid:  # an int past 2**53, which pyarrow will not round: rounded here, as any float64 would
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
