@@ -40,8 +40,8 @@ def reader(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is not installed; the [test] extra must bring it")
+        if os.environ.get("CI", "").strip().lower() == "true":  # as tests/test_terminal.py reads it
+            pytest.fail(f"{name} is not installed, and CI=true: the [test] extra must bring it", False)
         pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
 
 
@@ -410,3 +410,21 @@ def test_default_names_of_the_output(in_tmp: Path):
     assert _export("--format", "tensorboard").exit_code == 0  # the newest run
     assert sorted(p.name for p in in_tmp.iterdir()) == ["a.csv", "runs", "runs.parquet", "tensorboard"]
     assert [p.name for p in (in_tmp / "tensorboard").iterdir()] == ["b"]
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), ("", "1 skipped")])
+def test_a_missing_reader_fails_in_ci_and_skips_elsewhere(ci: str, outcome: str, tmp_path: Path):
+    """CI installs the [test] extra, readers included: a reader missing there is a failure, not a quiet skip."""
+    blocked = tmp_path / "blocked" / "pandas"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('pandas blocked for this test')\n")
+    test = "tests/test_export.py::test_csv_holds_every_row_and_value_of_metrics_jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(blocked.parent)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=Path(__file__).parent.parent, capture_output=True, text=True, env=env | ({"CI": ci} if ci else {}),
+        timeout=120,
+    )  # fmt: skip
+    assert outcome in result.stdout, result.stdout + result.stderr
+    if ci:
+        assert "pandas is not installed, and CI=true" in result.stdout
