@@ -6,13 +6,15 @@ eval), so `ganterm --help`, `runs` and the viewers start at once.
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import functools
 import importlib
 import json
 import stat
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -35,6 +37,7 @@ console = Console(soft_wrap=True)  # log lines stay whole in pipes and files
 errors = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 ALL_COLUMNS = 1_000  # characters a table may take when no terminal limits it
 RootOption = Annotated[Path, typer.Option("--root", help="Folder that holds the runs.")]
@@ -399,22 +402,104 @@ def _intact_checkpoint(argument: str | None, root: Path) -> Path:
     return find_checkpoint(argument, root, verify, warn)
 
 
+class ExportFormat(str, enum.Enum):
+    generator = "generator"
+    csv = "csv"
+    parquet = "parquet"
+    tensorboard = "tensorboard"
+
+
 @app.command()
 @user_errors
 def export(
-    run_or_checkpoint: Annotated[
-        str | None, typer.Argument(help="Run or checkpoint; newest run if omitted.", show_default=False)
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Runs (names or paths), or for the generator one run or checkpoint; newest run if omitted.",
+            show_default=False,
+        ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Where to write the generator.")] = Path("generator.safetensors"),
+    format_: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="generator: the (EMA) generator alone; csv, parquet: every metrics row of the runs in one table; "
+            "tensorboard: an event-file folder per run (scalars, sample grids, alerts).",
+        ),
+    ] = ExportFormat.generator,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write: generator.safetensors, <run>.csv, <run>.parquet or the folder tensorboard/ if "
+            "omitted (runs.csv, runs.parquet for several runs).",
+            show_default=False,
+        ),
+    ] = None,
     root: RootOption = Path("runs"),
 ) -> None:
-    """Write the (EMA) generator alone, loadable with safetensors.torch.load_file."""
+    """Write the generator alone, or every number the runs logged as CSV, Parquet or TensorBoard event files."""
+    if format_ is not ExportFormat.generator:
+        _export_history(runs or [], format_.value, out, root)
+        return
+    if runs and len(runs) > 1:
+        raise UserError(
+            f"--format generator writes one generator, and {len(runs)} runs were given; give one run or checkpoint "
+            "(several runs go to --format csv, parquet or tensorboard)"
+        )
     from ganterm.training.checkpoint import load_checkpoint, save_generator
 
-    path = _intact_checkpoint(run_or_checkpoint, root)
+    out = out or Path("generator.safetensors")
+    path = _intact_checkpoint(runs[0] if runs else None, root)
     checkpoint = load_checkpoint(path)
     _write(out, lambda target: save_generator(target, checkpoint.sampling_weights, checkpoint.config, checkpoint.step))
     _say(f"wrote {out} (generator at step {checkpoint.step}, {len(checkpoint.sampling_weights)} tensors)")
+
+
+def _export_history(arguments: list[str], fmt: str, out: Path | None, root: Path) -> None:
+    """Every metrics row of the runs, streamed to `out`; the writer's extra is checked before anything is read."""
+    from ganterm.export import SUFFIX, export_history, open_histories, require_extra, work_bytes
+    from ganterm.run.layout import resolve_run
+
+    require_extra(fmt)
+    runs = [resolve_run(argument, root) for argument in arguments] if arguments else [resolve_run(None, root)]
+    if fmt == "tensorboard":
+        out = out or Path("tensorboard")
+        _output_folder(out)
+    else:
+        out = out or Path(f"{runs[0].name if len(runs) == 1 else 'runs'}{SUFFIX[fmt]}")
+        if out.suffix.lower() != SUFFIX[fmt]:
+            raise UserError(f"--out {str(out)!r} must name a {SUFFIX[fmt]} file for --format {fmt}")
+    histories = open_histories(runs)
+    what = runs[0].name if len(runs) == 1 else f"{len(runs)} runs"
+    with _progress(work_bytes(histories, fmt), f"exporting {what} to {fmt}") as advance:
+        if fmt == "tensorboard":
+            with _writing(out):
+                exported = export_history(histories, fmt, out, advance)
+        else:
+            exported = _write(out, lambda target: export_history(histories, fmt, target, advance))
+    for note in exported.notes:
+        errors.print(note, highlight=False, markup=False, soft_wrap=True)
+    plural = "s" if len(runs) > 1 else ""
+    if fmt == "tensorboard":
+        folders = ", ".join(str(out / run.name) for run in runs)
+        _say(f"wrote {folders} ({exported.rows:,} metrics rows of {len(runs)} run{plural})")
+        _say(f"  view them with: tensorboard --logdir {out}")
+    else:
+        _say(f"wrote {out} ({exported.rows:,} rows of {len(runs)} run{plural}, {len(exported.columns)} columns)")
+
+
+@contextlib.contextmanager
+def _progress(total: int, what: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr while a long export reads its files; nothing when stderr is no terminal."""
+    if not errors.is_terminal or not total:
+        yield lambda _: None
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda done: progress.advance(task, done)
 
 
 @app.command()
@@ -463,11 +548,24 @@ def _output_file(path: Path) -> Path:
     raise UserError(f"--out {str(path)!r}{via} is {kind}; give a new path or a regular file to replace")
 
 
-def _write(path: Path, write: Callable[[Path], None]) -> None:
+def _output_folder(path: Path) -> None:
+    """`--out` of folders: a new path or an existing folder (a link to one too)."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {str(path)!r} is not a folder; give a new path or a folder to write the run folders in")
+
+
+def _write(path: Path, write: Callable[[Path], T]) -> T:
     """Run `write(target)` for `--out`, after checking the target is a new path or a regular file."""
     target = _output_file(path)
+    with _writing(path):
+        return write(target)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write (full disk, no permission) of `--out` is one sentence naming it."""
     try:
-        write(target)
+        yield
     except OSError as error:
         raise UserError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
 

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ganterm"
 FORBIDDEN = ("torch", "torchvision", "ganterm.training")
 # modules that must never import torch, at any depth; cli.py only at its top level (its commands may)
 TORCH_FREE = sorted(
-    [*PACKAGE.joinpath("run").glob("*.py"), *PACKAGE.joinpath("dashboard").glob("*.py")]
+    [path for package in ("run", "dashboard", "export") for path in (PACKAGE / package).glob("*.py")]
     + [PACKAGE / name for name in ("listing.py", "progress.py", "launch.py", "config.py", "health.py", "errors.py")]
 )
 
@@ -68,6 +68,7 @@ def test_opening_the_viewer_side_loads_no_torch():
         "import sys\n"
         "import ganterm.cli, ganterm.launch, ganterm.listing, ganterm.progress, ganterm.dashboard.app\n"
         "import ganterm.run.control, ganterm.run.checkpoints, ganterm.run.rewind, ganterm.run.lock\n"
+        "import ganterm.export.table, ganterm.export.tensorboard\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('ganterm.training')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,7 +1,8 @@
 """Replacing a file whole: readers see the old file or the new, never half.
 
 The one atomic writer of ganterm: status files, checkpoints, exported
-generators and the quality classifier's cache all go through `write_atomic`,
+generators and the quality classifier's cache all go through `write_atomic`
+(exported histories, written as a stream, through `replacing`),
 so a full disk surfaces the same way everywhere (an OSError with errno
 ENOSPC naming the file), and a killed writer leaves only a `.NAME.PID.tmp`.
 """
@@ -10,7 +11,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+
+def temp_name(path: Path) -> Path:
+    """Where `path` is written before it is renamed into place: hidden, beside it, one per process."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temp path to write at leisure (a stream too long to hold in memory), renamed over `path` at the end.
+
+    If the block raises, the temp file is removed and `path` is left as it was.
+    """
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def write_atomic(path: Path, data: bytes | memoryview, durable: bool = False) -> None:
@@ -19,7 +41,7 @@ def write_atomic(path: Path, data: bytes | memoryview, durable: bool = False) ->
     `durable` also survives a power cut: the data is fsynced before the rename
     and the folder after it, so the new name is on disk when this returns.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_name(path)
     try:
         with open(tmp, "wb") as handle:
             try:

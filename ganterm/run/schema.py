@@ -9,7 +9,7 @@ and list it here if it belongs in a shared panel or needs a label.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,39 @@ RATES = ("img_per_s", "lr_d", "lr_g", "gpu_mem_gb")  # shown in the header, not 
 
 # Quality measurements, most telling first: the dashboard orders their panels so.
 QUALITY_FIRST = ("fd_classifier", "class_kl", "modes_covered", "hq_share", "precision", "recall", "diversity")
+# Every number a quality measurement of ganterm's loop may write (a row of its own at its step).
+QUALITY_MEASURES = (
+    "fd_classifier",
+    "class_kl",
+    "class_coverage",
+    "classifier_confidence",
+    "precision",
+    "recall",
+    "modes_covered",
+    "modes_total",
+    "hq_share",
+)
+
+# Tidy "section/name" tags for tools that group by section (TensorBoard): ganterm's own numbers.
+# Quality measures go under quality/; a name of a user's loop is kept as it is.
+TAGS = {
+    "epoch": "progress/epoch",
+    "loss_d": "loss/d",
+    "loss_g": "loss/g",
+    "loss_d_real": "loss/d_real",
+    "loss_d_fake": "loss/d_fake",
+    "d_x": "D/x",
+    "d_g_z1": "D/G(z)",
+    "d_g_z2": "D/G(z)_at_G_step",
+    "grad_norm_d": "grad_norm/d",
+    "grad_norm_g": "grad_norm/g",
+    "diversity": "samples/diversity",
+    "img_per_s": "speed/img_per_s",
+    "lr_d": "lr/d",
+    "lr_g": "lr/g",
+    "gpu_mem_gb": "memory/gpu_gb",
+    "nonfinite": "health/nonfinite_step",
+}
 
 LABELS = {
     "d_x": "D(x)",
@@ -80,6 +113,20 @@ STATE_STYLE = {
 
 def label(name: str) -> str:
     return LABELS.get(name, name)
+
+
+def tag(name: str) -> str:
+    """The tidy tag of a metric: `loss/d` for loss_d, `quality/precision` for precision, a user's name as is."""
+    if name in TAGS:
+        return TAGS[name]
+    return f"quality/{name}" if name in QUALITY_MEASURES else name
+
+
+def column_order(names: Iterable[str]) -> list[str]:
+    """Columns of an exported table: the coordinates, ganterm's statistics, rates, quality, then the rest as met."""
+    known = (*BOOKKEEPING, *STEP_STATISTICS, *RATES, *QUALITY_MEASURES)
+    present = dict.fromkeys(names)
+    return [name for name in known if name in present] + [name for name in present if name not in known]
 
 
 def stats_line(row: Mapping[str, Any]) -> str:

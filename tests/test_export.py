@@ -1,0 +1,430 @@
+"""`ganterm export --format csv|parquet|tensorboard`: every metrics row out, read back by other tools' own readers.
+
+Each format is read with a reader ganterm does not use to write it (pandas and
+pyarrow for the tables, TensorBoard's EventAccumulator for event files) and
+compared value by value with the rows written to metrics.jsonl. Under CI a
+missing reader fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ganterm.cli import app
+from ganterm.export import history as history_module
+from ganterm.export import table as table_module
+from ganterm.export.history import History
+from ganterm.run.layout import RunDir
+from ganterm.run.schema import tag
+
+runner = CliRunner()
+START = 1_764_000_000.0
+
+
+def reader(name: str) -> ModuleType:
+    """An independent reader the test needs; CI installs them all (`pip install -e '.[test]'`), so there it must be."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if os.environ.get("CI", "").strip().lower() == "true":  # as tests/test_terminal.py reads it
+            pytest.fail(f"{name} is not installed, and CI=true: the [test] extra must bring it", False)
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
+
+
+def _rows(steps: int, offset: float = 0.0) -> list[dict[str, Any]]:
+    """Rows as ganterm's loop and a user's loop write them: sparse, with quality rows of their own, null, ints."""
+    rows: list[dict[str, Any]] = []
+    for step in range(1, steps + 1):
+        row = {"step": step, "t": START + step * 0.25 + offset, "epoch": round(step / 7, 4)}
+        row |= {"loss_d": 0.6931 + step / 1000 + offset, "loss_g": None if step == 3 else 1.25 - step / 997}
+        row |= {"d_x": 0.5123, "d_g_z1": 0.4877, "d_g_z2": 0.4, "grad_norm_d": 12.5, "lr_d": 2e-4}
+        if step % 4 == 0:
+            row["my_metric"] = step * 3  # a user's own name, logged now and then, an int
+        rows.append(row)
+        if step % 5 == 0:  # a quality measurement: a row of its own at the same step
+            rows.append({"step": step, "t": START + step * 0.25 + 0.1, "precision": 0.25 + step / 100, "recall": 0.125})
+    return rows
+
+
+BAD_LINES = [b'{"step": "7", "t": 1.0, "loss_d": 0.5}', b"not json at all", b'{"step": 8, "loss_d": 0.5}']
+
+
+def make_run(root: Path, name: str, rows: list[dict[str, Any]], alerts: int = 0, grids: tuple[int, ...] = ()) -> RunDir:
+    """A run directory as the recorder leaves it, written by hand: metrics with some malformed lines, events, grids."""
+    run = RunDir(root / name)
+    run.samples.mkdir(parents=True)
+    lines = [orjson.dumps(row) for row in rows]
+    lines[2:2] = BAD_LINES
+    run.metrics.write_bytes(b"\n".join(lines) + b"\n")
+    events = []
+    for step in grids:
+        Image.new("L", (32, 32), step % 256).save(run.sample_path(step))
+        events.append({"t": START + step + 0.5, "step": step, "kind": "sample", "path": f"samples/step_{step:07d}.png"})
+    for i in range(alerts):
+        events.append({"t": START + 10 + i, "step": 4 + i, "kind": "alert", "check": "mode_collapse",
+                       "severity": "warning", "message": f"G collapses ({i})", "evidence": {}})  # fmt: skip
+    run.events.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
+    return run
+
+
+def _export(*args: str):
+    result = runner.invoke(app, ["export", *args])
+    assert "Traceback" not in result.output
+    return result
+
+
+def _same(got: Any, want: Any) -> bool:
+    """`want` is metrics.jsonl's value: None (NaN or infinity in the run) reads back as NaN."""
+    if want is None:
+        return isinstance(got, float) and math.isnan(got)
+    return got == want
+
+
+# ----- CSV and Parquet -------------------------------------------------------------------------------------------
+
+
+def test_csv_holds_every_row_and_value_of_metrics_jsonl(tmp_path: Path):
+    pd = reader("pandas")
+    rows = _rows(23)
+    run = make_run(tmp_path / "runs", "faces", rows)
+    out = tmp_path / "faces.csv"
+    result = _export("faces", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} ({len(rows)} rows of 1 run" in result.output
+    assert "left out 3 malformed line(s) of metrics.jsonl" in result.output
+    table = pd.read_csv(out)
+    assert list(table.columns[:4]) == ["run", "step", "t", "epoch"]  # then ganterm's names, then the user's
+    assert list(table.columns).index("my_metric") == len(table.columns) - 1
+    assert len(table) == len(rows) and (table["run"] == run.name).all()
+    for index, row in enumerate(rows):
+        for column in table.columns[1:]:
+            got = table.at[index, column]
+            if column in row:
+                assert _same(float(got), row[column]), (index, column, got, row[column])
+            else:
+                assert math.isnan(got), (index, column, got)
+    raw = pd.read_csv(out, dtype=str, keep_default_na=False)  # null is written nan; a name a row lacks, nothing
+    assert raw.at[2, "step"] == "3" and raw.at[2, "loss_g"] == "nan" and raw.at[2, "precision"] == ""
+
+
+def test_parquet_holds_every_row_and_value_in_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    pq = reader("pyarrow.parquet")
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 300)  # many chunks and row groups from a small file
+    monkeypatch.setattr(table_module, "ROW_GROUP_ROWS", 7)
+    rows = _rows(40)
+    make_run(tmp_path / "runs", "faces", rows)
+    out = tmp_path / "faces.parquet"
+    result = _export("faces", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert pq.ParquetFile(out).num_row_groups > 3
+    table = pq.read_table(out)
+    assert str(table.schema.field("step").type) == "int64" and str(table.schema.field("loss_d").type) == "double"
+    written = table.to_pylist()
+    assert len(written) == len(rows)
+    for got, want in zip(written, rows, strict=True):
+        assert got["run"] == "faces"
+        for column, value in got.items():
+            if column == "run":
+                continue
+            if column in want:
+                assert _same(value, want[column]), (want["step"], column, value)
+            else:
+                assert value is None, (want["step"], column, value)  # absent is null, unlike a recorded NaN
+
+
+def test_parquet_takes_integers_past_double_precision(tmp_path: Path):
+    """A loop may log a big counter as an int: float64 holds it rounded, as the CSV's readers would."""
+    pq = reader("pyarrow.parquet")
+    rows = [{"step": 1, "t": START, "images_seen": 2**53 + 1}, {"step": 2, "t": START + 1, "images_seen": 2**63 + 5}]
+    make_run(tmp_path / "runs", "counted", rows)
+    out = tmp_path / "counted.parquet"
+    result = _export("counted", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("images_seen").to_pylist() == [float(2**53 + 1), float(2**63 + 5)]
+
+
+def test_several_runs_make_one_tidy_table(tmp_path: Path):
+    pd = reader("pandas")
+    first, second = _rows(9), [{**row, "my_other": 1.5} for row in _rows(6, offset=0.5)]
+    make_run(tmp_path / "runs", "a", first)
+    make_run(tmp_path / "runs", "b", second)
+    for fmt, read in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
+        out = tmp_path / f"t.{fmt}"
+        result = _export("a", "b", "--root", str(tmp_path / "runs"), "--format", fmt, "--out", str(out))
+        assert result.exit_code == 0, result.output
+        table = read(out)
+        assert list(table["run"]) == ["a"] * len(first) + ["b"] * len(second)
+        assert {"my_metric", "my_other"} <= set(table.columns)
+        assert table["my_other"].isna().sum() == len(first)
+        assert list(table["loss_d"][len(first) :].dropna()) == [r["loss_d"] for r in second if "loss_d" in r]
+
+
+def test_rows_written_during_the_export_are_not_half_in_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A run still training appends between the two passes: the export is the file as it stood when it began."""
+    pd = reader("pandas")
+    rows = _rows(12)
+    run = make_run(tmp_path / "runs", "live", rows)
+    first_pass = History.names
+
+    def names_then_append(self: History, *args: Any) -> dict[str, None]:
+        names = first_pass(self, *args)
+        with open(run.metrics, "ab") as handle:
+            handle.write(orjson.dumps({"step": 13, "t": START + 13, "new_name": 1.0}) + b"\n")
+        return names
+
+    monkeypatch.setattr(History, "names", names_then_append)
+    out = tmp_path / "live.csv"
+    assert _export("live", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(out)).exit_code == 0
+    table = pd.read_csv(out)
+    assert len(table) == len(rows) and "new_name" not in table.columns
+
+
+def test_a_file_cut_back_and_grown_again_during_the_export_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A resume between the passes cuts metrics.jsonl back and writes on past its old size: other rows, same size."""
+    rows = _rows(12)
+    run = make_run(tmp_path / "runs", "regrown", rows)
+    first_pass = History.names
+
+    def names_then_resume(self: History, *args: Any) -> dict[str, None]:
+        names = first_pass(self, *args)
+        again = [{**row, "t": row["t"] + 100} for row in rows] + _rows(3)
+        os.truncate(run.metrics, 0)  # as the worker does, in place: the same file
+        with open(run.metrics, "ab") as handle:
+            handle.write(b"".join(orjson.dumps(row) + b"\n" for row in again))
+        return names
+
+    monkeypatch.setattr(History, "names", names_then_resume)
+    out = tmp_path / "regrown.parquet"
+    result = _export("regrown", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
+    assert result.exit_code == 1 and "was rewritten during the export" in result.output, result.output
+    assert not out.exists()
+
+
+def test_a_file_cut_back_during_the_export_leaves_the_old_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A resume rewinds metrics.jsonl between the passes: one sentence, the earlier export kept, no temp file."""
+    run = make_run(tmp_path / "runs", "rewound", _rows(12))
+    first_pass = History.names
+
+    def names_then_rewind(self: History, *args: Any) -> dict[str, None]:
+        names = first_pass(self, *args)
+        run.metrics.write_bytes(orjson.dumps(_rows(2)[0]) + b"\n")
+        return names
+
+    monkeypatch.setattr(History, "names", names_then_rewind)
+    out = tmp_path / "rewound.csv"
+    out.write_text("the earlier export\n")
+    result = _export("rewound", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(out))
+    assert result.exit_code == 1
+    assert "metrics.jsonl of run 'rewound' was rewritten during the export" in result.output
+    assert out.read_text() == "the earlier export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rewound.csv", "runs"]
+
+
+# ----- TensorBoard -------------------------------------------------------------------------------------------------
+
+
+def _accumulator(folder: Path) -> Any:
+    event_accumulator = reader("tensorboard.backend.event_processing.event_accumulator")
+    keep_all = {kind: 0 for kind in (event_accumulator.SCALARS, event_accumulator.IMAGES, event_accumulator.TENSORS)}
+    accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance=keep_all)
+    accumulator.Reload()
+    return accumulator
+
+
+def test_tensorboard_holds_every_value_grid_and_alert(tmp_path: Path):
+    rows = _rows(25)
+    run = make_run(tmp_path / "runs", "faces", rows, alerts=2, grids=(5, 10, 20))
+    out = tmp_path / "tb"
+    result = _export("faces", "--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["faces"]
+    accumulator = _accumulator(out / "faces")
+    tags = accumulator.Tags()
+    assert {"loss/d", "loss/g", "D/x", "D/G(z)", "grad_norm/d", "quality/precision", "my_metric"} <= set(
+        tags["scalars"]
+    )
+    names = {name for row in rows for name in row} - {"step", "t"}
+    assert set(tags["scalars"]) == {tag(name) for name in names}
+    for name in names:
+        want = [(row["step"], row["t"], row[name]) for row in rows if name in row]
+        got = [(e.step, e.wall_time, e.value) for e in accumulator.Scalars(tag(name))]
+        assert len(got) == len(want), name
+        for (step, wall_time, value), (want_step, want_t, want_value) in zip(got, want, strict=True):
+            assert step == want_step and wall_time == want_t, name
+            # TensorBoard keeps scalars as 32-bit floats
+            assert _same(value, None if want_value is None else float(np.float32(want_value))), (name, step, value)
+    images = accumulator.Images("samples")
+    assert [(image.step, image.wall_time) for image in images] == [(s, START + s + 0.5) for s in (5, 10, 20)]
+    assert [image.encoded_image_string for image in images] == [p.read_bytes() for p in run.sample_files()]
+    tensor_util = reader("tensorboard.util.tensor_util")
+    alerts = accumulator.Tensors("alerts/text_summary")
+    assert [(a.step, tensor_util.make_ndarray(a.tensor_proto)[0].decode()) for a in alerts] == [
+        (4, "warning (mode_collapse): G collapses (0)"),
+        (5, "warning (mode_collapse): G collapses (1)"),
+    ]
+
+
+def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
+    """events.jsonl keeps them; the metrics were cut back to the checkpoint, so the export leaves them out too."""
+    run = make_run(tmp_path / "runs", "resumed", _rows(12))
+    started = {"kind": "status", "state": "running", "total": 12}
+    alert = {"kind": "alert", "check": "d_overpowers_g", "severity": "warning"}
+    events = [{**started, "step": 0}, {**alert, "step": 4, "message": "kept"}, {**alert, "step": 9, "message": "gone"}]
+    events += [{**started, "step": 6}, {**alert, "step": 10, "message": "new branch"}]
+    run.events.write_bytes(b"".join(orjson.dumps({"t": START + i, **e}) + b"\n" for i, e in enumerate(events)))
+    out = tmp_path / "tb"
+    result = _export("resumed", "--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    tensor_util = reader("tensorboard.util.tensor_util")
+    alerts = _accumulator(out / "resumed").Tensors("alerts/text_summary")
+    messages = [tensor_util.make_ndarray(a.tensor_proto)[0].decode().rsplit(": ", 1)[1] for a in alerts]
+    assert messages == ["kept", "new branch"]
+
+
+def test_tensorboard_tags_of_a_real_run(trained_run: RunDir, tmp_path: Path):
+    """What ganterm's own loop writes gets the tidy tags, one point per logged step."""
+    out = tmp_path / "tb"
+    result = _export(str(trained_run.path), "--format", "tensorboard", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"tensorboard --logdir {out}" in result.output
+    accumulator = _accumulator(out / trained_run.name)
+    scalars = set(accumulator.Tags()["scalars"])
+    assert {"loss/d", "loss/g", "D/x", "D/G(z)", "D/G(z)_at_G_step", "grad_norm/d", "grad_norm/g"} <= scalars
+    logged = [orjson.loads(line) for line in trained_run.metrics.read_bytes().splitlines()]
+    assert [e.step for e in accumulator.Scalars("loss/d")] == [row["step"] for row in logged if "loss_d" in row]
+    assert [e.step for e in accumulator.Images("samples")] == [4, 8]
+
+
+def test_tensorboard_export_loads_no_torch(tmp_path: Path):
+    """tensorboardX imports torch where it can; the export keeps it out: 1.5 s and 500 MB less."""
+    make_run(tmp_path / "runs", "faces", _rows(5))
+    code = (
+        "import sys\n"
+        "from ganterm.cli import main\n"
+        "try:\n    main()\n"
+        "finally:\n    print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
+    )
+    args = ["export", "faces", "--root", "runs", "--format", "tensorboard", "--out", "tb"]
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+    assert len(list((tmp_path / "tb" / "faces").iterdir())) == 1
+
+
+def test_tensorboard_replaces_an_earlier_export_and_keeps_anything_else(tmp_path: Path):
+    make_run(tmp_path / "runs", "a", _rows(5))
+    make_run(tmp_path / "runs", "b", _rows(5))
+    out = tmp_path / "tb"
+    args = ("--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out))
+    assert _export("a", *args).exit_code == 0
+    assert _export("a", *args).exit_code == 0  # again: the folder is replaced, not added to
+    assert len(list((out / "a").iterdir())) == 1
+    (out / "b").mkdir()
+    (out / "b" / "notes.txt").write_text("mine")
+    result = _export("a", "b", *args)
+    assert result.exit_code == 1 and "is not an earlier export's event folder" in result.output
+    assert (out / "b" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]  # no temp folders left
+
+
+# ----- what a user gets wrong, and missing extras ----------------------------------------------------------------
+
+
+EXTRAS = [("parquet", "pyarrow", "parquet"), ("tensorboard", "tensorboardX", "tensorboard")]
+
+
+@pytest.mark.parametrize(("fmt", "module", "extra"), EXTRAS)
+def test_a_missing_extra_is_one_sentence_saying_how_to_install_it(
+    fmt: str, module: str, extra: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    make_run(tmp_path / "runs", "faces", _rows(5))
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ImportError
+    out = tmp_path / "out"
+    result = _export("faces", "--root", str(tmp_path / "runs"), "--format", fmt, "--out", str(out))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: --format {fmt} needs {module}, which is not installed; install it with: pip install 'ganterm[{extra}]'"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["a", "--format", "csv", "--out", "a.txt"], "--out 'a.txt' must name a .csv file for --format csv"),
+        (["a", "--format", "parquet", "--out", "a.csv"], "--out 'a.csv' must name a .parquet file"),
+        (["a", "b"], "--format generator writes one generator, and 2 runs were given"),
+        (["a", "a", "--format", "csv"], "two of the runs given are named 'a'"),
+        (["a", "--format", "tensorboard", "--out", "a.csv"], "--out 'a.csv' is not a folder"),
+        (["empty", "--format", "csv"], "run 'empty' has no metrics.jsonl yet: nothing to export"),
+        (["nope", "--format", "csv"], "no run named 'nope'"),
+    ],
+)
+def test_mistakes_are_one_sentence_and_write_nothing(args: list[str], said: str, in_tmp: Path):
+    make_run(in_tmp / "runs", "a", _rows(3))
+    make_run(in_tmp / "runs", "b", _rows(3))
+    (in_tmp / "runs" / "empty").mkdir()
+    (in_tmp / "runs" / "empty" / "config.toml").write_text("")
+    (in_tmp / "a.csv").write_text("mine")
+    result = _export(*args)
+    assert result.exit_code != 0 and said in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["a.csv", "runs"] and (in_tmp / "a.csv").read_text() == "mine"
+
+
+def test_a_terminal_sees_a_progress_bar_and_a_pipe_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A million rows take half a minute: in a terminal, stderr shows how far the export is."""
+    from rich.console import Console
+
+    from ganterm import cli
+
+    make_run(tmp_path / "runs", "faces", _rows(30))
+    args = ("faces", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(tmp_path / "f.csv"))
+    for terminal in (True, False):
+        screen = io.StringIO()
+        monkeypatch.setattr(cli, "errors", Console(file=screen, force_terminal=terminal, width=100))
+        assert _export(*args).exit_code == 0
+        assert ("exporting faces to csv" in screen.getvalue()) is terminal
+        assert "100%" in screen.getvalue() or not terminal
+
+
+def test_default_names_of_the_output(in_tmp: Path):
+    make_run(in_tmp / "runs", "a", _rows(3))
+    make_run(in_tmp / "runs", "b", _rows(3))
+    assert _export("a", "--format", "csv").exit_code == 0
+    assert _export("a", "b", "--format", "parquet").exit_code == 0
+    assert _export("--format", "tensorboard").exit_code == 0  # the newest run
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["a.csv", "runs", "runs.parquet", "tensorboard"]
+    assert [p.name for p in (in_tmp / "tensorboard").iterdir()] == ["b"]
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), ("", "1 skipped")])
+def test_a_missing_reader_fails_in_ci_and_skips_elsewhere(ci: str, outcome: str, tmp_path: Path):
+    """CI installs the [test] extra, readers included: a reader missing there is a failure, not a quiet skip."""
+    blocked = tmp_path / "blocked" / "pandas"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('pandas blocked for this test')\n")
+    test = "tests/test_export.py::test_csv_holds_every_row_and_value_of_metrics_jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(blocked.parent)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=Path(__file__).parent.parent, capture_output=True, text=True, env=env | ({"CI": ci} if ci else {}),
+        timeout=120,
+    )  # fmt: skip
+    assert outcome in result.stdout, result.stdout + result.stderr
+    if ci:
+        assert "pandas is not installed, and CI=true" in result.stdout
