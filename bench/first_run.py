@@ -20,9 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import orjson
+from ganterm.run.jsonl import JsonlTail
+from ganterm.run.layout import RunDir
+from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.1
 
 
 def first_run(python: str, steps: int | None) -> dict[str, float | None]:
@@ -30,21 +32,23 @@ def first_run(python: str, steps: int | None) -> dict[str, float | None]:
         home = Path(folder) / "home"
         home.mkdir()
         run = Path(folder) / "runs" / "first"
+        run_dir = RunDir(run)
         command = [python, "-m", "ganterm", "train", "--detach", "--name", "first", "--root", str(run.parent)]
         command += ["--steps", str(steps)] if steps else []
         env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "COLUMNS": "200"}
         started = time.time()
         subprocess.run(command, check=True, capture_output=True, env=env)
         first_row = first_quality = None
+        tail = JsonlTail(run / "metrics.jsonl")  # new lines only: the poll must not load the run it times
         while True:
-            rows = [orjson.loads(line) for line in _lines(run / "metrics.jsonl")]
+            rows = tail.read()
             if first_row is None and rows:
                 first_row = time.time() - started
             quality = next((row for row in rows if "fd_classifier" in row), None)
             if first_quality is None and quality is not None:
                 first_quality = quality["t"] - started
-            status = orjson.loads((run / "status.json").read_bytes())
-            if status["state"] not in ("starting", "running", "paused"):
+            status = read_status(run_dir)
+            if effective_state(status) not in ACTIVE_STATES:
                 break
             time.sleep(POLL_SECONDS)
         classifiers = list((home / ".cache" / "ganterm" / "classifiers").glob("*.safetensors"))
@@ -55,12 +59,6 @@ def first_run(python: str, steps: int | None) -> dict[str, float | None]:
             "total": time.time() - started,
             "steps": status["step"],
         }
-
-
-def _lines(path: Path) -> list[bytes]:
-    """Whole lines only: the last one may still be being written."""
-    data = path.read_bytes() if path.exists() else b""
-    return data[: data.rfind(b"\n") + 1].splitlines()
 
 
 def main() -> None:

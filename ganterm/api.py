@@ -58,7 +58,8 @@ class Run:
     `on_checkpoint(step)` saves the user's checkpoint and may return its path;
     `on_sample(step)` returns a batch of images (N×C×H×W in [-1, 1]) for the
     sample grid. Without them, `checkpoint` and `sample` commands are refused.
-    `images_per_step` (your batch size) gives the dashboard img/s and its images-seen x axis.
+    `images_per_step` (the batch of one step, over all processes) gives the dashboard img/s and its
+    images-seen x axis.
     """
 
     def __init__(
@@ -74,6 +75,8 @@ class Run:
         on_sample: Callable[[int], Any] | None = None,
     ) -> None:
         root = Path(root)
+        if isinstance(images_per_step, bool) or not isinstance(images_per_step, int) or images_per_step < 0:
+            raise UserError(f"images_per_step must be a whole number of images, 0 or more; got {images_per_step!r}")
         self.rank, self.world_size = _rank_and_world_size()
         if self.world_size > 1 and name is None:
             raise UserError("a run trained by several processes needs a name, the same on every rank")
@@ -112,7 +115,7 @@ class Run:
                 controls=controls,
                 resumable=False,
                 world_size=self.world_size,
-                **({"images_per_step": int(images_per_step)} if images_per_step else {}),
+                **({"images_per_step": images_per_step} if images_per_step else {}),
             )
         self._recorder.collect = self._take_rows
         self._recorder.set_state("running", 0)

@@ -33,13 +33,26 @@ def test_a_loop_logs_numbers_and_images_and_finishes(tmp_path: Path):
     assert "img_per_s" not in rows[0] and "images_per_step" not in status  # not said: the viewer cannot know
 
 
-def test_a_loop_that_gives_its_batch_size_gets_img_per_s_and_an_images_axis(tmp_path: Path):
+def test_a_loop_that_gives_its_batch_size_gets_img_per_s_and_an_images_axis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Logged every 10th step, 1 s between flushes of 4 rows: 40 steps of 64 images a second, not 4."""
+    clock = iter(range(1000))
+    monkeypatch.setattr("ganterm.run.recorder.time.perf_counter", lambda: float(next(clock)))
     with ganterm.Run("sized", root=tmp_path, images_per_step=64, flush_every=4) as run:
-        for step in range(1, 9):
+        for step in range(10, 81, 10):
             run.log(step, loss_d=1.0)
     directory = RunDir(tmp_path / "sized")
-    assert all(row["img_per_s"] > 0 for row in read_jsonl(directory.metrics))
+    rates = [row["img_per_s"] for row in read_jsonl(directory.metrics)]
+    assert rates == [40 * 64 / 1.0] * 8
     assert read_status(directory)["images_per_step"] == 64
+
+
+@pytest.mark.parametrize("bad", [-64, 2.5, True])
+def test_images_per_step_must_be_a_whole_number(tmp_path: Path, bad: object):
+    with pytest.raises(UserError, match="images_per_step must be a whole number"):
+        ganterm.Run("bad", root=tmp_path, images_per_step=bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "bad").exists()
 
 
 def test_an_exception_in_the_loop_marks_the_run_failed_and_keeps_its_rows(tmp_path: Path):

@@ -484,6 +484,30 @@ async def test_the_x_axis_key_lines_runs_of_other_batch_sizes_up_by_time_and_ima
         assert "x: steps" in _text(app, "#header")
 
 
+async def test_the_time_axis_follows_training_rows_not_a_quality_row_written_later(root: Path):
+    """A finished run's last quality point may come minutes after its last step: the curves still end at 4 s."""
+    run = make_run(root, "r", "finished", steps=40, total=40)
+    app = Dashboard([run], root)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, app)
+        append_metrics(run, [{"step": 40, "t": START + 300.0, "fd_classifier": 30.0}])  # read while watching
+        await pilot.pause(1.0)
+        await settle(pilot, app)
+        await pilot.press("a")
+        await settle(pilot, app)
+        assert _ends(app.query_one("#plot-losses", MetricPlot), "loss_d")["loss_d"] == pytest.approx(3.9, abs=0.2)
+
+
+async def test_a_run_with_no_images_per_step_says_why_it_is_not_drawn_against_images(root: Path):
+    run = make_run(root, "own", "finished")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("a", "a")
+        await settle(pilot, app)
+        assert "D and G loss · images per step unknown" in str(app.query_one("#plot-losses", MetricPlot).render())
+
+
 async def test_the_spread_key_hides_and_shows_the_raw_min_max_behind_the_smoothed_line(root: Path):
     run = make_run(root, "r", "finished", steps=2000, total=2000)
     app = Dashboard([run], root)
@@ -510,6 +534,7 @@ async def test_the_spread_key_hides_and_shows_the_raw_min_max_behind_the_smoothe
         (0, 1, 1.0, [0, 1]),  # steps: never a tick between two steps
         (0, 0.9, 0.0, [0, 0.5]),
         (0.1, 0.35, 0.0, [0.1, 0.2, 0.3]),  # 0.3, not 0.30000000000000004
+        (0.0, 0.0, 0.0, [0.0]),  # a single point on the time axis: one tick, not 0, 5e-10, 1e-09
     ],
 )
 def test_x_ticks_are_round_numbers(first: float, last: float, smallest: float, ticks: list[float]):

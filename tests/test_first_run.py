@@ -59,7 +59,12 @@ def _classifier_builds(session: int) -> list[int]:
 @pytest.mark.slow
 def test_a_first_run_that_finishes_ends_with_a_quality_point_from_the_classifier(tmp_path: Path):
     run, classifiers = _train_on_a_fresh_machine(tmp_path, steps=200)
-    wait_for(lambda: read_status(run).get("state") in ("finished", "failed"), timeout=600, what="the run to end")
+    session = os.getpgid(read_status(run)["pid"])
+    try:
+        wait_for(lambda: read_status(run).get("state") in ("finished", "failed"), timeout=600, what="the run's end")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(session, signal.SIGKILL)
     status = read_status(run)
     assert status["state"] == "finished", status.get("error")
     (classifier,) = classifiers.glob("mnist5k-*.safetensors")

@@ -207,7 +207,7 @@ def test_a_quality_measurement_showing_collapse_raises_the_alert_in_the_loop(tmp
     from ganterm.training.loop import Schedule, measure_quality
 
     collapsed = {"modes_covered": 1.0, "modes_total": 8.0, "hq_share": 0.9}
-    probe = SimpleNamespace(measure=lambda generator, z_dim: collapsed)
+    probe = SimpleNamespace(measure=lambda generator, z_dim: collapsed, waiting_for=None)
     trainer = SimpleNamespace(step=300, sampling_generator=None, config=SimpleNamespace(model=SimpleNamespace(z_dim=2)))
     recorder = Recorder(RunDir(tmp_path), log=lambda message: None, health=HealthMonitor(HealthConfig(warmup=0)))
     measure_quality(trainer, recorder, Schedule(1000, quality=probe))  # type: ignore[arg-type]

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from ganterm.config import Config
+from ganterm.run import control
+from ganterm.run.jsonl import read_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.status import read_status
 from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for
 from ganterm.training.data import Dataset, load_dataset, toy_dataset, toy_modes
 from ganterm.training.quality import (
@@ -19,6 +24,8 @@ from ganterm.training.quality import (
     precision_recall,
     toy_metrics,
 )
+from ganterm.training.trainer import complete_config
+from tests.conftest import tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -152,23 +159,28 @@ def test_probe_measures_a_generator(mnist5k: Dataset, classifier_cache: Path):
 
 
 class _BuildDoneAfter:
-    """A background build that finishes after `polls` looks at it."""
+    """A background build that finishes after `polls` looks at it, or when waited for; `then` runs at each look."""
 
-    def __init__(self, net: FeatureNet, polls: int) -> None:
-        self.net, self.polls = net, polls
+    def __init__(self, net: FeatureNet | None, polls: int, then: Callable[[], None] = lambda: None) -> None:
+        self.net, self.polls, self.then, self.failed = net, polls, then, None
 
-    def result(self, wait: bool = False) -> FeatureNet | None:
+    def result(self, wait_s: float = 0.0) -> FeatureNet | None:
+        self.then()
         self.polls -= 1
-        return self.net if wait or self.polls <= 0 else None
+        return self.net if wait_s or self.polls <= 0 else None
+
+
+def _waiting_probe(mnist5k: Dataset, build: object) -> QualityProbe:
+    real = mnist5k.batch(torch.arange(200))
+    return QualityProbe("mnist5k", False, real_labels=mnist5k.labels, classes=10, samples=200,
+                        real_images=real, build=build, log=lambda message: None)  # fmt: skip
 
 
 def test_measuring_waits_for_a_classifier_still_being_trained(mnist5k: Dataset, classifier_cache: Path):
     from ganterm.training.models import DCGANGenerator
 
     net = classifier_for(mnist5k, classifier_cache, log=lambda message: None)
-    build = _BuildDoneAfter(net, polls=2)
-    probe = QualityProbe("mnist5k", False, real_labels=mnist5k.labels, classes=10, samples=200,
-                         real_images=mnist5k.batch(torch.arange(200)), build=build)  # fmt: skip
+    probe = _waiting_probe(mnist5k, _BuildDoneAfter(net, polls=2))
     generator = DCGANGenerator(16, 8, 1, 28)
     assert probe.left_out is None  # precision and recall will be measured: the real images are there
     assert probe.measure(generator, z_dim=16) == {} and "mnist5k" in str(probe.waiting_for)
@@ -176,13 +188,54 @@ def test_measuring_waits_for_a_classifier_still_being_trained(mnist5k: Dataset, 
     assert probe.waiting_for is None and probe.real_images is None
 
 
-def test_a_failed_background_build_trains_the_classifier_in_the_worker(
+def _fit_with(probe: QualityProbe, run: RunDir, steps: int = 4) -> str:
+    """`fit` of a tiny run that measures quality every 4 steps through `probe`; returns the final state."""
+    from ganterm.run.recorder import Recorder
+    from ganterm.training.loop import Schedule, fit
+    from ganterm.training.trainer import Trainer
+
+    config = tiny_config(f"train.steps={steps}", "quality.every=4", "quality.samples=200")
+    dataset = load_dataset(config)
+    complete_config(config, dataset)
+    run.path.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder(run, log=lambda message: None, waiting_for=probe.waiting_for)
+    try:
+        return fit(Trainer(config, dataset, torch.device("cpu")), recorder, Schedule(steps, quality=probe))
+    finally:
+        recorder.close()
+
+
+def test_a_finished_run_waits_for_its_classifier_and_ends_with_a_quality_point(
     mnist5k: Dataset, classifier_cache: Path, tmp_path: Path
 ):
+    """Not ready at the last step (4), ready when waited for: the last point is measured at step 4 all the same."""
+    net = classifier_for(mnist5k, classifier_cache, log=lambda message: None)
+    run = RunDir(tmp_path / "run")
+    assert _fit_with(_waiting_probe(mnist5k, _BuildDoneAfter(net, polls=2)), run) == "finished"
+    assert [row["step"] for row in read_jsonl(run.metrics) if "fd_classifier" in row] == [4]
+    assert read_status(run)["waiting_for"] is None
+
+
+def test_a_stop_ends_the_wait_for_the_classifier(mnist5k: Dataset, tmp_path: Path):
+    run = RunDir(tmp_path / "run")
+    never = _BuildDoneAfter(None, polls=10**9, then=lambda: control.send(run, "stop"))
+    assert _fit_with(_waiting_probe(mnist5k, never), run) == "stopped"
+    assert not [row for row in read_jsonl(run.metrics) if "fd_classifier" in row]
+    assert read_status(run)["waiting_for"] is None
+
+
+def test_a_failed_background_build_leaves_the_run_without_quality_and_says_so(
+    mnist5k: Dataset, classifier_cache: Path, tmp_path: Path
+):
+    from ganterm.training.models import DCGANGenerator
+
+    build = ClassifierBuild(mnist5k, tmp_path / "cache", tmp_path / "no-such-config.toml")
     messages: list[str] = []
-    build = ClassifierBuild(mnist5k, classifier_cache, tmp_path / "no-such-config.toml", log=messages.append)
-    assert isinstance(build.result(wait=True), FeatureNet)
-    assert any("failed (exit code 1); training it here instead" in message for message in messages)
+    probe = _waiting_probe(mnist5k, build)
+    probe.log = messages.append
+    assert probe.ready(wait_s=120) and probe.unavailable and probe.waiting_for is None
+    assert probe.measure(DCGANGenerator(16, 8, 1, 28), z_dim=16) == {}
+    assert len(messages) == 1 and "failed (exit code 1" in messages[0] and "ganterm eval" in messages[0]
 
 
 def test_unlabelled_images_get_precision_and_recall_only(tmp_path: Path):

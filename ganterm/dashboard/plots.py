@@ -54,10 +54,11 @@ class PlottedRun:
         if axis == "images":
             return steps * float(self.images_per_step) if self.images_per_step else None
         if axis == "time":
-            times = self.store.get("t")
-            if times is None or times.size == 0:
+            clock = self.store.clock()
+            if clock is None:
                 return None
-            return np.interp(steps, times.steps, times.values) - float(times.values[0])
+            clock_steps, times = clock
+            return np.interp(steps, clock_steps, times) - float(times[0])
         return steps.astype(np.float64)
 
 
@@ -86,9 +87,8 @@ class MetricPlot(PlotextPlot):
         run gets a new store, so a store and its series' sizes stand for its points.
         """
         points = tuple(
-            (run.name, run.colour, run.store, tuple(_size(run.store.get(name)) for name in self.panel.metrics))
-            for run in runs
-        )
+            (run, tuple(_size(run.store.get(name)) for name in self.panel.metrics)) for run in runs
+        )  # a PlottedRun compares by its name, colour, store and images per step
         return view, self.size, self.app.no_color, points
 
     def show_if_changed(self, runs: list[PlottedRun], view: View) -> bool:
@@ -107,6 +107,7 @@ class MetricPlot(PlotextPlot):
         log_scale = view.log_scale and self.panel.log_scale_allowed
         plt.yscale("log" if log_scale else "linear")
         drawn = 0
+        unplaced = False  # some run has points but no place on this x axis (images per step unknown)
         unit = XUnit.of(runs, view.x_axis)
         first, last = math.inf, -math.inf
         low, high = math.inf, -math.inf
@@ -119,7 +120,10 @@ class MetricPlot(PlotextPlot):
                 if log_scale and not values.min(initial=math.inf) > 0:  # copying a million points costs ~3 ms
                     keep = values > 0
                     steps, values = steps[keep], values[keep]
-                if len(steps) == 0 or run.x_of(steps[-1:], view.x_axis) is None:
+                if len(steps) == 0:
+                    continue
+                if run.x_of(steps[-1:], view.x_axis) is None:
+                    unplaced = True
                     continue
                 label = schema.label(name)
                 if len(runs) > 1:
@@ -158,7 +162,8 @@ class MetricPlot(PlotextPlot):
         if drawn:
             ticks = nice_ticks(first, last, smallest=1.0 if unit.whole else 0.0)
             plt.xticks(ticks, [unit.tick(tick) for tick in ticks])
-        plt.title(self.panel.title if drawn else f"{self.panel.title} · no data yet")
+        missing = "images per step unknown" if unplaced else "no data yet"  # the header says more
+        plt.title(self.panel.title if drawn else f"{self.panel.title} · {missing}")
         self.refresh()
 
     def render(self) -> RenderResult:
@@ -235,8 +240,9 @@ def _points(plt, x: np.ndarray, y: np.ndarray, **style: str) -> None:
 
 def nice_ticks(first: float, last: float, count: int = 4, smallest: float = 0.0) -> list[float]:
     """Round numbers for the x axis: 1, 2 or 5 times a power of ten apart, and at least `smallest`."""
-    span = max(last - first, 1e-9)
-    raw = max(span / count, smallest)
+    if last - first < 1e-9:  # one point, or one x value: one tick
+        return [round(first, 9)]
+    raw = max((last - first) / count, smallest)
     magnitude = 10 ** math.floor(math.log10(raw))
     spacing = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
     start = math.ceil(first / spacing) * spacing
@@ -268,8 +274,8 @@ class XUnit:
             return cls(axis, "images seen", whole=True)
         if axis == "step":
             return cls(axis, "step", whole=True)
-        spans = [t.values[-1] - t.values[0] for run in runs if (t := run.store.get("t")) is not None and t.size]
-        span = max(spans, default=0.0)
+        clocks = [clock for run in runs if (clock := run.store.clock()) is not None]
+        span = max((float(times[-1] - times[0]) for _, times in clocks), default=0.0)
         if span >= 3 * 3600:
             return cls(axis, "time (hours)", 3600.0)
         return cls(axis, "time (min)", 60.0) if span >= 180 else cls(axis, "time (s)")

@@ -97,6 +97,7 @@ class SeriesStore:
         self.series: dict[str, Series] = {}
         self.latest: dict[str, float] = {}
         self.rows = 0
+        self._clock: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def add_columns(
         self, columns: Mapping[str, tuple[np.ndarray, np.ndarray]], rows: int, history: bool = False
@@ -114,6 +115,22 @@ class SeriesStore:
 
     def get(self, name: str) -> Series | None:
         return self.series.get(name)
+
+    def clock(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each step's earliest wall-clock time (steps in order): its training row's, not a quality row's.
+
+        A quality row comes later at the same step (a finished run's last one may wait minutes for its
+        classifier), so taking every `t` would make the time axis depend on when the file was read.
+        Kept until `t` grows, as a redraw asks once per panel.
+        """
+        times = self.series.get("t")
+        if times is None or times.size == 0:
+            return None
+        if self._clock is None or self._clock[0] != times.size:
+            steps = times.steps
+            starts = np.flatnonzero(np.r_[True, steps[1:] != steps[:-1]])  # rows of a step are not in file order
+            self._clock = (times.size, steps[starts], np.minimum.reduceat(times.values, starts))
+        return self._clock[1], self._clock[2]
 
     def last(self, name: str) -> float | None:
         series = self.series.get(name)

@@ -94,7 +94,9 @@ class Recorder:
         rows = self.collect()
         if self.images_per_step and rows:
             elapsed = time.perf_counter() - self._interval_start
-            rate = round(len(rows) * self.images_per_step / max(elapsed, 1e-9), 1)
+            # steps since the last flush, not rows: a user's loop may log every tenth step
+            steps = int(rows[-1]["step"]) - self.step
+            rate = round((steps if steps > 0 else len(rows)) * self.images_per_step / max(elapsed, 1e-9), 1)
             for row in rows:
                 row["img_per_s"] = rate
         rows = self._unwritten + rows

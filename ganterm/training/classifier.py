@@ -3,13 +3,14 @@
 Training it takes 20 s on an idle CPU core and minutes on a busy machine, so
 a run's worker does not wait for it: `ClassifierBuild` trains it in a child
 process at a lower priority (`python -m ganterm.training.classifier CONFIG`)
-while the GAN trains, and the first quality point comes when it is ready.
+while the GAN trains, and the first quality point comes after the child is done.
 `ganterm eval` and the tests, which cannot go on without it, call
 `classifier_for`, which trains it in-process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import math
 import os
@@ -68,7 +69,9 @@ def classifier_path(dataset: Dataset, cache: Path) -> Path:
 def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
     """The dataset's classifier: from the cache, or trained now (20 s to minutes) and cached."""
     path = classifier_path(dataset, cache)
-    model = FeatureNet(dataset.channels, dataset.num_classes)
+    with torch.random.fork_rng(devices=[]):  # the same classifier wherever it is trained; the caller's RNG untouched
+        torch.manual_seed(0)
+        model = FeatureNet(dataset.channels, dataset.num_classes)
     if path.exists():
         try:
             model.load_state_dict(load_file(str(path)))
@@ -116,45 +119,62 @@ def random_feature_net(channels: int) -> FeatureNet:
 
 
 class ClassifierBuild:
-    """A classifier being trained by a child process; `result()` is the model once it is on disk.
+    """A classifier being trained by a child process; `result()` is the model once the child is done.
 
     The child loads the run's data from its config, trains one thread at a lower priority, and
-    writes the cache file atomically, so a file that exists is whole. If the child fails, the
-    classifier is trained in this process instead: late, but the run still gets its measurements.
+    writes the cache file atomically, so a file that exists is whole. If the child fails, `failed`
+    says so and the run goes on without the labelled metrics: training it in the worker instead
+    would stop the GAN for minutes, and `ganterm eval` can measure any checkpoint later.
     A run that ends first leaves the child to finish: the next run on this data finds it cached.
     """
 
-    def __init__(self, dataset: Dataset, cache: Path, config_path: Path, log: Callable[[str], None] = print) -> None:
-        self.dataset, self.cache, self.log = dataset, cache, log
+    def __init__(self, dataset: Dataset, cache: Path, config_path: Path) -> None:
+        self.dataset, self.cache = dataset, cache
         self.path = classifier_path(dataset, cache)
+        self.failed: str | None = None
         # its output (a traceback, if any) goes where the worker's own goes: worker.log
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ganterm.training.classifier", str(config_path)], stdin=subprocess.DEVNULL
         )
 
-    def result(self, wait: bool = False) -> FeatureNet | None:
-        """The classifier, or None while the child is still training it (with `wait`, waits for it)."""
-        code = self.process.wait() if wait else self.process.poll()
-        if code is None:
+    def result(self, wait_s: float = 0.0) -> FeatureNet | None:
+        """The classifier, or None while the child is still training it (or after it failed: see `failed`)."""
+        try:
+            code = self.process.wait(wait_s) if wait_s else self.process.poll()
+        except subprocess.TimeoutExpired:
             return None
-        if code != 0 or not self.path.exists():
-            self.log(
-                f"warning: training the quality classifier in the background failed (exit code {code}); "
-                "training it here instead"
-            )
-        return classifier_for(self.dataset, self.cache, self.log)
+        if code is None or self.failed:
+            return None
+        try:
+            model = FeatureNet(self.dataset.channels, self.dataset.num_classes)
+            model.load_state_dict(load_file(str(self.path)))
+            return model.eval()
+        except Exception as error:  # exited without a loadable file: killed, out of memory, a full disk
+            self.failed = f"training the quality classifier in the background failed (exit code {code}: {error})"
+            return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train and cache the classifier of the data a run config names; what `ClassifierBuild` runs."""
+    """Train and cache the classifier of the data a run config names; what `ClassifierBuild` runs.
+
+    Two first runs on the same data share the work: the second waits on the first one's lock, then
+    finds the file.
+    """
     from ganterm.config import load_config
     from ganterm.training.data import cache_root, load_dataset
+    from ganterm.training.worker import log
 
     (config_path,) = argv if argv is not None else sys.argv[1:]
     os.nice(BUILD_NICENESS)
     torch.set_num_threads(1)  # one core at most: the GAN's loop keeps the rest
     config = load_config(Path(config_path))
-    classifier_for(load_dataset(config, progress=lambda message: None), cache_root(config))
+    dataset = load_dataset(config, progress=lambda message: None)
+    cache = cache_root(config)
+    lock = classifier_path(dataset, cache).with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        classifier_for(dataset, cache, log)
     return 0
 
 

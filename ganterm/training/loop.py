@@ -24,6 +24,7 @@ from ganterm.training.trainer import Trainer
 
 PAUSE_POLL_SECONDS = 0.2
 OTHERS_WAIT_WORTH_SAYING = 0.5  # seconds
+FINAL_QUALITY_WAIT_S = 900.0  # a classifier still not trained after this is taken to be stuck
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Schedule:
     total_steps: int
     last_checkpoint: int = -1  # the step of the newest checkpoint on disk
     quality: QualityProbe | None = None
+    last_quality: int = -1  # the step of the newest quality measurement
 
 
 def write_sample(trainer: Trainer, recorder: Recorder, command: Command | None = None) -> Path | None:
@@ -58,25 +60,43 @@ def write_checkpoint(
     return path
 
 
-def measure_quality(trainer: Trainer, recorder: Recorder, schedule: Schedule, wait: bool = False) -> None:
+def measure_quality(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> None:
     """Quality metrics go into metrics.jsonl as their own row, so every viewer can plot them.
 
-    Until the classifier being trained in the background is ready nothing is measured (status.json's
-    `waiting_for` says why); `wait` waits for it, for the measurement a finished run ends with.
+    Until the classifier trained in the background is ready nothing is measured; status.json's
+    `waiting_for` says why, and is cleared the moment the wait is over.
     """
     probe = schedule.quality
     if probe is None:
         return
     if probe.waiting_for:
-        if wait:
-            recorder.log(f"waiting for the {probe.waiting_for} to measure the final samples")
-        if not probe.ready(wait):
+        if not probe.ready():
             return
         recorder.describe(waiting_for=None)
-        recorder.log(f"step {trainer.step}: the quality classifier is ready; measuring quality from now on")
+        if not probe.unavailable:
+            recorder.log(f"step {trainer.step}: the quality classifier is ready")
     measured = probe.measure(trainer.sampling_generator, trainer.config.model.z_dim)
     if measured:  # nothing applies to a folder of a handful of images
         recorder.write_rows([{"step": trainer.step, "t": time.time(), **measured}])
+    schedule.last_quality = trainer.step
+
+
+def _wait_for_classifier(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> Command | None:
+    """A finished run's last quality point waits for its classifier; a stop command ends the wait."""
+    probe = schedule.quality
+    if probe is None or not probe.waiting_for:
+        return None
+    recorder.log(f"training is done; waiting for the {probe.waiting_for} to measure the final samples")
+    deadline = time.monotonic() + FINAL_QUALITY_WAIT_S
+    while not probe.ready(wait_s=PAUSE_POLL_SECONDS):
+        for command in recorder.commands():
+            if command["cmd"] == "stop":
+                return command
+            recorder.refuse(command, "training is done; the run is waiting for its last quality measurement")
+        if time.monotonic() > deadline:
+            recorder.log(f"gave up waiting for the {probe.waiting_for} after {FINAL_QUALITY_WAIT_S:.0f} s")
+            return None
+    return None
 
 
 @contextlib.contextmanager
@@ -162,9 +182,11 @@ def fit(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> str:
     if schedule.last_checkpoint != trainer.step:
         write_checkpoint(trainer, recorder, schedule)
     # a finished run ends with a quality point, waiting for its classifier if need be; a stopped one does not wait
-    probe = schedule.quality
-    if config.quality.every and probe is not None and (trainer.step % config.quality.every or not probe.ready()):
-        measure_quality(trainer, recorder, schedule, wait=stop_command is None)
+    if config.quality.every and schedule.last_quality != trainer.step:
+        if stop_command is None:
+            stop_command = _wait_for_classifier(trainer, recorder, schedule)
+        measure_quality(trainer, recorder, schedule)
+        recorder.describe(waiting_for=None)  # stopped, or given up: nothing is awaited any more
     state = "stopped" if stop_command is not None else "finished"
     recorder.set_state(state, trainer.step, stop_command)
     return state

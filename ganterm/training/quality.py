@@ -114,6 +114,8 @@ class QualityProbe:
     seed: int = 0
     real_images: torch.Tensor | None = None
     build: ClassifierBuild | None = None
+    log: Callable[[str], None] = print
+    unavailable: bool = False  # the classifier could not be had: nothing is measured
 
     @classmethod
     def prepare(cls, dataset: Dataset, samples: int, seed: int, cache: Path,
@@ -130,9 +132,11 @@ class QualityProbe:
                 f"training the quality classifier for {dataset.name} in the background (once per dataset): "
                 "quality is measured from when it is ready"
             )
-            build = ClassifierBuild(dataset, cache, config_path, log)
+            build = ClassifierBuild(dataset, cache, config_path)
             real = dataset.batch(picked)
-            return cls(dataset.name, False, 1.0, None, None, labels, dataset.num_classes, samples, seed, real, build)
+            return cls(
+                dataset.name, False, 1.0, None, None, labels, dataset.num_classes, samples, seed, real, build, log
+            )
         net = classifier_for(dataset, cache, log) if labelled else random_feature_net(dataset.channels)
         real_features, _ = embed(net, dataset.batch(picked))
         return cls(dataset.name, False, 1.0, net, real_features, labels, dataset.num_classes, samples, seed)
@@ -144,11 +148,19 @@ class QualityProbe:
             return None
         return f"quality classifier for {self.dataset_name} (training in the background, once per dataset)"
 
-    def ready(self, wait: bool = False) -> bool:
-        """Whether `measure` can measure; takes the background classifier in once it is done."""
+    def ready(self, wait_s: float = 0.0) -> bool:
+        """Whether `measure` can measure; takes the background classifier in once it is done.
+
+        A failed build ends the waiting too: the run goes on without quality, and says so once.
+        """
         if self.build is None:
             return True
-        net = self.build.result(wait)
+        net = self.build.result(wait_s)
+        if self.build.failed:
+            self.log(f"warning: {self.build.failed}; this run goes on without quality measurements "
+                     "(`ganterm eval` measures any checkpoint later)")  # fmt: skip
+            self.build, self.real_images, self.unavailable = None, None, True
+            return True
         if net is None:
             return False
         assert self.real_images is not None
@@ -170,7 +182,7 @@ class QualityProbe:
 
     def measure(self, generator: nn.Module, z_dim: int) -> dict[str, float]:
         """The metrics of the generator's samples; none while the classifier is not ready."""
-        if not self.ready():
+        if not self.ready() or self.unavailable:
             return {}
         z = latent(self.seed + 77_777, self.samples, z_dim)
         output = generate(generator, z)
