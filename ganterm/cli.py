@@ -175,8 +175,15 @@ def _wait_for_start(started: launch.Started) -> dict[str, Any]:
 def _attach(runs: list, root: Path, dashboard: bool) -> None:
     """Follow the runs until the first ends or the viewer leaves; training goes on either way."""
     from ganterm import progress
+    from ganterm.dashboard.browser import in_browser
 
     run = runs[0]
+    if in_browser():  # a tab of `ganterm serve`: the page is the terminal, and nothing may be printed after it
+        from ganterm.dashboard.app import Dashboard
+
+        viewer = Dashboard(runs, root)
+        viewer.run()
+        raise typer.Exit(viewer.return_code or 0)
     if dashboard and console.is_terminal and sys.stdin.isatty():
         probe = _ask_terminal_for_graphics()
         from ganterm.dashboard.app import Dashboard
@@ -272,6 +279,57 @@ def watch(
         root,
         dashboard=not no_dashboard,
     )
+
+
+@app.command()
+@user_errors
+def serve(
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Runs (names or paths) to show, as for watch. Newest if omitted.", show_default=False),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback reaches other machines.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Secret the page asks for (open it with ?token=...).", show_default=False),
+    ] = None,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Serve the dashboard to a browser; each tab is its own ganterm watch."""
+    from ganterm.run.layout import resolve_run
+
+    try:
+        from ganterm import serve as serving
+    except ModuleNotFoundError as error:
+        raise UserError(
+            f"ganterm serve needs the textual-serve package ({error.name} is missing); "
+            "install it with: pip install 'ganterm[serve]'"
+        ) from None
+    targets = [resolve_run(run, root) for run in runs] if runs else [resolve_run(None, root)]
+    if token is not None and not token.strip():
+        raise UserError("--token must not be empty; give a secret, or leave --token out")
+    if not serving.is_loopback(host):
+        lock = "only --token keeps them out" if token else "textual-serve has no login, so add --token"
+        errors.print(
+            Text.assemble(("warning:", "bold yellow"), f" --host {host} lets other machines reach the dashboard and "
+                          f"stop your runs; {lock}, or keep the default host and tunnel in: "
+                          f"ssh -L {port}:localhost:{port} THIS_HOST"),
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    shown = "localhost" if host in ("127.0.0.1", "::1", "0.0.0.0", "::") else host
+    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    names = ", ".join(target.name for target in targets) if runs else "the newest run"
+    on_start = lambda: _say(f"serving the dashboard of {names} at {address} (Ctrl-C stops)")  # noqa: E731
+    server = serving.DashboardServer(serving.watch_command(targets if runs else [], root), host, port, token, on_start)
+    try:
+        server.serve()
+    except OSError as error:
+        raise UserError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); pick another --port or --host"
+        ) from None
 
 
 @app.command()

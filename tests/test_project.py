@@ -82,3 +82,21 @@ def test_terminal_tests_without_tmux_fail_in_ci_and_skip_elsewhere(ci: str, outc
     assert (result.returncode != 0) == bool(ci)
     if ci:
         assert "tmux is missing, and CI=true" in result.stdout
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+def test_the_browser_test_without_chromium_fails_in_ci_and_skips_elsewhere(ci: str, outcome: str, tmp_path: Path):
+    """tests/test_serve.py drives the system's chromium; CI installs it, so its absence there is a failure."""
+    bare = tmp_path / "bin"  # a PATH with python but no chromium
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    test = "tests/test_serve.py::test_a_browser_shows_the_dashboard_and_its_keys_act"
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PATH": str(bare), **({"CI": ci} if ci else {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert outcome in result.stdout, result.stdout + result.stderr
+    assert (result.returncode != 0) == bool(ci)
+    if ci:
+        assert "chromium (apt-get install -y chromium) missing, and CI=true" in result.stdout

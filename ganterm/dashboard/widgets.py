@@ -12,14 +12,18 @@ from textual.containers import Vertical
 from textual.widgets import Label, Static
 from textual_image.renderable import HalfcellImage, UnicodeImage
 from textual_image.renderable import Image as PickedRenderer
-from textual_image.widget import Image as TerminalImage
+from textual_image.widget import HalfcellImage as HalfBlockPicture
+from textual_image.widget import Image as PickedPicture
 
+from ganterm.dashboard.browser import in_browser
 from ganterm.run.layout import GRID_KEY, GRID_PADDING
 from ganterm.run.status import stalled_reason
 
 ALERT_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 MAX_ALERTS = 50
-CELL_PICTURES = PickedRenderer in (HalfcellImage, UnicodeImage)  # no terminal graphics: pictures in text cells
+# in a browser textual-image sees a pipe and picks grey shade characters; xterm.js draws coloured half-blocks
+TerminalImage = HalfBlockPicture if in_browser() else PickedPicture
+CELL_PICTURES = in_browser() or PickedRenderer in (HalfcellImage, UnicodeImage)  # no terminal graphics: text cells
 MIN_SAMPLE_PIXELS = 8  # across one sample: below this an MNIST digit stops being legible
 
 

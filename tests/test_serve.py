@@ -1,0 +1,248 @@
+"""`ganterm serve`: the dashboard in a real headless browser, its token, and its clear errors.
+
+The browser is the system's chromium (Debian's `chromium` package), driven by
+Playwright with `executable_path`: Playwright's own browser download needs the
+internet. Without them the browser test skips on a laptop and fails in CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ganterm.run.layout import RunDir
+from ganterm.run.status import read_status
+from tests.conftest import run_cli
+from tests.dashboard_runs import make_run
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TINY_FLAGS = [
+    *("--set", "model.width=8", "--set", "model.z_dim=16", "--set", "train.batch_size=16"),
+    *("--set", "train.device=cpu", "--set", "log.every=5", "--set", "quality.every=0"),
+    *("--set", "sample.every=20", "--set", "checkpoint.every=0"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Served:
+    """`ganterm serve` in its own process group, stopped with Ctrl-C (SIGINT) as a user would."""
+
+    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ganterm", "serve", *args, "--port", str(self.port)],
+            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            env={**os.environ, "COLUMNS": "300", **(env or {})},
+        )  # fmt: skip
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_until_listening(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.communicate()
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise AssertionError("ganterm serve did not start listening")
+
+    def stop(self) -> tuple[int, str, str]:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            out, err = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            out, err = self.process.communicate()
+        return self.process.returncode, out, err
+
+
+@pytest.fixture
+def served_runs(tmp_path: Path) -> Iterator[list[Served]]:
+    servers: list[Served] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str], str]:
+    """Status, headers and body, without following redirects."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+    try:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+class TestToken:
+    def test_the_page_its_files_and_its_websocket_need_the_token(self, tmp_path: Path, served_runs: list[Served]):
+        """Without the token: 401 everywhere; with it once in the address, a cookie opens the rest."""
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "shown", "--token", "s3cret")
+        served_runs.append(server)
+        server.wait_until_listening()
+        for path in ("/", "/ws", "/static/js/textual.js", "/?token=wrong"):
+            assert get(server.url + path)[0] == 401, path
+        status, headers, _ = get(server.url + "/?token=s3cret&fontsize=14")
+        assert status == 303 and headers["Location"] == "/?fontsize=14"
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert cookie == "ganterm_token=s3cret" and "HttpOnly" in headers["Set-Cookie"]
+        status, _, page = get(server.url + "/", cookie)
+        assert status == 200 and "data-session-websocket-url" in page
+        assert "googleapis" not in page and "fonts/RobotoMono" in page  # the font comes from the server itself
+        assert get(server.url + "/static/js/textual.js", cookie)[0] == 200
+
+    def test_without_a_token_the_page_is_open_on_loopback(self, tmp_path: Path, served_runs: list[Served]):
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path)
+        served_runs.append(server)
+        server.wait_until_listening()
+        status, _, page = get(server.url + "/")
+        assert status == 200 and f"ws://127.0.0.1:{server.port}/ws" in page
+
+
+class TestStarting:
+    def test_it_prints_the_address_and_ctrl_c_stops_it_cleanly(self, tmp_path: Path):
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "shown", "--token", "abc")
+        server.wait_until_listening()
+        code, out, err = server.stop()
+        assert code == 0, err
+        assert f"serving the dashboard of shown at http://localhost:{server.port}/?token=abc" in out
+        assert "Traceback" not in err and "warning" not in err
+
+    def test_another_host_than_loopback_is_warned_about(self, tmp_path: Path):
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "--host", "0.0.0.0")
+        server.wait_until_listening()
+        code, _, err = server.stop()
+        assert code == 0
+        assert "warning: --host 0.0.0.0 lets other machines reach the dashboard" in err
+        assert "add --token" in err and f"ssh -L {server.port}:localhost:{server.port}" in err
+
+    def test_an_unknown_run_is_one_sentence(self, tmp_path: Path):
+        make_run(tmp_path / "runs", "shown", "finished")
+        result = run_cli(tmp_path, "serve", "nope", "--port", str(free_port()))
+        assert result.returncode != 0
+        assert "error:" in result.stderr and "nope" in result.stderr and "Traceback" not in result.stderr
+
+    def test_without_textual_serve_it_says_how_to_install_it(self, tmp_path: Path):
+        make_run(tmp_path / "runs", "shown", "finished")
+        hidden = tmp_path / "hide"
+        (hidden / "textual_serve").mkdir(parents=True)
+        (hidden / "textual_serve" / "__init__.py").write_text(
+            "raise ModuleNotFoundError(\"No module named 'textual_serve'\", name='textual_serve')\n"
+        )
+        result = run_cli(tmp_path, "serve", env={"PYTHONPATH": str(hidden)})
+        assert result.returncode != 0
+        assert result.stderr.strip().splitlines() == [
+            "error: ganterm serve needs the textual-serve package (textual_serve is missing); "
+            "install it with: pip install 'ganterm[serve]'"
+        ]
+
+
+@pytest.fixture
+def browser_tools() -> str:
+    """The system chromium and Playwright; missing, the test skips, except under CI=true, where it fails."""
+    missing = [] if CHROMIUM else ["chromium (apt-get install -y chromium)"]
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip install -e '.[test]')")
+    if missing:
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(f"{' and '.join(missing)} missing, and CI=true: the browser test must run in CI", False)
+        pytest.skip(f"needs {' and '.join(missing)}")
+    assert CHROMIUM is not None
+    return CHROMIUM
+
+
+@pytest.fixture
+def training(tmp_path: Path) -> Iterator[RunDir]:
+    """A tiny run training in its real detached worker, stopped at the end whatever happens."""
+    result = run_cli(tmp_path, "train", "--detach", "--name", "web", "--steps", "1000000", *TINY_FLAGS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = RunDir(tmp_path / "runs" / "web")
+    yield run
+    pid = (read_status(run) or {}).get("pid")
+    if isinstance(pid, int):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # the worker turns it into a stop
+
+
+def frames_text(frames: list[str | bytes]) -> str:
+    return "".join(frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame for frame in frames)
+
+
+def test_a_browser_shows_the_dashboard_and_its_keys_act(
+    tmp_path: Path, browser_tools: str, training: RunDir, served_runs: list[Served]
+):
+    """The page draws the run (xterm.js paints a canvas, so the websocket frames are read), `p` pauses it,
+    nothing is fetched from outside, the console stays clean; the screenshot is for a person to look at."""
+    from playwright.sync_api import sync_playwright
+
+    server = Served(tmp_path, "web", "--token", "t0k")
+    served_runs.append(server)
+    server.wait_until_listening()
+    frames: list[str | bytes] = []
+    console: list[str] = []
+    elsewhere: list[str] = []
+    failed: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_tools, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 860})
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            page.on("requestfailed", lambda request: failed.append(request.url))
+            page.on("response", lambda response: response.status >= 400 and failed.append(response.url))
+            page.on("request", lambda request: request.url.startswith(server.url) or elsewhere.append(request.url))
+            page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame)))
+            page.goto(f"{server.url}/?token=t0k")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not ("D(x)" in frames_text(frames) and "web" in frames_text(frames)):
+                page.wait_for_timeout(250)
+            text = frames_text(frames)
+            assert "D(x)" in text and "web" in text, text[-2000:]
+            while time.monotonic() < deadline and "newest" not in frames_text(frames):  # a sample grid is shown
+                page.wait_for_timeout(250)
+            page.wait_for_timeout(1500)  # a few more frames, so the picture is whole
+            assert "▀" in frames_text(frames)  # the samples in coloured half-blocks, not grey shade characters
+            page.screenshot(path=str(tmp_path / "serve.png"))
+            page.click("#terminal")
+            page.keyboard.press("p")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (read_status(training) or {}).get("state") != "paused":
+                page.wait_for_timeout(200)
+            assert (read_status(training) or {}).get("state") == "paused"
+        finally:
+            browser.close()
+    assert not elsewhere, elsewhere  # offline: nothing from the internet
+    assert not failed, failed
+    assert not [line for line in console if line.startswith("error")], console
+    assert (tmp_path / "serve.png").stat().st_size > 20_000  # a drawn dashboard, not a blank page
+    keep = os.environ.get("GANTERM_SERVE_SCREENSHOT")
+    if keep:  # how docs/serve.png is made
+        shutil.copy(tmp_path / "serve.png", keep)
