@@ -98,6 +98,14 @@ def train(
     resume: Annotated[
         str | None, typer.Option(help="Continue a run (name or path) or a checkpoint file.", show_default=False)
     ] = None,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="POST alerts and the run's end here as JSON: a webhook, an ntfy topic (notify.url).",
+            show_default=False,
+        ),
+    ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", help="Start the worker and return; attach later with ganterm watch.")
     ] = False,
@@ -126,6 +134,7 @@ def train(
         "train.epochs": epochs,
         "train.batch_size": batch_size,
         "train.device": device,
+        "notify.url": notify,
     }
     values = {key: value for key, value in flags.items() if value is not None}
     if name is not None:

@@ -130,6 +130,13 @@ class HealthConfig:
 
 
 @dataclass
+class NotifyConfig:
+    url: str = _option(
+        "", "POST each alert and the run's end here as JSON (Slack-compatible webhook, ntfy topic); empty = off"
+    )
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -140,6 +147,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -275,6 +283,9 @@ def _validate_whole(config: Config) -> None:
     device = config.train.device
     if not _DEVICE_PATTERN.match(device):
         raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, not {device!r}")
+    url = config.notify.url
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"notify.url must be an http:// or https:// URL (or empty to send nothing), not {url!r}")
     name = config.data.name
     if name not in BUILTIN_DATASETS and not Path(name).expanduser().is_dir():
         close = difflib.get_close_matches(name, BUILTIN_DATASETS, n=1)

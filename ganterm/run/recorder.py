@@ -47,6 +47,17 @@ class HealthChecks(Protocol):
     def update(self, rows: list[Row]) -> list[AlertLike]: ...
 
 
+class Notices(Protocol):
+    """What `ganterm.notify.Notifier` offers: tell someone about an alert or the run's end, without waiting."""
+
+    def notice(self, event: str, step: int, **fields: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+NOTIFIED_STATES = ("finished", "stopped", "failed")
+
+
 def _no_rows() -> list[Row]:
     return []
 
@@ -70,6 +81,7 @@ class Recorder:
         self.run = run
         self.log = log
         self.health = health
+        self.notices: Notices | None = None  # set when the run's config names a notify.url
         self.images_per_step = int(status.get("images_per_step") or 0)
         self.collect: Callable[[], list[Row]] = _no_rows
         self.last_row: Row = {}
@@ -130,8 +142,11 @@ class Recorder:
     # ----- events -----
 
     def event(self, kind: str, step: int, command: Command | None = None, **fields: Any) -> None:
-        """One record in events.jsonl; naming `command` acknowledges it."""
+        """One record in events.jsonl; naming `command` acknowledges it. An alert is also pushed to `notices`."""
         record_event(self.run, kind, step, **_ack(command), **fields)
+        if kind == "alert" and self.notices is not None:
+            told = {key: fields[key] for key in ("check", "severity", "message") if key in fields}
+            self.notices.notice("alert", step, **told)
 
     def checkpoint(self, step: int, save: Callable[[], Path | None], command: Command | None = None) -> Path | None:
         """Rows first, then the checkpoint `save` writes (and returns, when it says where), then its event."""
@@ -155,6 +170,8 @@ class Recorder:
         self.event("status", step, command, state=state, **fields)
         self.status.update(state=state, step=step, **fields)
         self.log(f"step {step}: {state}")
+        if state in NOTIFIED_STATES and self.notices is not None:
+            self.notices.notice(state, step, **({"message": f"failed: {fields['error']}"} if "error" in fields else {}))
 
     def _relative(self, path: Path) -> str:
         with contextlib.suppress(ValueError):
@@ -185,7 +202,10 @@ class Recorder:
         self._interval_start = time.perf_counter()
 
     def close(self) -> None:
-        """Stop the heartbeat and release the run; the last state written stays."""
+        """Stop the heartbeat and release the run; the last state written stays. Waiting notices go out first."""
+        if self.notices is not None:
+            self.notices.close()
+            self.notices = None
         self.status.close()
         self._metrics.close()
         if self._lock >= 0:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -124,12 +124,16 @@ def save_checkpoint(run: RunDir, checkpoint: Checkpoint, keep: int) -> Path:
 
 
 def save_generator(path: Path, weights: Tensors, config: Config, step: int) -> None:
-    """Just the generator, keys as in its state_dict, for plain load_file users."""
+    """Just the generator, keys as in its state_dict, for plain load_file users.
+
+    An exported file is made to be shared, so its config leaves out notify.url: a webhook's URL is its secret.
+    """
+    shared = replace(config, notify=replace(config.notify, url=""))
     metadata = {
         "format": GENERATOR_FORMAT,
         "format_version": str(FORMAT_VERSION),
         "step": str(step),
-        "config": config.to_json(),
+        "config": shared.to_json(),
     }
     _save(weights, metadata, path)
 

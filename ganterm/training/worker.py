@@ -27,11 +27,13 @@ import torch
 from ganterm.config import load_config, resolve_steps
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
+from ganterm.notify import Notifier
 from ganterm.run.checkpoints import newest_intact
 from ganterm.run.control import COMMANDS
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder, ReplicaRecorder
 from ganterm.run.rewind import abandon_after, rewind
+from ganterm.run.status import this_host
 from ganterm.training.checkpoint import Checkpoint, load_checkpoint
 from ganterm.training.data import cache_root, load_dataset
 from ganterm.training.distributed import Group
@@ -110,6 +112,8 @@ def _prepare(
     """Load config, data and models; join the group, if any; restore the checkpoint when resuming."""
     main = isinstance(recorder, Recorder)
     config = load_config(config_path)
+    if main and config.notify.url:  # first, so that a failure to load the data is told too
+        recorder.notices = Notifier(config.notify.url, run.name, this_host(), log)
     device = pick_device(config.train.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     group = Group.from_env(device.type)
     log(f"loading data {config.data.name!r}")

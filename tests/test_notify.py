@@ -1,0 +1,152 @@
+"""Alerts and a run's end pushed to a URL: what a receiver gets, and a receiver that is down harms nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ganterm import notify
+from ganterm.run.layout import RunDir
+from ganterm.run.status import read_status
+from tests.conftest import run_cli, tiny_config, train_in_process
+from tests.test_serve import free_port
+
+# a fresh generator's samples are near-copies (diversity ~0.1 of real data's, the threshold is 0.4): with no
+# warm-up and a 10-step window, mode_collapse fires at step 10 on every seed
+ALERT_AT_ONCE = ["--set", "health.warmup=0", "--set", "health.window=10"]
+TINY = ["--set", "model.width=8", "--set", "model.z_dim=16", "--set", "train.batch_size=16"]
+TINY += ["--set", "train.device=cpu", "--set", "log.every=5", "--set", "quality.every=0"]
+TINY += ["--set", "sample.every=0", "--set", "checkpoint.every=0"]
+
+
+class Receiver:
+    """A webhook on 127.0.0.1 that keeps what it is sent; answers with `statuses` in turn, then 200."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.received: list[tuple[dict, dict[str, str]]] = []
+        self.statuses = list(statuses or [])
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = owner.statuses.pop(0) if owner.statuses else 200
+                if status == 200:
+                    owner.received.append((json.loads(body), dict(self.headers)))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[str]:
+        return [body["event"] for body, _ in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    served = Receiver()
+    yield served
+    served.server.shutdown()
+
+
+def test_a_run_tells_the_url_of_its_alert_and_its_end_and_so_does_its_resumption(tmp_path: Path, receiver: Receiver):
+    """Through the CLI, as a user runs it; the resumed run was not given --notify: the run's config carries it."""
+    result = run_cli(
+        tmp_path, "train", "--name", "told", "--steps", "30", "--no-dashboard", "--notify", receiver.url,
+        *TINY, *ALERT_AT_ONCE,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert receiver.events() == ["alert", "finished"]
+    (alert, headers), (end, _) = receiver.received
+    assert {key: alert[key] for key in ("run", "event", "check", "severity", "step", "hint")} == {
+        "run": "told", "event": "alert", "check": "mode_collapse", "severity": "error", "step": 10,
+        "hint": "ganterm watch told",
+    }  # fmt: skip
+    assert alert["host"] and "mode-collapsed" in alert["message"]
+    assert alert["message"] in alert["text"] and "ganterm watch told" in alert["text"]  # what Slack shows
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Template"] == "yes" and headers["X-Message"] == "{{.text}}"  # what ntfy shows
+    assert (end["event"], end["step"], end["severity"]) == ("finished", 30, "info")
+    result = run_cli(tmp_path, "train", "--resume", "told", "--steps", "40", "--no-dashboard")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert receiver.events()[-1] == "finished" and receiver.received[-1][0]["step"] == 40
+
+
+def test_a_failed_run_is_told_with_its_reason(tmp_path: Path, receiver: Receiver):
+    run = RunDir(tmp_path / "broken")
+    (tmp_path / "empty").mkdir()  # a folder without images: the worker fails while loading the data
+    config = tiny_config("train.steps=20", f"notify.url={receiver.url}", data=str(tmp_path / "empty"))
+    assert train_in_process(run, config) != 0
+    (end, _), *_ = receiver.received
+    assert (end["event"], end["severity"], end["run"]) == ("failed", "error", "broken")
+    assert end["message"].startswith("failed: ") and "empty" in end["message"]
+
+
+def test_a_url_that_refuses_connections_costs_the_loop_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """The run finishes as always; handing a notice over takes microseconds; one log line says what failed."""
+    monkeypatch.setattr(notify, "BACKOFF_SECONDS", (0.05, 0.1))
+    handed_over: list[float] = []
+    original = notify.Notifier.notice
+
+    def timed(self: notify.Notifier, event: str, step: int, **fields: object) -> None:
+        started = time.perf_counter()
+        original(self, event, step, **fields)
+        handed_over.append(time.perf_counter() - started)
+
+    monkeypatch.setattr(notify.Notifier, "notice", timed)
+    refusing = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    run = RunDir(tmp_path / "unheard")
+    config = tiny_config("train.steps=30", "health.warmup=0", "health.window=10", f"notify.url={refusing}")
+    assert train_in_process(run, config) == 0
+    assert (read_status(run) or {})["state"] == "finished"
+    assert len(handed_over) == 2 and max(handed_over) < 0.05, handed_over  # the alert and the end: not waited on
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "could not notify" in line]
+    assert len(warnings) == 1 and refusing in warnings[0] and "training goes on" in warnings[0]
+
+
+class TestNotifier:
+    def test_a_receiver_that_fails_for_a_while_gets_the_notice_on_a_retry(self, monkeypatch: pytest.MonkeyPatch):
+        served = Receiver(statuses=[503, 500])
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=(0.05, 0.05, 0.05))
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        served.server.shutdown()
+        assert served.events() == ["finished"] and logged == [] and notifier.failed == 0
+
+    def test_a_refusal_of_the_request_itself_is_not_retried_and_is_logged_once(self):
+        served = Receiver(statuses=[404])
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=(0.05, 0.05, 0.05))
+        notifier.notice("alert", 3, check="d_overpowering", severity="warning", message="D wins")
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        served.server.shutdown()
+        assert served.events() == ["finished"]  # the first 404 ended the alert's attempts; the end went through
+        assert notifier.failed == 1 and len(logged) == 1 and "HTTP 404" in logged[0]
+
+    def test_the_payload_has_the_fields_a_receiver_reads(self):
+        body = notify.payload("faces", "stalled", 120, "gpu3")
+        assert body["severity"] == "warning" and body["hint"] == "ganterm watch faces"
+        assert body["text"] == "ganterm faces on gpu3, step 120, stalled: run faces stalled at step 120 " \
+                               "(see: ganterm watch faces)"  # fmt: skip
+        assert set(body) >= {"run", "event", "check", "severity", "message", "step", "host", "hint", "text"}
+
+
+def test_a_notify_url_that_is_not_http_is_one_sentence(tmp_path: Path):
+    result = run_cli(tmp_path, "train", "--notify", "ntfy.sh/mytopic", "--dry-run")
+    assert result.returncode == 2
+    assert "notify.url must be an http:// or https:// URL" in result.stderr and "Traceback" not in result.stderr
