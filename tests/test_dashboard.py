@@ -283,6 +283,25 @@ async def test_alerts_newest_first_and_log_tail(root: Path):
         assert "step 200: loss_d 0.5" in "\n".join(str(line.text) for line in app.query_one("#log").lines)
 
 
+async def test_a_new_alert_rings_the_bell_and_pops_up_but_old_ones_do_not(root: Path, monkeypatch):
+    run = make_run(root, "live", "running")  # holds two alerts from before the viewer opened
+    app = Dashboard([run], root, refresh_per_second=20)
+    rings: list[bool] = []
+    monkeypatch.setattr(app, "bell", lambda: rings.append(True))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert rings == [] and not app._notifications
+        alert = {"t": time.time(), "step": 201, "kind": "alert", "check": "mode_collapse", "severity": "error",
+                 "message": "The generator looks mode-collapsed."}  # fmt: skip
+        with open(run.events, "ab") as handle:
+            handle.write(orjson.dumps(alert) + b"\n")
+        await pilot.pause(0.5)
+        await settle(pilot, app)
+        assert rings == [True]
+        (shown,) = app._notifications
+        assert shown.message == "live, step 201: The generator looks mode-collapsed." and shown.severity == "error"
+
+
 async def test_new_points_appear_while_watching(root: Path):
     run = make_run(root, "live", "running", steps=100)
     app = Dashboard([run], root, refresh_per_second=20)

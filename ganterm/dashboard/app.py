@@ -226,9 +226,22 @@ class Dashboard(App[str]):
         kind = event.get("kind")
         if kind == "alert":
             watched.alerts.append(event)
+            if event.get("t", 0) > self._opened:  # raised while the viewer is open: the older ones were on screen
+                self._ring(watched, event)
         if event.get("ack") and watched is self.primary and event.get("t", 0) > self._opened:
             what = {"checkpoint": "checkpoint written", "sample": "sample grid written"}.get(str(kind))
             self.notify(f"{what or event.get('state', kind)} at step {event.get('step')}", timeout=4, markup=False)
+
+    def _ring(self, watched: WatchedRun, alert: dict[str, Any]) -> None:
+        """A new alert rings the terminal's bell and pops up, so it is noticed from another window."""
+        self.bell()
+        self.notify(
+            f"{watched.run.name}, step {alert.get('step')}: {alert.get('message', alert.get('check'))}",
+            title="new alert",
+            severity="error" if alert.get("severity") == "error" else "warning",
+            timeout=15,
+            markup=False,
+        )
 
     # ----- drawing ------------------------------------------------------------------------------
 
