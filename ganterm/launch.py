@@ -134,6 +134,8 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Starte
         run.config.write_text(plan.config.to_toml(), encoding="utf-8")
     offset = _log_end(run, scale)
     pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)
+    if plan.config.notify.url:
+        start_lookout(run)
     return Started(run, pid, new=plan.run is None, log_offset=offset)
 
 
@@ -245,7 +247,21 @@ def start_worker(
     zombie still answers kill(pid, 0), which would hide a dead worker).
     """
     command = worker_command(run, resume, scale, config or run.config, or_older)
-    log_path = worker_log(run, scale)
+    pid = spawn_detached(command, worker_log(run, scale))
+    if pid is None:
+        raise UserError(f"could not start the worker process; see {run.log}")
+    if scale.node_rank == 0:
+        write_status(run, {"state": "starting", "pid": pid, "host": os.uname().nodename, "heartbeat": time.time()})
+    return pid
+
+
+def start_lookout(run: RunDir) -> int | None:
+    """Beside a worker whose run has a notify.url: the process that tells the URL when the worker stalls or dies."""
+    return spawn_detached([sys.executable, "-m", "ganterm.lookout", str(run.path)], run.log)
+
+
+def spawn_detached(command: list[str], log_path: Path) -> int | None:
+    """Start `command` in its own session, not as our child, its output appended to `log_path`; its pid."""
     read_end, write_end = os.pipe()
     middle = os.fork()
     if middle == 0:  # pragma: no cover - runs in the forked child
@@ -253,26 +269,21 @@ def start_worker(
             os.close(read_end)
             os.setsid()
             with open(log_path, "ab") as log:
-                worker = subprocess.Popen(
+                child = subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
-            os.write(write_end, str(worker.pid).encode())
+            os.write(write_end, str(child.pid).encode())
         finally:
             os._exit(0)
     os.close(write_end)
     os.waitpid(middle, 0)
     with os.fdopen(read_end, "rb") as pipe:
         pid_text = pipe.read().decode()
-    if not pid_text:
-        raise UserError(f"could not start the worker process; see {run.log}")
-    pid = int(pid_text)
-    if scale.node_rank == 0:
-        write_status(run, {"state": "starting", "pid": pid, "host": os.uname().nodename, "heartbeat": time.time()})
-    return pid
+    return int(pid_text) if pid_text else None
 
 
 def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line: None, log_from: int = 0) -> dict:

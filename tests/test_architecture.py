@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "ganterm"
 FORBIDDEN = ("torch", "torchvision", "ganterm.training")
 # modules that must never import torch, at any depth; cli.py only at its top level (its commands may)
-TOP_LEVEL_TORCH_FREE = ["listing", "progress", "launch", "config", "health", "errors", "notify", "serve"]
+TOP_LEVEL_TORCH_FREE = ["listing", "progress", "launch", "config", "health", "errors", "notify", "serve", "lookout"]
 TORCH_FREE = sorted(
     [path for package in ("run", "dashboard", "export") for path in (PACKAGE / package).glob("*.py")]
     + [PACKAGE / f"{name}.py" for name in TOP_LEVEL_TORCH_FREE]
@@ -68,7 +68,7 @@ def test_opening_the_viewer_side_loads_no_torch():
     code = (
         "import sys\n"
         "import ganterm.cli, ganterm.launch, ganterm.listing, ganterm.progress, ganterm.dashboard.app\n"
-        "import ganterm.notify, ganterm.serve\n"
+        "import ganterm.notify, ganterm.serve, ganterm.lookout\n"
         "import ganterm.run.control, ganterm.run.checkpoints, ganterm.run.rewind, ganterm.run.lock\n"
         "import ganterm.export.table, ganterm.export.tensorboard\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('ganterm.training')))\n"

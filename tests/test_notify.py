@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -12,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from ganterm import notify
+from ganterm.lookout import Lookout
 from ganterm.run.layout import RunDir
-from ganterm.run.status import read_status
+from ganterm.run.status import read_status, this_host
 from tests.conftest import run_cli, tiny_config, train_in_process
+from tests.dashboard_runs import dead_pid
 from tests.test_serve import free_port
 
 # a fresh generator's samples are near-copies (diversity ~0.1 of real data's, the threshold is 0.4): with no
@@ -150,3 +154,50 @@ def test_a_notify_url_that_is_not_http_is_one_sentence(tmp_path: Path):
     result = run_cli(tmp_path, "train", "--notify", "ntfy.sh/mytopic", "--dry-run")
     assert result.returncode == 2
     assert "notify.url must be an http:// or https:// URL" in result.stderr and "Traceback" not in result.stderr
+
+
+class TestLookout:
+    def test_a_run_killed_while_training_is_told_as_lost(self, tmp_path: Path, receiver: Receiver):
+        """kill -9 leaves the worker no word to say: the lookout `ganterm train` started beside it says it."""
+        args = ["train", "--detach", "--name", "doomed", "--steps", "1000000", "--notify", receiver.url, *TINY]
+        result = run_cli(tmp_path, *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        run = RunDir(tmp_path / "runs" / "doomed")
+        pid = (read_status(run) or {})["pid"]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and receiver.events() != ["lost"]:
+            time.sleep(0.2)
+        assert receiver.events() == ["lost"]
+        lost = receiver.received[0][0]
+        assert lost["severity"] == "error" and "ganterm train --resume doomed" in lost["message"]
+        assert "lookout: told" in run.log.read_text()
+
+    def test_a_stall_is_told_once_per_stall_and_the_end_ends_the_watch(self, tmp_path: Path):
+        lookout = Lookout(RunDir(tmp_path / "r"))
+        beating = {"state": "running", "pid": 1, "host": this_host(), "started": 100.0, "step": 5}
+        silent = {**beating, "heartbeat": time.time() - 60}  # pid 1 lives, and began long before its beat stopped
+        looks = [
+            {**beating, "state": "starting", "started": None, "heartbeat": time.time()},
+            {**beating, "heartbeat": time.time()},
+            silent,
+            silent,
+            {**beating, "heartbeat": time.time()},
+            silent,
+            {**beating, "state": "finished"},
+        ]
+        told = [lookout.look(status) for status in looks]
+        assert [event[0] if event else None for event in told] == [None, None, "stalled", None, None, "stalled", None]
+        assert not lookout.going
+
+    def test_a_worker_dying_while_starting_is_left_to_the_user_who_started_it(self, tmp_path: Path):
+        lookout = Lookout(RunDir(tmp_path / "r"))
+        assert lookout.look({"state": "starting", "pid": dead_pid(), "host": this_host()}) is None
+        assert not lookout.going
+
+    def test_another_worker_taking_the_run_over_ends_the_watch(self, tmp_path: Path):
+        lookout = Lookout(RunDir(tmp_path / "r"))
+        now = time.time()
+        lookout.look({"state": "running", "pid": 1, "host": this_host(), "started": 100.0, "heartbeat": now})
+        lookout.look({"state": "running", "pid": 1, "host": this_host(), "started": 200.0, "heartbeat": now})
+        assert not lookout.going
