@@ -35,6 +35,14 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
+def test_ci_installs_chromium_as_the_readme_says_before_the_tests():
+    """The browser test needs the system's chromium: the README's development section and CI install it alike."""
+    text = (ROOT / "README.md").read_text()
+    install = next(line for line in text.splitlines() if "apt-get install -y chromium" in line).split("  #")[0]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert install in ci and ci.index(install) < ci.index(_readme_commands()[1])
+
+
 def _documented_ganterm_commands() -> list[list[str]]:
     """Every `ganterm ...` line of the README's shell blocks as arguments; `a / b` lines are several commands."""
     text = (ROOT / "README.md").read_text()
