@@ -303,7 +303,11 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     token: Annotated[
         str | None,
-        typer.Option(help="Secret the page asks for (open it with ?token=...).", show_default=False),
+        typer.Option(
+            envvar="GANTERM_SERVE_TOKEN",
+            help="Secret the page asks for (open it with ?token=...); from the environment, it stays out of ps.",
+            show_default=False,
+        ),
     ] = None,
     root: RootOption = Path("runs"),
 ) -> None:
@@ -334,6 +338,7 @@ def serve(
     on_start = lambda: _say(f"serving the dashboard of {names} at {address} (Ctrl-C stops)")  # noqa: E731
     server = serving.DashboardServer(serving.watch_command(targets if runs else [], root), host, port, token, on_start)
     try:
+        serving.check_free(host, port)
         server.serve()
     except OSError as error:
         raise UserError(

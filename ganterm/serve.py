@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import re
 import shlex
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -53,6 +54,14 @@ def is_loopback(host: str) -> bool:
 
 
 NO_ICON = '<link rel="icon" href="data:," />'  # else the browser asks for /favicon.ico: a 404 in its console
+
+
+def check_free(host: str, port: int) -> None:
+    """Bind and let go, so a taken port is an error before the address is printed; raises OSError."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        probe.bind((host, port))
 
 
 def offline_page(template: str) -> str:

@@ -127,7 +127,7 @@ class TestToken:
 class TestStarting:
     def test_it_prints_the_address_and_ctrl_c_stops_it_cleanly(self, tmp_path: Path):
         make_run(tmp_path / "runs", "shown", "finished")
-        server = Served(tmp_path, "shown", "--token", "abc")
+        server = Served(tmp_path, "shown", env={"GANTERM_SERVE_TOKEN": "abc"})  # a token kept out of ps
         server.wait_until_listening()
         code, out, err = server.stop()
         assert code == 0, err
@@ -148,6 +148,16 @@ class TestStarting:
         result = run_cli(tmp_path, "serve", "nope", "--port", str(free_port()))
         assert result.returncode != 0
         assert "error:" in result.stderr and "nope" in result.stderr and "Traceback" not in result.stderr
+
+    def test_a_port_in_use_is_one_sentence_and_no_address_is_printed(self, tmp_path: Path):
+        make_run(tmp_path / "runs", "shown", "finished")
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = run_cli(tmp_path, "serve", "--port", str(port))
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port} (Address already in use)")
 
     def test_without_textual_serve_it_says_how_to_install_it(self, tmp_path: Path):
         make_run(tmp_path / "runs", "shown", "finished")
