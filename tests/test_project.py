@@ -74,31 +74,22 @@ def test_code_is_ruff_clean():
         assert result.returncode == 0, result.stdout
 
 
-@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
-def test_terminal_tests_without_tmux_fail_in_ci_and_skip_elsewhere(ci: str, outcome: str, tmp_path: Path):
-    """tests/test_terminal.py needs tmux; CI machines have it, so its absence there is a failure, not a skip."""
-    bare = tmp_path / "bin"  # a PATH with python but no tmux
-    bare.mkdir()
-    (bare / "python").symlink_to(sys.executable)
-    test = "tests/test_terminal.py::test_no_color_tells_series_apart_by_marker"
-    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PATH": str(bare), **({"CI": ci} if ci else {})}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-        cwd=Path(__file__).parent.parent, capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    assert outcome in result.stdout, result.stdout + result.stderr
-    assert (result.returncode != 0) == bool(ci)
-    if ci:
-        assert "tmux is missing, and CI=true" in result.stdout
+NEEDS_A_SYSTEM_TOOL = [  # (the test, what it says under CI=true when the tool is missing)
+    ("tests/test_terminal.py::test_no_color_tells_series_apart_by_marker", "tmux is missing, and CI=true"),
+    ("tests/test_serve.py::test_a_browser_shows_the_dashboard_and_its_keys_act",
+     "chromium (apt-get install -y chromium) missing, and CI=true"),
+]  # fmt: skip
 
 
+@pytest.mark.parametrize(("test", "said"), NEEDS_A_SYSTEM_TOOL)
 @pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
-def test_the_browser_test_without_chromium_fails_in_ci_and_skips_elsewhere(ci: str, outcome: str, tmp_path: Path):
-    """tests/test_serve.py drives the system's chromium; CI installs it, so its absence there is a failure."""
-    bare = tmp_path / "bin"  # a PATH with python but no chromium
+def test_a_test_without_its_system_tool_fails_in_ci_and_skips_elsewhere(
+    test: str, said: str, ci: str, outcome: str, tmp_path: Path
+):
+    """tmux and chromium: CI machines install them, so their absence there is a failure, not a skip."""
+    bare = tmp_path / "bin"  # a PATH with python but neither tmux nor chromium
     bare.mkdir()
     (bare / "python").symlink_to(sys.executable)
-    test = "tests/test_serve.py::test_a_browser_shows_the_dashboard_and_its_keys_act"
     env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PATH": str(bare), **({"CI": ci} if ci else {})}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
@@ -107,4 +98,4 @@ def test_the_browser_test_without_chromium_fails_in_ci_and_skips_elsewhere(ci: s
     assert outcome in result.stdout, result.stdout + result.stderr
     assert (result.returncode != 0) == bool(ci)
     if ci:
-        assert "chromium (apt-get install -y chromium) missing, and CI=true" in result.stdout
+        assert said in result.stdout
