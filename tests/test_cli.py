@@ -15,8 +15,8 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from ganterm import cli
 from ganterm.cli import app
+from ganterm.cli import runs as runs_command
 from ganterm.run.jsonl import append_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status, write_status
@@ -141,7 +141,7 @@ def test_runs_shows_the_last_losses_when_a_quality_row_comes_last(tmp_path: Path
 def test_runs_in_a_narrow_terminal_leaves_columns_out_whole(
     tmp_path: Path, columns: int, hidden: str, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(cli.console, "_force_terminal", True)  # as in a terminal of that width
+    monkeypatch.setattr(runs_command.console, "_force_terminal", True)  # as in a terminal of that width
     run = RunDir(tmp_path / "runs" / "mnist5k-20261124-212736")  # a default run's name
     run.path.mkdir(parents=True)
     write_status(run, {"state": "finished", "step": 3500, "total": 3500, "started": 0, "device": "cpu"})

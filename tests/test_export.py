@@ -390,13 +390,13 @@ def test_a_terminal_sees_a_progress_bar_and_a_pipe_does_not(tmp_path: Path, monk
     """A million rows take half a minute: in a terminal, stderr shows how far the export is."""
     from rich.console import Console
 
-    from ganterm import cli
+    from ganterm.cli import outputs
 
     make_run(tmp_path / "runs", "faces", _rows(30))
     args = ("faces", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(tmp_path / "f.csv"))
     for terminal in (True, False):
         screen = io.StringIO()
-        monkeypatch.setattr(cli, "errors", Console(file=screen, force_terminal=terminal, width=100))
+        monkeypatch.setattr(outputs, "errors", Console(file=screen, force_terminal=terminal, width=100))
         assert _export(*args).exit_code == 0
         assert ("exporting faces to csv" in screen.getvalue()) is terminal
         assert "100%" in screen.getvalue() or not terminal

@@ -121,7 +121,7 @@ def test_a_crashed_dashboard_exits_non_zero(tmp_path: Path, monkeypatch):
 
     from rich.console import Console
 
-    from ganterm import cli
+    from ganterm.cli import training
 
     def crashed(self):
         self._return_code = 1  # what App does when a handler raised
@@ -129,11 +129,11 @@ def test_a_crashed_dashboard_exits_non_zero(tmp_path: Path, monkeypatch):
 
     run = _run(tmp_path)
     monkeypatch.setattr(Dashboard, "run", crashed)
-    monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), force_terminal=True))
+    monkeypatch.setattr(training, "console", Console(file=io.StringIO(), force_terminal=True))
     done = threading.Thread(target=lambda: None)
     done.start()
-    monkeypatch.setattr(cli, "_ask_terminal_for_graphics", lambda: done)
+    monkeypatch.setattr(training, "_ask_terminal_for_graphics", lambda: done)
     tty = type("Tty", (), {"isatty": lambda self: True})()
-    monkeypatch.setattr(cli, "sys", SimpleNamespace(stdin=tty))  # CliRunner swaps sys.stdin itself
+    monkeypatch.setattr(training, "sys", SimpleNamespace(stdin=tty))  # CliRunner swaps sys.stdin itself
     result = CliRunner().invoke(cli_app, ["watch", str(run.path)])
     assert result.exit_code == 1, result.output

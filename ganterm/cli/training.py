@@ -1,0 +1,305 @@
+"""Commands that start and show runs: `train`, `watch`, `serve`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.text import Text
+
+from ganterm.errors import UserError
+
+if TYPE_CHECKING:
+    from ganterm import launch
+
+
+from ganterm.cli.common import (
+    NoDashboardOption,
+    RootOption,
+    app,
+    console,
+    errors,
+    say,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="TOML config (see configs/); the mnist5k recipe if omitted.", show_default=False),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="mnist5k, mnist, fashion-mnist, cifar10, ring, grid or a folder.", show_default=False),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Total steps (train.steps).", show_default=False)] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Train this many epochs instead (train.epochs).", show_default=False)
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (train.batch_size).", show_default=False)] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps (train.device).", show_default=False)
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name; <data>-<date>-<time> if omitted.", show_default=False)
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override any key: section.key=value (repeatable).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue a run (name or path) or a checkpoint file.", show_default=False)
+    ] = None,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="POST alerts and the run's end here as JSON: a webhook, an ntfy topic (notify.url).",
+            show_default=False,
+        ),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Start the worker and return; attach later with ganterm watch.")
+    ] = False,
+    no_dashboard: NoDashboardOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and exit.")] = False,
+    nproc_per_node: Annotated[
+        str, typer.Option(help="Processes on this machine: a number, or auto for one per visible GPU (torchrun).")
+    ] = "1",
+    nnodes: Annotated[int, typer.Option(min=1, help="Machines taking part; each runs this same command.")] = 1,
+    node_rank: Annotated[int, typer.Option(min=0, help="This machine's place among them; 0 owns the run.")] = 0,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="HOST:PORT where the machines meet (torchrun's rendezvous).", show_default=False)
+    ] = None,
+    rdzv_id: Annotated[
+        str | None, typer.Option(help="Rendezvous id; the run name if omitted.", show_default=False)
+    ] = None,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Train a GAN in a background worker and watch it."""
+    # long only by its option declarations above; what it does is launch.plan_run and launch.start_run
+    from ganterm import launch
+
+    flags = {
+        "data.name": data,
+        "train.steps": steps,
+        "train.epochs": epochs,
+        "train.batch_size": batch_size,
+        "train.device": device,
+        "notify.url": notify,
+    }
+    values = {key: value for key, value in flags.items() if value is not None}
+    if name is not None:
+        from ganterm.run.layout import check_run_name
+
+        check_run_name(name, "--name")
+    scale = launch.scale_from_options(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, name)
+    plan = launch.plan_run(config, values, set_ or [], resume, root)
+    if dry_run:
+        console.print(plan.config.to_toml(), end="", markup=False, highlight=False)
+        return
+    started = launch.start_run(plan, name, root, scale)
+    run, pid = started.run, started.pid
+    if scale.node_rank > 0:
+        code = launch.follow_node(
+            started, scale, on_log=lambda line: console.print(line, highlight=False, markup=False)
+        )
+        raise typer.Exit(code)
+    status = _wait_for_start(started)
+    if status["state"] in ("failed", "lost"):  # lost: the worker died before it could say why
+        if started.new:
+            launch.discard_if_unborn(run)
+        default = f"the worker died while starting; see {run.log}"
+        error = UserError(status.get("error", default) if status["state"] == "failed" else default)
+        error.exit_code = int(status.get("exit_code", 1))
+        raise error
+    if detach:
+        console.print(Text.assemble("started ", (run.name, "bold"), f" (worker pid {pid}, log {run.log})"))
+        say(f"  watch it:  ganterm watch {run.name}\n  stop it:   ganterm stop {run.name}")
+        return
+    _attach([run], root, dashboard=not no_dashboard)
+
+
+def _wait_for_start(started: launch.Started) -> dict[str, Any]:
+    """Until the worker says it trains, or fails, or dies; what it logs meanwhile is shown."""
+    from ganterm import launch
+
+    run = started.run
+    if not console.is_terminal:
+        say = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
+        return launch.wait_until_started(run, say, started.log_offset)
+    with console.status(Text(f"starting {run.name}…")) as spinner:
+        show = lambda line: spinner.update(Text(f"{run.name}: {line[20:]}"))  # noqa: E731
+        return launch.wait_until_started(run, show, started.log_offset)
+
+
+def _attach(runs: list, root: Path, dashboard: bool) -> None:
+    """Follow the runs until the first ends or the viewer leaves; training goes on either way."""
+    from ganterm import progress
+    from ganterm.dashboard.browser import in_browser
+
+    run = runs[0]
+    if in_browser():  # a tab of `ganterm serve`: the page is the terminal, and nothing may be printed after it
+        from ganterm.dashboard.app import Dashboard
+
+        viewer = Dashboard(runs, root)
+        viewer.run()
+        raise typer.Exit(viewer.return_code or 0)
+    if dashboard and console.is_terminal and sys.stdin.isatty():
+        probe = _ask_terminal_for_graphics()
+        from ganterm.dashboard.app import Dashboard
+
+        probe.join()
+        viewer = Dashboard(runs, root)
+        ended = viewer.run()
+        if viewer.return_code:  # the viewer crashed (Textual printed why): say so in the exit status
+            raise typer.Exit(viewer.return_code)
+        if ended == "stopped":
+            say(f"asked {run.name} to checkpoint and stop")
+        else:
+            _still_training(run)
+        return
+    try:
+        follow = progress.follow_rich if console.is_terminal else progress.follow_plain
+        snap = follow(run, console)
+    except KeyboardInterrupt:
+        _interrupted(run)
+        return
+    _report_end(run, snap.state, snap.status)
+
+
+def _ask_terminal_for_graphics() -> threading.Thread:
+    """Import textual-image in a thread: on import it asks the terminal which image protocol it speaks.
+
+    Each question waits for an answer up to 0.1 s, and most terminals never answer the Kitty one;
+    asked from a thread, that wait overlaps loading the rest of the viewer. PIL is loaded first, so
+    the two threads import no module in common but the ones rich already holds.
+    """
+    import PIL.Image  # noqa: F401
+
+    thread = threading.Thread(target=importlib.import_module, args=("textual_image.renderable",), daemon=True)
+    thread.start()
+    return thread
+
+
+def _still_training(run) -> None:
+    from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
+
+    if effective_state(read_status(run)) in ACTIVE_STATES:
+        say(f"training continues in the background; watch it again with: ganterm watch {run.name}")
+
+
+def _interrupted(run) -> None:
+    """Ctrl-C in a viewer asks before it stops anything."""
+    from rich.prompt import Confirm
+
+    from ganterm.run import control
+
+    stop = False
+    if console.is_terminal:
+        try:
+            stop = Confirm.ask(Text(f"\nStop training {run.name} too? (no leaves it running)"), default=False)
+        except (KeyboardInterrupt, EOFError):
+            stop = False
+    if stop:
+        event = control.send_and_wait(run, "stop", timeout=300)
+        say(f"stopped {run.name} at step {event.get('step')}; continue it with: ganterm train --resume {run.name}")
+    else:
+        console.print()
+        _still_training(run)
+
+
+def _report_end(run, state: str, status: dict) -> None:
+    if state == "failed":
+        raise UserError(f"run {run.name!r} failed: {status.get('error', 'see ' + str(run.log))}")
+    if state == "lost":
+        raise UserError(
+            f"the worker of run {run.name!r} is gone (see {run.log}); continue it with: "
+            f"ganterm train --resume {run.name}"
+        )
+    say(f"{run.name} {state} at step {status.get('step')}/{status.get('total')}")
+
+
+@app.command()
+@user_errors
+def watch(
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Runs (names or paths) to watch; several overlay their curves. Newest if omitted.", show_default=False
+        ),
+    ] = None,
+    no_dashboard: NoDashboardOption = False,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Attach to runs (running or not); quitting the viewer never stops training."""
+    from ganterm.run.layout import resolve_run
+
+    _attach(
+        [resolve_run(run, root) for run in runs] if runs else [resolve_run(None, root)],
+        root,
+        dashboard=not no_dashboard,
+    )
+
+
+@app.command()
+@user_errors
+def serve(
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Runs (names or paths) to show, as for watch. Newest if omitted.", show_default=False),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback reaches other machines.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GANTERM_SERVE_TOKEN",
+            help="Secret the page asks for (open it with ?token=...); from the environment, it stays out of ps.",
+            show_default=False,
+        ),
+    ] = None,
+    root: RootOption = Path("runs"),
+) -> None:
+    """Serve the dashboard to a browser; each tab is its own ganterm watch."""
+    from ganterm.run.layout import resolve_run
+
+    try:
+        from ganterm import serve as serving
+    except ModuleNotFoundError as error:
+        raise UserError(
+            f"ganterm serve needs the textual-serve package ({error.name} is missing); "
+            "install it with: pip install 'ganterm[serve]'"
+        ) from None
+    targets = [resolve_run(run, root) for run in runs] if runs else [resolve_run(None, root)]
+    if token is not None and not token.strip():
+        raise UserError("--token must not be empty; give a secret, or leave --token out")
+    if not serving.is_loopback(host):
+        lock = "only --token keeps them out" if token else "textual-serve has no login, so add --token"
+        errors.print(
+            Text.assemble(("warning:", "bold yellow"), f" --host {host} lets other machines reach the dashboard and "
+                          f"stop your runs; {lock}, or keep the default host and tunnel in: "
+                          f"ssh -L {port}:localhost:{port} THIS_HOST"),
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    shown = "localhost" if host in ("127.0.0.1", "::1", "0.0.0.0", "::") else host
+    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    names = ", ".join(target.name for target in targets) if runs else "the newest run"
+    on_start = lambda: say(f"serving the dashboard of {names} at {address} (Ctrl-C stops)")  # noqa: E731
+    server = serving.DashboardServer(serving.watch_command(targets if runs else [], root), host, port, token, on_start)
+    try:
+        serving.check_free(host, port)
+        server.serve()
+    except OSError as error:
+        raise UserError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); pick another --port or --host"
+        ) from None
