@@ -131,6 +131,14 @@ def test_mode_collapse_on_a_toy():
     assert "cover only 1 of the 8 modes" in alerts[0].message
 
 
+def test_a_toy_collapse_counts_modes_with_twenty_samples_not_a_few_strays():
+    def strays(step: int, row: Row) -> Row:
+        quality = {"modes_covered": 8.0, "modes_covered_20": 1.0, "modes_total": 8.0, "hq_share": 0.9}
+        return {**row, **quality} if step == 500 else row
+
+    assert "cover only 1 of the 8 modes" in alerts_for(stream(800, strays))[0].message
+
+
 def test_a_toy_is_judged_by_its_modes_not_by_the_spread_of_its_samples():
     """Early in the ring's healthy run its samples spread 36% as far as the real ones: no alert on a toy."""
 
@@ -149,6 +157,30 @@ def test_a_toy_generator_that_has_not_found_the_modes_yet_is_no_collapse():
         return {**row, "modes_covered": 0.0, "modes_total": 8.0, "hq_share": 0.006} if step == 500 else row
 
     assert alerts_for(stream(800, not_there_yet)) == []
+
+
+def test_stacked_mnist_is_judged_by_its_digit_triples():
+    """Readable digits piled onto 40 of 1,000 triples are a collapse; unreadable blobs are not there yet."""
+
+    def early(step: int, row: Row) -> Row:
+        return {**row, "diversity": 0.25} if step < 400 else row
+
+    def triples(covered: float, confidence: float) -> Callable[[int, Row], Row]:
+        def measured(step: int, row: Row) -> Row:
+            quality = {"modes_covered": covered, "modes_total": 1000.0, "classifier_confidence": confidence}
+            return {**early(step, row), **quality} if step == 500 else early(step, row)
+
+        return measured
+
+    def alerts(change: Callable[[int, Row], Row]) -> list:
+        monitor = HealthMonitor(HealthConfig(), classes=1000, toy=True)
+        rows = stream(800, change)
+        return [alert for start in range(0, 800, 10) for alert in monitor.update(rows[start : start + 10])]
+
+    collapsed = alerts(triples(40, 0.9))
+    assert checks(collapsed) == ["mode_collapse"] and "cover only 40 of the 1000 modes" in collapsed[0].message
+    assert alerts(triples(40, 0.4)) == []  # blobs read at 40% confidence: no digits yet
+    assert alerts(triples(990, 0.9)) == []
 
 
 def test_divergence():

@@ -30,7 +30,9 @@ BOOKKEEPING = ("step", "t", "epoch")  # every row's coordinates, never plotted a
 RATES = ("img_per_s", "lr_d", "lr_g", "gpu_mem_gb")  # shown in the header, not plotted
 
 # Quality measurements, most telling first: the dashboard orders their panels so.
-QUALITY_FIRST = ("fd_classifier", "class_kl", "modes_covered", "hq_share", "precision", "recall", "diversity")
+QUALITY_FIRST = (
+    "fd_classifier", "class_kl", "modes_covered", "mode_kl", "hq_share", "precision", "recall", "diversity",
+)  # fmt: skip
 
 LABELS = {
     "d_x": "D(x)",

@@ -33,7 +33,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder, ReplicaRecorder
 from ganterm.run.rewind import abandon_after, rewind
 from ganterm.training.checkpoint import Checkpoint, load_checkpoint
-from ganterm.training.data import cache_root, load_dataset
+from ganterm.training.data import STACKED_NAME, cache_root, load_dataset
 from ganterm.training.distributed import Group
 from ganterm.training.loop import Schedule, fit, write_checkpoint
 from ganterm.training.quality import QualityProbe
@@ -121,7 +121,9 @@ def _prepare(
     trainer = Trainer(config, dataset, device, group)
     schedule = Schedule(total)
     recorder.health = HealthMonitor(
-        config.health, classes=dataset.num_classes if dataset.is_image else 0, toy=not dataset.is_image
+        config.health,
+        classes=dataset.num_classes if dataset.is_image else 0,
+        toy=not dataset.is_image or dataset.name == STACKED_NAME,  # judged by their modes, not their spread
     )
     recorder.images_per_row = trainer.images_per_step
     if config.quality.every and main:
