@@ -247,3 +247,20 @@ def test_a_quality_measurement_showing_collapse_raises_the_alert_in_the_loop(tmp
     alerts = [event for event in read_jsonl(recorder.run.events) if event["kind"] == "alert"]
     assert [(a["check"], a["step"]) for a in alerts] == [("mode_collapse", 300)]
     assert "cover only 1 of the 8 modes" in alerts[0]["message"]
+
+
+@pytest.mark.parametrize(("data", "judged_by_spread"), [("stacked-mnist", False), ("mnist5k", True)])
+def test_stacked_mnist_runs_are_not_judged_by_the_spread_of_their_samples(
+    tmp_path: Path, data: str, judged_by_spread: bool
+):
+    """A fresh G's samples are near-identical blobs: on mnist5k that is the spread check's business, not here."""
+    from ganterm.run.jsonl import read_jsonl
+    from ganterm.run.layout import RunDir
+    from tests.conftest import tiny_config, train_in_process
+
+    run = RunDir(tmp_path / data)
+    quick = ("train.steps=40", "health.warmup=0", "health.window=10", "health.diversity_low=0.99")
+    config = tiny_config(*quick, data=data)
+    assert train_in_process(run, config) == 0
+    alerts = [event["check"] for event in read_jsonl(run.events) if event["kind"] == "alert"]
+    assert ("mode_collapse" in alerts) == judged_by_spread, alerts
