@@ -26,7 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-BUILTIN_DATASETS = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "ring", "grid")
+BUILTIN_DATASETS = ("mnist5k", "stacked-mnist", "mnist", "fashion-mnist", "cifar10", "ring", "grid")
 TOY_DATASETS = ("ring", "grid")
 LOSS_KINDS = ("nonsat", "minimax", "hinge", "lsgan")
 IMAGE_SIZES = (0, 28, 32, 64)
@@ -43,7 +43,9 @@ def _option(default: Any, help: str = "", **checks: Any) -> Any:
 
 @dataclass
 class DataConfig:
-    name: str = _option("mnist5k", "mnist5k, mnist, fashion-mnist, cifar10, ring, grid, or a folder of images")
+    name: str = _option(
+        "mnist5k", "mnist5k, stacked-mnist, mnist, fashion-mnist, cifar10, ring, grid, or a folder of images"
+    )
     root: str = _option("", "where downloaded datasets are cached; empty = ~/.cache/ganterm")
 
 

@@ -102,12 +102,17 @@ def test_eval_reports_the_metrics_that_apply(
     monkeypatch.setenv("XDG_CACHE_HOME", str(classifier_cache.parent))
     result = runner.invoke(app, ["eval", str(trained_run.path), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.stdout.splitlines()[-1])
-    assert set(metrics) == {"fd_classifier", "class_coverage", "class_kl", "classifier_confidence",
-                            "precision", "recall"}  # fmt: skip
-    assert 0 <= metrics["class_coverage"] <= 10 and metrics["fd_classifier"] > 0
+    measured = json.loads(result.stdout.splitlines()[-1])
+    assert list(measured) == ["ema", "raw"]  # the EMA generator first, then the raw one the papers measure
+    for metrics in measured.values():
+        assert set(metrics) == {"fd_classifier", "class_coverage", "class_kl", "classifier_confidence",
+                                "precision", "recall"}  # fmt: skip
+        assert 0 <= metrics["class_coverage"] <= 10 and metrics["fd_classifier"] > 0
+    assert measured["ema"] != measured["raw"]
     table = _invoke("eval", str(trained_run.path))
     assert "class_coverage" in table.stdout and "step 8" in table.stdout
+    header = next(line for line in table.stdout.splitlines() if "generator" in line)
+    assert header.index("EMA generator") < header.index("raw generator")
 
 
 def test_eval_of_a_toy_counts_modes(in_tmp: Path):
@@ -115,8 +120,37 @@ def test_eval_of_a_toy_counts_modes(in_tmp: Path):
     assert train_in_process(run, tiny_config("train.steps=4", data="ring")) == 0
     result = _invoke("eval", "ring", "--json")
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.stdout)
-    assert set(metrics) == {"modes_covered", "modes_total", "hq_share"} and metrics["modes_total"] == 8
+    measured = json.loads(result.stdout)
+    assert list(measured) == ["ema", "raw"]
+    for metrics in measured.values():
+        assert (
+            {"modes_covered", "modes_covered_20", "modes_total", "hq_share"}
+            <= set(metrics)
+            <= {"modes_covered", "modes_covered_20", "modes_total", "hq_share", "mode_kl"}
+        )  # mode_kl only when some sample is near a mode
+        assert metrics["modes_total"] == 8
+
+
+def test_eval_of_a_run_without_ema_reports_the_raw_generator(in_tmp: Path):
+    run = RunDir(in_tmp / "runs" / "plain")
+    assert train_in_process(run, tiny_config("train.steps=4", "train.ema=0", data="ring")) == 0
+    assert list(json.loads(_invoke("eval", "plain", "--json").stdout)) == ["raw"]
+
+
+def test_eval_of_stacked_mnist_counts_digit_triples(
+    in_tmp: Path, classifier_cache: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Each channel read by the MNIST classifier; 2,000 samples here, not the papers' 26,000, to be quick."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(classifier_cache.parent))
+    monkeypatch.setattr("ganterm.training.quality.STACKED_SAMPLES", 2000)
+    run = RunDir(in_tmp / "runs" / "stacked")
+    assert train_in_process(run, tiny_config("train.steps=4", data="stacked-mnist")) == 0
+    result = _invoke("eval", "stacked", "--json")
+    assert result.exit_code == 0, result.output
+    for metrics in json.loads(result.stdout.splitlines()[-1]).values():
+        assert set(metrics) == {"modes_covered", "modes_total", "mode_kl", "class_kl_red", "class_kl_green",
+                                "class_kl_blue", "classifier_confidence"}  # fmt: skip
+        assert metrics["modes_total"] == 1000 and 1 <= metrics["modes_covered"] <= 1000
 
 
 def test_runs_lists_state_and_latest_numbers(trained_run: RunDir):

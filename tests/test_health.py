@@ -131,6 +131,16 @@ def test_mode_collapse_on_a_toy():
     assert "cover only 1 of the 8 modes" in alerts[0].message
 
 
+def test_a_toy_still_spreading_onto_its_modes_is_no_collapse():
+    """The ring's healthy recipe at step 2,000 of seed 100: 7 modes have a sample, 4 have 20 of them."""
+
+    def spreading(step: int, row: Row) -> Row:
+        quality = {"modes_covered": 7.0, "modes_covered_20": 4.0, "modes_total": 8.0, "hq_share": 0.66}
+        return {**row, **quality} if step == 500 else row
+
+    assert alerts_for(stream(800, spreading)) == []
+
+
 def test_a_toy_is_judged_by_its_modes_not_by_the_spread_of_its_samples():
     """Early in the ring's healthy run its samples spread 36% as far as the real ones: no alert on a toy."""
 
@@ -149,6 +159,30 @@ def test_a_toy_generator_that_has_not_found_the_modes_yet_is_no_collapse():
         return {**row, "modes_covered": 0.0, "modes_total": 8.0, "hq_share": 0.006} if step == 500 else row
 
     assert alerts_for(stream(800, not_there_yet)) == []
+
+
+def test_stacked_mnist_is_judged_by_its_digit_triples():
+    """Readable digits piled onto 40 of 1,000 triples are a collapse; unreadable blobs are not there yet."""
+
+    def early(step: int, row: Row) -> Row:
+        return {**row, "diversity": 0.25} if step < 400 else row
+
+    def triples(covered: float, confidence: float) -> Callable[[int, Row], Row]:
+        def measured(step: int, row: Row) -> Row:
+            quality = {"modes_covered": covered, "modes_total": 1000.0, "classifier_confidence": confidence}
+            return {**early(step, row), **quality} if step == 500 else early(step, row)
+
+        return measured
+
+    def alerts(change: Callable[[int, Row], Row]) -> list:
+        monitor = HealthMonitor(HealthConfig(), classes=1000, toy=True)
+        rows = stream(800, change)
+        return [alert for start in range(0, 800, 10) for alert in monitor.update(rows[start : start + 10])]
+
+    collapsed = alerts(triples(40, 0.9))
+    assert checks(collapsed) == ["mode_collapse"] and "cover only 40 of the 1000 modes" in collapsed[0].message
+    assert alerts(triples(40, 0.4)) == []  # blobs read at 40% confidence: no digits yet
+    assert alerts(triples(990, 0.9)) == []
 
 
 def test_divergence():
@@ -215,3 +249,20 @@ def test_a_quality_measurement_showing_collapse_raises_the_alert_in_the_loop(tmp
     alerts = [event for event in read_jsonl(recorder.run.events) if event["kind"] == "alert"]
     assert [(a["check"], a["step"]) for a in alerts] == [("mode_collapse", 300)]
     assert "cover only 1 of the 8 modes" in alerts[0]["message"]
+
+
+@pytest.mark.parametrize(("data", "judged_by_spread"), [("stacked-mnist", False), ("mnist5k", True)])
+def test_stacked_mnist_runs_are_not_judged_by_the_spread_of_their_samples(
+    tmp_path: Path, data: str, judged_by_spread: bool
+):
+    """A fresh G's samples are near-identical blobs: on mnist5k that is the spread check's business, not here."""
+    from ganterm.run.jsonl import read_jsonl
+    from ganterm.run.layout import RunDir
+    from tests.conftest import tiny_config, train_in_process
+
+    run = RunDir(tmp_path / data)
+    quick = ("train.steps=40", "health.warmup=0", "health.window=10", "health.diversity_low=0.99")
+    config = tiny_config(*quick, data=data)
+    assert train_in_process(run, config) == 0
+    alerts = [event["check"] for event in read_jsonl(run.events) if event["kind"] == "alert"]
+    assert ("mode_collapse" in alerts) == judged_by_spread, alerts

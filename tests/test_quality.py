@@ -15,13 +15,14 @@ from ganterm.run.jsonl import read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for
-from ganterm.training.data import Dataset, load_dataset, toy_dataset, toy_modes
+from ganterm.training.data import Dataset, load_dataset, stacked_mnist, toy_dataset, toy_modes
 from ganterm.training.quality import (
     QualityProbe,
     class_metrics,
     embed,
     frechet_distance,
     precision_recall,
+    stacked_metrics,
     toy_metrics,
 )
 from ganterm.training.trainer import complete_config
@@ -96,12 +97,33 @@ def test_a_toy_sample_is_high_quality_within_three_sigma_of_its_mode():
     assert outside["hq_share"] == 0.0 and outside["modes_covered"] == 0.0
 
 
-def test_a_toy_mode_counts_as_covered_from_twenty_high_quality_samples():
+def test_a_toy_mode_is_covered_by_one_high_quality_sample_as_in_the_papers():
+    modes, sigma = toy_modes("ring")
+    rest = _around(modes[0], sigma, 99)
+    one = toy_metrics("ring", torch.cat([rest, _around(modes[3], 2.9 * sigma, 1)]))
+    none = toy_metrics("ring", torch.cat([rest, _around(modes[3], 3.1 * sigma, 1)]))  # near mode 3, not within 3σ
+    assert one["modes_covered"] == 2.0 and one["modes_covered_20"] == 1.0
+    assert none["modes_covered"] == 1.0
+
+
+def test_a_toy_mode_counts_in_the_stricter_measure_from_twenty_high_quality_samples():
     modes, sigma = toy_modes("grid")
     twenty = torch.cat([_around(modes[0], sigma, 100), _around(modes[5], sigma, 20)])
     nineteen = torch.cat([_around(modes[0], sigma, 100), _around(modes[5], sigma, 19)])
-    assert toy_metrics("grid", twenty)["modes_covered"] == 2.0
-    assert toy_metrics("grid", nineteen)["modes_covered"] == 1.0
+    assert toy_metrics("grid", twenty)["modes_covered_20"] == 2.0
+    assert toy_metrics("grid", nineteen)["modes_covered_20"] == 1.0
+    assert toy_metrics("grid", nineteen)["modes_covered"] == 2.0
+
+
+def test_a_toy_mode_kl_is_that_of_the_high_quality_samples_from_uniform():
+    """PacGAN's reverse KL: KL(generated || uniform), which stays finite when modes are missed."""
+    modes, sigma = toy_modes("ring")
+    even = torch.cat([_around(mode, sigma, 10) for mode in modes])
+    two = torch.cat([_around(modes[0], sigma, 10), _around(modes[4], sigma, 10)])
+    far = _around(modes[1], 5 * sigma, 500)  # low-quality samples near mode 1 are left out of the histogram
+    assert toy_metrics("ring", even)["mode_kl"] == pytest.approx(0.0, abs=1e-12)
+    assert toy_metrics("ring", torch.cat([two, far]))["mode_kl"] == pytest.approx(math.log(4))
+    assert "mode_kl" not in toy_metrics("ring", far)
 
 
 @pytest.mark.parametrize("name", ["ring", "grid"])
@@ -110,10 +132,11 @@ def test_toy_metrics_on_real_samples_and_on_a_collapsed_generator(name: str):
     real = data.tensor[:2500] * data.point_scale
     modes, sigma = toy_modes(name)
     result = toy_metrics(name, real)
-    assert result["modes_covered"] == result["modes_total"] == len(modes)
-    assert result["hq_share"] > 0.99
+    assert result["modes_covered"] == result["modes_covered_20"] == result["modes_total"] == len(modes)
+    assert result["hq_share"] > 0.99 and result["mode_kl"] < 0.01
     one_mode = modes[0] + sigma * torch.randn(2500, 2, generator=torch.Generator().manual_seed(0))
     assert toy_metrics(name, one_mode)["modes_covered"] == 1.0
+    assert toy_metrics(name, one_mode)["mode_kl"] == pytest.approx(math.log(len(modes)))
     between = (modes[0] + modes[1]) / 2 + torch.zeros(2500, 2)
     assert toy_metrics(name, between)["hq_share"] == 0.0
 
@@ -245,3 +268,42 @@ def test_unlabelled_images_get_precision_and_recall_only(tmp_path: Path):
     probe = QualityProbe.prepare(images, samples=200, seed=0, cache=tmp_path, log=lambda message: None)
     assert set(probe.measure(DCGANGenerator(16, 8, 3, 32), z_dim=16)) == {"precision", "recall"}
     assert not (tmp_path / "classifiers").exists()
+
+
+def _stacked_probs(triples: list[int]) -> list[torch.Tensor]:
+    """The classifier's reading of samples that show exactly these digit triples."""
+    digits = torch.tensor(triples)
+    return [_one_hot((digits // place % 10).tolist()) for place in (100, 10, 1)]
+
+
+def test_stacked_mnist_puts_a_random_digit_in_each_channel_and_labels_the_triple():
+    tiny = Dataset("digits", torch.arange(10, dtype=torch.uint8).repeat_interleave(784).reshape(10, 1, 28, 28),
+                   torch.arange(10), num_classes=10)  # fmt: skip  # digit d is an image filled with the value d
+    stacked = stacked_mnist(tiny, count=5000, seed=3)
+    assert stacked.tensor.shape == (5000, 3, 28, 28) and stacked.num_classes == 1000
+    values = stacked.tensor[:, :, 0, 0].long()
+    assert torch.equal(stacked.labels, values[:, 0] * 100 + values[:, 1] * 10 + values[:, 2])
+    assert len(stacked.labels.unique()) >= 985  # 5,000 draws of 1,000 triples miss about 7 (here 10)
+    assert torch.equal(stacked_mnist(tiny, count=5000, seed=3).tensor, stacked.tensor)
+
+
+def test_a_stacked_mode_is_covered_by_one_sample_and_its_kl_is_from_uniform():
+    every = list(range(1000))
+    assert stacked_metrics(_stacked_probs(every), torch.arange(10))["modes_covered"] == 1000
+    assert stacked_metrics(_stacked_probs(every), torch.arange(10))["mode_kl"] == pytest.approx(0.0, abs=1e-12)
+    missing_one = stacked_metrics(_stacked_probs([0, *every[1:-1], 0]), torch.arange(10))
+    assert missing_one["modes_covered"] == 999
+    half = stacked_metrics(_stacked_probs(list(range(0, 1000, 2)) * 2), torch.arange(10))
+    assert half["modes_covered"] == 500 and half["mode_kl"] == pytest.approx(math.log(2))
+    assert half["class_kl_red"] == pytest.approx(0.0, abs=1e-12)
+    assert half["class_kl_blue"] == pytest.approx(math.log(2))  # blue shows only the even digits
+
+
+def test_the_classifier_reads_each_channel_of_stacked_mnist(mnist5k: Dataset, classifier_cache: Path):
+    stacked = stacked_mnist(mnist5k, count=2000)
+    probe = QualityProbe.prepare(stacked, samples=0, seed=0, cache=classifier_cache, log=lambda message: None)
+    images = stacked.batch(torch.arange(2000))
+    read = [embed(probe.net, images[:, [channel]])[1] for channel in range(3)]
+    triples = read[0].argmax(1) * 100 + read[1].argmax(1) * 10 + read[2].argmax(1)
+    assert (triples == stacked.labels).double().mean() > 0.9
+    assert stacked_metrics(read, mnist5k.labels)["modes_covered"] > 800  # 2,000 draws of 1,000 triples hit ~865

@@ -74,16 +74,20 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     root: RootOption = Path("runs"),
 ) -> None:
-    """Measure sample quality of a checkpoint: modes, classes, offline FID, precision and recall."""
+    """Measure sample quality of a checkpoint's EMA and raw generators: modes, classes, offline FID, precision, recall.
+
+    --json prints {"ema": {metric: value}, "raw": {...}}, EMA first; a checkpoint without an EMA
+    generator has "raw" alone, and one written by `ganterm export` has "exported".
+    """
     from ganterm.listing import metrics_table
     from ganterm.training.quality import evaluate_checkpoint
 
     path = _intact_checkpoint(run_or_checkpoint, root)
-    metrics, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False, markup=False))
+    measured, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False, markup=False))
     if as_json:
-        print(json.dumps(metrics))
+        print(json.dumps(measured))
     else:
-        console.print(metrics_table(metrics, f"{path} (step {step})"))
+        console.print(metrics_table(measured, f"{path} (step {step})"))
 
 
 def _intact_checkpoint(argument: str | None, root: Path) -> Path:

@@ -37,7 +37,9 @@ def train(
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option(help="mnist5k, mnist, fashion-mnist, cifar10, ring, grid or a folder.", show_default=False),
+        typer.Option(
+            help="mnist5k, stacked-mnist, mnist, fashion-mnist, cifar10, ring, grid or a folder.", show_default=False
+        ),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Total steps (train.steps).", show_default=False)] = None,
     epochs: Annotated[

@@ -30,7 +30,9 @@ BOOKKEEPING = ("step", "t", "epoch")  # every row's coordinates, never plotted a
 RATES = ("img_per_s", "lr_d", "lr_g", "gpu_mem_gb")  # shown in the header, not plotted
 
 # Quality measurements, most telling first: the dashboard orders their panels so.
-QUALITY_FIRST = ("fd_classifier", "class_kl", "modes_covered", "hq_share", "precision", "recall", "diversity")
+QUALITY_FIRST = (
+    "fd_classifier", "class_kl", "modes_covered", "mode_kl", "hq_share", "precision", "recall", "diversity",
+)  # fmt: skip
 # Every number a quality measurement of ganterm's loop may write (a row of its own at its step).
 QUALITY_MEASURES = (
     "fd_classifier",
@@ -40,8 +42,13 @@ QUALITY_MEASURES = (
     "precision",
     "recall",
     "modes_covered",
+    "modes_covered_20",
     "modes_total",
     "hq_share",
+    "mode_kl",
+    "class_kl_red",
+    "class_kl_green",
+    "class_kl_blue",
 )
 
 # Tidy "section/name" tags for tools that group by section (TensorBoard): ganterm's own numbers.

@@ -5,8 +5,11 @@
   Fréchet distance of its penultimate features), class coverage, the KL
   divergence of the generated class histogram from the real one, and mean
   classifier confidence.
-- 2-D toys: modes covered and the share of high-quality samples, as the
-  Unrolled GAN and VEEGAN papers measure them.
+- 2-D toys: modes covered, the share of high-quality samples and the reverse
+  KL of their mode histogram, as VEEGAN and PacGAN measure them.
+- Stacked MNIST: each colour channel read by the MNIST classifier, then the
+  digit triples covered and the KL of their histogram from uniform, over
+  26,000 samples, as VEEGAN and PacGAN measure them.
 - Any image data: precision and recall of the generated distribution
   (Kynkäänniemi et al., 2019: k-NN balls in a feature space). Without labels
   the features come from a fixed, seeded, randomly initialised CNN, which
@@ -24,12 +27,16 @@ import torch
 from torch import nn
 
 from ganterm.errors import UserError
+from ganterm.training.checkpoint import Checkpoint
 from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for, classifier_path, random_feature_net
-from ganterm.training.data import TOY_SAMPLE_POINTS, Dataset, toy_modes
+from ganterm.training.data import STACKED_NAME, TOY_SAMPLE_POINTS, Dataset, load_mnist5k, toy_modes
 from ganterm.training.sample import generate, latent
 
-TOY_HQ_SIGMAS = 3.0
-TOY_MIN_PER_MODE = 20
+TOY_HQ_SIGMAS = 3.0  # a sample is high quality within 3σ of its nearest mode (VEEGAN, PacGAN)
+TOY_MIN_PER_MODE = 20  # modes_covered_20: ganterm's stricter count, a mode needs 20 of 2,500 samples
+STACKED_SAMPLES = 26_000  # the samples VEEGAN and PacGAN count Stacked MNIST's modes over
+STACKED_MODES = 1000
+CHANNELS = ("red", "green", "blue")
 COVERED_SHARE = 0.01  # a class counts as covered when at least 1% of the samples fall in it
 PR_NEIGHBOURS = 3
 
@@ -56,17 +63,44 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float((mu_r - mu_f).square().sum() + cov_r.trace() + cov_f.trace() - 2 * trace_root)
 
 
+def kl_divergence(share: torch.Tensor, reference: torch.Tensor) -> float:
+    """KL(share || reference) of two histograms that each sum to 1; empty bins of `share` add nothing."""
+    present = share > 0
+    return float((share[present] * (share[present] / reference[present]).log()).sum())
+
+
 def class_metrics(fake_probs: torch.Tensor, real_labels: torch.Tensor, classes: int) -> dict[str, float]:
     predicted = torch.bincount(fake_probs.argmax(1), minlength=classes).double()
-    share = predicted / predicted.sum()
     real = torch.bincount(real_labels, minlength=classes).double()
-    real_share = real / real.sum()
-    present = share > 0
+    share = predicted / predicted.sum()
     return {
         "class_coverage": float((share >= COVERED_SHARE).sum()),
-        "class_kl": float((share[present] * (share[present] / real_share[present]).log()).sum()),
+        "class_kl": kl_divergence(share, real / real.sum()),
         "classifier_confidence": float(fake_probs.max(1).values.mean()),
     }
+
+
+def stacked_metrics(channel_probs: list[torch.Tensor], real_labels: torch.Tensor) -> dict[str, float]:
+    """Stacked MNIST, as PacGAN's code counts it: a triple is covered by one sample read as it.
+
+    `mode_kl` is KL(generated triple histogram || uniform over the 1,000 triples);
+    `class_kl_<channel>` compares one channel's digits with the real digits' mix.
+    """
+    digits = [probs.argmax(1) for probs in channel_probs]
+    triples = digits[0] * 100 + digits[1] * 10 + digits[2]
+    counts = torch.bincount(triples, minlength=STACKED_MODES).double()
+    uniform = torch.full((STACKED_MODES,), 1.0 / STACKED_MODES, dtype=torch.float64)
+    real = torch.bincount(real_labels, minlength=10).double()
+    metrics = {
+        "modes_covered": float((counts >= 1).sum()),
+        "modes_total": float(STACKED_MODES),
+        "mode_kl": kl_divergence(counts / counts.sum(), uniform),
+    }
+    for name, channel in zip(CHANNELS, digits, strict=True):
+        share = torch.bincount(channel, minlength=10).double() / len(channel)
+        metrics[f"class_kl_{name}"] = kl_divergence(share, real / real.sum())
+    metrics["classifier_confidence"] = float(torch.stack([p.max(1).values for p in channel_probs]).mean())
+    return metrics
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_NEIGHBOURS) -> dict[str, float]:
@@ -82,17 +116,29 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_NEIGHBO
 
 
 def toy_metrics(name: str, points: torch.Tensor) -> dict[str, float]:
-    """Modes covered and high-quality share of 2-D samples in data coordinates."""
+    """Modes covered, high-quality share and reverse KL of 2-D samples in data coordinates.
+
+    As VEEGAN's and PacGAN's code (`extensions.py`) count them: a sample is high
+    quality within 3σ of its nearest mode, a mode is covered when it is the
+    nearest of at least one such sample, and the reverse KL is that of the
+    high-quality samples' mode histogram from uniform (PacGAN Table 1).
+    `modes_covered_20` is ganterm's stricter count: 20 samples per mode.
+    """
     modes, sigma = toy_modes(name)
     distances = torch.cdist(points.double(), modes.double())
     nearest, which = distances.min(dim=1)
     high_quality = nearest <= TOY_HQ_SIGMAS * sigma
-    per_mode = torch.bincount(which[high_quality], minlength=len(modes))
-    return {
-        "modes_covered": float((per_mode >= TOY_MIN_PER_MODE).sum()),
+    per_mode = torch.bincount(which[high_quality], minlength=len(modes)).double()
+    metrics = {
+        "modes_covered": float((per_mode >= 1).sum()),
+        "modes_covered_20": float((per_mode >= TOY_MIN_PER_MODE).sum()),
         "modes_total": float(len(modes)),
         "hq_share": float(high_quality.double().mean()),
     }
+    if per_mode.sum() > 0:  # with no high-quality sample there is no histogram to compare
+        uniform = torch.full((len(modes),), 1.0 / len(modes), dtype=torch.float64)
+        metrics["mode_kl"] = kl_divergence(per_mode / per_mode.sum(), uniform)
+    return metrics
 
 
 @dataclass
@@ -116,6 +162,7 @@ class QualityProbe:
     build: ClassifierBuild | None = None
     log: Callable[[str], None] = print
     unavailable: bool = False  # the classifier could not be had: nothing is measured
+    stacked: bool = False  # Stacked MNIST: each channel read by the MNIST classifier
 
     @classmethod
     def prepare(cls, dataset: Dataset, samples: int, seed: int, cache: Path,
@@ -124,6 +171,10 @@ class QualityProbe:
         dataset = dataset.to(torch.device("cpu"))
         if not dataset.is_image:
             return cls(dataset.name, toy=True, point_scale=dataset.point_scale, samples=TOY_SAMPLE_POINTS, seed=seed)
+        if dataset.name == STACKED_NAME:
+            digits = load_mnist5k()
+            net = classifier_for(digits, cache, log)
+            return cls(dataset.name, False, 1.0, net, None, digits.labels, 10, STACKED_SAMPLES, seed, stacked=True)
         labelled = dataset.labels is not None and dataset.num_classes > 1
         labels = dataset.labels if labelled else None
         picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:samples]
@@ -173,7 +224,7 @@ class QualityProbe:
     def left_out(self) -> str | None:
         """Why precision and recall cannot be measured on this data, if they cannot."""
         real = next((len(held) for held in (self.real_features, self.real_images) if held is not None), 0)
-        if self.toy or real > PR_NEIGHBOURS:
+        if self.toy or self.stacked or real > PR_NEIGHBOURS:
             return None
         return (
             f"precision and recall are not measured: their {PR_NEIGHBOURS}-nearest-neighbour radii need more than "
@@ -188,7 +239,12 @@ class QualityProbe:
         output = generate(generator, z)
         if self.toy:
             return toy_metrics(self.dataset_name, output * self.point_scale)
-        assert self.net is not None and self.real_features is not None
+        assert self.net is not None
+        if self.stacked:
+            assert self.real_labels is not None
+            channels = [embed(self.net, output[:, [c]])[1] for c in range(len(CHANNELS))]
+            return stacked_metrics(channels, self.real_labels)
+        assert self.real_features is not None
         fake_features, fake_probs = embed(self.net, output)
         # a handful of real images (a tiny folder) has no k-th neighbour: the measure is left out, not failed
         enough = min(len(self.real_features), len(fake_features)) > PR_NEIGHBOURS
@@ -199,16 +255,36 @@ class QualityProbe:
         return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
-def evaluate_checkpoint(path: Path, log: Callable[[str], None] = print) -> tuple[dict[str, float], int]:
-    """The metrics of `ganterm eval`, from a checkpoint alone; also returns its step."""
-    from ganterm.training.checkpoint import load_generator
+def checkpoint_generators(checkpoint: Checkpoint, path: Path) -> dict[str, nn.Module]:
+    """The generators a checkpoint holds, by name, the EMA one first: the papers measure the raw one."""
+    from ganterm.training.checkpoint import load_weights
+    from ganterm.training.models import build_generator
+
+    if checkpoint.exported:  # `ganterm export` keeps one generator, and not which of the two it was
+        weights = {"exported": checkpoint.generator}
+    else:
+        weights = {"ema": checkpoint.generator_ema, "raw": checkpoint.generator}
+    generators = {}
+    for name, tensors in weights.items():
+        if tensors:
+            generators[name] = build_generator(checkpoint.config)
+            load_weights(generators[name], tensors, path, "generator")
+    return generators
+
+
+def evaluate_checkpoint(path: Path, log: Callable[[str], None] = print) -> tuple[dict[str, dict[str, float]], int]:
+    """The metrics of `ganterm eval` for each generator of a checkpoint, EMA first; also returns its step."""
+    from ganterm.training.checkpoint import load_checkpoint
     from ganterm.training.data import cache_root, load_dataset
 
-    generator, checkpoint = load_generator(path)
+    checkpoint = load_checkpoint(path)
     config = checkpoint.config
     dataset = load_dataset(config, progress=log)
     probe = QualityProbe.prepare(dataset, config.quality.samples, config.train.seed, cache_root(config), log)
-    metrics = probe.measure(generator, config.model.z_dim)
-    if not metrics:
+    measured = {
+        name: probe.measure(generator, config.model.z_dim)
+        for name, generator in checkpoint_generators(checkpoint, path).items()
+    }
+    if not any(measured.values()):
         raise UserError(f"nothing to measure for {str(path)!r}: {probe.left_out}")
-    return metrics, checkpoint.step
+    return measured, checkpoint.step

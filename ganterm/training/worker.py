@@ -35,7 +35,7 @@ from ganterm.run.recorder import Recorder, ReplicaRecorder
 from ganterm.run.rewind import abandon_after, rewind
 from ganterm.run.status import this_host
 from ganterm.training.checkpoint import Checkpoint, load_checkpoint
-from ganterm.training.data import cache_root, load_dataset
+from ganterm.training.data import STACKED_NAME, cache_root, load_dataset
 from ganterm.training.distributed import Group
 from ganterm.training.loop import Schedule, fit, write_checkpoint
 from ganterm.training.quality import QualityProbe
@@ -125,7 +125,9 @@ def _prepare(
     trainer = Trainer(config, dataset, device, group)
     schedule = Schedule(total)
     recorder.health = HealthMonitor(
-        config.health, classes=dataset.num_classes if dataset.is_image else 0, toy=not dataset.is_image
+        config.health,
+        classes=dataset.num_classes if dataset.is_image else 0,
+        toy=not dataset.is_image or dataset.name == STACKED_NAME,  # judged by their modes, not their spread
     )
     if config.quality.every and main:
         schedule.quality = QualityProbe.prepare(
