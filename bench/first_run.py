@@ -37,7 +37,9 @@ def first_run(python: str, steps: int | None) -> dict[str, float | None]:
         command += ["--steps", str(steps)] if steps else []
         env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "COLUMNS": "200"}
         started = time.time()
-        subprocess.run(command, check=True, capture_output=True, env=env)
+        # from the empty folder: `python -m` puts the working folder first on the path, and another
+        # checkout's interpreter run from this one's folder would import this one's code
+        subprocess.run(command, check=True, capture_output=True, env=env, cwd=folder)
         first_row = first_quality = None
         tail = JsonlTail(run / "metrics.jsonl")  # new lines only: the poll must not load the run it times
         while True:
