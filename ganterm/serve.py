@@ -21,15 +21,16 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from textual_serve.server import Server
+from yarl import URL
 
 from ganterm.run.layout import RunDir
 
-TOKEN_COOKIE = "ganterm_token"
 WEB_FONT_LINK = re.compile(r'<link\s+rel="stylesheet"\s+href="https://fonts\.googleapis\.com[^"]*"\s*/>')
 LOCAL_FONT = (
     "<style>@font-face { font-family: 'Roboto Mono'; "
@@ -53,6 +54,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def address(host: str, port: int, token: str | None) -> str:
+    """What the user opens: a name the browser resolves, and the token quoted as an address needs it."""
+    shown = "localhost" if host in ("127.0.0.1", "::1", "0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address
+    return f"http://{shown}:{port}/" + (f"?token={quote(token, safe='')}" if token else "")
+
+
 NO_ICON = '<link rel="icon" href="data:," />'  # else the browser asks for /favicon.ico: a 404 in its console
 
 
@@ -67,6 +75,12 @@ def check_free(host: str, port: int) -> None:
 def offline_page(template: str) -> str:
     """textual-serve's page, with its web font taken from the server instead of fonts.googleapis.com."""
     return WEB_FONT_LINK.sub(LOCAL_FONT, template).replace("<head>", f"<head>{NO_ICON}", 1)
+
+
+def _same_place(origin: URL, host: str) -> bool:
+    """Whether a page from `origin` was served from `host` (a Host header), default ports alike."""
+    served = URL(f"{origin.scheme}://{host}")
+    return (origin.host, origin.port) == (served.host, served.port)
 
 
 class DashboardServer(Server):
@@ -86,9 +100,15 @@ class DashboardServer(Server):
         app = await super()._make_app()
         page = offline_page((Path(self.templates_path) / "app_index.html").read_text(encoding="utf-8"))
         aiohttp_jinja2.setup(app, loader=jinja2.DictLoader({"app_index.html": page}))
+        app.middlewares.append(self._check_origin)
         if self.token:
             app.middlewares.append(self._check_token)
         return app
+
+    @property
+    def token_cookie(self) -> str:
+        """One cookie per port: browsers share cookies across a host's ports, and two servers must not clash."""
+        return f"ganterm_token_{self.port}"
 
     async def on_startup(self, app: web.Application) -> None:
         self.on_start()
@@ -100,6 +120,18 @@ class DashboardServer(Server):
         return await super().handle_index(request)  # type: ignore[no-any-return]
 
     @web.middleware
+    async def _check_origin(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A page from another site may not open the websocket: it could press `x` and stop the run.
+
+        Browsers send `Origin` with every websocket handshake; a page of ours comes from the host the
+        browser asked for. A client without `Origin` is not a browser page and is let through.
+        """
+        origin = request.headers.get("Origin")
+        if origin is not None and not _same_place(URL(origin), request.host):
+            return web.Response(status=403, text="ganterm serve: this dashboard accepts its own pages only\n")
+        return await handler(request)
+
+    @web.middleware
     async def _check_token(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         assert self.token is not None
         given = request.query.get("token")
@@ -107,9 +139,9 @@ class DashboardServer(Server):
             # the token moves from the address into a cookie, which the websocket and a reload carry
             rest = {key: value for key, value in request.query.items() if key != "token"}
             response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(rest))})
-            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="Strict")
+            response.set_cookie(self.token_cookie, self.token, httponly=True, samesite="Strict")
             return response
-        cookie = request.cookies.get(TOKEN_COOKIE, "")
+        cookie = request.cookies.get(self.token_cookie, "")
         if not hmac.compare_digest(cookie.encode(), self.token.encode()):
             return web.Response(status=401, text="ganterm serve: open the address with ?token=... as printed\n")
         return await handler(request)

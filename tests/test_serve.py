@@ -82,14 +82,16 @@ def served_runs(tmp_path: Path) -> Iterator[list[Served]]:
         server.stop()
 
 
-def get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str], str]:
-    """Status, headers and body, without following redirects."""
+def get(url: str, cookie: str | None = None, origin: str | None = None) -> tuple[int, dict[str, str], str]:
+    """Status, headers and body, without following redirects; `origin` is the page a browser says it comes from."""
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
             return None
 
-    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+    headers = {"Cookie": cookie} if cookie else {}
+    headers |= {"Origin": origin} if origin else {}
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.build_opener(NoRedirect).open(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read().decode()
@@ -109,7 +111,7 @@ class TestToken:
         status, headers, _ = get(server.url + "/?token=s3cret&fontsize=14")
         assert status == 303 and headers["Location"] == "/?fontsize=14"
         cookie = headers["Set-Cookie"].split(";")[0]
-        assert cookie == "ganterm_token=s3cret" and "HttpOnly" in headers["Set-Cookie"]
+        assert cookie == f"ganterm_token_{server.port}=s3cret" and "HttpOnly" in headers["Set-Cookie"]
         status, _, page = get(server.url + "/", cookie)
         assert status == 200 and "data-session-websocket-url" in page
         assert "googleapis" not in page and "fonts/RobotoMono" in page  # the font comes from the server itself
@@ -122,6 +124,31 @@ class TestToken:
         server.wait_until_listening()
         status, _, page = get(server.url + "/")
         assert status == 200 and f"ws://127.0.0.1:{server.port}/ws" in page
+
+    def test_a_page_of_another_site_cannot_open_the_websocket(self, tmp_path: Path, served_runs: list[Served]):
+        """Any page in the user's browser can reach localhost; only the dashboard's own may drive a run."""
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path)
+        served_runs.append(server)
+        server.wait_until_listening()
+        status, _, text = get(server.url + "/ws", origin="https://attacker.example")
+        assert status == 403 and "its own pages only" in text
+        assert get(server.url + "/", origin=f"http://127.0.0.1:{server.port + 1}")[0] == 403
+        assert get(server.url + "/", origin=server.url)[0] == 200
+
+    def test_a_token_with_characters_an_address_reserves_is_printed_quoted_and_opens_the_page(
+        self, tmp_path: Path, served_runs: list[Served]
+    ):
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "shown", env={"GANTERM_SERVE_TOKEN": "a+b&c#d"})
+        served_runs.append(server)
+        server.wait_until_listening()
+        _, out, _ = server.stop()
+        assert f"http://localhost:{server.port}/?token=a%2Bb%26c%23d " in out
+        server = Served(tmp_path, "shown", env={"GANTERM_SERVE_TOKEN": "a+b&c#d"})
+        served_runs.append(server)
+        server.wait_until_listening()
+        assert get(f"{server.url}/?token=a%2Bb%26c%23d")[0] == 303
 
 
 class TestStarting:

@@ -293,8 +293,7 @@ def serve(
                           f"ssh -L {port}:localhost:{port} THIS_HOST"),
             highlight=False, soft_wrap=True,
         )  # fmt: skip
-    shown = "localhost" if host in ("127.0.0.1", "::1", "0.0.0.0", "::") else host
-    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    address = serving.address(host, port, token)
     names = ", ".join(target.name for target in targets) if runs else "the newest run"
     on_start = lambda: say(f"serving the dashboard of {names} at {address} (Ctrl-C stops)")  # noqa: E731
     server = serving.DashboardServer(serving.watch_command(targets if runs else [], root), host, port, token, on_start)
