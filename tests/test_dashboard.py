@@ -16,6 +16,7 @@ import torch
 from PIL import Image as PILImage
 from plotext._utility import colors_to_ansi
 from rich.text import Text
+from textual.geometry import Region
 from textual.widgets import Label
 
 from ganterm.dashboard import history as history_module
@@ -896,18 +897,27 @@ async def test_the_header_counts_the_processes_of_a_distributed_run(root: Path):
         assert "4 processes" in str(app.query_one(Header).render())
 
 
+def _on_screen(app: Dashboard, selector: str) -> list[str]:
+    """The widget's lines as the terminal shows them: cut at its edge."""
+    widget = app.query_one(selector)
+    strips = widget.render_lines(Region(0, 0, widget.size.width, widget.size.height))
+    return ["".join(segment.text for segment in strip) for strip in strips]
+
+
 async def test_the_header_says_what_quality_waits_for_until_it_is_ready(root: Path):
+    """A first run's wait note and the x axis both fit a 120-column terminal."""
     run = make_run(root, "fresh", "running")
-    waiting = "quality classifier for mnist5k (training in the background, once per dataset)"
-    write_status(run, {**read_status(run), "waiting_for": waiting})
+    write_status(run, {**read_status(run), "waiting_for": "the mnist5k classifier (trained once)"})
     app = Dashboard([run], root)
-    async with app.run_test(size=(200, 40)) as pilot:
+    async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        assert f"waiting for the {waiting}" in str(app.query_one(Header).render())
+        second_line = _on_screen(app, "#header")[1]
+        assert "x: steps" in second_line, second_line
+        assert "quality waits for the mnist5k classifier (trained once)" in second_line, second_line
         write_status(run, {**read_status(run), "waiting_for": None, "heartbeat": time.time()})
         await pilot.pause(1.0)
         await settle(pilot, app)
-        assert "waiting for" not in str(app.query_one(Header).render())
+        assert "waits for" not in str(app.query_one(Header).render())
 
 
 async def test_a_run_the_viewer_cannot_control_says_so_and_the_viewer_goes_on(root: Path, monkeypatch):

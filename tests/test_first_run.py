@@ -34,7 +34,7 @@ def test_a_first_run_writes_rows_before_its_classifier_exists_and_says_what_qual
     try:
         wait_for(lambda: run.metrics.exists() and run.metrics.stat().st_size > 0, what="the first metrics row")
         assert not list(classifiers.glob("*.safetensors"))  # the first row did not wait for it
-        assert "quality classifier for mnist5k" in read_status(run)["waiting_for"]
+        assert "mnist5k classifier" in read_status(run)["waiting_for"]
         assert "in the background" in run.log.read_text()
         stop = run_cli(tmp_path, "stop", "first", timeout=60)  # a stop does not wait for the classifier
         assert stop.returncode == 0, stop.stderr

@@ -14,7 +14,7 @@ from ganterm.run import control
 from ganterm.run.jsonl import read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
-from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for
+from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for, classifier_path
 from ganterm.training.data import Dataset, load_dataset, stacked_mnist, toy_dataset, toy_modes
 from ganterm.training.quality import (
     QualityProbe,
@@ -184,6 +184,8 @@ def test_probe_measures_a_generator(mnist5k: Dataset, classifier_cache: Path):
 class _BuildDoneAfter:
     """A background build that finishes after `polls` looks at it, or when waited for; `then` runs at each look."""
 
+    dataset = Dataset("mnist5k", torch.zeros(0, 1, 28, 28, dtype=torch.uint8))  # the data it is trained on
+
     def __init__(self, net: FeatureNet | None, polls: int, then: Callable[[], None] = lambda: None) -> None:
         self.net, self.polls, self.then, self.failed = net, polls, then, None
 
@@ -259,6 +261,26 @@ def test_a_failed_background_build_leaves_the_run_without_quality_and_says_so(
     assert probe.ready(wait_s=120) and probe.unavailable and probe.waiting_for is None
     assert probe.measure(DCGANGenerator(16, 8, 1, 28), z_dim=16) == {}
     assert len(messages) == 1 and "failed (exit code 1" in messages[0] and "ganterm eval" in messages[0]
+
+
+@pytest.mark.parametrize("cache_file", ["missing", "damaged"])
+def test_stacked_mnist_and_a_damaged_cache_train_the_classifier_in_the_background(
+    mnist5k: Dataset, tmp_path: Path, cache_file: str
+):
+    """Stacked MNIST is read by the digits' classifier: a first run waits for it no more than an mnist5k run."""
+    if cache_file == "damaged":
+        classifier_path(mnist5k, tmp_path).parent.mkdir(parents=True)
+        classifier_path(mnist5k, tmp_path).write_bytes(b"not a safetensors file")
+    messages: list[str] = []
+    stacked = stacked_mnist(mnist5k, count=1000)
+    probe = QualityProbe.prepare(stacked, samples=0, seed=0, cache=tmp_path, log=messages.append,
+                                 config_path=tmp_path / "run-config.toml")  # fmt: skip
+    assert probe.build is not None and probe.net is None
+    probe.build.process.kill()
+    probe.build.process.wait()
+    assert probe.build.dataset.name == "mnist5k" and probe.waiting_for == "the mnist5k classifier (trained once)"
+    assert "in the background" in messages[-1]
+    assert ("rebuilding" in messages[0]) == (cache_file == "damaged")
 
 
 def test_unlabelled_images_get_precision_and_recall_only(tmp_path: Path):

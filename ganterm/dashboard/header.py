@@ -98,18 +98,20 @@ def header_text(line: Headline, view: View) -> Text:
     if line.device:
         text.append(f" · {line.device.split(' (')[0] if line.gpu else line.device}")
     text.append("\n")
-    if line.waiting_for and line.state in ACTIVE_STATES:
-        text.append(f"waiting for the {line.waiting_for} · ", style="yellow")
+    # the x axis first: the line is cut at the terminal's edge, and a first run's wait note is long
+    text.append(f"x: {X_AXIS_NAMES[view.x_axis]}", style="dim")
+    if view.x_axis == "images" and line.unplaced:
+        text.append(f" ({', '.join(line.unplaced)}: images per step unknown, not drawn)", style="yellow")
     window = "whole run" if view.window is None else f"last {view.window:,} steps"
     smoothing = f"smoothing {view.smoothing:g}" if view.smoothing else "no smoothing"
     if view.smoothing and not view.spread:
         smoothing += " (raw spread hidden)"
     scale = "log scale" if view.log_scale else "linear"
-    text.append(f"{smoothing} · {scale} · {window} · x: {X_AXIS_NAMES[view.x_axis]}", style="dim")
-    if view.x_axis == "images" and line.unplaced:
-        text.append(f" ({', '.join(line.unplaced)}: images per step unknown, not drawn)", style="yellow")
+    text.append(f" · {smoothing} · {scale} · {window}", style="dim")
     if line.compared > 1:
         text.append(f" · comparing {line.compared} runs", style="dim")
+    if line.waiting_for and line.state in ACTIVE_STATES:
+        text.append(f" · quality waits for {line.waiting_for}", style="yellow")
     text.append(" · ? for keys", style="dim")
     return text
 

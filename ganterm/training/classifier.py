@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from ganterm.run.files import write_atomic
-from ganterm.training.data import Dataset
+from ganterm.training.data import STACKED_NAME, Dataset, load_mnist5k
 
 CLASSIFIER_EPOCHS = 8
 CLASSIFIER_BATCH = 128
@@ -66,18 +66,38 @@ def classifier_path(dataset: Dataset, cache: Path) -> Path:
     return cache / "classifiers" / f"{dataset.name}-{_cache_key(dataset)}.safetensors"
 
 
-def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
-    """The dataset's classifier: from the cache, or trained now (20 s to minutes) and cached."""
-    path = classifier_path(dataset, cache)
+def classifier_dataset(dataset: Dataset) -> Dataset:
+    """The data whose classifier reads `dataset`: Stacked MNIST's channels are read by the digits' own."""
+    return load_mnist5k() if dataset.name == STACKED_NAME else dataset
+
+
+def _new_classifier(dataset: Dataset) -> FeatureNet:
     with torch.random.fork_rng(devices=[]):  # the same classifier wherever it is trained; the caller's RNG untouched
         torch.manual_seed(0)
-        model = FeatureNet(dataset.channels, dataset.num_classes)
-    if path.exists():
-        try:
-            model.load_state_dict(load_file(str(path)))
-            return model.eval()
-        except Exception as error:  # a damaged cache is rebuilt, not fatal
-            log(f"warning: rebuilding the quality classifier cache {path}: {error}")
+        return FeatureNet(dataset.channels, dataset.num_classes)
+
+
+def cached_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet | None:
+    """The dataset's classifier if the cache holds a sound one; a damaged file is said and left to be rebuilt."""
+    path = classifier_path(dataset, cache)
+    if not path.exists():
+        return None
+    model = _new_classifier(dataset)
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except Exception as error:  # a damaged cache is rebuilt, not fatal
+        log(f"warning: rebuilding the quality classifier cache {path}: {error}")
+        return None
+    return model.eval()
+
+
+def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
+    """The dataset's classifier: from the cache, or trained now (20 s to minutes) and cached."""
+    cached = cached_classifier(dataset, cache, log)
+    if cached is not None:
+        return cached
+    path = classifier_path(dataset, cache)
+    model = _new_classifier(dataset)
     log(f"training the quality classifier for {dataset.name} once (cached at {path})")
     _fit_classifier(model, dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     os.nice(BUILD_NICENESS)
     torch.set_num_threads(1)  # one core at most: the GAN's loop keeps the rest
     config = load_config(Path(config_path))
-    dataset = load_dataset(config, progress=lambda message: None)
+    dataset = classifier_dataset(load_dataset(config, progress=lambda message: None))
     cache = cache_root(config)
     lock = classifier_path(dataset, cache).with_suffix(".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)

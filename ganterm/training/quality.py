@@ -28,8 +28,15 @@ from torch import nn
 
 from ganterm.errors import UserError
 from ganterm.training.checkpoint import Checkpoint
-from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for, classifier_path, random_feature_net
-from ganterm.training.data import STACKED_NAME, TOY_SAMPLE_POINTS, Dataset, load_mnist5k, toy_modes
+from ganterm.training.classifier import (
+    ClassifierBuild,
+    FeatureNet,
+    cached_classifier,
+    classifier_dataset,
+    classifier_for,
+    random_feature_net,
+)
+from ganterm.training.data import STACKED_NAME, TOY_SAMPLE_POINTS, Dataset, toy_modes
 from ganterm.training.sample import generate, latent
 
 TOY_HQ_SIGMAS = 3.0  # a sample is high quality within 3σ of its nearest mode (VEEGAN, PacGAN)
@@ -171,33 +178,39 @@ class QualityProbe:
         dataset = dataset.to(torch.device("cpu"))
         if not dataset.is_image:
             return cls(dataset.name, toy=True, point_scale=dataset.point_scale, samples=TOY_SAMPLE_POINTS, seed=seed)
-        if dataset.name == STACKED_NAME:
-            digits = load_mnist5k()
-            net = classifier_for(digits, cache, log)
-            return cls(dataset.name, False, 1.0, net, None, digits.labels, 10, STACKED_SAMPLES, seed, stacked=True)
-        labelled = dataset.labels is not None and dataset.num_classes > 1
-        labels = dataset.labels if labelled else None
+        stacked = dataset.name == STACKED_NAME
+        reference = classifier_dataset(dataset)  # the digits, for Stacked MNIST
+        labelled = reference.labels is not None and reference.num_classes > 1
+        labels = reference.labels if labelled else None
+        samples = STACKED_SAMPLES if stacked else samples
         picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:samples]
-        if labelled and config_path is not None and not classifier_path(dataset, cache).exists():
-            log(
-                f"training the quality classifier for {dataset.name} in the background (once per dataset): "
-                "quality is measured from when it is ready"
-            )
-            build = ClassifierBuild(dataset, cache, config_path)
-            real = dataset.batch(picked)
-            return cls(
-                dataset.name, False, 1.0, None, None, labels, dataset.num_classes, samples, seed, real, build, log
-            )
-        net = classifier_for(dataset, cache, log) if labelled else random_feature_net(dataset.channels)
-        real_features, _ = embed(net, dataset.batch(picked))
-        return cls(dataset.name, False, 1.0, net, real_features, labels, dataset.num_classes, samples, seed)
+        # Stacked MNIST is judged by its digit triples, not against real features
+        real = None if stacked else dataset.batch(picked)
+        probe = cls(dataset.name, toy=False, real_labels=labels, classes=reference.num_classes, samples=samples,
+                    seed=seed, log=log, stacked=stacked)  # fmt: skip
+        if not labelled:
+            probe.net = random_feature_net(dataset.channels)
+        else:
+            probe.net = cached_classifier(reference, cache, log)
+            if probe.net is None and config_path is not None:
+                log(
+                    f"training the quality classifier for {reference.name} in the background (once per dataset): "
+                    "quality is measured from when it is ready"
+                )
+                probe.build, probe.real_images = ClassifierBuild(reference, cache, config_path), real
+                return probe
+            if probe.net is None:
+                probe.net = classifier_for(reference, cache, log)
+        if real is not None:
+            probe.real_features, _ = embed(probe.net, real)
+        return probe
 
     @property
     def waiting_for(self) -> str | None:
         """What measuring waits for, in words, while it waits."""
         if self.build is None:
             return None
-        return f"quality classifier for {self.dataset_name} (training in the background, once per dataset)"
+        return f"the {self.build.dataset.name} classifier (trained once)"
 
     def ready(self, wait_s: float = 0.0) -> bool:
         """Whether `measure` can measure; takes the background classifier in once it is done.
@@ -214,10 +227,10 @@ class QualityProbe:
             return True
         if net is None:
             return False
-        assert self.real_images is not None
         self.net, self.build = net, None
-        self.real_features, _ = embed(net, self.real_images)
-        self.real_images = None
+        if self.real_images is not None:
+            self.real_features, _ = embed(net, self.real_images)
+            self.real_images = None
         return True
 
     @property
