@@ -73,8 +73,21 @@ def test_envelope_keeps_a_one_step_spike_and_bounds_the_points():
     steps = np.arange(1_000_000)
     values = np.ones(1_000_000, dtype=np.float32)
     values[654_321] = 50.0
+    values[123_456] = -7.0
     x, lows, highs = envelope(steps, values, buckets=100)
-    assert len(x) == 100 and highs.max() == 50.0 and lows.min() == 1.0
+    assert len(x) == 100 and highs.max() == 50.0 and lows.min() == -7.0
+    assert (highs == 50.0).sum() == 1 and (lows == -7.0).sum() == 1
+
+
+def test_the_envelope_is_each_buckets_raw_min_and_max_at_the_mean_lines_steps():
+    steps = np.arange(10, 10 + 1003 * 3, 3)  # logged every third step, not a multiple of the buckets
+    values = np.random.default_rng(0).normal(size=len(steps))
+    x, lows, highs = envelope(steps, values, buckets=10)
+    line_x, _, sizes = bucket_means(steps, values, buckets=10)
+    assert np.array_equal(x, line_x)  # the spread sits behind its own bucket of the line, not half a bucket off
+    starts = np.cumsum(np.concatenate([[0], sizes[:-1]])).astype(int)
+    for start, size, low, high in zip(starts, sizes.astype(int), lows, highs, strict=True):
+        assert (low, high) == (values[start : start + size].min(), values[start : start + size].max())
 
 
 def test_a_series_keeps_order_as_history_goes_in_front_and_live_points_behind():

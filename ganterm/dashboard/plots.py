@@ -139,15 +139,16 @@ class MetricPlot(PlotextPlot):
                 if view.smoothing > 0:
                     for edge in (lows, highs) if view.spread else ():  # points: lines would double the cost
                         _points(plt, x, edge, color="gray", marker="·" if self.app.no_color else "dot")
-                    x, means, sizes = bucket_means(steps, values, buckets)
-                    x = unit.place(run, x)
-                    _line(plt, x, smooth(means, view.smoothing, sizes), color=colour, marker=marker, label=label)
+                    _, means, sizes = bucket_means(steps, values, buckets)  # the envelope's buckets and x
+                    line = smooth(means, view.smoothing, sizes)
+                    _line(plt, x, line, color=colour, marker=marker, label=label)
+                    shown = np.concatenate([lows, highs]) if view.spread else line  # the y range fits what is drawn
                 else:
                     _line(plt, x, highs, color=colour, marker=marker, label=label)
                     if len(x) < len(steps):
                         _line(plt, x, lows, color=colour, marker=marker)
+                    shown = np.concatenate([lows, highs])
                 first, last = min(first, float(x[0])), max(last, float(x[-1]))
-                shown = np.concatenate([lows, highs])
                 shown = shown[np.isfinite(shown)]
                 if shown.size:
                     low, high = min(low, float(shown.min())), max(high, float(shown.max()))

@@ -267,24 +267,32 @@ def _numbers(keys: tuple[str, ...], group: list[dict]) -> tuple[np.ndarray, np.n
         return np.array(table, dtype=np.float64).reshape(len(group), len(keys)), good
 
 
+def _buckets(count: int, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start index and size of each of `buckets` near-equal runs of `count` points."""
+    starts = np.linspace(0, count, buckets + 1).astype(np.int64)[:-1]
+    return starts, np.diff(np.append(starts, count))
+
+
 def envelope(steps: np.ndarray, values: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each bucket's first step, min and max: at most `buckets` points, and spikes survive."""
+    """Middle step, min and max of each bucket: at most `buckets` points, and spikes survive.
+
+    The buckets and their steps are `bucket_means`' own, so the spread sits exactly behind the mean line.
+    """
     if len(steps) <= buckets:
         as_float = values.astype(np.float64)
         return steps.astype(np.float64), as_float, as_float
-    starts = np.linspace(0, len(steps), buckets + 1).astype(np.int64)[:-1]
+    starts, sizes = _buckets(len(steps), buckets)
     with np.errstate(invalid="ignore"):
         lows = np.fmin.reduceat(values, starts).astype(np.float64)
         highs = np.fmax.reduceat(values, starts).astype(np.float64)
-    return steps[starts].astype(np.float64), lows, highs
+    return steps[starts + sizes // 2].astype(np.float64), lows, highs
 
 
 def bucket_means(steps: np.ndarray, values: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Middle step, mean finite value and point count of each bucket (count 1 per point when few)."""
     if len(steps) <= buckets:
         return steps.astype(np.float64), values.astype(np.float64), np.ones(len(steps))
-    starts = np.linspace(0, len(steps), buckets + 1).astype(np.int64)[:-1]
-    sizes = np.diff(np.append(starts, len(steps)))
+    starts, sizes = _buckets(len(steps), buckets)
     sums = np.add.reduceat(values, starts, dtype=np.float64)
     counts = sizes.astype(np.float64)
     if not np.isfinite(sums).all():  # gaps somewhere: the slower, NaN-aware sums
