@@ -51,12 +51,13 @@ def run_record(run: RunDir, now: float) -> dict[str, Any]:
 
 
 CSV_STATISTICS = ("loss_d", "loss_g", "d_x", "d_g_z1", "img_per_s")
+CSV_COLUMNS = ("name", "state", "step", "total", *CSV_STATISTICS, "device", "world_size", "started", "heartbeat", "path")
 
 
 def csv_row(record: dict[str, Any]) -> dict[str, Any]:
     """A `run_record` flattened for `ganterm runs --csv`: one column per field and headline statistic."""
-    flat = {key: value for key, value in record.items() if key != "statistics"}
-    return {**flat, **{name: record["statistics"].get(name) for name in CSV_STATISTICS}}
+    flat = {**record, **{name: record["statistics"].get(name) for name in CSV_STATISTICS}}
+    return {column: flat[column] for column in CSV_COLUMNS}
 
 
 def run_summary(run: RunDir, now: float) -> dict[str, str]:

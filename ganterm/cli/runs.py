@@ -55,10 +55,9 @@ def runs(
 def _print_csv(rows: list[dict[str, Any]]) -> None:
     import csv
 
-    from ganterm.listing import CSV_STATISTICS
+    from ganterm.listing import CSV_COLUMNS
 
-    fields = ["name", "state", "step", "total", *CSV_STATISTICS, "device", "world_size", "started", "heartbeat", "path"]
-    writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
 
