@@ -116,9 +116,11 @@ class HealthConfig:
     window: int = _option(100, "steps in each check's sliding window", ge=10, le=MAX_COUNT)
     warmup: int = _option(200, "steps before any check but NaN may fire", ge=0, le=MAX_COUNT)
     cooldown: int = _option(500, "steps before the same check may fire again", ge=0, le=MAX_COUNT)
-    d_x_high: float = _option(0.95, "D overpowering: D(x) window mean above this ...", gt=0.5, lt=1.0)
-    d_g_z_low: float = _option(0.05, "... and D(G(z)) below this ...", gt=0.0, lt=0.5)
-    loss_d_low: float = _option(0.1, "... and loss_d below this", gt=0.0)
+    d_x_high: float = _option(
+        0.95, "D overpowering: D(x)'s window median above this and D(G(z))'s below d_g_z_low, or both on half "
+        "the window's steps", gt=0.5, lt=1.0)  # fmt: skip
+    d_g_z_low: float = _option(0.05, "... see d_x_high", gt=0.0, lt=0.5)
+    loss_d_low: float = _option(0.1, "D overpowering, whatever D's outputs: loss_d's window median below this", gt=0.0)
     d_g_z_high: float = _option(0.8, "D collapse: D(G(z)) window mean above this ...", gt=0.5, lt=1.0)
     loss_d_high: float = _option(1.5, "... and loss_d above this", gt=0.0)
     grad_collapse: float = _option(

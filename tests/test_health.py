@@ -85,6 +85,41 @@ def test_a_spiky_winning_discriminator_is_named_first():
     assert alerts[0].evidence["decisive_share"] >= 0.85
 
 
+def test_a_winning_discriminator_whose_loss_stays_above_its_floor_is_named_and_not_called_a_collapse():
+    """As the plain DCGAN with D 100x faster measured at step 200: D(x) median 0.97, D(G(z)) 0.03, yet near-certain
+    of both on only 38% of the steps and loss_d's median 0.14; G's samples at a third of the real spread. The
+    cause is named, the collapse said in the same alert, and no mode_collapse alert blames G."""
+    kinds = [
+        {"d_x": 0.98, "d_g_z1": 0.02, "loss_d": 0.05},  # decisive
+        {"d_x": 0.98, "d_g_z1": 0.02, "loss_d": 0.05},
+        {"d_x": 0.98, "d_g_z1": 0.08, "loss_d": 0.15},
+        {"d_x": 0.93, "d_g_z1": 0.02, "loss_d": 0.12},
+        {"d_x": 0.60, "d_g_z1": 0.30, "loss_d": 1.50},  # G lands a hit
+    ]
+
+    def winning_d(step: int, row: Row) -> Row:
+        return {**row, **kinds[step % 5], "diversity": 0.33} if step > 100 else row
+
+    rows = stream(700, winning_d)
+    assert sorted(r["loss_d"] for r in rows[100:200])[50] > 0.1  # the old rule's loss_d condition never held
+    alerts = alerts_for(rows)
+    assert checks(alerts) == ["d_overpowering"] and alerts[0].step == 200
+    assert alerts[0].evidence["decisive_share"] < 0.5 and alerts[0].evidence["diversity"] == pytest.approx(0.33)
+    assert "collapsed as a result: 33% as spread out" in alerts[0].message
+
+
+def test_a_collapse_that_outlasts_the_winning_discriminator_is_told_when_d_stops_winning():
+    def winning_then_even(step: int, row: Row) -> Row:
+        if step <= 100:
+            return row
+        fight = {"d_x": 0.99, "d_g_z1": 0.01, "loss_d": 0.03} if step <= 800 else {}
+        return {**row, **fight, "diversity": 0.2}
+
+    alerts = alerts_for(stream(1200, winning_then_even))
+    assert checks(alerts) == ["d_overpowering", "mode_collapse"]
+    assert alerts[0].step == 200 and 800 < alerts[1].step <= 900
+
+
 def test_discriminator_collapse():
     def weak_d(step: int, row: Row) -> Row:
         return {**row, "d_g_z1": 0.92, "d_x": 0.5, "loss_d": 2.3} if step > 500 else row
