@@ -51,7 +51,8 @@ def run_record(run: RunDir, now: float) -> dict[str, Any]:
 
 
 CSV_STATISTICS = ("loss_d", "loss_g", "d_x", "d_g_z1", "img_per_s")
-CSV_COLUMNS = ("name", "state", "step", "total", *CSV_STATISTICS, "device", "world_size", "started", "heartbeat", "path")
+CSV_COLUMNS = ("name", "state", "step", "total", *CSV_STATISTICS, "device", "world_size", "started", "heartbeat",
+               "path")  # fmt: skip
 
 
 def csv_row(record: dict[str, Any]) -> dict[str, Any]:
