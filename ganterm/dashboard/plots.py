@@ -61,6 +61,33 @@ class PlottedRun:
             return np.interp(steps, clock_steps, times) - float(times[0])
         return steps.astype(np.float64)
 
+    def first_step_at(self, x: float, axis: str) -> float:
+        """The step at `x` on the axis (the inverse of `x_of`); only called for runs `x_of` can place."""
+        if axis == "images":
+            return x / float(self.images_per_step)
+        if axis == "time":
+            clock = self.store.clock()
+            assert clock is not None
+            clock_steps, times = clock
+            return float(np.interp(x, times - times[0], clock_steps))
+        return x
+
+
+def zoom_start(runs: list[PlottedRun], view: View) -> float | None:
+    """Where a zoomed view begins on the x axis: `view.window` steps before the end of the run that goes furthest.
+
+    In the axis' own units, so overlaid runs of other batch sizes or speeds show the same stretch of
+    images or time, not each its own last N steps. None: the whole run.
+    """
+    if view.window is None:
+        return None
+    ends = []
+    for run in runs:
+        last = run.store.last_step()
+        if last and (placed := run.x_of(np.array([max(0, last - view.window), last]), view.x_axis)) is not None:
+            ends.append((float(placed[1]), float(placed[0])))
+    return max(ends)[1] if ends else None
+
 
 def _size(series: Series | None) -> int:
     return -1 if series is None else series.size
@@ -111,12 +138,15 @@ class MetricPlot(PlotextPlot):
         unit = XUnit.of(runs, view.x_axis)
         first, last = math.inf, -math.inf
         low, high = math.inf, -math.inf
+        start = zoom_start(runs, view)
         for run in runs:
+            placeable = run.x_of(np.zeros(1), view.x_axis) is not None
+            from_step = run.first_step_at(start, view.x_axis) if start is not None and placeable else None
             for index, name in enumerate(self.panel.metrics):
                 series = run.store.get(name)
                 if series is None or series.size == 0:
                     continue
-                steps, values = series.window(view.window)
+                steps, values = series.since(from_step)
                 if log_scale and not values.min(initial=math.inf) > 0:  # copying a million points costs ~3 ms
                     keep = values > 0
                     steps, values = steps[keep], values[keep]

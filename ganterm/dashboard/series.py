@@ -82,11 +82,11 @@ class Series:
         finite = np.flatnonzero(np.isfinite(self.values[-64:]))
         return float(self.values[-64:][finite[-1]]) if len(finite) else None
 
-    def window(self, last_steps: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """Points of the last `last_steps` steps (all when None)."""
-        if last_steps is None or self.size == 0:
+    def since(self, step: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Points after `step` (all when None)."""
+        if step is None or self.size == 0:
             return self.steps, self.values
-        start = int(np.searchsorted(self.steps, self.steps[-1] - last_steps, side="right"))
+        start = int(np.searchsorted(self.steps, step, side="right"))
         return self.steps[start:], self.values[start:]
 
 
