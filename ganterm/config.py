@@ -120,9 +120,11 @@ class HealthConfig:
         0.95, "D overpowering: D(x)'s window median above this and D(G(z))'s below d_g_z_low, or both on half "
         "the window's steps", gt=0.5, lt=1.0)  # fmt: skip
     d_g_z_low: float = _option(0.05, "... see d_x_high", gt=0.0, lt=0.5)
-    loss_d_low: float = _option(0.1, "D overpowering, whatever D's outputs: loss_d's window median below this", gt=0.0)
-    d_g_z_high: float = _option(0.8, "D collapse: D(G(z)) window mean above this ...", gt=0.5, lt=1.0)
-    loss_d_high: float = _option(1.5, "... and loss_d above this", gt=0.0)
+    loss_d_low: float = _option(
+        0.1, "D overpowering also when D(G(z))'s median is below d_g_z_low and loss_d's below this", gt=0.0
+    )
+    d_g_z_high: float = _option(0.8, "D collapse: D(G(z))'s window median above this ...", gt=0.5, lt=1.0)
+    loss_d_high: float = _option(1.5, "... and loss_d's above this", gt=0.0)
     grad_collapse: float = _option(
         0.05, "vanishing G gradient: grad_norm_g median below this share of its peak", gt=0.0, lt=1.0
     )

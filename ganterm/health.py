@@ -130,6 +130,7 @@ class HealthMonitor:
         self._since_window = 0
         self._nonfinite_streak = 0
         self._holding: dict[str, bool] = {}
+        self._collapse_said = False  # the d_overpowering alert of the stretch D is winning told of G's collapse
         self._last_fired: dict[str, int] = {}
 
     def update(self, rows: list[dict[str, Any]]) -> list[Alert]:
@@ -156,6 +157,8 @@ class HealthMonitor:
                 self._holding[name] = False
             elif self._may_fire(name):
                 alerts.append(alert)
+            if name == "d_overpowering" and (alert is None or alerts[-1:] == [alert]):
+                self._collapse_said = alert is not None and "diversity" in alert.evidence
         return alerts
 
     def _advice(self, check: str) -> str:
@@ -209,8 +212,7 @@ class HealthMonitor:
         on most steps, yet the odd step where G lands a hit (D(x) 0.3, loss_d 8)
         pulls a window's means far off, so mean-based thresholds never held. Its
         loss_d median, 0.14 at step 200, says less than D's outputs do (label
-        smoothing alone keeps loss_d above 0.3), so it is a third way in, not a
-        condition of the first.
+        smoothing alone keeps loss_d above 0.3), so it is no condition of the medians' rule.
         """
         if not self._full("d_x", "d_g_z1", "loss_d"):
             return None
@@ -218,12 +220,15 @@ class HealthMonitor:
         d_x, d_g_z, loss_d = (_median(list(self.recent[name])) for name in ("d_x", "d_g_z1", "loss_d"))
         pairs = list(zip(self.recent["d_x"], self.recent["d_g_z1"], strict=False))
         decisive = sum(x > c.d_x_high and z < c.d_g_z_low for x, z in pairs) / len(pairs)
-        by_medians = d_x > c.d_x_high and d_g_z < c.d_g_z_low
-        if not (by_medians or decisive >= DECISIVE_SHARE or loss_d < c.loss_d_low):
+        # loss_d's scale depends on the loss (least squares sits near 0.25 at equilibrium), so it only stands in
+        # for D(x) when D(G(z)) says D rejects the fakes too
+        by_medians = d_g_z < c.d_g_z_low and (d_x > c.d_x_high or loss_d < c.loss_d_low)
+        if not (by_medians or decisive >= DECISIVE_SHARE):
             return None
         evidence = {"d_x": d_x, "d_g_z1": d_g_z, "loss_d": loss_d, "decisive_share": decisive}
         consequence = ""
-        if self._full("diversity") and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
+        spread = not self.toy and self._full("diversity")  # a toy's spread says nothing (see __init__)
+        if spread and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
             # the collapse follows from D winning: one alert names the cause, and says what it did to G
             consequence = f" G's samples have collapsed as a result: {diversity:.0%} as spread out as real ones."
             evidence["diversity"] = diversity
@@ -276,8 +281,9 @@ class HealthMonitor:
     def _mode_collapse(self) -> Alert | None:
         c = self.config
         advice = self._advice("mode_collapse")
-        # while D overpowers G, low spread is what D's win does to G, and that alert says so
-        spread = not self.toy and self._full("diversity") and not self._holding.get("d_overpowering")
+        # while D overpowers G, low spread is what D's win does to G, once that alert has said so
+        said = self._collapse_said and self._holding.get("d_overpowering", False)
+        spread = not self.toy and self._full("diversity") and not said
         if spread and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
             return Alert(
                 "mode_collapse",

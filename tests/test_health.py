@@ -120,6 +120,46 @@ def test_a_collapse_that_outlasts_the_winning_discriminator_is_told_when_d_stops
     assert alerts[0].step == 200 and 800 < alerts[1].step <= 900
 
 
+def test_a_collapse_that_begins_while_d_is_already_winning_is_told():
+    def winning_then_collapsing(step: int, row: Row) -> Row:
+        if step <= 100:
+            return row
+        return {**row, "d_x": 0.99, "d_g_z1": 0.01, "loss_d": 0.03, "diversity": 0.2 if step > 1000 else 0.9}
+
+    alerts = alerts_for(stream(1300, winning_then_collapsing))
+    assert checks(alerts) == ["d_overpowering", "mode_collapse"]
+    assert "collapsed" not in alerts[0].message and 1000 < alerts[1].step <= 1100
+
+
+def test_a_collapse_while_d_wins_again_within_the_cooldown_is_told():
+    """D's second win comes inside its cooldown, so no d_overpowering alert can say what G's spread did."""
+
+    def winning_twice(step: int, row: Row) -> Row:
+        if 100 < step <= 300 or step > 500:
+            return {**row, "d_x": 0.99, "d_g_z1": 0.01, "loss_d": 0.03, "diversity": 0.2 if step > 600 else 0.9}
+        return row
+
+    alerts = alerts_for(stream(900, winning_twice))
+    assert checks(alerts) == ["d_overpowering", "mode_collapse"] and 600 < alerts[1].step <= 700
+
+
+def test_a_toy_whose_d_wins_is_not_said_to_have_collapsed():
+    """A toy's spread is low early in every run: its collapse is judged by its modes, not by `diversity`."""
+    monitor = HealthMonitor(HealthConfig(), toy=True)
+    rows = stream(400, lambda step, row: {**row, "d_x": 0.99, "d_g_z1": 0.01, "loss_d": 0.03, "diversity": 0.2})
+    alerts = [alert for start in range(0, 400, 10) for alert in monitor.update(rows[start : start + 10])]
+    assert checks(alerts) == ["d_overpowering"] and "collapsed" not in alerts[0].message
+
+
+def test_a_low_least_squares_loss_alone_is_no_winning_discriminator():
+    """LSGAN's loss_d sits near 0.25 at equilibrium and 0.08 for a D a little ahead (logits 0.7 and 0.3)."""
+
+    def ahead(step: int, row: Row) -> Row:
+        return {**row, "d_x": 0.67, "d_g_z1": 0.57, "loss_d": 0.08}
+
+    assert alerts_for(stream(1000, ahead)) == []
+
+
 def test_discriminator_collapse():
     def weak_d(step: int, row: Row) -> Row:
         return {**row, "d_g_z1": 0.92, "d_x": 0.5, "loss_d": 2.3} if step > 500 else row
