@@ -105,10 +105,11 @@ class DashboardServer(Server):
             app.middlewares.append(self._check_token)
         return app
 
-    @property
-    def token_cookie(self) -> str:
-        """One cookie per port: browsers share cookies across a host's ports, and two servers must not clash."""
-        return f"ganterm_token_{self.port}"
+    @staticmethod
+    def token_cookie(request: web.Request) -> str:
+        """One cookie per port the browser uses: browsers share cookies across a host's ports, and two servers
+        (or two tunnels, `ssh -L 8000:...` and `ssh -L 8001:...`) must not clash."""
+        return f"ganterm_token_{URL(f'//{request.host}').port or 80}"
 
     async def on_startup(self, app: web.Application) -> None:
         self.on_start()
@@ -124,10 +125,17 @@ class DashboardServer(Server):
         """A page from another site may not open the websocket: it could press `x` and stop the run.
 
         Browsers send `Origin` with every websocket handshake; a page of ours comes from the host the
-        browser asked for. A client without `Origin` is not a browser page and is let through.
+        browser asked for. A client without `Origin` is not a browser page and is let through. Bound to
+        loopback, the server answers to loopback names only: a site whose name is made to resolve to
+        127.0.0.1 (DNS rebinding) would otherwise be its own origin.
         """
-        origin = request.headers.get("Origin")
-        if origin is not None and not _same_place(URL(origin), request.host):
+        try:
+            origin = request.headers.get("Origin")
+            foreign = origin is not None and not _same_place(URL(origin), request.host)
+            rebound = is_loopback(self.host) and not is_loopback(URL(f"//{request.host}").host or "")
+        except ValueError:  # a Host or Origin that is no address at all
+            foreign = rebound = True
+        if foreign or rebound:
             return web.Response(status=403, text="ganterm serve: this dashboard accepts its own pages only\n")
         return await handler(request)
 
@@ -139,9 +147,9 @@ class DashboardServer(Server):
             # the token moves from the address into a cookie, which the websocket and a reload carry
             rest = {key: value for key, value in request.query.items() if key != "token"}
             response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(rest))})
-            response.set_cookie(self.token_cookie, self.token, httponly=True, samesite="Strict")
+            response.set_cookie(self.token_cookie(request), self.token, httponly=True, samesite="Strict")
             return response
-        cookie = request.cookies.get(self.token_cookie, "")
+        cookie = request.cookies.get(self.token_cookie(request), "")
         if not hmac.compare_digest(cookie.encode(), self.token.encode()):
             return web.Response(status=401, text="ganterm serve: open the address with ?token=... as printed\n")
         return await handler(request)

@@ -82,8 +82,11 @@ def served_runs(tmp_path: Path) -> Iterator[list[Served]]:
         server.stop()
 
 
-def get(url: str, cookie: str | None = None, origin: str | None = None) -> tuple[int, dict[str, str], str]:
-    """Status, headers and body, without following redirects; `origin` is the page a browser says it comes from."""
+def get(
+    url: str, cookie: str | None = None, origin: str | None = None, host: str | None = None
+) -> tuple[int, dict[str, str], str]:
+    """Status, headers and body, without following redirects; `origin` is the page a browser says it comes from,
+    `host` the name it asked for."""
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
@@ -91,6 +94,7 @@ def get(url: str, cookie: str | None = None, origin: str | None = None) -> tuple
 
     headers = {"Cookie": cookie} if cookie else {}
     headers |= {"Origin": origin} if origin else {}
+    headers |= {"Host": host} if host else {}
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.build_opener(NoRedirect).open(request, timeout=10) as response:
@@ -135,6 +139,9 @@ class TestToken:
         assert status == 403 and "its own pages only" in text
         assert get(server.url + "/", origin=f"http://127.0.0.1:{server.port + 1}")[0] == 403
         assert get(server.url + "/", origin=server.url)[0] == 200
+        rebound = f"rebind.example:{server.port}"  # a site whose name now resolves to 127.0.0.1
+        assert get(server.url + "/ws", origin=f"http://{rebound}", host=rebound)[0] == 403
+        assert get(f"http://localhost:{server.port}/", origin=f"http://localhost:{server.port}")[0] == 200
 
     def test_a_token_with_characters_an_address_reserves_is_printed_quoted_and_opens_the_page(
         self, tmp_path: Path, served_runs: list[Served]
@@ -220,9 +227,9 @@ def browser_tools() -> str:
 @pytest.fixture
 def training(tmp_path: Path) -> Iterator[RunDir]:
     """A tiny run training in its real detached worker, stopped at the end whatever happens."""
-    result = run_cli(tmp_path, "train", "--detach", "--name", "web", "--steps", "1000000", *TINY_FLAGS)
+    result = run_cli(tmp_path, "train", "--detach", "--name", "browser-demo", "--steps", "1000000", *TINY_FLAGS)
     assert result.returncode == 0, result.stdout + result.stderr
-    run = RunDir(tmp_path / "runs" / "web")
+    run = RunDir(tmp_path / "runs" / "browser-demo")
     yield run
     pid = (read_status(run) or {}).get("pid")
     if isinstance(pid, int):
@@ -241,7 +248,7 @@ def test_a_browser_shows_the_dashboard_and_its_keys_act(
     nothing is fetched from outside, the console stays clean; the screenshot is for a person to look at."""
     from playwright.sync_api import sync_playwright
 
-    server = Served(tmp_path, "web", "--token", "t0k")
+    server = Served(tmp_path, "browser-demo", "--token", "t0k")
     served_runs.append(server)
     server.wait_until_listening()
     frames: list[str | bytes] = []
@@ -259,12 +266,16 @@ def test_a_browser_shows_the_dashboard_and_its_keys_act(
             page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame)))
             page.goto(f"{server.url}/?token=t0k")
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not ("D(x)" in frames_text(frames) and "web" in frames_text(frames)):
+            shown = ("D(x)", "browser-demo")
+            while time.monotonic() < deadline and not all(text in frames_text(frames) for text in shown):
                 page.wait_for_timeout(250)
             text = frames_text(frames)
-            assert "D(x)" in text and "web" in text, text[-2000:]
+            assert all(part in text for part in shown), text[-2000:]
             while time.monotonic() < deadline and "newest" not in frames_text(frames):  # a sample grid is shown
                 page.wait_for_timeout(250)
+            keep = os.environ.get("GANTERM_SERVE_SCREENSHOT")  # how docs/serve.png is made
+            while keep and time.monotonic() < deadline + 60 and (read_status(training) or {}).get("step", 0) < 600:
+                page.wait_for_timeout(250)  # for the picture: curves with a shape, samples past noise
             page.wait_for_timeout(1500)  # a few more frames, so the picture is whole
             assert "▀" in frames_text(frames)  # the samples in coloured half-blocks, not grey shade characters
             page.screenshot(path=str(tmp_path / "serve.png"))
@@ -280,6 +291,5 @@ def test_a_browser_shows_the_dashboard_and_its_keys_act(
     assert not failed, failed
     assert not [line for line in console if line.startswith("error")], console
     assert (tmp_path / "serve.png").stat().st_size > 20_000  # a drawn dashboard, not a blank page
-    keep = os.environ.get("GANTERM_SERVE_SCREENSHOT")
-    if keep:  # how docs/serve.png is made
+    if keep:
         shutil.copy(tmp_path / "serve.png", keep)
