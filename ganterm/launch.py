@@ -21,10 +21,12 @@ from ganterm.errors import ConfigError, UserError
 from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
 from ganterm.run.jsonl import TextTail
 from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
+from ganterm.run.lock import lock_holder
 from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_status, stalled_reason, write_status
 
 LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how worker.log lines begin
 START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
+ENDING_WORKER_WAIT_S = 20.0  # a worker's last notices get 10 s (notify.CLOSE_WAIT_SECONDS), then it exits
 
 
 def create_run(config: Config, name: str | None, root: Path) -> RunDir:
@@ -185,13 +187,26 @@ def follow_node(started: Started, scale: Scale, on_log: Callable[[str], None]) -
         time.sleep(0.2)
 
 
-def ensure_idle(run: RunDir) -> None:
+def ensure_idle(run: RunDir, wait_s: float = ENDING_WORKER_WAIT_S) -> None:
+    """The run may be trained: nobody trains it, and a worker that has just ended has let go of it.
+
+    A worker that wrote its final state still holds the run while its last notices go out (up to 10 s
+    against a receiver that is down); a resume right after the end waits for it instead of failing.
+    """
     status = read_status(run) or {}
     state = effective_state(status)
     if state == "stalled":
         raise UserError(f"run {run.name!r} is stalled: {stalled_reason(status)}")
     if state in ACTIVE_STATES:
         raise UserError(f"run {run.name!r} is {state}; stop it first with: ganterm stop {run.name}")
+    deadline = time.monotonic() + wait_s
+    while (holder := lock_holder(run)) is not None:
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"run {run.name!r} is {state}, but its worker (process {holder}) has not let go of it after "
+                f"{wait_s:.0f} s; try again once it has exited"
+            )
+        time.sleep(0.1)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from ganterm import notify
+from ganterm.errors import UserError
+from ganterm.launch import ensure_idle
 from ganterm.lookout import Lookout
 from ganterm.run.layout import RunDir
-from ganterm.run.lock import RunLocked, acquire_lock
 from ganterm.run.recorder import Recorder
 from ganterm.run.status import read_status, this_host
-from tests.conftest import run_cli, tiny_config, train_in_process, wait_for
+from tests.conftest import run_cli, tiny_config, train_in_process
 from tests.dashboard_runs import dead_pid
 from tests.test_serve import free_port
 
@@ -123,28 +124,25 @@ def test_a_url_that_refuses_connections_costs_the_loop_nothing(
     assert len(warnings) == 1 and refusing in warnings[0] and "training goes on" in warnings[0]
 
 
-def test_a_run_is_released_at_its_end_while_a_notice_to_a_receiver_that_is_down_still_waits(tmp_path: Path):
-    """`ganterm train --resume` right after the end must find the run free, not locked for the retries' 7.5 s."""
+def test_a_resume_right_after_the_end_waits_for_the_worker_still_sending_its_last_notice(tmp_path: Path):
+    """The worker wrote `finished` and holds the run while a notice to a receiver that is down is retried
+    (7.5 s): `ganterm train --resume` waits for it to let go instead of starting a second writer."""
     run = RunDir(tmp_path / "r")
     run.path.mkdir()
     recorder = Recorder(run, log=lambda message: None)
+    recorder.set_state("finished", 3)
     recorder.notices = notify.Notifier(f"http://127.0.0.1:{free_port()}/hook", "r", "h", lambda message: None)
     recorder.notices.notice("finished", 3)
     closing = threading.Thread(target=recorder.close)
     closing.start()
     try:
-        wait_for(lambda: _free(run), timeout=2.0, what="the run's lock to be released")
-        assert closing.is_alive()  # the notice is still being retried
+        with pytest.raises(UserError, match=r"is finished, but its worker \(process \d+\) has not let go of it"):
+            ensure_idle(run, wait_s=0.5)
+        started = time.monotonic()
+        ensure_idle(run)
+        assert not closing.is_alive() and 5 < time.monotonic() - started < 15
     finally:
         closing.join()
-
-
-def _free(run: RunDir) -> bool:
-    try:
-        os.close(acquire_lock(run))
-    except RunLocked:
-        return False
-    return True
 
 
 class TestNotifier:

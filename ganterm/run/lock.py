@@ -30,3 +30,19 @@ def acquire_lock(run: RunDir) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def lock_holder(run: RunDir) -> str | None:
+    """The pid text of the process holding the run's lock, or None when nobody holds it."""
+    import fcntl
+
+    if not run.lock.exists():
+        return None
+    fd = os.open(run.lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)  # closing drops the shared lock taken to look
+    return None

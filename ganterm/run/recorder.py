@@ -202,19 +202,16 @@ class Recorder:
         self._interval_start = time.perf_counter()
 
     def close(self) -> None:
-        """Stop the heartbeat and release the run; the last state written stays. Waiting notices go out last.
-
-        The run is released before the notices are waited for (up to 10 s against a receiver that is down),
-        so a `--resume` right after the end finds it free.
-        """
+        """Stop the heartbeat and release the run; the last state written stays. Waiting notices go out first:
+        up to 10 s against a receiver that is down, which a `--resume` waits out (`launch.ensure_idle`)."""
+        if self.notices is not None:
+            self.notices.close()
+            self.notices = None
         self.status.close()
         self._metrics.close()
         if self._lock >= 0:
             os.close(self._lock)
             self._lock = -1
-        if self.notices is not None:
-            self.notices.close()
-            self.notices = None
 
 
 def _ack(command: Command | None) -> dict[str, Any]:
