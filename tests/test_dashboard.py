@@ -517,6 +517,18 @@ async def test_the_x_axis_key_lines_runs_of_other_batch_sizes_up_by_time_and_ima
         assert "x: steps" in _text(app, "#header")
 
 
+async def test_zoom_keeps_the_newest_point_of_a_metric_measured_less_often_than_the_window(root: Path):
+    run = make_run(root, "r", "finished", steps=2000, total=2000)
+    append_metrics(run, [{"step": 1000, "t": START + 10.0, "rare_metric": 40.0}])
+    app = Dashboard([run], root)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("z")
+        await settle(pilot, app)
+        quality = app.query_one("#plot-rare_metric", MetricPlot)
+        assert {tuple(xs) for xs in quality.plt.monitor.x} == {(1000.0,)} and "no data" not in str(quality.render())
+
+
 async def test_zoom_shows_the_same_stretch_of_images_and_time_for_runs_of_other_batch_sizes(root: Path):
     """Zoomed to 500 steps of batch 32 (16,000 images), the batch-128 run shows its last 16,000 images too,
     not its own last 500 steps (64,000)."""
@@ -948,6 +960,8 @@ async def test_the_header_says_what_quality_waits_for_until_it_is_ready(root: Pa
     write_status(run, {**read_status(run), "waiting_for": "the mnist5k classifier (trained once)"})
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("z", "l", "e")  # a long view: zoomed, log scale, spread hidden
         await settle(pilot, app)
         second_line = _on_screen(app, "#header")[1]
         assert "x: steps" in second_line, second_line

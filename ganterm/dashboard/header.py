@@ -98,10 +98,12 @@ def header_text(line: Headline, view: View) -> Text:
     if line.device:
         text.append(f" · {line.device.split(' (')[0] if line.gpu else line.device}")
     text.append("\n")
-    # the x axis first: the line is cut at the terminal's edge, and a first run's wait note is long
+    # the x axis and a first run's wait note first: the line is cut at the terminal's edge
     text.append(f"x: {X_AXIS_NAMES[view.x_axis]}", style="dim")
     if view.x_axis == "images" and line.unplaced:
         text.append(f" ({', '.join(line.unplaced)}: images per step unknown, not drawn)", style="yellow")
+    if line.waiting_for and line.state in ACTIVE_STATES:
+        text.append(f" · quality waits for {line.waiting_for}", style="yellow")
     window = "whole run" if view.window is None else f"last {view.window:,} steps"
     smoothing = f"smoothing {view.smoothing:g}" if view.smoothing else "no smoothing"
     if view.smoothing and not view.spread:
@@ -110,8 +112,6 @@ def header_text(line: Headline, view: View) -> Text:
     text.append(f" · {smoothing} · {scale} · {window}", style="dim")
     if line.compared > 1:
         text.append(f" · comparing {line.compared} runs", style="dim")
-    if line.waiting_for and line.state in ACTIVE_STATES:
-        text.append(f" · quality waits for {line.waiting_for}", style="yellow")
     text.append(" · ? for keys", style="dim")
     return text
 

@@ -147,6 +147,8 @@ class MetricPlot(PlotextPlot):
                 if series is None or series.size == 0:
                     continue
                 steps, values = series.since(from_step)
+                if len(steps) == 0:  # a sparse series (quality every few thousand steps): its newest point
+                    steps, values = series.steps[-1:], series.values[-1:]
                 if log_scale and not values.min(initial=math.inf) > 0:  # copying a million points costs ~3 ms
                     keep = values > 0
                     steps, values = steps[keep], values[keep]

@@ -94,8 +94,11 @@ def cached_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] 
 def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
     """The dataset's classifier: from the cache, or trained now (20 s to minutes) and cached."""
     cached = cached_classifier(dataset, cache, log)
-    if cached is not None:
-        return cached
+    return cached if cached is not None else train_classifier(dataset, cache, log)
+
+
+def train_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
+    """Train the dataset's classifier now, in this process, and cache it."""
     path = classifier_path(dataset, cache)
     model = _new_classifier(dataset)
     log(f"training the quality classifier for {dataset.name} once (cached at {path})")
@@ -194,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        classifier_for(dataset, cache, log)
+        # another first run may have built it meanwhile; a damaged file the worker has already said
+        if cached_classifier(dataset, cache, log=lambda message: None) is None:
+            train_classifier(dataset, cache, log)
     return 0
 
 

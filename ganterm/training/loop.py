@@ -86,7 +86,7 @@ def _wait_for_classifier(trainer: Trainer, recorder: Recorder, schedule: Schedul
     probe = schedule.quality
     if probe is None or not probe.waiting_for:
         return None
-    recorder.log(f"training is done; waiting for the {probe.waiting_for} to measure the final samples")
+    recorder.log(f"training is done; waiting for {probe.waiting_for} to measure the final samples")
     deadline = time.monotonic() + FINAL_QUALITY_WAIT_S
     while not probe.ready(wait_s=PAUSE_POLL_SECONDS):
         for command in recorder.commands():
@@ -94,7 +94,7 @@ def _wait_for_classifier(trainer: Trainer, recorder: Recorder, schedule: Schedul
                 return command
             recorder.refuse(command, "training is done; the run is waiting for its last quality measurement")
         if time.monotonic() > deadline:
-            recorder.log(f"gave up waiting for the {probe.waiting_for} after {FINAL_QUALITY_WAIT_S:.0f} s")
+            recorder.log(f"gave up waiting for {probe.waiting_for} after {FINAL_QUALITY_WAIT_S:.0f} s")
             return None
     return None
 

@@ -33,8 +33,8 @@ from ganterm.training.classifier import (
     FeatureNet,
     cached_classifier,
     classifier_dataset,
-    classifier_for,
     random_feature_net,
+    train_classifier,
 )
 from ganterm.training.data import STACKED_NAME, TOY_SAMPLE_POINTS, Dataset, toy_modes
 from ganterm.training.sample import generate, latent
@@ -199,8 +199,8 @@ class QualityProbe:
                 )
                 probe.build, probe.real_images = ClassifierBuild(reference, cache, config_path), real
                 return probe
-            if probe.net is None:
-                probe.net = classifier_for(reference, cache, log)
+            if probe.net is None:  # `ganterm eval`, which cannot go on without it
+                probe.net = train_classifier(reference, cache, log)
         if real is not None:
             probe.real_features, _ = embed(probe.net, real)
         return probe
