@@ -33,6 +33,10 @@ TOY_ON_MODES_SHARE = 0.25
 # Stacked MNIST has no high-quality share: a G that has not learned digits yet makes blobs the
 # classifier reads with low confidence, and its triple histogram says nothing about collapse.
 READABLE_CONFIDENCE = 0.5
+# G's gradient vanishes because D rejects its samples: D(G(z))'s median below this. At D's chance level a
+# small gradient is an equilibrium: the healthy grid recipe at step 1,000 had D(x) 0.505, D(G(z)) 0.498 and
+# grad_norm_g at 4% of its first window's.
+REJECTING_D_G_Z = 0.2
 
 # What to try, for each check: in ganterm's own settings, and in words for a user's own loop
 # (fed through ganterm.Run), which has no such settings.
@@ -268,6 +272,8 @@ class HealthMonitor:
         peak, now = max(self.grad_medians), self.grad_medians[-1]
         if not (peak > 0 and now < c.grad_collapse * peak):
             return None
+        if self._full("d_g_z1") and _median(list(self.recent["d_g_z1"])) >= REJECTING_D_G_Z:
+            return None  # D does not reject G's samples: nothing is starving G of gradient
         return Alert(
             "vanishing_g_gradient",
             WARNING,

@@ -168,12 +168,24 @@ def test_discriminator_collapse():
 
 
 def test_vanishing_generator_gradient():
+    """The minimax loss against a D that rejects G's samples: G's gradient is D(G(z)) itself, near 0."""
+
     def fading(step: int, row: Row) -> Row:
-        return {**row, "grad_norm_g": row["grad_norm_g"] * 0.002} if step > 800 else row
+        return {**row, "grad_norm_g": row["grad_norm_g"] * 0.002, "d_g_z1": 0.1} if step > 800 else row
 
     alerts = alerts_for(stream(1200, fading))
     assert checks(alerts) == ["vanishing_g_gradient"]
     assert alerts[0].evidence["ratio"] < 0.05
+
+
+def test_a_small_generator_gradient_at_ds_chance_level_is_an_equilibrium_not_a_vanishing_one():
+    """As the healthy grid recipe at step 1,000: D(x) and D(G(z)) 0.5, grad_norm_g at 4% of its first window's."""
+
+    def settled(step: int, row: Row) -> Row:
+        scale = 1.0 if step <= 100 else 0.04
+        return {**row, "d_x": 0.505, "d_g_z1": 0.498, "loss_d": 1.385, "grad_norm_g": row["grad_norm_g"] * scale}
+
+    assert alerts_for(stream(1500, settled)) == []
 
 
 def test_mode_collapse_from_sample_spread():
