@@ -43,10 +43,12 @@ from typing import Any
 from ganterm.config import HealthConfig
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
+from ganterm.notify import Notifier
 from ganterm.run.control import Command
 from ganterm.run.jsonl import float32_precision
 from ganterm.run.layout import RunDir, check_run_name, new_run_name
 from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
+from ganterm.run.status import this_host
 
 PAUSE_POLL_SECONDS = 0.2
 NO_CALLBACK = "this run is fed by its own training loop, which registered no on_{cmd} callback"
@@ -59,7 +61,8 @@ class Run:
     `on_sample(step)` returns a batch of images (N×C×H×W in [-1, 1]) for the
     sample grid. Without them, `checkpoint` and `sample` commands are refused.
     `images_per_step` (the batch of one step, over all processes) gives the dashboard img/s and its
-    images-seen x axis.
+    images-seen x axis. `notify` (an http(s) URL) is told of every alert and of the run's end, as
+    `ganterm train --notify` is.
     """
 
     def __init__(
@@ -73,8 +76,11 @@ class Run:
         health: HealthConfig | None = None,
         on_checkpoint: Callable[[int], str | Path | None] | None = None,
         on_sample: Callable[[int], Any] | None = None,
+        notify: str | None = None,
     ) -> None:
         root = Path(root)
+        if notify is not None and not (isinstance(notify, str) and notify.startswith(("http://", "https://"))):
+            raise UserError(f"notify must be an http:// or https:// URL (or None to send nothing), not {notify!r}")
         if isinstance(images_per_step, bool) or not isinstance(images_per_step, int) or images_per_step < 0:
             raise UserError(f"images_per_step must be a whole number of images, 0 or more; got {images_per_step!r}")
         self.rank, self.world_size = _rank_and_world_size()
@@ -116,6 +122,11 @@ class Run:
                 resumable=False,
                 world_size=self.world_size,
                 **({"images_per_step": images_per_step} if images_per_step else {}),
+            )
+        if notify and self.rank == 0:
+            # failures are said once, on stderr: this loop's own output is the user's to keep
+            self._recorder.notices = Notifier(
+                notify, self.dir.name, this_host(), lambda line: print(line, file=sys.stderr)
             )
         self._recorder.collect = self._take_rows
         self._recorder.set_state("running", 0)

@@ -90,6 +90,27 @@ def test_a_run_tells_the_url_of_its_alert_and_its_end_and_so_does_its_resumption
     assert receiver.events()[-1] == "finished" and receiver.received[-1][0]["step"] == 40
 
 
+def test_a_users_own_loop_tells_the_url_of_its_alert_and_its_end(tmp_path: Path, receiver: Receiver):
+    import ganterm
+    from ganterm.config import HealthConfig
+
+    health = HealthConfig(warmup=0, window=10)
+    with ganterm.Run("own", root=tmp_path, total=30, health=health, notify=receiver.url) as run:
+        for step in range(1, 31):  # a D that wins from the start
+            run.log(step, loss_d=0.03, loss_g=6.0, d_x=0.99, d_g_z1=0.01)
+    assert receiver.events() == ["alert", "finished"]
+    alert = receiver.received[0][0]
+    assert (alert["run"], alert["check"]) == ("own", "d_overpowering") and "train.lr_d" not in alert["message"]
+
+
+def test_a_users_own_loop_given_a_notify_that_is_not_a_url_is_one_sentence(tmp_path: Path):
+    import ganterm
+
+    with pytest.raises(UserError, match=r"^notify must be an http:// or https:// URL .*not 'ntfy.sh/x'$"):
+        ganterm.Run("own", root=tmp_path, notify="ntfy.sh/x")
+    assert not (tmp_path / "own").exists()
+
+
 def test_a_failed_run_is_told_with_its_reason(tmp_path: Path, receiver: Receiver):
     run = RunDir(tmp_path / "broken")
     (tmp_path / "empty").mkdir()  # a folder without images: the worker fails while loading the data
