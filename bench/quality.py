@@ -10,9 +10,12 @@ every figure to a JSON file beside the printed table (`--json`).
 A run that already exists under `--root` (by its name, `<recipe>-seed<N>`) is
 evaluated as it stands, at its newest checkpoint, not trained again: a long
 Stacked MNIST run can be trained (or stopped) on its own, and the table says
-which step it reached.
+which step it reached. `--update` adds the figures measured now to an existing
+`--json` file (replacing those of the same recipe and seed) and prints the
+tables of all of them: Stacked MNIST's seeds can be measured again without
+training the toys anew.
 
-    python bench/quality.py [--seeds 3] [--stacked-seeds 3] [--skip-mnist] [--root DIR] [--json FILE]
+    python bench/quality.py [--seeds 3] [--stacked-seeds 3] [--skip-mnist] [--root DIR] [--json FILE] [--update]
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ def train_and_eval(recipe: str, seed: int, root: Path) -> dict:
         "seconds": (steps[-1]["t"] - status["started"]) if steps else None,
         "img_per_s": sorted(row["img_per_s"] for row in steps)[len(steps) // 2] if steps else None,
         "fd_history": [row["fd_classifier"] for row in rows if "fd_classifier" in row],
+        "mode_history": [[row["step"], row["modes_covered"], row["mode_kl"]] for row in rows if "mode_kl" in row],
         "generators": measured,
     }
 
@@ -161,13 +165,24 @@ def mnist_table(runs: list[dict]) -> str:
 
 
 def stacked_channels(runs: list[dict]) -> str:
-    """One line per Stacked MNIST run: its channels' class KL, which the modes table has no room for."""
+    """Lines per Stacked MNIST run the modes table has no room for: channels' class KL, the KL in training."""
     lines = []
     for run in (run for run in runs if run["recipe"] == "stacked-mnist"):
         for generator, m in run["generators"].items():
             kls = ", ".join(f"{m[f'class_kl_{c}']:.3f}" for c in ("red", "green", "blue"))
             lines.append(f"- `stacked-mnist` seed {run['seed']}, {generator}: class KL per channel (r, g, b) {kls}")
+        if history := run.get("mode_history"):
+            points = "; ".join(f"{step:,}: {modes:.0f} / {kl:.3f}" for step, modes, kl in history)
+            lines.append(f"- `stacked-mnist` seed {run['seed']} in training (EMA), step: modes / KL: {points}")
     return "\n".join(lines)
+
+
+def merged(runs: list[dict], path: Path) -> list[dict]:
+    """The runs of an earlier figures file with those measured now in their place, in the tables' order."""
+    now = {(run["recipe"], run["seed"]) for run in runs}
+    earlier = [run for run in json.loads(path.read_text()) if (run["recipe"], run["seed"]) not in now]
+    order = [*PUBLISHED, "mnist5k"]
+    return sorted(earlier + runs, key=lambda run: (order.index(run["recipe"]), run["seed"]))
 
 
 def main() -> None:
@@ -177,6 +192,7 @@ def main() -> None:
     parser.add_argument("--skip-mnist", action="store_true", help="leave out the mnist5k default recipe")
     parser.add_argument("--root", type=Path, default=None, help="keep the runs here, and reuse those already there")
     parser.add_argument("--json", type=Path, default=Path("quality.json"), help="where to write the figures")
+    parser.add_argument("--update", action="store_true", help="keep the --json file's other runs, print all")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -189,6 +205,8 @@ def main() -> None:
         for recipe, seed in plan:
             runs.append(train_and_eval(recipe, seed, root))
             print(f"measured {recipe} seed {seed} ({time.perf_counter() - started:.0f} s so far)", file=sys.stderr)
+    if args.update and args.json.exists():
+        runs = merged(runs, args.json)
     args.json.write_text(json.dumps(runs, indent=1) + "\n")
     print(modes_table(runs))
     if channels := stacked_channels(runs):
