@@ -78,7 +78,12 @@ def offline_page(template: str) -> str:
 
 
 def _same_place(origin: URL, host: str) -> bool:
-    """Whether a page from `origin` was served from `host` (a Host header), default ports alike."""
+    """Whether a page from `origin` was served from `host` (a Host header), default ports alike.
+
+    `Origin: null` (a sandboxed frame, a `file:` or `data:` page) has no host: it is nobody's page of ours.
+    """
+    if origin.host is None:
+        return False
     served = URL(f"{origin.scheme}://{host}")
     return (origin.host, origin.port) == (served.host, served.port)
 

@@ -138,6 +138,7 @@ class TestToken:
         status, _, text = get(server.url + "/ws", origin="https://attacker.example")
         assert status == 403 and "its own pages only" in text
         assert get(server.url + "/", origin=f"http://127.0.0.1:{server.port + 1}")[0] == 403
+        assert get(server.url + "/ws", origin="null")[0] == 403  # a sandboxed frame of any site, a file: page
         assert get(server.url + "/", origin=server.url)[0] == 200
         rebound = f"rebind.example:{server.port}"  # a site whose name now resolves to 127.0.0.1
         assert get(server.url + "/ws", origin=f"http://{rebound}", host=rebound)[0] == 403
