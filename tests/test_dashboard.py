@@ -529,6 +529,35 @@ async def test_zoom_keeps_the_newest_point_of_a_metric_measured_less_often_than_
         assert {tuple(xs) for xs in quality.plt.monitor.x} == {(1000.0,)} and "no data" not in str(quality.render())
 
 
+async def test_a_zoomed_sparse_metric_follows_the_window_as_new_steps_arrive(root: Path):
+    """Its own points do not change, yet the window moves past one of them: that point leaves the panel."""
+    run = make_run(root, "r", "running", steps=2000, total=4000)
+    append_metrics(run, [{"step": s, "t": START + s * 0.1, "rare_metric": 40.0 - s / 100} for s in (1600, 1800)])
+    app = Dashboard([run], root)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("z")
+        await settle(pilot, app)
+        quality = app.query_one("#plot-rare_metric", MetricPlot)
+        assert {tuple(xs) for xs in quality.plt.monitor.x} == {(1600.0, 1800.0)}
+        append_metrics(run, metric_rows(2001, 2200))
+        await settle(pilot, app)
+        assert {tuple(xs) for xs in quality.plt.monitor.x} == {(1800.0,)}
+
+
+async def test_zoom_leaves_out_an_overlaid_run_that_ended_before_the_window(root: Path):
+    """Zoomed to the long run's last 500 steps, a 200-step run has nothing there: the axis stays 1,500-2,000."""
+    runs = [make_run(root, "long", "finished", steps=2000, total=2000), make_run(root, "short", "finished", steps=200)]
+    app = Dashboard(runs, root)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("z")
+        await settle(pilot, app)
+        losses = app.query_one("#plot-losses", MetricPlot)
+        assert min(min(xs) for xs in losses.plt.monitor.x) >= 1500
+        assert _starts(losses, "loss_d").keys() == {"long"}
+
+
 async def test_zoom_shows_the_same_stretch_of_images_and_time_for_runs_of_other_batch_sizes(root: Path):
     """Zoomed to 500 steps of batch 32 (16,000 images), the batch-128 run shows its last 16,000 images too,
     not its own last 500 steps (64,000)."""

@@ -111,12 +111,13 @@ class MetricPlot(PlotextPlot):
         """Everything `show` draws from; an equal tuple draws the same picture.
 
         Series only grow (history in front, live points behind) and a rewound
-        run gets a new store, so a store and its series' sizes stand for its points.
+        run gets a new store, so a store and its series' sizes stand for its points;
+        a zoomed view also depends on where the window starts, which any run's new steps move.
         """
         points = tuple(
             (run, tuple(_size(run.store.get(name)) for name in self.panel.metrics)) for run in runs
         )  # a PlottedRun compares by its name, colour, store and images per step
-        return view, self.size, self.app.no_color, points
+        return view, self.size, self.app.no_color, points, zoom_start(runs, view)
 
     def show_if_changed(self, runs: list[PlottedRun], view: View) -> bool:
         """Redraw unless nothing this plot draws from changed since its last drawing; True if it redrew."""
@@ -147,7 +148,7 @@ class MetricPlot(PlotextPlot):
                 if series is None or series.size == 0:
                     continue
                 steps, values = series.since(from_step)
-                if len(steps) == 0:  # a sparse series (quality every few thousand steps): its newest point
+                if len(steps) == 0 and run.store.last_step() >= from_step:  # sparse (quality): its newest point
                     steps, values = series.steps[-1:], series.values[-1:]
                 if log_scale and not values.min(initial=math.inf) > 0:  # copying a million points costs ~3 ms
                     keep = values > 0
