@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ganterm.config import Config, frozen_on_resume, load_config
 from ganterm.errors import ConfigError, UserError
+from ganterm.notify import CLOSE_WAIT_SECONDS
 from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
 from ganterm.run.jsonl import TextTail
 from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
@@ -26,7 +27,7 @@ from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_s
 
 LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how worker.log lines begin
 START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
-ENDING_WORKER_WAIT_S = 20.0  # a worker's last notices get 10 s (notify.CLOSE_WAIT_SECONDS), then it exits
+ENDING_WORKER_WAIT_S = 2 * CLOSE_WAIT_SECONDS  # a worker's last notices get that long, then it exits
 
 
 def create_run(config: Config, name: str | None, root: Path) -> RunDir:

@@ -74,3 +74,17 @@ def test_img_per_s_leaves_out_time_off_the_clock(recorder: Recorder, monkeypatch
         pass
     recorder.collect = lambda: [{"step": 1, "t": 0.0}]
     assert recorder.flush()[0]["img_per_s"] == 32.0  # 64 images in the 2 s on the clock, not in 12 s
+
+
+def test_ctrl_c_while_the_last_notices_go_out_still_lets_go_of_the_run(tmp_path: Path):
+    """In a notebook the wait for a receiver that is down is interrupted; the run must not stay held."""
+
+    class InterruptedNotices:
+        def close(self) -> None:
+            raise KeyboardInterrupt
+
+    recorder = Recorder(RunDir(tmp_path), log=lambda message: None, state="starting")
+    recorder.notices = InterruptedNotices()  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        recorder.close()
+    Recorder(RunDir(tmp_path), log=lambda message: None).close()  # RunLocked if the first still held it

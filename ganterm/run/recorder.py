@@ -204,14 +204,16 @@ class Recorder:
     def close(self) -> None:
         """Stop the heartbeat and release the run; the last state written stays. Waiting notices go out first:
         up to 10 s against a receiver that is down, which a `--resume` waits out (`launch.ensure_idle`)."""
-        if self.notices is not None:
-            self.notices.close()
-            self.notices = None
-        self.status.close()
-        self._metrics.close()
-        if self._lock >= 0:
-            os.close(self._lock)
-            self._lock = -1
+        try:
+            if self.notices is not None:
+                self.notices.close()
+                self.notices = None
+        finally:  # an interrupted wait (Ctrl-C in a notebook) must not leave the run held
+            self.status.close()
+            self._metrics.close()
+            if self._lock >= 0:
+                os.close(self._lock)
+                self._lock = -1
 
 
 def _ack(command: Command | None) -> dict[str, Any]:
