@@ -283,6 +283,22 @@ def test_stacked_mnist_and_a_damaged_cache_train_the_classifier_in_the_backgroun
     assert ("rebuilding" in messages[0]) == (cache_file == "damaged")
 
 
+def test_the_background_build_for_stacked_mnist_trains_on_the_digits_without_building_the_triples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """60,000 triples in float are 700 MB and minutes of a busy core, only to be dropped for the digits."""
+    from ganterm.training import classifier, data
+
+    trained: list[str] = []
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: pytest.fail("built the Stacked MNIST data"))
+    monkeypatch.setattr(classifier, "train_classifier", lambda dataset, cache, log: trained.append(dataset.name))
+    monkeypatch.setattr(classifier.os, "nice", lambda increment: 0)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[data]\nname = "stacked-mnist"\nroot = "{tmp_path}"\n')
+    assert classifier.main([str(config)]) == 0
+    assert trained == ["mnist5k"]
+
+
 def test_unlabelled_images_get_precision_and_recall_only(tmp_path: Path):
     from ganterm.training.models import DCGANGenerator
 
