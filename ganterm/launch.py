@@ -107,20 +107,20 @@ def plan_run(config_path: Path | None, values: dict, overrides: list[str], resum
     return Plan(config, run, checkpoint, or_older=not Path(resume).expanduser().is_file())
 
 
-def start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Started:
-    """Make or reopen the run directory and start its worker detached.
+def start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Callable[[str], None] = print) -> Started:
+    """Make or reopen the run directory and start its worker detached; `say` tells of a wait on the way.
 
     A machine other than the first of a multi-machine run writes only into
     `nodes/<rank>/` of the run: its config and its log.
     """
     try:
-        return _start_run(plan, name, root, scale)
+        return _start_run(plan, name, root, scale, say)
     except OSError as error:  # someone else's shared runs, a full disk: one sentence
         where = error.filename or root
         raise UserError(f"cannot start the run: cannot write {str(where)!r} ({error.strerror or error})") from None
 
 
-def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Started:
+def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Callable[[str], None]) -> Started:
     if scale.node_rank > 0:
         run = plan.run or RunDir(root / check_run_name(str(name), "--name"))
         folder = node_folder(run, scale)
@@ -133,7 +133,7 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale) -> Starte
     if run is None:
         run = create_run(plan.config, name, root)
     else:
-        ensure_idle(run)
+        ensure_idle(run, say=say)
         run.config.write_text(plan.config.to_toml(), encoding="utf-8")
     offset = _log_end(run, scale)
     pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)
@@ -188,7 +188,7 @@ def follow_node(started: Started, scale: Scale, on_log: Callable[[str], None]) -
         time.sleep(0.2)
 
 
-def ensure_idle(run: RunDir, wait_s: float = ENDING_WORKER_WAIT_S) -> None:
+def ensure_idle(run: RunDir, wait_s: float = ENDING_WORKER_WAIT_S, say: Callable[[str], None] = print) -> None:
     """The run may be trained: nobody trains it, and a worker that has just ended has let go of it.
 
     A worker that wrote its final state still holds the run while its last notices go out (up to 10 s
@@ -201,6 +201,8 @@ def ensure_idle(run: RunDir, wait_s: float = ENDING_WORKER_WAIT_S) -> None:
     if state in ACTIVE_STATES:
         raise UserError(f"run {run.name!r} is {state}; stop it first with: ganterm stop {run.name}")
     deadline = time.monotonic() + wait_s
+    if (holder := lock_holder(run)) is not None:
+        say(f"waiting up to {wait_s:.0f} s for the run's last worker (process {holder}) to send its last notices")
     while (holder := lock_holder(run)) is not None:
         if time.monotonic() > deadline:
             raise UserError(

@@ -158,10 +158,12 @@ def test_a_resume_right_after_the_end_waits_for_the_worker_still_sending_its_las
     closing.start()
     try:
         with pytest.raises(UserError, match=r"is finished, but its worker \(process \d+\) has not let go of it"):
-            ensure_idle(run, wait_s=0.5)
+            ensure_idle(run, wait_s=0.5, say=lambda line: None)
+        said: list[str] = []
         started = time.monotonic()
-        ensure_idle(run)
+        ensure_idle(run, say=said.append)
         assert not closing.is_alive() and 5 < time.monotonic() - started < 15
+        assert len(said) == 1 and "last notices" in said[0]  # said once, not once a poll
     finally:
         closing.join()
 

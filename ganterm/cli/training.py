@@ -107,7 +107,7 @@ def train(
     if dry_run:
         console.print(plan.config.to_toml(), end="", markup=False, highlight=False)
         return
-    started = launch.start_run(plan, name, root, scale)
+    started = launch.start_run(plan, name, root, scale, say=lambda line: console.print(line, markup=False))
     run, pid = started.run, started.pid
     if scale.node_rank > 0:
         code = launch.follow_node(
