@@ -82,12 +82,16 @@ def cached_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] 
     path = classifier_path(dataset, cache)
     if not path.exists():
         return None
-    model = _new_classifier(dataset)
     try:
-        model.load_state_dict(load_file(str(path)))
+        return _load_classifier(dataset, path)
     except Exception as error:  # a damaged cache is rebuilt, not fatal
         log(f"warning: rebuilding the quality classifier cache {path}: {error}")
         return None
+
+
+def _load_classifier(dataset: Dataset, path: Path) -> FeatureNet:
+    model = FeatureNet(dataset.channels, dataset.num_classes)
+    model.load_state_dict(load_file(str(path)))
     return model.eval()
 
 
@@ -169,9 +173,7 @@ class ClassifierBuild:
         if code is None or self.failed:
             return None
         try:
-            model = FeatureNet(self.dataset.channels, self.dataset.num_classes)
-            model.load_state_dict(load_file(str(self.path)))
-            return model.eval()
+            return _load_classifier(self.dataset, self.path)
         except Exception as error:  # exited without a loadable file: killed, out of memory, a full disk
             self.failed = f"training the quality classifier in the background failed (exit code {code}: {error})"
             return None
