@@ -533,7 +533,7 @@ async def test_a_zoomed_sparse_metric_follows_the_window_as_new_steps_arrive(roo
     """Its own points do not change, yet the window moves past one of them: that point leaves the panel."""
     run = make_run(root, "r", "running", steps=2000, total=4000)
     append_metrics(run, [{"step": s, "t": START + s * 0.1, "rare_metric": 40.0 - s / 100} for s in (1600, 1800)])
-    app = Dashboard([run], root)
+    app = Dashboard([run], root, refresh_per_second=20)
     async with app.run_test(size=(160, 50)) as pilot:
         await settle(pilot, app)
         await pilot.press("z")
@@ -541,6 +541,10 @@ async def test_a_zoomed_sparse_metric_follows_the_window_as_new_steps_arrive(roo
         quality = app.query_one("#plot-rare_metric", MetricPlot)
         assert {tuple(xs) for xs in quality.plt.monitor.x} == {(1600.0, 1800.0)}
         append_metrics(run, metric_rows(2001, 2200))
+        for _ in range(100):  # the reader polls the file
+            await pilot.pause(0.05)
+            if app.primary.store.last_step() == 2200:
+                break
         await settle(pilot, app)
         assert {tuple(xs) for xs in quality.plt.monitor.x} == {(1800.0,)}
 
