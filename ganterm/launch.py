@@ -201,15 +201,17 @@ def ensure_idle(run: RunDir, wait_s: float = ENDING_WORKER_WAIT_S, say: Callable
     if state in ACTIVE_STATES:
         raise UserError(f"run {run.name!r} is {state}; stop it first with: ganterm stop {run.name}")
     deadline = time.monotonic() + wait_s
-    if (holder := lock_holder(run)) is not None:
+    holder = lock_holder(run)
+    if holder is not None:
         say(f"waiting up to {wait_s:.0f} s for the run's last worker (process {holder}) to send its last notices")
-    while (holder := lock_holder(run)) is not None:
+    while holder is not None:
         if time.monotonic() > deadline:
             raise UserError(
                 f"run {run.name!r} is {state}, but its worker (process {holder}) has not let go of it after "
                 f"{wait_s:.0f} s; try again once it has exited"
             )
         time.sleep(0.1)
+        holder = lock_holder(run)
 
 
 @dataclass(frozen=True)
