@@ -7,7 +7,6 @@ viewer, and viewers stay light.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from ganterm.config import Config, frozen_on_resume, load_config
 from ganterm.errors import ConfigError, UserError
+from ganterm.logline import LOG_TIMESTAMP
 from ganterm.notify import CLOSE_WAIT_SECONDS
 from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
 from ganterm.run.jsonl import TextTail
@@ -25,7 +25,6 @@ from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
 from ganterm.run.lock import lock_holder
 from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_status, stalled_reason, write_status
 
-LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how worker.log lines begin
 START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
 ENDING_WORKER_WAIT_S = 2 * CLOSE_WAIT_SECONDS  # a worker's last notices get that long, then it exits
 

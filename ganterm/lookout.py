@@ -20,6 +20,7 @@ from typing import Any
 
 from ganterm.config import load_config
 from ganterm.errors import UserError
+from ganterm.logline import log
 from ganterm.notify import Notifier
 from ganterm.run.layout import RunDir
 from ganterm.run.status import effective_state, read_status, stalled_reason, this_host
@@ -75,10 +76,6 @@ def keep_watch(run: RunDir, url: str, poll: float = POLL_SECONDS) -> None:
         if lookout.going:
             time.sleep(poll)
     notifier.close()
-
-
-def log(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,18 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "ganterm"
 FORBIDDEN = ("torch", "torchvision", "ganterm.training")
 # modules that must never import torch, at any depth; the cli package only at its top level (its commands may)
-TOP_LEVEL_TORCH_FREE = ["listing", "progress", "launch", "config", "health", "errors", "notify", "serve", "lookout"]
+TOP_LEVEL_TORCH_FREE = [
+    "listing",
+    "progress",
+    "launch",
+    "config",
+    "health",
+    "errors",
+    "notify",
+    "serve",
+    "lookout",
+    "logline",
+]
 TORCH_FREE = sorted(
     [path for package in ("run", "dashboard", "export") for path in (PACKAGE / package).glob("*.py")]
     + [PACKAGE / f"{name}.py" for name in TOP_LEVEL_TORCH_FREE]
@@ -76,3 +87,83 @@ def test_opening_the_viewer_side_loads_no_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def module_name(path: Path, package: Path) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """Each ganterm module and the ganterm modules it imports anywhere, function-local imports included."""
+    paths = {module_name(path, package): path for path in package.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        graph[name] = set()
+        for _, imported in imported_modules(ast.parse(path.read_text(encoding="utf-8")), top_level_only=False):
+            while imported and imported not in paths:  # `from ganterm.run.layout import RunDir` -> ganterm.run.layout
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                graph[name].add(imported)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan): each holds at least one cycle."""
+    index: dict[str, int] = {}
+    lowest: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = lowest[module] = len(index)
+        stack.append(module)
+        for imported in sorted(graph[module]):
+            if imported not in index:
+                visit(imported)
+                lowest[module] = min(lowest[module], lowest[imported])
+            elif imported in stack:
+                lowest[module] = min(lowest[module], index[imported])
+        if lowest[module] == index[module]:
+            group = stack[stack.index(module) :]
+            del stack[stack.index(module) :]
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_module_imports_itself_through_others():
+    """A cycle, even through a function-local import, loads half the package into a process that needs a leaf.
+
+    (The classifier's child once loaded 29 modules, the worker among them, for a 4-line log function.)
+    """
+    assert import_cycles(import_graph(PACKAGE)) == []
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_function_local_import(tmp_path: Path):
+    """The checker itself, on a package whose leaf imports its importer inside a function."""
+    package = tmp_path / "ganterm"
+    (package / "training").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "training" / "__init__.py").write_text("")
+    (package / "training" / "worker.py").write_text("from ganterm.training.classifier import train\n")
+    (package / "training" / "classifier.py").write_text("def train():\n    from ganterm.training.worker import log\n")
+    (package / "logline.py").write_text("import os\n")
+    assert import_cycles(import_graph(package)) == [["ganterm.training.classifier", "ganterm.training.worker"]]
+
+
+def test_the_classifier_child_loads_only_what_training_the_classifier_needs():
+    """`python -m ganterm.training.classifier_build`: no worker, loop or quality in the child process."""
+    code = (
+        "import sys\n"
+        "import ganterm.training.classifier_build\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ganterm')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = ast.literal_eval(result.stdout)
+    assert "ganterm.training.worker" not in loaded and "ganterm.training.quality" not in loaded
+    assert len(loaded) <= 12, loaded

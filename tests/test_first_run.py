@@ -51,7 +51,7 @@ def _classifier_builds(session: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, ValueError):
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == session and b"ganterm.training.classifier" in (entry / "cmdline").read_bytes():
+            if int(fields[2]) == session and b"ganterm.training.classifier_build" in (entry / "cmdline").read_bytes():
                 found.append(int(entry.name))
     return found
 

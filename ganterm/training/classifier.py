@@ -2,7 +2,7 @@
 
 Training it takes 20 s on an idle CPU core and minutes on a busy machine, so
 a run's worker does not wait for it: `ClassifierBuild` trains it in a child
-process at a lower priority (`python -m ganterm.training.classifier CONFIG`)
+process at a lower priority (`python -m ganterm.training.classifier_build CONFIG`)
 while the GAN trains, and the first quality point comes after the child is done.
 `ganterm eval` and the tests, which cannot go on without it, call
 `classifier_for`, which trains it in-process.
@@ -10,10 +10,8 @@ while the GAN trains, and the first quality point comes after the child is done.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import math
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -161,7 +159,7 @@ class ClassifierBuild:
         self.failed: str | None = None
         # its output (a traceback, if any) goes where the worker's own goes: worker.log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ganterm.training.classifier", str(config_path)], stdin=subprocess.DEVNULL
+            [sys.executable, "-m", "ganterm.training.classifier_build", str(config_path)], stdin=subprocess.DEVNULL
         )
 
     def result(self, wait_s: float = 0.0) -> FeatureNet | None:
@@ -177,36 +175,3 @@ class ClassifierBuild:
         except Exception as error:  # exited without a loadable file: killed, out of memory, a full disk
             self.failed = f"training the quality classifier in the background failed (exit code {code}: {error})"
             return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Train and cache the classifier of the data a run config names; what `ClassifierBuild` runs.
-
-    Two first runs on the same data share the work: the second waits on the first one's lock, then
-    finds the file.
-    """
-    from ganterm.config import load_config
-    from ganterm.training.data import cache_root, load_dataset
-    from ganterm.training.worker import log
-
-    (config_path,) = argv if argv is not None else sys.argv[1:]
-    os.nice(BUILD_NICENESS)
-    torch.set_num_threads(1)  # one core at most: the GAN's loop keeps the rest
-    config = load_config(Path(config_path))
-    if config.data.name == STACKED_NAME:  # read by the digits' classifier: no need to build 60,000 triples
-        dataset = load_mnist5k()
-    else:
-        dataset = load_dataset(config, progress=lambda message: None)
-    cache = cache_root(config)
-    lock = classifier_path(dataset, cache).with_suffix(".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        # another first run may have built it meanwhile; a damaged file the worker has already said
-        if cached_classifier(dataset, cache, log=lambda message: None) is None:
-            train_classifier(dataset, cache, log)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,6 +24,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import get_args_parser
 from torch.distributed.run import run as torchrun
 
+from ganterm.logline import log
 from ganterm.run.jsonl import record_event
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status, write_status
@@ -125,7 +126,7 @@ def _failed(run: RunDir, args: argparse.Namespace, message: str) -> int:
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} node {args.node_rank}: {message}", flush=True)
+    log(message, speaker=f"node {args.node_rank}")
 
 
 if __name__ == "__main__":

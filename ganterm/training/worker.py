@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ganterm import logline
 from ganterm.config import load_config, resolve_steps
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
@@ -43,9 +44,9 @@ from ganterm.training.trainer import Trainer, complete_config, pick_device
 
 
 def log(message: str) -> None:
+    """A worker.log line; a rank other than 0 names itself, since all ranks of a node share the log."""
     rank = os.environ.get("RANK", "0")
-    prefix = f"rank {rank}: " if rank != "0" else ""
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {prefix}{message}", flush=True)
+    logline.log(message, speaker=f"rank {rank}" if rank != "0" else "")
 
 
 def describe_os_error(error: OSError, run: RunDir) -> str:
