@@ -167,3 +167,17 @@ def test_the_classifier_child_loads_only_what_training_the_classifier_needs():
     loaded = ast.literal_eval(result.stdout)
     assert "ganterm.training.worker" not in loaded and "ganterm.training.quality" not in loaded
     assert len(loaded) <= 12, loaded
+
+
+def test_the_dashboard_imports_of_ganterm_only_what_the_architecture_table_names():
+    """docs/architecture.md's row for dashboard/: of ganterm, `run/`, `listing`, `progress` and `errors`."""
+    allowed = ("ganterm.run", "ganterm.listing", "ganterm.progress", "ganterm.errors", "ganterm.dashboard")
+    graph = import_graph(PACKAGE)
+    outside = {
+        f"{module} imports {imported}"
+        for module, imports in graph.items()
+        if module.startswith("ganterm.dashboard")
+        for imported in imports
+        if not any(imported == name or imported.startswith(name + ".") for name in allowed)
+    }
+    assert outside == set()
