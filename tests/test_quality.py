@@ -287,15 +287,19 @@ def test_the_background_build_for_stacked_mnist_trains_on_the_digits_without_bui
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """60,000 triples in float are 700 MB and minutes of a busy core, only to be dropped for the digits."""
-    from ganterm.training import classifier, data
+    from ganterm.training import classifier_build
 
     trained: list[str] = []
-    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: pytest.fail("built the Stacked MNIST data"))
-    monkeypatch.setattr(classifier, "train_classifier", lambda dataset, cache, log: trained.append(dataset.name))
-    monkeypatch.setattr(classifier.os, "nice", lambda increment: 0)
+    # patched where the entry module looks them up: patching ganterm.training.data would reach a module
+    # that imported the name earlier only by accident of test order
+    monkeypatch.setattr(
+        classifier_build, "load_dataset", lambda *args, **kwargs: pytest.fail("built the Stacked MNIST data")
+    )
+    monkeypatch.setattr(classifier_build, "train_classifier", lambda dataset, cache, log: trained.append(dataset.name))
+    monkeypatch.setattr(classifier_build.os, "nice", lambda increment: 0)
     config = tmp_path / "config.toml"
     config.write_text(f'[data]\nname = "stacked-mnist"\nroot = "{tmp_path}"\n')
-    assert classifier.main([str(config)]) == 0
+    assert classifier_build.main([str(config)]) == 0
     assert trained == ["mnist5k"]
 
 
