@@ -99,3 +99,14 @@ def test_a_test_without_its_system_tool_fails_in_ci_and_skips_elsewhere(
     assert (result.returncode != 0) == bool(ci)
     if ci:
         assert said in result.stdout
+
+
+def test_subprocesses_run_the_code_under_test_not_another_installed_copy(tmp_path: Path):
+    """Many tests start `python -m ganterm` from an empty folder: it must import this checkout's package.
+
+    An editable install of another checkout, or a wheel in the environment, would make those tests pass or
+    fail for code nobody is looking at.
+    """
+    probe = "import ganterm, ganterm.cli, ganterm.training.worker; print(ganterm.__file__)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert Path(result.stdout.strip()).resolve() == (ROOT / "ganterm" / "__init__.py").resolve()

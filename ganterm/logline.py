@@ -1,0 +1,24 @@
+"""The one shape of a worker.log line: a timestamp, who speaks when it is not the worker, the message.
+
+A torch-free leaf: the worker, its ranks, the supervisor, the lookout and the
+classifier build write through `log`, and the launcher reads lines back with
+`LOG_TIMESTAMP`, so writers and reader cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how every logged line begins
+
+
+def log_line(message: str, speaker: str = "") -> str:
+    """`message` stamped with the local time, after `speaker: ` when one is named."""
+    return f"{time.strftime(TIMESTAMP_FORMAT)} {speaker + ': ' if speaker else ''}{message}"
+
+
+def log(message: str, speaker: str = "") -> None:
+    """One line to standard output, which the detached processes have pointed at worker.log; flushed at once."""
+    print(log_line(message, speaker), flush=True)
