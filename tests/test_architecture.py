@@ -25,7 +25,7 @@ TOP_LEVEL_TORCH_FREE = [
     "logline",
 ]
 TORCH_FREE = sorted(
-    [path for package in ("run", "dashboard", "export") for path in (PACKAGE / package).glob("*.py")]
+    [path for package in ("run", "dashboard", "export", "sources") for path in (PACKAGE / package).glob("*.py")]
     + [PACKAGE / f"{name}.py" for name in TOP_LEVEL_TORCH_FREE]
 )
 
@@ -82,7 +82,7 @@ def test_opening_the_viewer_side_loads_no_torch():
         "import ganterm.cli, ganterm.launch, ganterm.listing, ganterm.progress, ganterm.dashboard.app\n"
         "import ganterm.notify, ganterm.serve, ganterm.lookout\n"
         "import ganterm.run.control, ganterm.run.checkpoints, ganterm.run.rewind, ganterm.run.lock\n"
-        "import ganterm.export.table, ganterm.export.tensorboard\n"
+        "import ganterm.export.table, ganterm.export.tensorboard, ganterm.sources\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('ganterm.training')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -170,8 +170,15 @@ def test_the_classifier_child_loads_only_what_training_the_classifier_needs():
 
 
 def test_the_dashboard_imports_of_ganterm_only_what_the_architecture_table_names():
-    """docs/architecture.md's row for dashboard/: of ganterm, `run/`, `listing`, `progress` and `errors`."""
-    allowed = ("ganterm.run", "ganterm.listing", "ganterm.progress", "ganterm.errors", "ganterm.dashboard")
+    """docs/architecture.md's row for dashboard/: of ganterm, `run/`, `sources/`, `listing`, `progress`, `errors`."""
+    allowed = (
+        "ganterm.run",
+        "ganterm.sources",
+        "ganterm.listing",
+        "ganterm.progress",
+        "ganterm.errors",
+        "ganterm.dashboard",
+    )
     graph = import_graph(PACKAGE)
     outside = {
         f"{module} imports {imported}"

@@ -27,7 +27,7 @@ from ganterm.dashboard.header import Header, Headline, header_text
 from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View, nice_ticks
 from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
-from ganterm.dashboard.series import Series, SeriesStore, bucket_means, columns_from_rows, envelope, smooth
+from ganterm.dashboard.series import Series, SeriesStore, bucket_means, envelope, smooth
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, legible_part
 from ganterm.errors import UserError
 from ganterm.progress import Follower, clock
@@ -36,6 +36,7 @@ from ganterm.run import status as run_status
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import PANELS, stats_line
 from ganterm.run.status import read_status, write_status
+from ganterm.sources.columns import columns_from_rows
 from ganterm.training.sample import image_grid, save_png
 from tests.dashboard_runs import START, append_metrics, make_run, metric_rows
 

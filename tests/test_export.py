@@ -25,11 +25,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ganterm.cli import app
-from ganterm.export import history as history_module
 from ganterm.export import table as table_module
-from ganterm.export.history import History
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import tag
+from ganterm.sources import ganterm_run
+from ganterm.sources.ganterm_run import PinnedRows
 
 runner = CliRunner()
 START = 1_764_000_000.0
@@ -123,7 +123,7 @@ def test_csv_holds_every_row_and_value_of_metrics_jsonl(tmp_path: Path):
 
 def test_parquet_holds_every_row_and_value_in_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pq = reader("pyarrow.parquet")
-    monkeypatch.setattr(history_module, "CHUNK_BYTES", 300)  # many chunks and row groups from a small file
+    monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 300)  # many chunks and row groups from a small file
     monkeypatch.setattr(table_module, "ROW_GROUP_ROWS", 7)
     rows = _rows(40)
     make_run(tmp_path / "runs", "faces", rows)
@@ -178,15 +178,15 @@ def test_rows_written_during_the_export_are_not_half_in_it(tmp_path: Path, monke
     pd = reader("pandas")
     rows = _rows(12)
     run = make_run(tmp_path / "runs", "live", rows)
-    first_pass = History.names
+    first_pass = PinnedRows.names
 
-    def names_then_append(self: History, *args: Any) -> dict[str, None]:
+    def names_then_append(self: PinnedRows, *args: Any) -> dict[str, None]:
         names = first_pass(self, *args)
         with open(run.metrics, "ab") as handle:
             handle.write(orjson.dumps({"step": 13, "t": START + 13, "new_name": 1.0}) + b"\n")
         return names
 
-    monkeypatch.setattr(History, "names", names_then_append)
+    monkeypatch.setattr(PinnedRows, "names", names_then_append)
     out = tmp_path / "live.csv"
     assert _export("live", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(out)).exit_code == 0
     table = pd.read_csv(out)
@@ -197,9 +197,9 @@ def test_a_file_cut_back_and_grown_again_during_the_export_is_said(tmp_path: Pat
     """A resume between the passes cuts metrics.jsonl back and writes on past its old size: other rows, same size."""
     rows = _rows(12)
     run = make_run(tmp_path / "runs", "regrown", rows)
-    first_pass = History.names
+    first_pass = PinnedRows.names
 
-    def names_then_resume(self: History, *args: Any) -> dict[str, None]:
+    def names_then_resume(self: PinnedRows, *args: Any) -> dict[str, None]:
         names = first_pass(self, *args)
         again = [{**row, "t": row["t"] + 100} for row in rows] + _rows(3)
         os.truncate(run.metrics, 0)  # as the worker does, in place: the same file
@@ -207,7 +207,7 @@ def test_a_file_cut_back_and_grown_again_during_the_export_is_said(tmp_path: Pat
             handle.write(b"".join(orjson.dumps(row) + b"\n" for row in again))
         return names
 
-    monkeypatch.setattr(History, "names", names_then_resume)
+    monkeypatch.setattr(PinnedRows, "names", names_then_resume)
     out = tmp_path / "regrown.parquet"
     result = _export("regrown", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
     assert result.exit_code == 1 and "was rewritten during the export" in result.output, result.output
@@ -217,14 +217,14 @@ def test_a_file_cut_back_and_grown_again_during_the_export_is_said(tmp_path: Pat
 def test_a_file_cut_back_during_the_export_leaves_the_old_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A resume rewinds metrics.jsonl between the passes: one sentence, the earlier export kept, no temp file."""
     run = make_run(tmp_path / "runs", "rewound", _rows(12))
-    first_pass = History.names
+    first_pass = PinnedRows.names
 
-    def names_then_rewind(self: History, *args: Any) -> dict[str, None]:
+    def names_then_rewind(self: PinnedRows, *args: Any) -> dict[str, None]:
         names = first_pass(self, *args)
         run.metrics.write_bytes(orjson.dumps(_rows(2)[0]) + b"\n")
         return names
 
-    monkeypatch.setattr(History, "names", names_then_rewind)
+    monkeypatch.setattr(PinnedRows, "names", names_then_rewind)
     out = tmp_path / "rewound.csv"
     out.write_text("the earlier export\n")
     result = _export("rewound", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(out))

@@ -160,9 +160,10 @@ def _export_history(arguments: list[str], fmt: str, out: Path | None, root: Path
     """Every metrics row of the runs, streamed to `out`; the writer's extra is checked before anything is read."""
     from ganterm.export import SUFFIX, export_history, open_histories, require_extra, work_bytes
     from ganterm.run.layout import resolve_run
+    from ganterm.sources import GantermRun
 
     require_extra(fmt)
-    runs = [resolve_run(argument, root) for argument in arguments] if arguments else [resolve_run(None, root)]
+    runs = [GantermRun(resolve_run(argument, root)) for argument in arguments or [None]]
     if fmt == "tensorboard":
         out = out or Path("tensorboard")
         output_folder(out)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ganterm.dashboard.series import columns_from_rows, parse_lines
 from ganterm.run.schema import NOT_PLOTTED_ALONE
+from ganterm.sources.columns import columns_from_rows, parse_lines
 
 HELPERS = 2
 CHUNK_BYTES = 8 << 20

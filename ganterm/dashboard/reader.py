@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from ganterm.dashboard.history import MetricsHistory
-from ganterm.dashboard.series import columns_from_rows, merge_columns, parse_lines
 from ganterm.run.jsonl import JsonlTail, LineTail, TextTail, valid_event
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
+from ganterm.sources.columns import columns_from_rows, merge_columns, parse_lines
 
 METRICS_CHUNK_BYTES = 8 << 20
 NEWEST_FIRST_BYTES = 4 << 20  # about 10,000 steps: read first, so a long run is on screen at once

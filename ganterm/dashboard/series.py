@@ -8,23 +8,13 @@ shows, and no plot is handed more points than it has cells.
 
 from __future__ import annotations
 
-import gc
 import math
-import operator
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from itertools import chain
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 import numpy as np
-import orjson
 
 from ganterm.run.schema import NOT_PLOTTED_ALONE, QUALITY_FIRST
-
-
-def value_dtype(name: str) -> type[np.floating]:
-    """float32 halves the memory of a long run; wall-clock seconds need float64 (float32 steps by 128 s)."""
-    return np.float64 if name == "t" else np.float32
+from ganterm.sources.columns import value_dtype
 
 
 class Series:
@@ -145,126 +135,9 @@ class SeriesStore:
         return {name for name in self.series if name not in skip}
 
 
-def parse_lines(lines: list[bytes]) -> tuple[list[dict[str, Any]], int]:
-    """Records of complete JSONL lines, parsed in one call; a bad line is skipped and counted."""
-    lines = [line for line in lines if line.strip()]
-    if not lines:
-        return [], 0
-    try:
-        with _no_gc():
-            records = orjson.loads(b"[" + b",".join(lines) + b"]")
-    except orjson.JSONDecodeError:
-        records = []
-        for line in lines:
-            try:
-                records.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue
-    good = [record for record in records if isinstance(record, dict)]
-    return good, len(lines) - len(good)
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """A million small dicts would trigger the cycle collector again and again; they hold no cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def panel_order(name: str) -> tuple[int, str]:
     """The quality measures that move most come first; then anything else by name."""
     return (QUALITY_FIRST.index(name) if name in QUALITY_FIRST else len(QUALITY_FIRST), name)
-
-
-def columns_from_rows(
-    rows: list[dict], wanted: Callable[[str], bool] = lambda name: True
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
-    """Rows of one chunk → per-metric (steps, values) in step order, and how many rows were malformed.
-
-    A row needs a whole-number step, a finite number t, and numbers or null (NaN) as the values read
-    (`ganterm.run.jsonl.ROW_RULE`); any other row is left out whole and counted. Rows are grouped by
-    their key sequence (a worker writes a few shapes of row, over and over) so each group is checked
-    and converted to numbers in a few numpy calls. Only the `wanted` metrics are converted.
-    """
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    bad = 0
-    for all_keys, group in _by_shape(rows):
-        if "step" not in all_keys or "t" not in all_keys:
-            bad += len(group)
-            continue
-        keys = tuple(name for name in all_keys if name in ("step", "t") or wanted(name))
-        table, good = _numbers(keys, group)
-        steps, times = table[:, keys.index("step")], table[:, keys.index("t")]
-        with np.errstate(invalid="ignore"):
-            good &= np.isfinite(times) & (steps >= 0) & (steps == np.floor(steps))  # NaN and inf fail these
-        bad += len(group) - int(good.sum())
-        steps = steps[good].astype(np.int64)
-        for index, name in enumerate(keys):
-            if name != "step" and wanted(name):
-                parts.setdefault(name, []).append((steps, table[good, index].astype(value_dtype(name))))
-    columns = {}
-    for name, pieces in parts.items():
-        steps = np.concatenate([p[0] for p in pieces]) if len(pieces) > 1 else pieces[0][0]
-        values = np.concatenate([p[1] for p in pieces]) if len(pieces) > 1 else pieces[0][1]
-        if len(steps) > 1 and (steps[1:] < steps[:-1]).any():
-            order = np.argsort(steps, kind="stable")
-            steps, values = steps[order], values[order]
-        columns[name] = (steps, values)
-    return columns, bad
-
-
-def merge_columns(pieces: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Columns of consecutive stretches of a file, oldest first, as one set of columns."""
-    if len(pieces) == 1:
-        return pieces[0]
-    names = dict.fromkeys(name for piece in pieces for name in piece)
-    return {
-        name: (
-            np.concatenate([piece[name][0] for piece in pieces if name in piece]),
-            np.concatenate([piece[name][1] for piece in pieces if name in piece]),
-        )
-        for name in names
-    }
-
-
-def _by_shape(rows: list[dict]) -> Iterator[tuple[tuple[str, ...], list[dict]]]:
-    """Rows grouped by their exact key sequence; the common one-or-two-shape case stays in C loops."""
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    for length in np.unique(lengths):
-        picked = np.flatnonzero(lengths == length).tolist()
-        group = [rows[i] for i in picked]
-        keys = tuple(group[0])
-        if all(map(keys.__eq__, map(tuple, group))):
-            yield keys, group
-            continue
-        shapes: dict[tuple[str, ...], list[dict]] = {}
-        for row in group:
-            shapes.setdefault(tuple(row), []).append(row)
-        yield from shapes.items()
-
-
-def _numbers(keys: tuple[str, ...], group: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """A (rows, keys) float64 table, null as NaN, and which rows hold only numbers and nulls.
-
-    The fast path fails only on nulls, strings or nested values; then each row is looked at.
-    """
-    pick = operator.itemgetter(*keys) if len(keys) > 1 else lambda row: (row[keys[0]],)
-    try:
-        flat = np.fromiter(chain.from_iterable(map(pick, group)), dtype=np.float64, count=len(group) * len(keys))
-        return flat.reshape(len(group), len(keys)), np.ones(len(group), dtype=bool)
-    except (TypeError, ValueError):
-        picked = [pick(row) for row in group]
-        good = np.fromiter(
-            (all(v is None or isinstance(v, (int, float)) for v in values)
-             for values in picked), dtype=bool, count=len(group),
-        )  # fmt: skip
-        table = [[v if isinstance(v, (int, float)) else math.nan for v in values] for values in picked]
-        return np.array(table, dtype=np.float64).reshape(len(group), len(keys)), good
 
 
 def _buckets(count: int, buckets: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,8 @@
 """Every number a run logged, out to the formats other tools read: CSV, Parquet, TensorBoard event files.
 
-Torch-free, like the viewers: it reads the run directory only (and keeps
-tensorboardX from loading torch). Each run's metrics.jsonl is streamed
-(`history`), never held whole; what is written goes to a temporary name and
+Torch-free, like the viewers: it reads runs through `ganterm.sources` only (and
+keeps tensorboardX from loading torch). Each run's metrics.jsonl is streamed
+(`PinnedRows`), never held whole; what is written goes to a temporary name and
 is renamed into place, so a failed export leaves the old output as it was.
 The generator export needs torch and lives in `training.checkpoint`.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ganterm.errors import UserError
-from ganterm.export.history import History
-from ganterm.run.layout import RunDir
+from ganterm.sources import GantermRun
+from ganterm.sources.ganterm_run import PinnedRows
 
 SUFFIX = {"csv": ".csv", "parquet": ".parquet"}
 # the module each format needs beyond ganterm's own dependencies, and the extra that installs it
@@ -48,22 +48,22 @@ def require_extra(fmt: str) -> None:
         ) from None
 
 
-def open_histories(runs: list[RunDir]) -> list[History]:
+def open_histories(runs: list[GantermRun]) -> list[PinnedRows]:
     """Each run's metrics as they stand now; runs are told apart by name, so a name may come only once."""
     seen: set[str] = set()
     for run in runs:
         if run.name in seen:
             raise UserError(f"two of the runs given are named {run.name!r}; the export tells runs apart by name")
         seen.add(run.name)
-    return [History(run) for run in runs]
+    return [run.pinned_rows() for run in runs]
 
 
-def work_bytes(histories: list[History], fmt: str) -> int:
+def work_bytes(histories: list[PinnedRows], fmt: str) -> int:
     """Bytes the export reads in all, for a progress bar."""
     return PASSES[fmt] * sum(history.size for history in histories)
 
 
-def export_history(histories: list[History], fmt: str, target: Path, advance: Callable[[int], None]) -> Exported:
+def export_history(histories: list[PinnedRows], fmt: str, target: Path, advance: Callable[[int], None]) -> Exported:
     """Write the histories as `fmt` to `target` (a file for tables, a folder of run folders for TensorBoard)."""
     from ganterm.export import table, tensorboard
 

@@ -14,16 +14,16 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from ganterm.export.history import History, Rows
 from ganterm.run.files import replacing
 from ganterm.run.schema import column_order
+from ganterm.sources.ganterm_run import PinnedRows, Rows
 
 ROW_GROUP_ROWS = 1 << 16  # Parquet rows per row group: readers skip whole groups, memory stays a few MB
 NAN = float("nan")
 _ABSENT = object()
 
 
-def table_columns(histories: list[History], advance: Callable[[int], None]) -> list[str]:
+def table_columns(histories: list[PinnedRows], advance: Callable[[int], None]) -> list[str]:
     """`run`, then every metric name of every run in `schema.column_order`: the first pass."""
     names: dict[str, None] = {}
     for history in histories:
@@ -31,7 +31,7 @@ def table_columns(histories: list[History], advance: Callable[[int], None]) -> l
     return ["run", *column_order(name for name in names if name != "run")]
 
 
-def write_csv(histories: list[History], target: Path, advance: Callable[[int], None]) -> list[str]:
+def write_csv(histories: list[PinnedRows], target: Path, advance: Callable[[int], None]) -> list[str]:
     """The table as CSV (pandas, trackio and spreadsheets read it); returns its columns."""
     columns = table_columns(histories, advance)
     names = columns[1:]
@@ -52,7 +52,7 @@ def _cell(value: Any) -> Any:
     return int(value) if value.__class__ is bool else value
 
 
-def write_parquet(histories: list[History], target: Path, advance: Callable[[int], None]) -> list[str]:
+def write_parquet(histories: list[PinnedRows], target: Path, advance: Callable[[int], None]) -> list[str]:
     """The table as Parquet, in row groups of ROW_GROUP_ROWS: step int64, every other number float64."""
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -24,10 +24,9 @@ from typing import Any
 from PIL import Image
 
 from ganterm.errors import UserError
-from ganterm.export.history import History
 from ganterm.run.files import temp_name
-from ganterm.run.jsonl import read_jsonl, valid_event
 from ganterm.run.schema import tag
+from ganterm.sources.ganterm_run import PinnedRows
 
 SAMPLES_TAG = "samples"
 ALERTS_TAG = "alerts"  # tensorboardX's text summaries append /text_summary
@@ -53,7 +52,7 @@ def import_tensorboardx() -> None:
             del sys.modules["torch"]
 
 
-def write_event_folders(histories: list[History], out: Path, advance: Callable[[int], None]) -> list[str]:
+def write_event_folders(histories: list[PinnedRows], out: Path, advance: Callable[[int], None]) -> list[str]:
     """`out/<run>/` for each run, all written before any is moved into place; returns notes for the user."""
     import_tensorboardx()
     for history in histories:
@@ -97,14 +96,14 @@ def _move_into_place(folder: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_run(history: History, folder: Path, advance: Callable[[int], None]) -> list[str]:
+def write_run(history: PinnedRows, folder: Path, advance: Callable[[int], None]) -> list[str]:
     """One run's event file in `folder`: its scalars row by row, then its sample grids, then its alerts."""
     from tensorboardX.event_file_writer import EventsWriter
 
     writer = EventsWriter(str(folder / "events"))
     try:
         _write_scalars(writer, history, advance)
-        events = [event for event in read_jsonl(history.run.events) if valid_event(event)]
+        events = history.source.events()
         unreadable = _write_samples(writer, history, {int(e["step"]): e["t"] for e in events if e["kind"] == "sample"})
         _write_alerts(writer, alerts_of_the_branch(events))
     finally:
@@ -112,7 +111,7 @@ def write_run(history: History, folder: Path, advance: Callable[[int], None]) ->
     return [f"{history.run.name}: left out {unreadable} unreadable sample grid(s)"] if unreadable else []
 
 
-def _write_scalars(writer: Any, history: History, advance: Callable[[int], None]) -> None:
+def _write_scalars(writer: Any, history: PinnedRows, advance: Callable[[int], None]) -> None:
     """One event per metrics row, holding all its numbers: a million rows take half a minute."""
     from tensorboardX.proto.event_pb2 import Event
 
@@ -128,13 +127,13 @@ def _write_scalars(writer: Any, history: History, advance: Callable[[int], None]
             writer.write_event(event)
 
 
-def _write_samples(writer: Any, history: History, sampled: dict[int, float]) -> int:
+def _write_samples(writer: Any, history: PinnedRows, sampled: dict[int, float]) -> int:
     """The sample grids on disk at their steps, timed by their `sample` events; returns how many were unreadable."""
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.summary_pb2 import Summary
 
     unreadable = 0
-    for step, path in history.run.sample_steps():
+    for step, path in history.source.samples():
         image = _image(path, Summary)
         if image is None:
             unreadable += 1

@@ -1,0 +1,102 @@
+"""`ganterm.open_run(path)`: a run read from a script, torch-free, the way the viewers read it."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ganterm
+from ganterm.errors import UserError
+from ganterm.run.jsonl import read_jsonl
+from ganterm.run.layout import RunDir
+from ganterm.run.status import write_status
+from tests.dashboard_runs import START, dead_pid
+
+
+def test_a_finished_run_reads_as_its_files_say(trained_run: RunDir):
+    run = ganterm.open_run(trained_run.path)
+    rows = read_jsonl(trained_run.metrics)
+    assert run.name == "tiny" and run.kind == "ganterm"
+    assert run.status()["state"] == "finished" and run.status()["step"] == 8
+    assert run.controls == ()  # an ended run takes no commands
+    assert run.config()["train"]["steps"] == 8
+    steps, values = run.metrics(["loss_d"])["loss_d"]
+    assert steps.tolist() == [row["step"] for row in rows if "loss_d" in row]
+    assert np.allclose(values, [row["loss_d"] for row in rows if "loss_d" in row])
+    assert [step for step, _ in run.samples()] == [4, 8] and all(path.exists() for _, path in run.samples())
+    assert [step for step, _ in run.checkpoints()] == [4, 8]
+    assert [event["state"] for event in run.events("status")][-1] == "finished"
+
+
+def test_the_history_is_one_table_with_a_gap_where_a_step_logged_nothing(tmp_path: Path):
+    """Metrics logged every few steps line up with the others by step; pandas takes the dict as it is."""
+    run = _run_with_rows(tmp_path, [{"step": s, "t": START + s, "loss_d": 0.1 * s} for s in range(1, 7)])
+    with run.metrics.open("ab") as handle:
+        handle.write(orjson.dumps({"step": 5, "t": START + 9, "fid": 42.0}) + b"\n")
+    frame = pd.DataFrame(ganterm.open_run(run.path).history())
+    assert frame["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert frame["fid"].isna().tolist() == [True, True, True, True, False, True]
+    assert frame.loc[frame["step"] == 5, "fid"].item() == 42.0
+    assert frame["loss_d"].round(3).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+
+
+def test_a_run_name_is_found_under_the_root_and_a_wrong_one_is_one_sentence(tmp_path: Path):
+    _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
+    assert ganterm.open_run("odd", root=tmp_path / "runs").path == tmp_path / "runs" / "odd"
+    with pytest.raises(UserError, match="no run named 'even'"):
+        ganterm.open_run("even", root=tmp_path / "runs")
+
+
+def test_a_live_run_offers_the_commands_its_writer_takes(tmp_path: Path):
+    run = _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
+    write_status(run, {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
+                       "controls": ["pause", "stop"]})  # fmt: skip
+    assert ganterm.open_run(run.path).controls == ("pause", "stop")
+
+
+ROWS = st.lists(
+    st.fixed_dictionaries({"loss_d": st.floats(-1e6, 1e6, allow_nan=False), "loss_g": st.none() | st.floats(0, 10)}),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=ROWS, cut=st.floats(0, 1), data=st.data())
+def test_rows_come_exactly_once_however_the_file_is_torn_and_finished(tmp_path_factory, rows, cut, data):
+    """A writer caught mid-line: the reader sees each whole row once, never a torn one, and the rest after."""
+    root = tmp_path_factory.mktemp("torn")
+    records = [{"step": i + 1, "t": START + i, **row} for i, row in enumerate(rows)]
+    whole = b"".join(orjson.dumps(record) + b"\n" for record in records)
+    at = int(cut * len(whole))
+    run = _run_with_rows(root, [])
+    run.metrics.write_bytes(whole[:at])
+    source = ganterm.open_run(run.path)
+    complete = whole[:at].count(b"\n")
+    assert source.history()["step"].tolist() == list(range(1, complete + 1))
+    run.metrics.write_bytes(whole)  # the writer finishes its line and goes on
+    history = source.history()
+    assert history["step"].tolist() == list(range(1, len(records) + 1))
+    expected = [math.nan if record["loss_g"] is None else record["loss_g"] for record in records]
+    assert np.allclose(history["loss_g"], expected, equal_nan=True, rtol=1e-6)
+    picked = data.draw(st.sampled_from(["loss_d", "loss_g"]))
+    assert set(source.metrics([picked])) == {picked}
+
+
+def _run_with_rows(root: Path, rows: list[dict]) -> RunDir:
+    run = RunDir(root / "runs" / "odd")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.metrics.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    write_status(run, {"state": "finished", "step": len(rows), "pid": dead_pid(), "host": "elsewhere",
+                       "heartbeat": START})  # fmt: skip
+    return run
