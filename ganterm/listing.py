@@ -122,24 +122,3 @@ def runs_table(root: Path, width: int = 200) -> Table | Text:
         style = STATE_STYLE.get(summary["state"], "")
         table.add_row(*(Text(summary[key], style=style if key == "state" else "") for key in shown))
     return table
-
-
-GENERATOR_HEADERS = {"ema": "EMA generator", "raw": "raw generator", "exported": "exported generator"}
-
-
-def metrics_table(measured: dict[str, dict[str, float]], title: str) -> Table:
-    """`ganterm eval`: one metric per row, one column per generator, counts shown as whole numbers."""
-    table = Table(title=Text(title), title_justify="left")  # the title holds a path: never markup
-    table.add_column("metric")
-    for generator in measured:
-        table.add_column(GENERATOR_HEADERS.get(generator, generator), justify="right")
-    names = list(dict.fromkeys(name for metrics in measured.values() for name in metrics))
-    for name in names:
-        table.add_row(name, *(_metric_cell(metrics.get(name)) for metrics in measured.values()))
-    return table
-
-
-def _metric_cell(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"

@@ -23,6 +23,7 @@ TOP_LEVEL_TORCH_FREE = [
     "serve",
     "lookout",
     "logline",
+    "eval_table",
 ]
 TORCH_FREE = sorted(
     [path for package in ("run", "dashboard", "export", "sources") for path in (PACKAGE / package).glob("*.py")]

@@ -79,7 +79,7 @@ def evaluate(
     --json prints {"ema": {metric: value}, "raw": {...}}, EMA first; a checkpoint without an EMA
     generator has "raw" alone, and one written by `ganterm export` has "exported".
     """
-    from ganterm.listing import metrics_table
+    from ganterm.eval_table import metrics_table
     from ganterm.training.quality import evaluate_checkpoint
 
     path = _intact_checkpoint(run_or_checkpoint, root)
