@@ -16,8 +16,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for, classifier_path
 from ganterm.training.data import Dataset, load_dataset, stacked_mnist, toy_dataset, toy_modes
-from ganterm.training.quality import (
-    QualityProbe,
+from ganterm.training.metrics import (
     class_metrics,
     embed,
     frechet_distance,
@@ -25,6 +24,7 @@ from ganterm.training.quality import (
     stacked_metrics,
     toy_metrics,
 )
+from ganterm.training.quality import QualityProbe
 from ganterm.training.trainer import complete_config
 from tests.conftest import tiny_config
 

@@ -80,7 +80,7 @@ def evaluate(
     generator has "raw" alone, and one written by `ganterm export` has "exported".
     """
     from ganterm.eval_table import metrics_table
-    from ganterm.training.quality import evaluate_checkpoint
+    from ganterm.training.evaluate import evaluate_checkpoint
 
     path = _intact_checkpoint(run_or_checkpoint, root)
     measured, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False, markup=False))
