@@ -43,9 +43,12 @@ def test_ci_installs_chromium_as_the_readme_says_before_the_tests():
     assert install in ci and ci.index(install) < ci.index(_readme_commands()[1])
 
 
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def _documented_ganterm_commands() -> list[list[str]]:
-    """Every `ganterm ...` line of the README's shell blocks as arguments; `a / b` lines are several commands."""
-    text = (ROOT / "README.md").read_text()
+    """Every `ganterm ...` line of the shell blocks of the README and docs/, as arguments; `a / b` lines are several."""
+    text = "".join(document.read_text() for document in DOCUMENTS)
     commands = []
     for block in text.split("```sh\n")[1:]:
         for line in block.split("```", 1)[0].splitlines():
@@ -53,6 +56,12 @@ def _documented_ganterm_commands() -> list[list[str]]:
             if line.startswith("ganterm "):
                 commands += [shlex.split(part) for part in line.removeprefix("ganterm ").split(" / ")]
     return commands
+
+
+def test_the_documents_are_found():
+    """The README and the pages it links; a page moved away from docs/ would take its commands out of the check."""
+    assert {document.name for document in DOCUMENTS} >= {"README.md", "guide.md", "api.md", "many-gpus.md"}
+    assert len(_documented_ganterm_commands()) > 30
 
 
 @pytest.mark.parametrize("args", _documented_ganterm_commands(), ids=" ".join)
@@ -110,3 +119,19 @@ def test_subprocesses_run_the_code_under_test_not_another_installed_copy(tmp_pat
     probe = "import ganterm, ganterm.cli, ganterm.training.worker; print(ganterm.__file__)"
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert Path(result.stdout.strip()).resolve() == (ROOT / "ganterm" / "__init__.py").resolve()
+
+
+def test_every_link_of_the_readme_and_docs_to_a_file_of_the_project_finds_it():
+    """The README was split into docs/: a link left pointing at the old place is a dead end for a newcomer."""
+    dead = []
+    for document in DOCUMENTS:
+        for target in re.findall(r"\]\(([^)#\s]+)[^)]*\)|src=\"([^\"]+)\"", document.read_text()):
+            path = next(part for part in target if part)
+            if "://" not in path and not (document.parent / path).exists():
+                dead.append(f"{document.relative_to(ROOT)} -> {path}")
+    assert dead == []
+
+
+def test_the_readme_stays_short():
+    """What ganterm is, the two commands, the everyday commands, one API example, links: a page, not a log."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
