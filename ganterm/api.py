@@ -66,7 +66,7 @@ from ganterm.run.layout import RunDir, check_run_name, new_run_name
 from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
 from ganterm.run.rewind import rewind
 from ganterm.run.settings import plain_config, write_loop_config
-from ganterm.run.status import this_host
+from ganterm.run.status import read_status, this_host
 from ganterm.tee import ConsoleCopy, LogFile
 
 PAUSE_POLL_SECONDS = 0.2
@@ -117,6 +117,8 @@ class Run:
         if isinstance(images_per_step, bool) or not isinstance(images_per_step, int) or images_per_step < 0:
             raise UserError(f"images_per_step must be a whole number of images, 0 or more; got {images_per_step!r}")
         resume_mode = _resume_mode(resume)
+        if resume_mode != "never" and name is None:
+            raise UserError(f"resume={resume!r} needs the name of the run to continue, as the first argument of Run")
         if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
             raise UserError(f"step must be the whole step the loop restarts from, 0 or more; got {step!r}")
         settings = None if config is None else plain_config(config)
@@ -315,6 +317,11 @@ class Run:
             raise UserError(
                 f"run {self.dir.name!r} already exists under {root}/; continue it with "
                 f"ganterm.Run({self.dir.name!r}, resume=True), or pick another name or leave it out"
+            )
+        if exists and (read_status(self.dir) or {}).get("loop") == "ganterm":
+            raise UserError(
+                f"run {self.dir.name!r} under {root}/ was trained by ganterm train; continue it with "
+                f"ganterm train --resume {self.dir.name}, or give this loop a name of its own"
             )
         if not exists and mode == "must":
             raise UserError(

@@ -124,3 +124,22 @@ def test_a_flush_reads_every_buffered_tensor_back_in_one_transfer(tmp_path: Path
         for step in range(1, 11):
             run.log(step, loss_d=torch.tensor(0.5), loss_g=torch.tensor(0.7), d_x=torch.tensor(0.6))
         assert transfers == [(30,)]
+
+
+async def test_the_dashboard_header_shows_a_loops_config_and_what_differs_from_the_compared_run(tmp_path: Path):
+    for name, lr in (("fast", 1e-3), ("slow", 2e-4)):
+        with ganterm.Run(name, root=tmp_path, config={"lr": lr, "batch_size": 64}) as run:
+            run.log(1, loss_d=1.0)
+    app = Dashboard([RunDir(tmp_path / "fast"), RunDir(tmp_path / "slow")], tmp_path)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await settle(pilot, app)
+        header = str(app.query_one("#header").render())
+        assert "differ: lr 0.001 / 0.0002" in header and "lr=0.001 batch_size=64" in header
+
+
+def test_resume_needs_a_name_and_a_run_of_a_users_loop(tmp_path: Path, trained_run: RunDir):
+    with pytest.raises(UserError, match="needs the name of the run to continue"):
+        ganterm.Run(root=tmp_path, resume="allow")
+    with pytest.raises(UserError, match="was trained by ganterm train; continue it with ganterm train --resume tiny"):
+        ganterm.Run("tiny", root=trained_run.path.parent, resume=True)
+    assert read_status(trained_run)["state"] == "finished"

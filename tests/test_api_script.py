@@ -205,3 +205,11 @@ def test_sample_of_a_loop_that_saved_a_ganterm_checkpoint_draws_from_it(tmp_path
     result = run_cli(tmp_path, "sample", "own", "-n", "4", "--out", "grid.png")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_ganterm_train_resume_of_a_loops_run_says_the_loop_continues_it(tmp_path: Path):
+    assert run_script(tmp_path, 'ganterm.Run("own").log(1, loss_d=0.5)').returncode == 0
+    result = run_cli(tmp_path, "train", "--resume", "own", "--dry-run")  # were it to start, nothing would
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "run 'own' is fed by its own training loop, which ganterm train cannot continue" in result.stderr
+    assert steps_logged(RunDir(tmp_path / "runs" / "own")) == [1]  # no worker took it over
