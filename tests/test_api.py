@@ -143,3 +143,30 @@ def test_resume_needs_a_name_and_a_run_of_a_users_loop(tmp_path: Path, trained_r
     with pytest.raises(UserError, match="was trained by ganterm train; continue it with ganterm train --resume tiny"):
         ganterm.Run("tiny", root=trained_run.path.parent, resume=True)
     assert read_status(trained_run)["state"] == "finished"
+
+
+def test_config_takes_a_dataclass_keeps_what_json_cannot_hold_as_its_repr_and_refuses_a_list(tmp_path: Path):
+    import dataclasses
+    import json
+
+    @dataclasses.dataclass
+    class Optim:
+        lr: float = 2e-4
+        betas: tuple[float, float] = (0.0, 0.99)
+
+    @dataclasses.dataclass
+    class Settings:
+        optim: Optim = dataclasses.field(default_factory=Optim)
+        device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+        seed: int | None = None
+
+    with ganterm.Run("dataclass", root=tmp_path, config=Settings()) as run:
+        run.log(1, loss_d=0.5)
+    assert json.loads(run.dir.loop_config.read_text()) == {
+        "optim": {"lr": 0.0002, "betas": [0.0, 0.99]},
+        "device": "device(type='cpu')",
+        "seed": None,
+    }
+    with pytest.raises(UserError, match=r"config must be a dict, a dataclass or an argparse Namespace, not list"):
+        ganterm.Run("listed", root=tmp_path, config=[0.0002, 64])
+    assert not (tmp_path / "listed").exists()
