@@ -93,6 +93,7 @@ def main() -> None:
         root=args.root,
         total=total,
         images_per_step=loader.batch_size,
+        config=args,  # ganterm: shown in the dashboard header and `ganterm runs`, kept in exports
         on_checkpoint=save_checkpoint,
         on_sample=sample,
     ) as run:

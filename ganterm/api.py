@@ -2,6 +2,14 @@
 
     import ganterm
 
+    run = ganterm.Run("my-gan", total=steps, config=args)  # args: a dict, a dataclass or argparse's Namespace
+    for step in run.steps(steps, start=run.start_step + 1):
+        ...  # your D and G updates
+        run.log(step, loss_d=loss_d, loss_g=loss_g, d_x=d_x, d_g_z1=d_g_z)
+    run.finish()  # or let the script end: an uncaught exception leaves the run failed, with its reason
+
+or, with the run's end tied to a block:
+
     with ganterm.Run("my-gan", total=epochs * len(loader)) as run:
         for epoch in range(epochs):
             for real, _ in loader:
@@ -27,11 +35,18 @@ until `unpause` (the heartbeat goes on, so the run reads paused, not lost);
 when given. Commands are looked for on every `log` call at the cost of one
 `stat` of the control file, so a stop is seen within one step.
 
+`Run(name, resume=True)` continues a run the script ran before (`"allow"`:
+continue it or start it): rows past the step the loop restarts from (`step=`,
+else the newest checkpoint it saved through `on_checkpoint`) are cut back, as
+`ganterm train --resume` does. What the loop prints also goes to the run's
+worker.log, the dashboard's log panel (`capture_output=False` keeps it out).
+
 The run directory is written by the same `Recorder` as ganterm's own worker.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import time
@@ -44,14 +59,19 @@ from ganterm.config import HealthConfig
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
 from ganterm.notify import Notifier
+from ganterm.run.checkpoints import loop_checkpoints
 from ganterm.run.control import Command
 from ganterm.run.jsonl import float32_precision
 from ganterm.run.layout import RunDir, check_run_name, new_run_name
 from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
-from ganterm.run.status import this_host
+from ganterm.run.rewind import rewind
+from ganterm.run.settings import plain_config, write_loop_config
+from ganterm.run.status import read_status, this_host
+from ganterm.tee import ConsoleCopy, LogFile
 
 PAUSE_POLL_SECONDS = 0.2
 NO_CALLBACK = "this run is fed by its own training loop, which registered no on_{cmd} callback"
+RESUME_MODES: dict[object, str] = {False: "never", "never": "never", True: "must", "must": "must", "allow": "allow"}
 
 
 class Run:
@@ -63,6 +83,15 @@ class Run:
     `images_per_step` (the batch of one step, over all processes) gives the dashboard img/s and its
     images-seen x axis. `notify` (an http(s) URL) is told of every alert and of the run's end, as
     `ganterm train --notify` is.
+
+    Without a `with` block the run ends at `finish()`, or when the script ends: finished, or failed
+    with the exception that ended it, or stopped by Ctrl-C, as the `with` form leaves it.
+    `resume` (True or "must": the run must exist; "allow": continue it or start it) continues a run:
+    `start_step` is the step the loop restarts from, `step` if given, else that of the newest
+    checkpoint `on_checkpoint` saved (`resumed_from`, its path), else 0; rows past it are cut back.
+    `config` (a dict, a dataclass or an argparse Namespace) is kept with the run, for the dashboard,
+    `ganterm runs`, comparisons and exports. `capture_output` copies the loop's stdout and stderr into
+    the run's log (the dashboard's log panel); the console still gets all of it.
     """
 
     def __init__(
@@ -77,32 +106,42 @@ class Run:
         on_checkpoint: Callable[[int], str | Path | None] | None = None,
         on_sample: Callable[[int], Any] | None = None,
         notify: str | None = None,
+        config: Any = None,
+        resume: bool | str = False,
+        step: int | None = None,
+        capture_output: bool = True,
     ) -> None:
         root = Path(root)
         if notify is not None and not (isinstance(notify, str) and notify.startswith(("http://", "https://"))):
             raise UserError(f"notify must be an http:// or https:// URL (or None to send nothing), not {notify!r}")
         if isinstance(images_per_step, bool) or not isinstance(images_per_step, int) or images_per_step < 0:
             raise UserError(f"images_per_step must be a whole number of images, 0 or more; got {images_per_step!r}")
+        resume_mode = _resume_mode(resume)
+        if resume_mode != "never" and name is None:
+            raise UserError(f"resume={resume!r} needs the name of the run to continue, as the first argument of Run")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            raise UserError(f"step must be the whole step the loop restarts from, 0 or more; got {step!r}")
+        settings = None if config is None else plain_config(config)
         self.rank, self.world_size = _rank_and_world_size()
         if self.world_size > 1 and name is None:
             raise UserError("a run trained by several processes needs a name, the same on every rank")
         if name is not None:
             check_run_name(name)
         self.dir = RunDir(root / (name or new_run_name("run", root)))
-        if self.rank == 0:
-            if self.dir.exists():
-                raise UserError(
-                    f"run {self.dir.name!r} already exists under {root}/; pick another name or leave it out"
-                )
-            self.dir.path.mkdir(parents=True)
+        self.resumed = self._claim(root, resume_mode)
+        self.start_step, self.resumed_from = self._restart_point(step)
         self.flush_every = flush_every
-        self.step = 0
+        self.step = self.start_step
         self.stop_requested = False
         self.paused = False
         self._on_checkpoint, self._on_sample = on_checkpoint, on_sample
         self._stop_command: Command | None = None
         self._pending: list[Row] = []
         self._control_size = -1
+        self._closed = False
+        self._log: LogFile | None = None
+        self._console: ConsoleCopy | None = None
+        self._error_before = getattr(sys, "last_value", None)  # an interactive session's old error is not ours
         controls = ["stop", "pause", "unpause"]
         controls += ["checkpoint"] * (on_checkpoint is not None) + ["snapshot"] * (on_sample is not None)
         self._recorder: Recorder | ReplicaRecorder
@@ -112,7 +151,7 @@ class Run:
         else:
             self._recorder = Recorder(
                 self.dir,
-                log=lambda message: None,  # the user's loop has its own output; the record is in the files
+                log=self._note,  # to worker.log only: the user's console is theirs
                 health=HealthMonitor(health or HealthConfig(), own_loop=True),
                 total=total,
                 device="your training loop",
@@ -129,7 +168,10 @@ class Run:
                 notify, self.dir.name, this_host(), lambda line: print(line, file=sys.stderr)
             )
         self._recorder.collect = self._take_rows
-        self._recorder.set_state("running", 0)
+        if self.rank == 0:
+            self._start_record(settings, capture_output)
+        self._recorder.set_state("running", self.start_step, total=total)
+        atexit.register(self._close_at_exit)
 
     def log(self, step: Any, **values: Any) -> None:
         """One step's numbers; written with the next flush. Waits here while the run is paused."""
@@ -160,6 +202,19 @@ class Run:
     def images(self, step: int, images: Any, nrow: int | None = None) -> Path:
         """Save a batch of images (N×C×H×W tensor in [-1, 1]) as the run's sample grid for `step`."""
         return self._save_grid(int(step), images, nrow)
+
+    def checkpoint(self, step: int | None = None) -> Path | None:
+        """Save a checkpoint now through `on_checkpoint` (rows first) and record it, so `resume=True` finds it."""
+        if self._on_checkpoint is None:
+            raise UserError("run.checkpoint() needs on_checkpoint=, the function that saves your checkpoint")
+        save = self._on_checkpoint
+        self._recorder.flush()
+        at = self.step if step is None else int(step)
+        return self._recorder.checkpoint(at, lambda: _optional_path(save(at)))
+
+    def finish(self) -> None:
+        """End the run: flushed, finished (stopped, if a viewer asked for it), the console as it was."""
+        self.close()
 
     def flush(self) -> None:
         """Write the buffered rows, check their health, and carry out the viewers' commands."""
@@ -226,23 +281,105 @@ class Run:
         return self._recorder.sample(step, save, command)
 
     def close(self, error: BaseException | None = None) -> None:
-        """Flush, and leave the state a viewer should see: finished, stopped or failed."""
+        """Flush, and leave the state a viewer should see: finished, stopped or failed. Once: later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._close_at_exit)
+        try:
+            self._close(error)
+        finally:
+            self._stop_copying()
+
+    def _close(self, error: BaseException | None) -> None:
         try:
             self._recorder.flush()
         finally:
             if isinstance(error, KeyboardInterrupt) or (error is None and self.stop_requested):
                 self._recorder.set_state("stopped", self.step, self._stop_command)
             elif error is not None:
-                self._recorder.set_state("failed", self.step, error=f"{type(error).__name__}: {error}")
+                self._recorder.set_state("failed", self.step, error=_reason(error))
             else:
                 self._recorder.set_state("finished", self.step)
             self._recorder.close()
+
+    def _close_at_exit(self) -> None:
+        """The script ended without `finish`: failed by the exception that ended it, else as `finish` leaves it."""
+        error = getattr(sys, "last_value", None)  # set by Python for the uncaught exception it printed
+        self.close(None if error is self._error_before else error)
+
+    def _claim(self, root: Path, mode: str) -> bool:
+        """Make the run's folder, or find the one to continue; whether the run is resumed."""
+        exists = self.dir.exists()
+        if self.rank > 0:
+            return exists and mode != "never"
+        if exists and mode == "never":
+            raise UserError(
+                f"run {self.dir.name!r} already exists under {root}/; continue it with "
+                f"ganterm.Run({self.dir.name!r}, resume=True), or pick another name or leave it out"
+            )
+        if exists and (read_status(self.dir) or {}).get("loop") == "ganterm":
+            raise UserError(
+                f"run {self.dir.name!r} under {root}/ was trained by ganterm train; continue it with "
+                f"ganterm train --resume {self.dir.name}, or give this loop a name of its own"
+            )
+        if not exists and mode == "must":
+            raise UserError(
+                f"there is no run {self.dir.name!r} under {root}/ to resume; "
+                'start it with resume="allow" (continue it or start it) or without resume'
+            )
+        self.dir.path.mkdir(parents=True, exist_ok=exists)
+        return exists
+
+    def _restart_point(self, step: int | None) -> tuple[int, Path | None]:
+        """The step the loop restarts from, and the checkpoint file at it when ganterm knows one."""
+        if step is not None or not self.resumed:
+            return step or 0, None
+        saved = [(at, path) for at, path in loop_checkpoints(self.dir) if path is None or path.exists()]
+        return saved[-1] if saved else (0, None)
+
+    def _start_record(self, settings: dict[str, Any] | None, capture_output: bool) -> None:
+        """Rank 0, with the run held: cut a resumed run back, keep the config, open the log, copy the console."""
+        if self.resumed:
+            rewind(self.dir, self.start_step)
+        if settings is not None:
+            write_loop_config(self.dir, settings)
+        self._log = LogFile(self.dir.log)
+        if self.resumed:
+            self._note(f"resumed at step {self.start_step}: rows after it are cut back")
+        if capture_output:
+            self._console = ConsoleCopy(self._log)
+
+    def _note(self, message: str) -> None:
+        if self._log is not None:
+            self._log.line(message)
+
+    def _stop_copying(self) -> None:
+        if self._console is not None:
+            self._console.restore()
+            self._console = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> Run:
         return self
 
     def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close(error)
+
+
+def _resume_mode(resume: object) -> str:
+    mode = RESUME_MODES.get(resume) if isinstance(resume, (bool, str)) else None
+    if mode is None:
+        raise UserError(f'resume must be True (or "must"), "allow" or False; got {resume!r}')
+    return mode
+
+
+def _reason(error: BaseException) -> str:
+    """The exception in one line, as the header and `ganterm runs` show a failure."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _rank_and_world_size() -> tuple[int, int]:
@@ -265,7 +402,8 @@ def _broadcast_flag(flag: bool) -> bool:
 
 
 def _optional_path(result: str | Path | None) -> Path | None:
-    return Path(result) if result else None
+    """Absolute, so the event names the file even when the loop keeps its checkpoints outside the run."""
+    return Path(result).absolute() if result else None
 
 
 def _plain_rows(rows: list[Row]) -> list[Row]:

@@ -309,11 +309,6 @@ def parse_override(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file as plain data, with the tomllib of this Python (tomli before 3.11)."""
-    return tomllib.loads(path.read_text(encoding="utf-8"))
-
-
 def load_config(
     path: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),

@@ -67,6 +67,11 @@ def resume_plan(
         run = owner if given.resolve().parent.name == "checkpoints" and owner.exists() else None
     else:
         run = resolve_run(argument, root)
+        if (read_status(run) or {}).get("loop") == "own":
+            raise UserError(
+                f"run {run.name!r} is fed by its own training loop, which ganterm train cannot continue; "
+                f"run that loop again with ganterm.Run({run.name!r}, resume=True)"
+            )
         checkpoint = newest_intact(run)
         if checkpoint is None:
             return run, None, load_config(config_path, overrides, values, base=load_config(run.config))

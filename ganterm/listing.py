@@ -13,6 +13,7 @@ from rich.text import Text
 from ganterm.run.jsonl import last_record
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.schema import STATE_STYLE
+from ganterm.run.settings import read_settings, settings_line
 from ganterm.run.status import effective_state, read_status
 
 
@@ -47,6 +48,7 @@ def run_record(run: RunDir, now: float) -> dict[str, Any]:
         "started": started,
         "heartbeat": status.get("heartbeat"),
         "path": str(run.path.resolve()),
+        "config": read_settings(run),
     }
 
 
@@ -76,7 +78,16 @@ def run_summary(run: RunDir, now: float) -> dict[str, str]:
         "img_per_s": _number(row, "img_per_s", 0),
         "age": age(now - float(record["started"])),
         "device": str(record["device"] or "-").split(" (")[0],  # cuda:0, not the full GPU name
+        # a user loop's own settings; ganterm's runs have dozens, which `ganterm runs --json` gives
+        "config": _cut(settings_line(record["config"]), CONFIG_CELLS) if run.loop_config.exists() else "-",
     }
+
+
+CONFIG_CELLS = 60
+
+
+def _cut(text: str, cells: int) -> str:
+    return text if cell_len(text) <= cells else text[: cells - 1] + "…"
 
 
 COLUMNS = (  # (key in run_summary, header, justify)
@@ -90,8 +101,9 @@ COLUMNS = (  # (key in run_summary, header, justify)
     ("img_per_s", "img/s", "right"),
     ("age", "age", "right"),
     ("device", "device", "left"),
+    ("config", "config", "left"),  # only when a run listed has a loop's config
 )
-DROPPED_FIRST = ("device", "age", "img_per_s", "d_g_z", "d_x", "loss_g", "loss_d")  # when too narrow for all
+DROPPED_FIRST = ("config", "device", "age", "img_per_s", "d_g_z", "d_x", "loss_g", "loss_d")  # when too narrow for all
 
 
 def runs_table(root: Path, width: int = 200) -> Table | Text:
@@ -104,18 +116,20 @@ def runs_table(root: Path, width: int = 200) -> Table | Text:
     summaries = [run_summary(run, now) for run in list_runs(root)]
     if not summaries:
         return Text(f"no runs in {root}/ yet; start one with: ganterm train")
-    widths = {key: max(cell_len(header), *(cell_len(s[key]) for s in summaries)) for key, header, _ in COLUMNS}
-    shown = [key for key, _, _ in COLUMNS]
+    columns = [column for column in COLUMNS if column[0] != "config" or any(s["config"] != "-" for s in summaries)]
+    widths = {key: max(cell_len(header), *(cell_len(s[key]) for s in summaries)) for key, header, _ in columns}
+    shown = [key for key, _, _ in columns]
     for key in DROPPED_FIRST:
         if sum(widths[k] + 3 for k in shown) + 1 <= width:  # each column: its cells, padding and a border
             break
-        shown.remove(key)
-    hidden = [header for key, header, _ in COLUMNS if key not in shown]
+        if key in shown:
+            shown.remove(key)
+    hidden = [header for key, header, _ in columns if key not in shown]
     caption = f"{', '.join(hidden)} left out: too narrow a terminal" if hidden else None
     if caption and cell_len(caption) > width:
         caption = f"{len(hidden)} columns left out: too narrow a terminal"
     table = Table(title=Text(f"runs in {root}/"), title_justify="left", caption=caption, caption_justify="left")
-    for key, header, justify in COLUMNS:
+    for key, header, justify in columns:
         if key in shown:
             table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for summary in summaries:  # cells as Text: a run's name is never read as markup

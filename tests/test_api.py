@@ -124,3 +124,49 @@ def test_a_flush_reads_every_buffered_tensor_back_in_one_transfer(tmp_path: Path
         for step in range(1, 11):
             run.log(step, loss_d=torch.tensor(0.5), loss_g=torch.tensor(0.7), d_x=torch.tensor(0.6))
         assert transfers == [(30,)]
+
+
+async def test_the_dashboard_header_shows_a_loops_config_and_what_differs_from_the_compared_run(tmp_path: Path):
+    for name, lr in (("fast", 1e-3), ("slow", 2e-4)):
+        with ganterm.Run(name, root=tmp_path, config={"lr": lr, "batch_size": 64}) as run:
+            run.log(1, loss_d=1.0)
+    app = Dashboard([RunDir(tmp_path / "fast"), RunDir(tmp_path / "slow")], tmp_path)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await settle(pilot, app)
+        header = str(app.query_one("#header").render())
+        assert "differ: lr 0.001 / 0.0002" in header and "lr=0.001 batch_size=64" in header
+
+
+def test_resume_needs_a_name_and_a_run_of_a_users_loop(tmp_path: Path, trained_run: RunDir):
+    with pytest.raises(UserError, match="needs the name of the run to continue"):
+        ganterm.Run(root=tmp_path, resume="allow")
+    with pytest.raises(UserError, match="was trained by ganterm train; continue it with ganterm train --resume tiny"):
+        ganterm.Run("tiny", root=trained_run.path.parent, resume=True)
+    assert read_status(trained_run)["state"] == "finished"
+
+
+def test_config_takes_a_dataclass_keeps_what_json_cannot_hold_as_its_repr_and_refuses_a_list(tmp_path: Path):
+    import dataclasses
+    import json
+
+    @dataclasses.dataclass
+    class Optim:
+        lr: float = 2e-4
+        betas: tuple[float, float] = (0.0, 0.99)
+
+    @dataclasses.dataclass
+    class Settings:
+        optim: Optim = dataclasses.field(default_factory=Optim)
+        device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+        seed: int | None = None
+
+    with ganterm.Run("dataclass", root=tmp_path, config=Settings()) as run:
+        run.log(1, loss_d=0.5)
+    assert json.loads(run.dir.loop_config.read_text()) == {
+        "optim": {"lr": 0.0002, "betas": [0.0, 0.99]},
+        "device": "device(type='cpu')",
+        "seed": None,
+    }
+    with pytest.raises(UserError, match=r"config must be a dict, a dataclass or an argparse Namespace, not list"):
+        ganterm.Run("listed", root=tmp_path, config=[0.0002, 64])
+    assert not (tmp_path / "listed").exists()

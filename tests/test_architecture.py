@@ -24,6 +24,7 @@ TOP_LEVEL_TORCH_FREE = [
     "lookout",
     "logline",
     "eval_table",
+    "tee",
 ]
 TORCH_FREE = sorted(
     [path for package in ("run", "dashboard", "export", "sources") for path in (PACKAGE / package).glob("*.py")]

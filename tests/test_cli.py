@@ -201,6 +201,7 @@ def test_runs_piped_shows_every_column_and_json_and_csv_hold_every_run(tmp_path:
         "name": run.name, "state": "finished", "step": 3500, "total": 3500,
         "statistics": {"loss_d": 1.336, "loss_g": 0.944, "d_x": 0.5, "d_g_z1": 0.47},
         "device": "cpu", "world_size": 2, "started": 5.0, "heartbeat": 9.0, "path": str(run.path.resolve()),
+        "config": {},
     }]  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["runs", "--csv", *root]).output)))
     assert len(rows) == 1 and rows[0]["name"] == run.name and rows[0]["loss_d"] == "1.336"

@@ -428,3 +428,31 @@ def test_a_missing_reader_fails_in_ci_and_skips_elsewhere(ci: str, outcome: str,
     assert outcome in result.stdout, result.stdout + result.stderr
     if ci:
         assert "pandas is not installed, and CI=true" in result.stdout
+
+
+def test_a_loops_config_is_a_column_in_tables_and_a_text_table_in_tensorboard(tmp_path: Path):
+    pd = reader("pandas")
+    tensor_util = reader("tensorboard.util.tensor_util")
+    rows = _rows(6)
+    configured = make_run(tmp_path / "runs", "configured", rows)
+    configured.loop_config.write_text('{"lr": 0.0002, "betas": [0.5, 0.999], "data": {"root": "a|b"}}')
+    make_run(tmp_path / "runs", "plain", _rows(4))
+    root = ["--root", str(tmp_path / "runs")]
+    for fmt, read in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
+        out = tmp_path / f"t.{fmt}"
+        assert _export("configured", "plain", *root, "--format", fmt, "--out", str(out)).exit_code == 0
+        table = read(out)
+        assert list(table.columns[:5]) == ["run", "config.lr", "config.betas", "config.data.root", "step"]
+        assert list(table["config.lr"].astype(str)[: len(rows)]) == ["0.0002"] * len(rows)
+        assert table["config.lr"][len(rows) :].isna().all()  # a run without config= has empty cells
+        assert table["config.betas"][0] == "[0.5,0.999]"
+    out = tmp_path / "tb"
+    assert _export("configured", *root, "--format", "tensorboard", "--out", str(out)).exit_code == 0
+    (config,) = _accumulator(out / "configured").Tensors("config/text_summary")
+    assert config.step == 0 and tensor_util.make_ndarray(config.tensor_proto)[0].decode().splitlines() == [
+        "| setting | value |",
+        "| --- | --- |",
+        "| lr | 0.0002 |",
+        "| betas | [0.5,0.999] |",
+        "| data.root | a&#124;b |",
+    ]

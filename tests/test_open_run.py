@@ -100,3 +100,24 @@ def _run_with_rows(root: Path, rows: list[dict]) -> RunDir:
     write_status(run, {"state": "finished", "step": len(rows), "pid": dead_pid(), "host": "elsewhere",
                        "heartbeat": START})  # fmt: skip
     return run
+
+
+def test_a_loop_run_reads_with_its_own_settings_and_the_checkpoints_it_saved(tmp_path: Path):
+    """A `ganterm.Run` loop keeps its config= and saves checkpoints where it likes: open_run finds both."""
+    saved = tmp_path / "mine" / "ckpt-4.pt"
+
+    def save(step: int) -> Path:
+        saved.parent.mkdir(exist_ok=True)
+        saved.write_bytes(b"the loop's own format")
+        return saved
+
+    run = ganterm.Run("loop", root=tmp_path / "runs", config={"lr": 2e-4, "arch": {"width": 64}},
+                      on_checkpoint=save, capture_output=False)  # fmt: skip
+    for step in range(1, 5):
+        run.log(step, loss_d=1.0 / step)
+    run.checkpoint()
+    run.finish()
+    source = ganterm.open_run(tmp_path / "runs" / "loop")
+    assert source.config() == {"lr": 2e-4, "arch": {"width": 64}}
+    assert source.checkpoints() == [(4, saved)]
+    assert source.status()["state"] == "finished" and source.history()["step"].tolist() == [1, 2, 3, 4]

@@ -50,11 +50,11 @@ def sample(
     root: RootOption = Path("runs"),
 ) -> None:
     """Write a PNG grid of samples from a checkpoint."""
-    from ganterm.training.sample import render_checkpoint, save_png
-
     if out is not None and out.suffix.lower() != ".png":
         raise UserError(f"--out {str(out)!r} must name a .png file")
     path = _intact_checkpoint(run_or_checkpoint, root)
+    from ganterm.training.sample import render_checkpoint, save_png
+
     image, step = render_checkpoint(path, n, seed, nrow, interpolate)
     if out is None:
         owner = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
@@ -80,9 +80,10 @@ def evaluate(
     generator has "raw" alone, and one written by `ganterm export` has "exported".
     """
     from ganterm.eval_table import metrics_table
-    from ganterm.training.evaluate import evaluate_checkpoint
 
     path = _intact_checkpoint(run_or_checkpoint, root)
+    from ganterm.training.evaluate import evaluate_checkpoint
+
     measured, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False, markup=False))
     if as_json:
         print(json.dumps(measured))
@@ -91,9 +92,16 @@ def evaluate(
 
 
 def _intact_checkpoint(argument: str | None, root: Path) -> Path:
-    """The file named, or the newest checkpoint of a run that loads whole (checksum included), with a warning."""
+    """The file named, or the newest checkpoint of a run that loads whole (checksum included), with a warning.
+
+    torch is loaded for the first file to verify, not before: a run with no checkpoint is told so at once.
+    """
     from ganterm.run.checkpoints import find_checkpoint
-    from ganterm.training.checkpoint import verify
+
+    def verify(path: Path) -> object:
+        from ganterm.training.checkpoint import verify
+
+        return verify(path)
 
     def warn(line: str) -> None:
         errors.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -75,6 +75,7 @@ class WatchedRun:
     samples: list[Path] = field(default_factory=list)
     loading: bool = True
     skipped: int = 0  # malformed or unreadable lines of its metrics and events, left out
+    settings: dict[str, Any] = field(default_factory=dict)  # its config, as dotted keys
 
     @property
     def state(self) -> str:
@@ -191,6 +192,8 @@ class Dashboard(App[str]):
         watched.loading = update.more
         if update.status is not None:
             watched.status = update.status
+        if update.settings is not None:
+            watched.settings, self._dirty = update.settings, True
         for event in update.events:
             self._on_event(watched, event)
         if update.skipped:
@@ -262,7 +265,7 @@ class Dashboard(App[str]):
         unplaced = tuple(run.name for run in self.plotted_runs() if not run.images_per_step)
         self.headline = Headline.of(
             primary.run.name, state, primary.status, primary.store, gpu, len(self.watched), unplaced
-        )
+        ).told_settings(primary.status, [w.settings for w in self.watched.values()])
         if not self._dirty:
             return  # the clocks in the header tick; the plots wait for data
         loading = any(w.loading for w in self.watched.values())

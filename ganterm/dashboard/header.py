@@ -6,6 +6,7 @@ here; the header only redraws, in its watchers, when what it says changed.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from ganterm.dashboard.plots import View
 from ganterm.dashboard.series import SeriesStore
 from ganterm.progress import clock, eta_seconds
 from ganterm.run.schema import STATE_STYLE
+from ganterm.run.settings import differing, setting_text, settings_line
 from ganterm.run.status import ACTIVE_STATES
 
 X_AXIS_NAMES = {"step": "steps", "time": "wall-clock time", "images": "images seen"}
@@ -45,6 +47,8 @@ class Headline:
     compared: int = 1
     unplaced: tuple[str, ...] = ()  # watched runs with no images per step: left off an images-seen axis
     waiting_for: str = ""  # what the worker waits for before it can measure something (status.json)
+    settings: str = ""  # a user loop's config= (ganterm's own runs have dozens of settings: not here)
+    differences: str = ""  # the settings that differ among the compared runs, each run's value in turn
 
     @classmethod
     def of(cls, name: str, state: str, status: dict[str, Any], store: SeriesStore, gpu: str | None,
@@ -73,6 +77,15 @@ class Headline:
             unplaced=unplaced,
             waiting_for=str(status.get("waiting_for") or ""),
         )
+
+    def told_settings(self, status: dict[str, Any], runs_settings: list[dict[str, Any]]) -> Headline:
+        """With the primary run's settings when a user's loop gave them, and what differs among the compared runs."""
+        differences = [
+            f"{key} " + " / ".join(setting_text(s[key]) if key in s else "-" for s in runs_settings)
+            for key in (differing(runs_settings) if len(runs_settings) > 1 else [])
+        ]
+        own = settings_line(runs_settings[0]) if status.get("loop") == "own" and runs_settings else ""
+        return dataclasses.replace(self, settings=own, differences=", ".join(differences))
 
 
 def header_text(line: Headline, view: View) -> Text:
@@ -113,6 +126,10 @@ def header_text(line: Headline, view: View) -> Text:
     if line.compared > 1:
         text.append(f" · comparing {line.compared} runs", style="dim")
     text.append(" · ? for keys", style="dim")
+    if line.differences:  # last, as the longest: what is cut at the edge is the end of a list
+        text.append(f" · differ: {line.differences}", style="dim")
+    if line.settings:
+        text.append(f" · {line.settings}", style="dim")
     return text
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from ganterm.dashboard.history import MetricsHistory
 from ganterm.run.jsonl import JsonlTail, LineTail, TextTail, valid_event
 from ganterm.run.layout import RunDir
+from ganterm.run.settings import read_settings
 from ganterm.run.status import read_status
 from ganterm.sources.columns import columns_from_rows, merge_columns, parse_lines
 
@@ -39,12 +40,14 @@ class RunUpdate:
     status: dict[str, Any] | None = None
     log_lines: list[str] = field(default_factory=list)
     samples: list[Path] | None = None
+    settings: dict[str, Any] | None = None  # the run's config, as dotted keys, when it changed
     more: bool = False  # history still unread; poll again soon
     skipped: int = 0  # lines of metrics.jsonl or events.jsonl left out this poll: unreadable or malformed
 
     def __bool__(self) -> bool:
         return bool(self.rows or self.history_rows or self.reset or self.events or self.status is not None
-                    or self.log_lines or self.samples is not None or self.skipped)  # fmt: skip
+                    or self.log_lines or self.samples is not None or self.skipped
+                    or self.settings is not None)  # fmt: skip
 
 
 def _log_tail(path: Path) -> TextTail:
@@ -88,6 +91,7 @@ class RunReader:
         self._bad_events = 0
         self._status_stamp: tuple[int, int] | None = None
         self._samples_stamp: tuple[int, int] | None = None
+        self._settings_stamp: tuple[object, ...] | None = None
 
     def poll(self) -> RunUpdate:
         update = RunUpdate()
@@ -121,6 +125,10 @@ class RunReader:
         if stamp != self._samples_stamp:
             self._samples_stamp = stamp
             update.samples = self.run.sample_files()
+        stamp = _stamp(self.run.loop_config), _stamp(self.run.config)
+        if stamp != self._settings_stamp:
+            self._settings_stamp = stamp
+            update.settings = read_settings(self.run)
         return update
 
     def close(self) -> None:

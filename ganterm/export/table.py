@@ -1,5 +1,8 @@
 """Runs' histories as one tidy table: a row per metrics row, a column per metric, plus run, step, t and epoch.
 
+A run fed by a user's loop also gives each of its `config=` settings a column
+(`config.lr`), the same value on each of its rows, so runs can be grouped by them.
+
 Two passes over each file: the first finds every name the (sparse) rows hold,
 so the header or schema is whole before the first row is written; the second
 writes. A value the run recorded as null (NaN or infinity: JSON has neither)
@@ -15,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ganterm.run.files import replacing
+from ganterm.run.layout import RunDir
 from ganterm.run.schema import column_order
+from ganterm.run.settings import read_settings, setting_text
 from ganterm.sources.ganterm_run import PinnedRows, Rows
 
 ROW_GROUP_ROWS = 1 << 16  # Parquet rows per row group: readers skip whole groups, memory stays a few MB
@@ -31,18 +36,31 @@ def table_columns(histories: list[PinnedRows], advance: Callable[[int], None]) -
     return ["run", *column_order(name for name in names if name != "run")]
 
 
+def loop_settings(run: RunDir) -> dict[str, str | None]:
+    """A user loop's settings as `config.<key>` cells (text, as written in its config); {} for ganterm's runs."""
+    if not run.loop_config.exists():
+        return {}
+    return {f"config.{key}": None if v is None else setting_text(v) for key, v in read_settings(run).items()}
+
+
+def setting_columns(settings: list[dict[str, str | None]]) -> list[str]:
+    return list(dict.fromkeys(key for cells in settings for key in cells))
+
+
 def write_csv(histories: list[PinnedRows], target: Path, advance: Callable[[int], None]) -> list[str]:
     """The table as CSV (pandas, trackio and spreadsheets read it); returns its columns."""
     columns = table_columns(histories, advance)
     names = columns[1:]
+    settings = [loop_settings(history.run) for history in histories]
+    configured = setting_columns(settings)
     with replacing(target) as temp, open(temp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(columns)
-        for history in histories:
-            run = history.run.name
+        writer.writerow([columns[0], *configured, *names])
+        for history, cells in zip(histories, settings, strict=True):
+            run = [history.run.name, *(cells.get(key) for key in configured)]  # None: an empty cell
             for chunk in history.chunks(advance):
-                writer.writerows([run, *map(_cell, map(row.get, names, repeat("")))] for row in chunk)
-    return columns
+                writer.writerows([*run, *map(_cell, map(row.get, names, repeat("")))] for row in chunk)
+    return [columns[0], *configured, *names]
 
 
 def _cell(value: Any) -> Any:
@@ -58,14 +76,17 @@ def write_parquet(histories: list[PinnedRows], target: Path, advance: Callable[[
     import pyarrow.parquet as pq
 
     columns = table_columns(histories, advance)
-    types = {"run": pa.string(), "step": pa.int64()}
+    settings = [loop_settings(history.run) for history in histories]
+    configured = setting_columns(settings)
+    columns = [columns[0], *configured, *columns[1:]]
+    types = {"run": pa.string(), "step": pa.int64(), **dict.fromkeys(configured, pa.string())}
     schema = pa.schema([(name, types.get(name, pa.float64())) for name in columns])
     with replacing(target) as temp, pq.ParquetWriter(temp, schema) as writer:
         pending: list[pa.RecordBatch] = []
         held = 0
-        for history in histories:
+        for history, cells in zip(histories, settings, strict=True):
             for chunk in history.chunks(advance):
-                pending.append(_batch(chunk, history.run.name, schema))
+                pending.append(_batch(chunk, history.run.name, schema, cells))
                 held += len(chunk)
                 if held >= ROW_GROUP_ROWS:
                     writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=held)
@@ -75,12 +96,18 @@ def write_parquet(histories: list[PinnedRows], target: Path, advance: Callable[[
     return columns
 
 
-def _batch(chunk: Rows, run: str, schema: Any) -> Any:
+def _batch(chunk: Rows, run: str, schema: Any, settings: dict[str, str | None]) -> Any:
     import pyarrow as pa
 
-    arrays = [pa.array([run] * len(chunk), pa.string()), pa.array([int(row["step"]) for row in chunk], pa.int64())]
+    arrays = []
     for field in schema:
-        if field.name not in ("run", "step"):
+        if field.name == "run":
+            arrays.append(pa.array([run] * len(chunk), pa.string()))
+        elif field.name == "step":
+            arrays.append(pa.array([int(row["step"]) for row in chunk], pa.int64()))
+        elif field.type == pa.string():  # a loop's setting: this run's value on each of its rows
+            arrays.append(pa.array([settings.get(field.name)] * len(chunk), pa.string()))
+        else:
             values = [row.get(field.name, _ABSENT) for row in chunk]
             arrays.append(_float64([None if v is _ABSENT else NAN if v is None else v for v in values]))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

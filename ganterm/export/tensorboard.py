@@ -25,11 +25,14 @@ from PIL import Image
 
 from ganterm.errors import UserError
 from ganterm.run.files import temp_name
+from ganterm.run.layout import RunDir
 from ganterm.run.schema import tag
+from ganterm.run.settings import read_settings, setting_text
 from ganterm.sources.ganterm_run import PinnedRows
 
 SAMPLES_TAG = "samples"
 ALERTS_TAG = "alerts"  # tensorboardX's text summaries append /text_summary
+CONFIG_TAG = "config"  # the run's settings: a loop's config=, or ganterm's config.toml
 _EVENT_FILE = "events.out.tfevents."
 _COLORSPACE = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 
@@ -97,11 +100,12 @@ def _move_into_place(folder: Path, final: Path) -> None:
 
 
 def write_run(history: PinnedRows, folder: Path, advance: Callable[[int], None]) -> list[str]:
-    """One run's event file in `folder`: its scalars row by row, then its sample grids, then its alerts."""
+    """One run's event file in `folder`: its settings, its scalars row by row, then its sample grids and alerts."""
     from tensorboardX.event_file_writer import EventsWriter
 
     writer = EventsWriter(str(folder / "events"))
     try:
+        _write_settings(writer, history.run)
         _write_scalars(writer, history, advance)
         events = history.source.events()
         unreadable = _write_samples(writer, history, {int(e["step"]): e["t"] for e in events if e["kind"] == "sample"})
@@ -157,6 +161,19 @@ def alerts_of_the_branch(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif event["kind"] == "alert":
             alerts.append(event)
     return alerts
+
+
+def _write_settings(writer: Any, run: RunDir) -> None:
+    """A text summary at step 0, timed when the settings were written: a table TensorBoard's Text tab draws."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.summary import text
+
+    settings = read_settings(run)
+    if settings:
+        written = (run.loop_config if run.loop_config.exists() else run.config).stat().st_mtime
+        lines = ["| setting | value |", "| --- | --- |"]
+        lines += [f"| {key} | {setting_text(value).replace('|', '&#124;')} |" for key, value in settings.items()]
+        writer.write_event(Event(step=0, wall_time=written, summary=text(CONFIG_TAG, "\n".join(lines))))
 
 
 def _write_alerts(writer: Any, alerts: list[dict[str, Any]]) -> None:

@@ -17,7 +17,9 @@ from safetensors import SafetensorError, safe_open
 
 from ganterm.config import Config, config_from_json
 from ganterm.errors import UserError
+from ganterm.run.jsonl import read_jsonl, valid_event
 from ganterm.run.layout import RunDir, resolve_run
+from ganterm.run.status import read_status
 
 FORMAT = "ganterm-checkpoint"
 GENERATOR_FORMAT = "ganterm-generator"
@@ -95,10 +97,48 @@ def find_checkpoint(
     if argument is not None and Path(argument).expanduser().is_file():
         return Path(argument).expanduser()
     run = resolve_run(argument, root)
+    if (read_status(run) or {}).get("loop") == "own":
+        return _loop_checkpoint(run, check)
     path = newest_intact(run, check, warn)
     if path is None:
         raise CheckpointError(f"run {run.name!r} has no checkpoint yet (it writes one every checkpoint.every steps)")
     return path
+
+
+def loop_checkpoints(run: RunDir) -> list[tuple[int, Path | None]]:
+    """What a user's loop saved through `ganterm.Run`'s `on_checkpoint`, in the order saved: step and file, if said.
+
+    The files are the loop's own, wherever it put them; events.jsonl names them (relative to the run when inside it).
+    """
+    saved: list[tuple[int, Path | None]] = []
+    for event in read_jsonl(run.events):
+        if valid_event(event) and event["kind"] == "checkpoint":
+            path = event.get("path")
+            saved.append((int(event["step"]), run.path / path if path else None))
+    return saved
+
+
+def _loop_checkpoint(run: RunDir, check: Callable[[Path], object] | None) -> Path:
+    """The newest checkpoint of a user's loop that ganterm can build a generator from; else one sentence why not."""
+    saved = [(step, path) for step, path in loop_checkpoints(run) if path is not None and path.is_file()]
+    if not saved:
+        raise CheckpointError(
+            f"run {run.name!r} is fed by its own training loop, which has saved no checkpoint file through "
+            "ganterm.Run's on_checkpoint (run.checkpoint() or `ganterm checkpoint`) that is still there"
+        )
+    for _, path in reversed(saved):
+        try:
+            read_metadata(path)
+        except CheckpointError:
+            continue
+        (check or read_metadata)(path)
+        return path
+    step, path = saved[-1]
+    raise CheckpointError(
+        f"run {run.name!r} is fed by its own training loop, whose checkpoints (the newest: {str(path)!r}, "
+        f"step {step}) hold the loop's own networks, not a ganterm generator; sample it from the loop instead "
+        f"(ganterm snapshot {run.name}, or run.images in the loop)"
+    )
 
 
 @contextlib.contextmanager

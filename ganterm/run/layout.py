@@ -1,6 +1,6 @@
 """Where things live in a run directory, and how runs are named and found.
 
-Layout: config.toml, metrics.jsonl, events.jsonl, status.json, control.jsonl,
+Layout: config.toml (or a user loop's config.json), metrics.jsonl, events.jsonl, status.json, control.jsonl,
 samples/, checkpoints/, worker.log, worker.lock (docs/architecture.md has the
 contract). Only files named as the run writes them count: a stray
 `step_0000300 (copy).png` is not a sample.
@@ -51,6 +51,11 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.path / "config.toml"
+
+    @property
+    def loop_config(self) -> Path:
+        """The settings a user's loop gave `ganterm.Run(config=...)`; config.toml stays ganterm's own."""
+        return self.path / "config.json"
 
     @property
     def log(self) -> Path:

@@ -175,7 +175,7 @@ class Recorder:
 
     def _relative(self, path: Path) -> str:
         with contextlib.suppress(ValueError):
-            return str(Path(path).relative_to(self.run.path))
+            return str(Path(path).absolute().relative_to(self.run.path.absolute()))
         return str(path)
 
     # ----- commands and time -----

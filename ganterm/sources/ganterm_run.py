@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ganterm.config import read_toml
 from ganterm.errors import UserError
-from ganterm.run.checkpoints import step_files
+from ganterm.run.checkpoints import loop_checkpoints, step_files
 from ganterm.run.jsonl import ROW_RULE, JsonlTail, valid_event, valid_row
 from ganterm.run.layout import RunDir
+from ganterm.run.settings import read_nested_settings
 from ganterm.run.status import effective_state, read_status
 from ganterm.sources.columns import Columns, columns_from_rows, merge_columns, parse_lines
 
@@ -59,8 +59,8 @@ class GantermRun:
         return tuple(status.get("controls", ())) if status["state"] in ("running", "paused", "starting") else ()
 
     def config(self) -> dict[str, Any]:
-        """The run's settings as written in config.toml (empty when there is none)."""
-        return read_toml(self.run.config) if self.run.config.exists() else {}
+        """The run's settings as written: ganterm's config.toml, or a loop's `config=` (empty when there is none)."""
+        return read_nested_settings(self.run)
 
     def metrics(self, names: Iterable[str] | None = None) -> Columns:
         """Each metric as (steps, values) arrays, only the steps that logged it; `names` picks some."""
@@ -102,7 +102,9 @@ class GantermRun:
         return self.run.sample_steps()
 
     def checkpoints(self) -> list[tuple[int, Path]]:
-        """(step, safetensors path) of each checkpoint kept, oldest first."""
+        """(step, path) of each checkpoint kept, oldest first: the worker's, or the files a loop saved."""
+        if self.status().get("loop") == "own":
+            return [(step, path) for step, path in loop_checkpoints(self.run) if path is not None and path.exists()]
         return step_files(self.run.checkpoints)
 
     def pinned_rows(self) -> PinnedRows:
