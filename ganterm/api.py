@@ -49,6 +49,7 @@ from ganterm.run.jsonl import float32_precision
 from ganterm.run.layout import RunDir, check_run_name, new_run_name
 from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
 from ganterm.run.status import this_host
+from ganterm.urls import shown_url, url_problem
 
 PAUSE_POLL_SECONDS = 0.2
 NO_CALLBACK = "this run is fed by its own training loop, which registered no on_{cmd} callback"
@@ -79,8 +80,11 @@ class Run:
         notify: str | None = None,
     ) -> None:
         root = Path(root)
-        if notify is not None and not (isinstance(notify, str) and notify.startswith(("http://", "https://"))):
-            raise UserError(f"notify must be an http:// or https:// URL (or None to send nothing), not {notify!r}")
+        if notify is not None:
+            problem = url_problem(notify) if isinstance(notify, str) else "is not a string"
+            if problem:
+                shown = shown_url(notify) if isinstance(notify, str) else notify
+                raise UserError(f"notify {shown!r} {problem}; give an http:// or https:// URL, or None to send nothing")
         if isinstance(images_per_step, bool) or not isinstance(images_per_step, int) or images_per_step < 0:
             raise UserError(f"images_per_step must be a whole number of images, 0 or more; got {images_per_step!r}")
         self.rank, self.world_size = _rank_and_world_size()
