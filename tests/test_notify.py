@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from ganterm import notify
 from ganterm.errors import UserError
@@ -299,6 +300,13 @@ def test_a_notify_url_that_is_not_http_is_one_sentence(tmp_path: Path):
     assert result.returncode == 2
     assert "notify.url 'ntfy.sh/…' is not an http:// or https:// URL" in result.stderr
     assert "Traceback" not in result.stderr and "mytopic" not in result.stderr
+
+
+def test_a_dry_run_shows_the_notify_url_without_its_secrets(tmp_path: Path):
+    url = with_password(f"http://127.0.0.1:9/services/{SECRET}?token=S3cretPW")
+    result = run_cli(tmp_path, "train", "--notify", url, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert tomllib.loads(result.stdout)["notify"]["url"] == "http://127.0.0.1:9/…" and secrets_in(result.stdout) == []
 
 
 @pytest.mark.parametrize("url", [MALFORMED[0], MALFORMED[1]])
