@@ -3,8 +3,8 @@
 Each run is a real `ganterm train` whose health checks fire from step 10 (no
 warm-up, a 10-step window), so the worker hands notices to a URL that is
 down: where nothing listens (refused at once, then three retries), or where a
-server takes the connection and never answers (every attempt waits out the
-5 s timeout). Throughput is the median `img_per_s` logged after the first 20%
+server takes the connection and never answers (each notice waits out its
+5 s once). Throughput is the median `img_per_s` logged after the first 20%
 of steps, and the wall time is the whole command's, to the process's exit;
 rounds alternate the cases so drift in the machine's speed hits all of them,
 and the ratios are the medians over the rounds of each round's ratio.

@@ -68,6 +68,7 @@ from ganterm.run.rewind import rewind
 from ganterm.run.settings import plain_config, write_loop_config
 from ganterm.run.status import read_status, this_host
 from ganterm.tee import ConsoleCopy, LogFile
+from ganterm.urls import shown_url, url_problem
 
 PAUSE_POLL_SECONDS = 0.2
 NO_CALLBACK = "this run is fed by its own training loop, which registered no on_{cmd} callback"
@@ -112,8 +113,11 @@ class Run:
         capture_output: bool = True,
     ) -> None:
         root = Path(root)
-        if notify is not None and not (isinstance(notify, str) and notify.startswith(("http://", "https://"))):
-            raise UserError(f"notify must be an http:// or https:// URL (or None to send nothing), not {notify!r}")
+        if notify is not None:
+            problem = url_problem(notify) if isinstance(notify, str) else "is not a string"
+            if problem:
+                shown = shown_url(notify) if isinstance(notify, str) else notify
+                raise UserError(f"notify {shown!r} {problem}; give an http:// or https:// URL, or None to send nothing")
         if isinstance(images_per_step, bool) or not isinstance(images_per_step, int) or images_per_step < 0:
             raise UserError(f"images_per_step must be a whole number of images, 0 or more; got {images_per_step!r}")
         resume_mode = _resume_mode(resume)

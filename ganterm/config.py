@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ganterm.errors import ConfigError
+from ganterm.urls import shown_url, url_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -290,8 +291,10 @@ def _validate_whole(config: Config) -> None:
     if not _DEVICE_PATTERN.match(device):
         raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, not {device!r}")
     url = config.notify.url
-    if url and not url.startswith(("http://", "https://")):
-        raise ConfigError(f"notify.url must be an http:// or https:// URL (or empty to send nothing), not {url!r}")
+    if url and (problem := url_problem(url)):
+        raise ConfigError(
+            f"notify.url {shown_url(url)!r} {problem}; give an http:// or https:// URL, or empty to send nothing"
+        )
     name = config.data.name
     if name not in BUILTIN_DATASETS and not Path(name).expanduser().is_dir():
         close = difflib.get_close_matches(name, BUILTIN_DATASETS, n=1)

@@ -24,6 +24,7 @@ from ganterm.logline import log
 from ganterm.notify import Notifier
 from ganterm.run.layout import RunDir
 from ganterm.run.status import effective_state, read_status, stalled_reason, this_host
+from ganterm.urls import shown_url
 
 POLL_SECONDS = 2.0  # as often as the worker beats: one small file read
 ENDED = ("finished", "stopped", "failed")
@@ -72,7 +73,7 @@ def keep_watch(run: RunDir, url: str, poll: float = POLL_SECONDS) -> None:
         if told is not None:
             event, message = told
             notifier.notice(event, int((status or {}).get("step", 0)), message=message)
-            log(f"lookout: told {url} the run is {event}")
+            log(f"lookout: told {shown_url(url)} the run is {event}")
         if lookout.going:
             time.sleep(poll)
     notifier.close()

@@ -1,9 +1,12 @@
 """Alerts and a run's end, pushed to a URL the user reads (a Slack-compatible webhook, an ntfy topic).
 
 The worker hands each notice to a `Notifier`, which queues it and returns at
-once; one background thread POSTs the queue, with a short timeout and a few
-retries with backoff. A URL that is down costs the training loop nothing, is
-never fatal, and is logged once, not once per notice.
+once; one background thread POSTs the queue, with a few retries with backoff.
+Each attempt has a deadline as a whole, not per socket read, so a receiver
+that drips its answer a byte at a time delays the notices after it by one
+timeout, not forever. A URL that is down costs the training loop nothing, is
+never fatal, and is logged once, not once per notice, without its secrets
+(`urls.shown_url`); a `user:password@` in it is sent as HTTP Basic auth.
 
 The body is one JSON object (`payload`), checked against two services' own
 documentation: Slack's incoming webhooks (api.slack.com/messaging/webhooks)
@@ -17,21 +20,27 @@ torch-free: stdlib HTTP only.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import queue
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-TIMEOUT_SECONDS = 5.0  # per attempt: a receiver slower than this is treated as down
+from ganterm.urls import basic_auth, shown_url
+
+TIMEOUT_SECONDS = 5.0  # per attempt, whole: connecting, sending and the answer; a slower receiver is not tried again
+NOTICE_SECONDS = 15.0  # per notice, its retries and the waits between them included
 BACKOFF_SECONDS = (0.5, 2.0, 5.0)  # waits before the retries; after the last, the notice is dropped
 CLOSE_WAIT_SECONDS = 10.0  # how long a finishing worker waits for its last notices to go out
 QUEUE_LIMIT = 100  # notices waiting beyond this are dropped: a run raising that many has said enough
 END_EVENTS = {"finished": "info", "stopped": "info", "failed": "error", "stalled": "warning", "lost": "error"}
 NTFY_HEADERS = {"X-Template": "yes", "X-Title": "{{.title}}", "X-Message": "{{.text}}"}
 PRIORITY = {"error": "4", "warning": "3", "info": "3"}  # ntfy's scale: 3 is default, 4 high
+TIMED_OUT = "timed out"  # what a socket says when a read waited out its timeout
 
 
 def payload(run: str, event: str, step: int, host: str, **fields: Any) -> dict[str, Any]:
@@ -66,7 +75,7 @@ class Notifier:
         timeout: float | None = None,
         backoff: tuple[float, ...] | None = None,
     ) -> None:
-        self.url = url
+        self.url, self._auth = basic_auth(url)
         self.run = run
         self.host = host
         self.log = log
@@ -95,31 +104,74 @@ class Notifier:
 
     def _deliver_all(self) -> None:
         while (notice := self._queue.get()) is not None:
-            self._deliver(notice)
+            try:
+                error = self._deliver(notice)
+            except Exception as failure:  # one notice that cannot be sent must not silence the ones after it
+                error = f"{type(failure).__name__}: {failure}"
+            if error:
+                self._give_up(error)
 
-    def _deliver(self, notice: dict[str, Any]) -> None:
+    def _deliver(self, notice: dict[str, Any]) -> str:
+        """Send one notice, retrying while that may help and its time lasts; what went wrong, or ''."""
         body = json.dumps(notice).encode()
         headers = {"Content-Type": "application/json", **NTFY_HEADERS}
         headers["X-Priority"] = PRIORITY.get(str(notice.get("severity")), "3")
+        deadline = time.monotonic() + NOTICE_SECONDS
         error = ""
         for wait in (0.0, *self.backoff):
-            if wait and self._closing.wait(wait):
+            if wait and self._closing.wait(min(wait, max(deadline - time.monotonic(), 0.0))):
+                break
+            limit = min(self.timeout, deadline - time.monotonic())
+            if limit <= 0:
                 break
             request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    response.read()
-                return
-            except urllib.error.HTTPError as failure:
-                error = f"HTTP {failure.code} {failure.reason}"
-                if 400 <= failure.code < 500 and failure.code != 429:
-                    break  # the receiver refuses this request as it is: sending it again will not help
-            except (OSError, ValueError) as failure:  # refused, unreachable, timed out, a malformed URL
-                error = str(getattr(failure, "reason", failure))
-        self._give_up(error)
+            for name, value in self._auth.items():  # not passed on to where a redirect points
+                request.add_unredirected_header(name, value)
+            error, again = _post_within(request, limit)
+            if not again:
+                break
+        return error
 
     def _give_up(self, error: str) -> None:
         self.failed += 1
         if not self._said_so:
             self._said_so = True
-            self.log(f"warning: could not notify {self.url} ({error}); training goes on, later failures unlogged")
+            self.log(
+                f"warning: could not notify {shown_url(self.url)} ({error}); training goes on, later failures unlogged"
+            )
+
+
+def _post_within(request: urllib.request.Request, seconds: float) -> tuple[str, bool]:
+    """POST `request`, given up on after `seconds` in all: (what went wrong or '', whether to try again).
+
+    A socket's timeout bounds each read, and a receiver that sends a byte now
+    and then never trips it: the request runs in a thread of its own that is
+    left behind (it ends at the receiver's next pause) once its time is up.
+    """
+    outcome: list[tuple[str, bool]] = []
+
+    def post() -> None:
+        outcome.append(_post(request, seconds))
+
+    attempt = threading.Thread(target=post, name="ganterm-notify-post", daemon=True)
+    attempt.start()
+    attempt.join(seconds)
+    if not outcome or outcome[0][0] == TIMED_OUT:
+        # not sent again: it may have arrived, and a receiver this slow would hold up the notices after it again
+        return f"timed out after {seconds:.3g} s", False
+    return outcome[0]
+
+
+def _post(request: urllib.request.Request, timeout: float) -> tuple[str, bool]:
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+        return "", False
+    except urllib.error.HTTPError as failure:
+        # a 4xx other than 429: the receiver refuses this request as it is, and sending it again will not help
+        return f"HTTP {failure.code} {failure.reason}", not (400 <= failure.code < 500 and failure.code != 429)
+    except (OSError, ValueError) as failure:  # refused, unreachable, timed out
+        reason = getattr(failure, "reason", failure)
+        return (TIMED_OUT if isinstance(reason, TimeoutError) else str(reason)), True
+    except http.client.HTTPException as failure:  # whatever answered does not speak HTTP
+        return f"not an HTTP answer: {type(failure).__name__} {failure}", True

@@ -25,6 +25,7 @@ TOP_LEVEL_TORCH_FREE = [
     "logline",
     "eval_table",
     "tee",
+    "urls",
 ]
 TORCH_FREE = sorted(
     [path for package in ("run", "dashboard", "export", "sources") for path in (PACKAGE / package).glob("*.py")]

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from ganterm import notify
 from ganterm.errors import UserError
@@ -32,29 +33,60 @@ TINY += ["--set", "train.device=cpu", "--set", "log.every=5", "--set", "quality.
 TINY += ["--set", "sample.every=0", "--set", "checkpoint.every=0"]
 
 
-class Receiver:
-    """A webhook on 127.0.0.1 that keeps what it is sent; answers with `statuses` in turn, then 200."""
+SECRET = "T0/B0/S3cretPath"  # a webhook's path is its secret, as Slack's are
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+
+class Receiver:
+    """A webhook on 127.0.0.1 that keeps what it is sent; answers with `statuses` in turn, then 200.
+
+    The first `drips` requests are answered one byte every `DRIP_SECONDS`, never finishing: a receiver
+    that is there but too slow (until the test ends, or 40 s). The first `garbled` ones are answered with
+    a line that is not HTTP.
+    """
+
+    DRIP_SECONDS = 0.2
+
+    def __init__(self, statuses: list[int] | None = None, drips: int = 0, garbled: int = 0) -> None:
         self.received: list[tuple[dict, dict[str, str]]] = []
         self.statuses = list(statuses or [])
+        self.drips, self.garbled = drips, garbled
+        self.done = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if owner.drips > 0:
+                    owner.drips -= 1
+                    self.drip()
+                    return
+                if owner.garbled > 0:
+                    owner.garbled -= 1
+                    self.wfile.write(b"hello\r\n\r\n")
+                    return
                 status = owner.statuses.pop(0) if owner.statuses else 200
                 if status == 200:
                     owner.received.append((json.loads(body), dict(self.headers)))
                 self.send_response(status)
                 self.end_headers()
 
+            def drip(self) -> None:
+                for _ in range(200):
+                    if owner.done.wait(owner.DRIP_SECONDS):
+                        return
+                    self.wfile.write(b"H")
+                    self.wfile.flush()
+
             def log_message(self, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/{SECRET}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.server.shutdown()
 
     def events(self) -> list[str]:
         return [body["event"] for body, _ in self.received]
@@ -64,17 +96,28 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     served = Receiver()
     yield served
-    served.server.shutdown()
+    served.stop()
+
+
+def with_password(url: str) -> str:
+    return url.replace("http://", "http://alice:S3cretPW@")
+
+
+def secrets_in(*texts: str) -> list[str]:
+    """The parts of a notify URL that no log line, event or output may show."""
+    return [secret for secret in ("S3cretPW", "alice", SECRET) if any(secret in text for text in texts)]
 
 
 def test_a_run_tells_the_url_of_its_alert_and_its_end_and_so_does_its_resumption(tmp_path: Path, receiver: Receiver):
-    """Through the CLI, as a user runs it; the resumed run was not given --notify: the run's config carries it."""
+    """Through the CLI, as a user runs it; the resumed run was not given --notify: the run's config carries it.
+    The URL's user and password go as HTTP Basic auth, and nothing the run prints or writes shows them or its path."""
     result = run_cli(
-        tmp_path, "train", "--name", "told", "--steps", "30", "--no-dashboard", "--notify", receiver.url,
-        *TINY, *ALERT_AT_ONCE,
+        tmp_path, "train", "--name", "told", "--steps", "30", "--no-dashboard", "--notify",
+        with_password(receiver.url), *TINY, *ALERT_AT_ONCE,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert receiver.events() == ["alert", "finished"]
+    assert {headers["Authorization"] for _, headers in receiver.received} == {"Basic YWxpY2U6UzNjcmV0UFc="}
     (alert, headers), (end, _) = receiver.received
     assert {key: alert[key] for key in ("run", "event", "check", "severity", "step", "hint")} == {
         "run": "told", "event": "alert", "check": "mode_collapse", "severity": "error", "step": 10,
@@ -85,9 +128,12 @@ def test_a_run_tells_the_url_of_its_alert_and_its_end_and_so_does_its_resumption
     assert headers["Content-Type"] == "application/json"
     assert headers["X-Template"] == "yes" and headers["X-Message"] == "{{.text}}"  # what ntfy shows
     assert (end["event"], end["step"], end["severity"]) == ("finished", 30, "info")
-    result = run_cli(tmp_path, "train", "--resume", "told", "--steps", "40", "--no-dashboard")
-    assert result.returncode == 0, result.stdout + result.stderr
+    resumed = run_cli(tmp_path, "train", "--resume", "told", "--steps", "40", "--no-dashboard")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert receiver.events()[-1] == "finished" and receiver.received[-1][0]["step"] == 40
+    run = RunDir(tmp_path / "runs" / "told")
+    shown = [result.stdout, result.stderr, resumed.stdout, resumed.stderr, run.log.read_text(), run.events.read_text()]
+    assert secrets_in(*shown) == []
 
 
 def test_a_users_own_loop_tells_the_url_of_its_alert_and_its_end(tmp_path: Path, receiver: Receiver):
@@ -103,12 +149,25 @@ def test_a_users_own_loop_tells_the_url_of_its_alert_and_its_end(tmp_path: Path,
     assert (alert["run"], alert["check"]) == ("own", "d_overpowering") and "train.lr_d" not in alert["message"]
 
 
-def test_a_users_own_loop_given_a_notify_that_is_not_a_url_is_one_sentence(tmp_path: Path):
+MALFORMED = [
+    "http://[::1",  # an address left open
+    "http://127.0.0.1/a b",  # a space
+    "https://hooks.example.com:99999/x",  # no such port
+    "http:///x",  # no host
+    "https://ntfy.sh/café",  # not ASCII: urllib cannot send it
+    f"http://alice:S3cretPW@[::1/services/{SECRET}",  # said without its secrets
+]
+
+
+@pytest.mark.parametrize("url", ["ntfy.sh/x", *MALFORMED])
+def test_a_users_own_loop_given_a_notify_that_is_not_a_url_is_one_sentence(tmp_path: Path, url: str):
+    """Said before anything is made, and without the URL's user, password or path."""
     import ganterm
 
-    with pytest.raises(UserError, match=r"^notify must be an http:// or https:// URL .*not 'ntfy.sh/x'$"):
-        ganterm.Run("own", root=tmp_path, notify="ntfy.sh/x")
-    assert not (tmp_path / "own").exists()
+    sentence = r"^notify '[^ ]*' [^;]+; give an http:// or https:// URL, or None to send nothing$"
+    with pytest.raises(UserError, match=sentence) as said:
+        ganterm.Run("own", root=tmp_path, notify=url)
+    assert not (tmp_path / "own").exists() and secrets_in(str(said.value)) == []
 
 
 def test_a_failed_run_is_told_with_its_reason(tmp_path: Path, receiver: Receiver):
@@ -135,14 +194,16 @@ def test_a_url_that_refuses_connections_costs_the_loop_nothing(
         handed_over.append(time.perf_counter() - started)
 
     monkeypatch.setattr(notify.Notifier, "notice", timed)
-    refusing = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    port = free_port()
+    refusing = with_password(f"http://127.0.0.1:{port}/services/{SECRET}")  # nothing listens there
     run = RunDir(tmp_path / "unheard")
     config = tiny_config("train.steps=30", "health.warmup=0", "health.window=10", f"notify.url={refusing}")
     assert train_in_process(run, config) == 0
     assert (read_status(run) or {})["state"] == "finished"
     assert len(handed_over) == 2 and max(handed_over) < 0.05, handed_over  # the alert and the end: not waited on
     warnings = [line for line in capsys.readouterr().out.splitlines() if "could not notify" in line]
-    assert len(warnings) == 1 and refusing in warnings[0] and "training goes on" in warnings[0]
+    assert len(warnings) == 1 and f"http://127.0.0.1:{port}/" in warnings[0] and "training goes on" in warnings[0]
+    assert secrets_in(warnings[0]) == []
 
 
 def test_a_resume_right_after_the_end_waits_for_the_worker_still_sending_its_last_notice(tmp_path: Path):
@@ -175,7 +236,7 @@ class TestNotifier:
         notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=(0.05, 0.05, 0.05))
         notifier.notice("finished", 7)
         notifier.close(wait=5)
-        served.server.shutdown()
+        served.stop()
         assert served.events() == ["finished"] and logged == [] and notifier.failed == 0
 
     def test_a_refusal_of_the_request_itself_is_not_retried_and_is_logged_once(self):
@@ -185,9 +246,46 @@ class TestNotifier:
         notifier.notice("alert", 3, check="d_overpowering", severity="warning", message="D wins")
         notifier.notice("finished", 7)
         notifier.close(wait=5)
-        served.server.shutdown()
+        served.stop()
         assert served.events() == ["finished"]  # the first 404 ended the alert's attempts; the end went through
         assert notifier.failed == 1 and len(logged) == 1 and "HTTP 404" in logged[0]
+
+    def test_a_receiver_too_slow_to_answer_costs_one_notice_its_time_and_no_more(self):
+        """It sends a byte every 0.2 s, each within the 1 s read timeout: the whole attempt is what is limited.
+        That notice is given up on and said; the next one goes out at once."""
+        served = Receiver(drips=1)
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, timeout=1.0, backoff=(0.05, 0.05))
+        notifier.notice("alert", 3, check="d_overpowering", severity="warning", message="D wins")
+        notifier.notice("finished", 7)
+        started = time.monotonic()
+        notifier.close(wait=10)
+        took = time.monotonic() - started
+        served.stop()
+        assert served.events() == ["finished"] and notifier.failed == 1
+        assert took < 5 and len(logged) == 1 and "(timed out after 1 s)" in logged[0], (took, logged)
+
+    def test_a_receiver_that_does_not_answer_in_http_is_said_and_the_next_notice_still_goes_out(self):
+        served = Receiver(garbled=1)
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=())
+        notifier.notice("alert", 3, check="d_overpowering", severity="warning", message="D wins")
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        served.stop()
+        assert served.events() == ["finished"] and notifier.failed == 1
+        assert len(logged) == 1 and "not an HTTP answer" in logged[0]
+
+    def test_a_notice_that_cannot_be_sent_is_said_and_the_next_one_still_goes_out(self, receiver: Receiver):
+        import numpy
+
+        logged: list[str] = []
+        notifier = notify.Notifier(receiver.url, "r", "h", logged.append)
+        notifier.notice("alert", numpy.int64(3), check="d_overpowering", severity="warning")  # not JSON
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        assert receiver.events() == ["finished"] and notifier.failed == 1
+        assert len(logged) == 1 and "not JSON serializable" in logged[0]
 
     def test_the_payload_has_the_fields_a_receiver_reads(self):
         body = notify.payload("faces", "stalled", 120, "gpu3")
@@ -200,13 +298,31 @@ class TestNotifier:
 def test_a_notify_url_that_is_not_http_is_one_sentence(tmp_path: Path):
     result = run_cli(tmp_path, "train", "--notify", "ntfy.sh/mytopic", "--dry-run")
     assert result.returncode == 2
-    assert "notify.url must be an http:// or https:// URL" in result.stderr and "Traceback" not in result.stderr
+    assert "notify.url 'ntfy.sh/…' is not an http:// or https:// URL" in result.stderr
+    assert "Traceback" not in result.stderr and "mytopic" not in result.stderr
+
+
+def test_a_dry_run_shows_the_notify_url_without_its_secrets(tmp_path: Path):
+    url = with_password(f"http://127.0.0.1:9/services/{SECRET}?token=S3cretPW")
+    result = run_cli(tmp_path, "train", "--notify", url, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert tomllib.loads(result.stdout)["notify"]["url"] == "http://127.0.0.1:9/…" and secrets_in(result.stdout) == []
+
+
+@pytest.mark.parametrize("url", [MALFORMED[0], MALFORMED[1]])
+def test_a_malformed_notify_url_is_one_sentence_and_starts_nothing(tmp_path: Path, url: str):
+    """Once it killed the notifier's thread with a traceback in worker.log, after the run had begun."""
+    result = run_cli(tmp_path, "train", "--notify", url, "--steps", "5", "--no-dashboard", *TINY)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: notify.url 'http://") and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 class TestLookout:
     def test_a_run_killed_while_training_is_told_as_lost(self, tmp_path: Path, receiver: Receiver):
         """kill -9 leaves the worker no word to say: the lookout `ganterm train` started beside it says it."""
-        args = ["train", "--detach", "--name", "doomed", "--steps", "1000000", "--notify", receiver.url, *TINY]
+        args = ["train", "--detach", "--name", "doomed", "--steps", "1000000", "--notify", with_password(receiver.url)]
+        args += TINY
         result = run_cli(tmp_path, *args)
         assert result.returncode == 0, result.stdout + result.stderr
         run = RunDir(tmp_path / "runs" / "doomed")
@@ -218,7 +334,7 @@ class TestLookout:
         assert receiver.events() == ["lost"]
         lost = receiver.received[0][0]
         assert lost["severity"] == "error" and "ganterm train --resume doomed" in lost["message"]
-        assert "lookout: told" in run.log.read_text()
+        assert "lookout: told" in run.log.read_text() and secrets_in(run.log.read_text()) == []
 
     def test_a_stall_is_told_once_per_stall_and_the_end_ends_the_watch(self, tmp_path: Path):
         lookout = Lookout(RunDir(tmp_path / "r"))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from ganterm.training.metrics import (
 )
 from ganterm.training.quality import QualityProbe
 from ganterm.training.trainer import complete_config
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -182,7 +185,7 @@ def test_probe_measures_a_generator(mnist5k: Dataset, classifier_cache: Path):
 
 
 class _BuildDoneAfter:
-    """A background build that finishes after `polls` looks at it, or when waited for; `then` runs at each look."""
+    """A background build that finishes after `polls` looks at it, or when waited for; `then` runs at each wait."""
 
     dataset = Dataset("mnist5k", torch.zeros(0, 1, 28, 28, dtype=torch.uint8))  # the data it is trained on
 
@@ -190,7 +193,8 @@ class _BuildDoneAfter:
         self.net, self.polls, self.then, self.failed = net, polls, then, None
 
     def result(self, wait_s: float = 0.0) -> FeatureNet | None:
-        self.then()
+        if wait_s:
+            self.then()
         self.polls -= 1
         return self.net if wait_s or self.polls <= 0 else None
 
@@ -213,8 +217,17 @@ def test_measuring_waits_for_a_classifier_still_being_trained(mnist5k: Dataset, 
     assert probe.waiting_for is None and probe.real_images is None
 
 
-def _fit_with(probe: QualityProbe, run: RunDir, steps: int = 4) -> str:
-    """`fit` of a tiny run that measures quality every 4 steps through `probe`; returns the final state."""
+class _ChildThatEnds(ClassifierBuild):
+    """A background build whose child ends after `seconds`, having found the classifier in the cache."""
+
+    def __init__(self, dataset: Dataset, cache: Path, seconds: float) -> None:
+        self.dataset, self.cache, self.path, self.failed = dataset, cache, classifier_path(dataset, cache), None
+        self.process = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
+
+
+def _fit_with(probe: QualityProbe, run: RunDir, steps: int = 4, commands: tuple[str, ...] = ()) -> str:
+    """`fit` of a tiny run that measures quality every 4 steps through `probe`, sent `commands` before its
+    first step; returns the final state."""
     from ganterm.run.recorder import Recorder
     from ganterm.training.loop import Schedule, fit
     from ganterm.training.trainer import Trainer
@@ -224,6 +237,8 @@ def _fit_with(probe: QualityProbe, run: RunDir, steps: int = 4) -> str:
     complete_config(config, dataset)
     run.path.mkdir(parents=True, exist_ok=True)
     recorder = Recorder(run, log=lambda message: None, waiting_for=probe.waiting_for)
+    for command in commands:
+        control.send(run, command)
     try:
         return fit(Trainer(config, dataset, torch.device("cpu")), recorder, Schedule(steps, quality=probe))
     finally:
@@ -236,7 +251,7 @@ def test_a_finished_run_waits_for_its_classifier_and_ends_with_a_quality_point(
     """Not ready at the last step (4), ready when waited for: the last point is measured at step 4 all the same."""
     net = classifier_for(mnist5k, classifier_cache, log=lambda message: None)
     run = RunDir(tmp_path / "run")
-    assert _fit_with(_waiting_probe(mnist5k, _BuildDoneAfter(net, polls=2)), run) == "finished"
+    assert _fit_with(_waiting_probe(mnist5k, _BuildDoneAfter(net, polls=10**9)), run) == "finished"
     assert [row["step"] for row in read_jsonl(run.metrics) if "fd_classifier" in row] == [4]
     assert read_status(run)["waiting_for"] is None
 
@@ -247,6 +262,28 @@ def test_a_stop_ends_the_wait_for_the_classifier(mnist5k: Dataset, tmp_path: Pat
     assert _fit_with(_waiting_probe(mnist5k, never), run) == "stopped"
     assert not [row for row in read_jsonl(run.metrics) if "fd_classifier" in row]
     assert read_status(run)["waiting_for"] is None
+
+
+def test_a_paused_run_reaps_its_classifiers_child_and_stops_waiting_the_moment_it_ends(
+    mnist5k: Dataset, classifier_cache: Path, tmp_path: Path
+):
+    """Once, the child stayed <defunct> and `waiting_for` stayed set through the pause, until a quality step."""
+    classifier_for(mnist5k, classifier_cache, log=lambda message: None)
+    build = _ChildThatEnds(mnist5k, classifier_cache, seconds=2.0)
+    run = RunDir(tmp_path / "run")
+    fitting = threading.Thread(
+        target=_fit_with, args=(_waiting_probe(mnist5k, build), run), kwargs={"commands": ("pause",)}
+    )
+    fitting.start()
+    try:
+        wait_for(lambda: (read_status(run) or {}).get("state") == "paused", what="the pause")
+        wait_for(lambda: read_status(run)["waiting_for"] is None, timeout=20, what="the wait to end while paused")
+        assert read_status(run)["state"] == "paused" and read_status(run)["step"] == 0
+        assert not Path(f"/proc/{build.process.pid}").exists()  # reaped, not <defunct>
+    finally:
+        control.send(run, "stop")
+        fitting.join(60)
+    assert not fitting.is_alive() and read_status(run)["state"] == "stopped"
 
 
 def test_a_failed_background_build_leaves_the_run_without_quality_and_says_so(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +13,7 @@ import typer
 from rich.text import Text
 
 from ganterm.errors import UserError
+from ganterm.urls import shown_url
 
 if TYPE_CHECKING:
     from ganterm import launch
@@ -105,7 +107,9 @@ def train(
     scale = launch.scale_from_options(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, name)
     plan = launch.plan_run(config, values, set_ or [], resume, root)
     if dry_run:
-        console.print(plan.config.to_toml(), end="", markup=False, highlight=False)
+        # a webhook's URL is its secret: shown as every log line shows it
+        shown = replace(plan.config, notify=replace(plan.config.notify, url=shown_url(plan.config.notify.url)))
+        console.print(shown.to_toml(), end="", markup=False, highlight=False)
         return
     started = launch.start_run(plan, name, root, scale, say=lambda line: console.print(line, markup=False))
     run, pid = started.run, started.pid

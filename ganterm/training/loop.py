@@ -60,21 +60,34 @@ def write_checkpoint(
     return path
 
 
+def take_in_classifier(recorder: Recorder, schedule: Schedule, step: int) -> bool:
+    """Whether quality can be measured now; `fit` asks at every pass, paused too.
+
+    A classifier trained in the background is taken in the moment its child ends:
+    the child is reaped (no `<defunct>` process for the rest of a pause) and
+    status.json's `waiting_for` is cleared, not left for the next quality step.
+    """
+    probe = schedule.quality
+    if probe is None:
+        return False
+    if probe.waiting_for:
+        if not probe.ready():
+            return False
+        recorder.describe(waiting_for=None)
+        if not probe.unavailable:
+            recorder.log(f"step {step}: the quality classifier is ready")
+    return True
+
+
 def measure_quality(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> None:
     """Quality metrics go into metrics.jsonl as their own row, so every viewer can plot them.
 
     Until the classifier trained in the background is ready nothing is measured; status.json's
-    `waiting_for` says why, and is cleared the moment the wait is over.
+    `waiting_for` says why.
     """
     probe = schedule.quality
-    if probe is None:
+    if probe is None or not take_in_classifier(recorder, schedule, trainer.step):
         return
-    if probe.waiting_for:
-        if not probe.ready():
-            return
-        recorder.describe(waiting_for=None)
-        if not probe.unavailable:
-            recorder.log(f"step {trainer.step}: the quality classifier is ready")
     measured = probe.measure(trainer.sampling_generator, trainer.config.model.z_dim)
     if measured:  # nothing applies to a folder of a handful of images
         recorder.write_rows([{"step": trainer.step, "t": time.time(), **measured}])
@@ -153,6 +166,9 @@ def fit(trainer: Trainer, recorder: Recorder, schedule: Schedule) -> str:
                 stop_command = command
             else:
                 paused = _obey(command, paused, trainer, recorder, schedule)
+        # 1b. a classifier trained in the background, taken in as soon as its child ends, paused or not
+        with recorder.off_the_clock():
+            take_in_classifier(recorder, schedule, trainer.step)
         if paused or stop_command is not None:
             if paused and stop_command is None:
                 time.sleep(PAUSE_POLL_SECONDS)
