@@ -17,7 +17,9 @@ from ganterm.run import control
 from ganterm.run.jsonl import read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
-from ganterm.training.classifier import ClassifierBuild, FeatureNet, classifier_for, classifier_path
+from ganterm.training.classifier import FeatureNet
+from ganterm.training.classifier_build import ClassifierBuild
+from ganterm.training.classifier_cache import classifier_for, classifier_path
 from ganterm.training.data import Dataset, load_dataset, stacked_mnist, toy_dataset, toy_modes
 from ganterm.training.metrics import (
     class_metrics,

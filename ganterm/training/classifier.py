@@ -1,36 +1,23 @@
-"""The classifier behind the labelled quality metrics: a small CNN trained once per dataset and cached.
+"""The classifier behind the labelled quality metrics: a small CNN, and how it is trained.
 
-Training it takes 20 s on an idle CPU core and minutes on a busy machine, so
-a run's worker does not wait for it: `ClassifierBuild` trains it in a child
-process at a lower priority (`python -m ganterm.training.classifier_build CONFIG`)
-while the GAN trains, and the first quality point comes after the child is done.
-`ganterm eval` and the tests, which cannot go on without it, call
-`classifier_for`, which trains it in-process.
+Trained once per dataset and cached (`classifier_cache`); a run's worker has it
+trained by a child process at a lower priority (`classifier_build`), so the GAN
+does not wait for it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import subprocess
-import sys
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
 from torch import nn
 
-from ganterm.run.files import write_atomic
 from ganterm.training.data import STACKED_NAME, Dataset, load_mnist5k
 
 CLASSIFIER_EPOCHS = 8
 CLASSIFIER_BATCH = 128
 FEATURE_SIZE = 28
-# Below the GAN's priority, so it takes what training leaves idle, but not so low that a busy machine
-# starves it for the whole run: about a quarter of a core against a competing nice-0 process.
-BUILD_NICENESS = 5
 
 
 class FeatureNet(nn.Module):
@@ -53,65 +40,18 @@ class FeatureNet(nn.Module):
         return features, self.head(features)
 
 
-def _cache_key(dataset: Dataset) -> str:
-    digest = hashlib.sha256()
-    digest.update(dataset.tensor[:: max(1, len(dataset) // 512)].contiguous().numpy().tobytes())
-    digest.update(str((len(dataset), tuple(dataset.tensor.shape), CLASSIFIER_EPOCHS)).encode())
-    return digest.hexdigest()[:16]
-
-
-def classifier_path(dataset: Dataset, cache: Path) -> Path:
-    return cache / "classifiers" / f"{dataset.name}-{_cache_key(dataset)}.safetensors"
-
-
 def classifier_dataset(dataset: Dataset) -> Dataset:
     """The data whose classifier reads `dataset`: Stacked MNIST's channels are read by the digits' own."""
     return load_mnist5k() if dataset.name == STACKED_NAME else dataset
 
 
-def _new_classifier(dataset: Dataset) -> FeatureNet:
+def new_classifier(dataset: Dataset) -> FeatureNet:
     with torch.random.fork_rng(devices=[]):  # the same classifier wherever it is trained; the caller's RNG untouched
         torch.manual_seed(0)
         return FeatureNet(dataset.channels, dataset.num_classes)
 
 
-def cached_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet | None:
-    """The dataset's classifier if the cache holds a sound one; a damaged file is said and left to be rebuilt."""
-    path = classifier_path(dataset, cache)
-    if not path.exists():
-        return None
-    try:
-        return _load_classifier(dataset, path)
-    except Exception as error:  # a damaged cache is rebuilt, not fatal
-        log(f"warning: rebuilding the quality classifier cache {path}: {error}")
-        return None
-
-
-def _load_classifier(dataset: Dataset, path: Path) -> FeatureNet:
-    model = FeatureNet(dataset.channels, dataset.num_classes)
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
-
-
-def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
-    """The dataset's classifier: from the cache, or trained now (20 s to minutes) and cached."""
-    cached = cached_classifier(dataset, cache, log)
-    return cached if cached is not None else train_classifier(dataset, cache, log)
-
-
-def train_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
-    """Train the dataset's classifier now, in this process, and cache it."""
-    path = classifier_path(dataset, cache)
-    model = _new_classifier(dataset)
-    log(f"training the quality classifier for {dataset.name} once (cached at {path})")
-    _fit_classifier(model, dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a per-process temp name: two runs training the same classifier at once each replace it whole
-    write_atomic(path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
-    return model.eval()
-
-
-def _fit_classifier(model: FeatureNet, dataset: Dataset) -> None:
+def fit_classifier(model: FeatureNet, dataset: Dataset) -> None:
     """One-cycle Adam with random ±2 px shifts: over 96% on held-out mnist5k digits in ~20 s of one CPU core.
 
     Generated digits are rarely centred as neatly as MNIST's, so the shifts make
@@ -141,37 +81,3 @@ def random_feature_net(channels: int) -> FeatureNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1234)
         return FeatureNet(channels, 1).eval()
-
-
-class ClassifierBuild:
-    """A classifier being trained by a child process; `result()` is the model once the child is done.
-
-    The child loads the run's data from its config, trains one thread at a lower priority, and
-    writes the cache file atomically, so a file that exists is whole. If the child fails, `failed`
-    says so and the run goes on without the labelled metrics: training it in the worker instead
-    would stop the GAN for minutes, and `ganterm eval` can measure any checkpoint later.
-    A run that ends first leaves the child to finish: the next run on this data finds it cached.
-    """
-
-    def __init__(self, dataset: Dataset, cache: Path, config_path: Path) -> None:
-        self.dataset, self.cache = dataset, cache
-        self.path = classifier_path(dataset, cache)
-        self.failed: str | None = None
-        # its output (a traceback, if any) goes where the worker's own goes: worker.log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ganterm.training.classifier_build", str(config_path)], stdin=subprocess.DEVNULL
-        )
-
-    def result(self, wait_s: float = 0.0) -> FeatureNet | None:
-        """The classifier, or None while the child is still training it (or after it failed: see `failed`)."""
-        try:
-            code = self.process.wait(wait_s) if wait_s else self.process.poll()
-        except subprocess.TimeoutExpired:
-            return None
-        if code is None or self.failed:
-            return None
-        try:
-            return _load_classifier(self.dataset, self.path)
-        except Exception as error:  # exited without a loadable file: killed, out of memory, a full disk
-            self.failed = f"training the quality classifier in the background failed (exit code {code}: {error})"
-            return None

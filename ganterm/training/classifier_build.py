@@ -1,14 +1,18 @@
-"""`python -m ganterm.training.classifier_build CONFIG`: the child process that `ClassifierBuild` starts.
+"""The classifier trained in the background: `ClassifierBuild` in the worker, `main` in its child process.
 
-An entry module of its own, so the child loads what training the classifier
-needs and nothing of the worker's (run as `-m`, classifier.py itself would be
-imported twice: once as `__main__`, once by name).
+Training it takes 20 s on an idle CPU core and minutes on a busy machine, so
+a run's worker does not wait for it: `ClassifierBuild` starts
+`python -m ganterm.training.classifier_build CONFIG` at a lower priority while
+the GAN trains, and the first quality point comes after the child is done.
+The child imports what training the classifier needs and nothing of the
+worker's.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,8 +20,47 @@ import torch
 
 from ganterm.config import load_config
 from ganterm.logline import log
-from ganterm.training.classifier import BUILD_NICENESS, cached_classifier, classifier_path, train_classifier
-from ganterm.training.data import STACKED_NAME, cache_root, load_dataset, load_mnist5k
+from ganterm.training.classifier import FeatureNet
+from ganterm.training.classifier_cache import cached_classifier, classifier_path, load_classifier, train_classifier
+from ganterm.training.data import STACKED_NAME, Dataset, cache_root, load_dataset, load_mnist5k
+
+# Below the GAN's priority, so it takes what training leaves idle, but not so low that a busy machine
+# starves it for the whole run: about a quarter of a core against a competing nice-0 process.
+BUILD_NICENESS = 5
+
+
+class ClassifierBuild:
+    """A classifier being trained by a child process; `result()` is the model once the child is done.
+
+    The child loads the run's data from its config, trains one thread at a lower priority, and
+    writes the cache file atomically, so a file that exists is whole. If the child fails, `failed`
+    says so and the run goes on without the labelled metrics: training it in the worker instead
+    would stop the GAN for minutes, and `ganterm eval` can measure any checkpoint later.
+    A run that ends first leaves the child to finish: the next run on this data finds it cached.
+    """
+
+    def __init__(self, dataset: Dataset, cache: Path, config_path: Path) -> None:
+        self.dataset, self.cache = dataset, cache
+        self.path = classifier_path(dataset, cache)
+        self.failed: str | None = None
+        # its output (a traceback, if any) goes where the worker's own goes: worker.log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ganterm.training.classifier_build", str(config_path)], stdin=subprocess.DEVNULL
+        )
+
+    def result(self, wait_s: float = 0.0) -> FeatureNet | None:
+        """The classifier, or None while the child is still training it (or after it failed: see `failed`)."""
+        try:
+            code = self.process.wait(wait_s) if wait_s else self.process.poll()
+        except subprocess.TimeoutExpired:
+            return None
+        if code is None or self.failed:
+            return None
+        try:
+            return load_classifier(self.dataset, self.path)
+        except Exception as error:  # exited without a loadable file: killed, out of memory, a full disk
+            self.failed = f"training the quality classifier in the background failed (exit code {code}: {error})"
+            return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,14 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganterm.training.classifier import (
-    ClassifierBuild,
-    FeatureNet,
-    cached_classifier,
-    classifier_dataset,
-    random_feature_net,
-    train_classifier,
-)
+from ganterm.training.classifier import FeatureNet, classifier_dataset, random_feature_net
+from ganterm.training.classifier_build import ClassifierBuild
+from ganterm.training.classifier_cache import cached_classifier, train_classifier
 from ganterm.training.data import STACKED_NAME, TOY_SAMPLE_POINTS, Dataset
 from ganterm.training.metrics import (
     CHANNELS,

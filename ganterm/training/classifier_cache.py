@@ -1,0 +1,64 @@
+"""The trained classifiers, cached per dataset under the cache folder, so each is trained once.
+
+`ganterm eval` and the tests, which cannot go on without one, call
+`classifier_for`, which trains it in-process when the cache has none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from safetensors.torch import load_file, save
+
+from ganterm.run.files import write_atomic
+from ganterm.training.classifier import CLASSIFIER_EPOCHS, FeatureNet, fit_classifier, new_classifier
+from ganterm.training.data import Dataset
+
+
+def _cache_key(dataset: Dataset) -> str:
+    digest = hashlib.sha256()
+    digest.update(dataset.tensor[:: max(1, len(dataset) // 512)].contiguous().numpy().tobytes())
+    digest.update(str((len(dataset), tuple(dataset.tensor.shape), CLASSIFIER_EPOCHS)).encode())
+    return digest.hexdigest()[:16]
+
+
+def classifier_path(dataset: Dataset, cache: Path) -> Path:
+    return cache / "classifiers" / f"{dataset.name}-{_cache_key(dataset)}.safetensors"
+
+
+def cached_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet | None:
+    """The dataset's classifier if the cache holds a sound one; a damaged file is said and left to be rebuilt."""
+    path = classifier_path(dataset, cache)
+    if not path.exists():
+        return None
+    try:
+        return load_classifier(dataset, path)
+    except Exception as error:  # a damaged cache is rebuilt, not fatal
+        log(f"warning: rebuilding the quality classifier cache {path}: {error}")
+        return None
+
+
+def load_classifier(dataset: Dataset, path: Path) -> FeatureNet:
+    model = FeatureNet(dataset.channels, dataset.num_classes)
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
+    """The dataset's classifier: from the cache, or trained now (20 s to minutes) and cached."""
+    cached = cached_classifier(dataset, cache, log)
+    return cached if cached is not None else train_classifier(dataset, cache, log)
+
+
+def train_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
+    """Train the dataset's classifier now, in this process, and cache it."""
+    path = classifier_path(dataset, cache)
+    model = new_classifier(dataset)
+    log(f"training the quality classifier for {dataset.name} once (cached at {path})")
+    fit_classifier(model, dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a per-process temp name: two runs training the same classifier at once each replace it whole
+    write_atomic(path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
+    return model.eval()
