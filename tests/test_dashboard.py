@@ -19,13 +19,10 @@ from rich.text import Text
 from textual.geometry import Region
 from textual.widgets import Label
 
-from ganterm.dashboard import history as history_module
-from ganterm.dashboard import reader as reader_module
 from ganterm.dashboard import widgets as widgets_module
 from ganterm.dashboard.app import ASKED, Dashboard
 from ganterm.dashboard.header import Header, Headline, header_text
 from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View, nice_ticks
-from ganterm.dashboard.reader import RunReader
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, envelope, smooth
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, legible_part
@@ -36,7 +33,10 @@ from ganterm.run import status as run_status
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import PANELS, stats_line
 from ganterm.run.status import read_status, write_status
+from ganterm.sources import follow as reader_module
+from ganterm.sources import history as history_module
 from ganterm.sources.columns import columns_from_rows
+from ganterm.sources.follow import RunReader
 from ganterm.training.sample import image_grid, save_png
 from tests.dashboard_runs import START, append_metrics, make_run, metric_rows
 

@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from ganterm.cli import app as cli_app
 from ganterm.dashboard.app import Dashboard
-from ganterm.dashboard.history import parse_span
-from ganterm.dashboard.reader import RunReader
 from ganterm.run.jsonl import valid_event, valid_row
 from ganterm.run.layout import RunDir
 from ganterm.run.status import write_status
 from ganterm.sources.columns import columns_from_rows
+from ganterm.sources.follow import RunReader
+from ganterm.sources.history import parse_span
 from tests.dashboard_runs import START, dead_pid
 
 GOOD = [{"step": s, "t": START + s, "loss_d": 0.5, "loss_g": 1.0} for s in (1, 2, 3)]

@@ -28,7 +28,6 @@ from ganterm.dashboard.gpu import gpu_usage
 from ganterm.dashboard.header import Header, Headline
 from ganterm.dashboard.plot_grid import PlotGrid
 from ganterm.dashboard.plots import RUN_COLOURS, X_AXES, PlottedRun, View
-from ganterm.dashboard.reader import RunReader, RunUpdate
 from ganterm.dashboard.series import SeriesStore
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
 from ganterm.errors import UserError
@@ -36,6 +35,8 @@ from ganterm.run import control
 from ganterm.run.jsonl import ROW_RULE
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.status import ACTIVE_STATES, effective_state
+from ganterm.sources import GantermRun
+from ganterm.sources.follow import RunReader, RunUpdate
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 ZOOM_WINDOWS = (None, 500, 2_000, 10_000)
@@ -290,7 +291,7 @@ class Dashboard(App[str]):
         for watched in self.watched.values():
             watched.reader.close()
         self.watched = {
-            str(run.path): WatchedRun(run, RUN_COLOURS[i % len(RUN_COLOURS)], RunReader(run))
+            str(run.path): WatchedRun(run, RUN_COLOURS[i % len(RUN_COLOURS)], GantermRun(run).follow())
             for i, run in enumerate(runs)
         }
         self._opened = time.time()

@@ -22,6 +22,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.settings import read_nested_settings
 from ganterm.run.status import effective_state, read_status
 from ganterm.sources.columns import Columns, columns_from_rows, merge_columns, parse_lines
+from ganterm.sources.follow import RunReader
 
 CHUNK_BYTES = 8 << 20  # read at a time by `metrics`
 LAST_BYTES = 4096  # compared before and after each pass: rows of a rewritten file differ in `t` at least
@@ -106,6 +107,10 @@ class GantermRun:
         if self.status().get("loop") == "own":
             return [(step, path) for step, path in loop_checkpoints(self.run) if path is not None and path.exists()]
         return step_files(self.run.checkpoints)
+
+    def follow(self) -> RunReader:
+        """A reader of what the run adds from now on, poll by poll; the newest steps first, then the history."""
+        return RunReader(self.run)
 
     def pinned_rows(self) -> PinnedRows:
         """The valid rows as they stand now, streamed in chunks as often as needed (what an export writes)."""

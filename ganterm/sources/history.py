@@ -2,7 +2,7 @@
 
 Parsing a million rows is seconds of work that holds the GIL: in the viewer's
 process it would starve the screen, and two cores do it in half the time of
-one. Each helper is `python -m ganterm.dashboard.history PATH START:END ...`,
+one. Each helper is `python -m ganterm.sources.history PATH START:END ...`,
 a plain child process (multiprocessing would re-import the user's `__main__`
 and trips over the file descriptors Textual replaces), which writes one
 pickled piece per span to its stdout. Pieces are handed out round-robin,
@@ -93,7 +93,7 @@ class MetricsHistory:
             indices = list(range(helper, len(self._spans), count))
             args = [f"{start}:{end}" for start, end in (self._spans[i] for i in indices)]
             process = subprocess.Popen(
-                [sys.executable, "-m", "ganterm.dashboard.history", str(self.path), *args],
+                [sys.executable, "-m", "ganterm.sources.history", str(self.path), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

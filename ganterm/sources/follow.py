@@ -1,4 +1,4 @@
-"""Incremental reading of one run directory for the dashboard.
+"""Following one ganterm run folder as it grows: what the dashboard shows, read incrementally.
 
 Only new bytes are read; a torn last line waits for its newline. A long file's
 newest steps are read first, here; the history before them is parsed by helper
@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ganterm.dashboard.history import MetricsHistory
 from ganterm.run.jsonl import JsonlTail, LineTail, TextTail, valid_event
 from ganterm.run.layout import RunDir
 from ganterm.run.settings import read_settings
 from ganterm.run.status import read_status
 from ganterm.sources.columns import columns_from_rows, merge_columns, parse_lines
+from ganterm.sources.history import MetricsHistory
 
 METRICS_CHUNK_BYTES = 8 << 20
 NEWEST_FIRST_BYTES = 4 << 20  # about 10,000 steps: read first, so a long run is on screen at once
