@@ -152,6 +152,22 @@ def test_a_killed_rank_fails_the_run_naming_it_and_the_run_resumes(tmp_path: Pat
     assert read_status(run)["state"] == "finished" and read_status(run)["step"] == 24
 
 
+def test_a_rank_killed_after_a_resume_is_not_given_an_earlier_workers_last_word(tmp_path: Path):
+    """The reason for a failure comes from this session's lines of worker.log, never from an earlier worker's."""
+    assert train(tmp_path, "again", "--steps", "4", "--no-dashboard").returncode == 0
+    run = RunDir(tmp_path / "runs" / "again")
+    with open(run.log, "a") as log:  # what rank 1 of an earlier session wrote when it failed
+        log.write("2026-01-01 00:00:00 rank 1: failed: CUDA out of memory (an earlier session)\n")
+    resumed = run_cli(
+        tmp_path, "train", "--resume", "again", "--nproc-per-node", "2", "--steps", "100000", "--detach", timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    wait_for(lambda: sorted(worker_pids(run)) == [-1, 0, 1], what="both ranks of the resumed run")
+    os.kill(worker_pids(run)[1], signal.SIGKILL)
+    wait_for(lambda: effective_state(read_status(run)) == "failed", timeout=60, what="the run to fail")
+    assert read_status(run)["error"] == "rank 1 was killed by SIGKILL (see worker.log)"
+
+
 def test_resuming_at_the_same_world_size_is_bit_exact(tmp_path: Path):
     assert train(tmp_path, "straight", "--steps", "12", "--no-dashboard").returncode == 0
     assert train(tmp_path, "halves", "--steps", "6", "--no-dashboard").returncode == 0
