@@ -170,6 +170,10 @@ def scale_from_options(
 
 def follow_node(started: Started, scale: Scale, on_log: Callable[[str], None]) -> int:
     """On a machine other than the first: pass its log on until its ranks end; the exit code says how."""
+    on_log(
+        f"this is node {scale.node_rank} of {scale.nnodes}: it trains, node 0 records the run, "
+        f"and this machine keeps only its config and log, in {node_folder(started.run, scale)}/"
+    )
     log = TextTail(worker_log(started.run, scale))
     log.start_at(started.log_offset)
     while True:

@@ -205,6 +205,43 @@ def test_two_nodes_on_loopback_train_one_run(tmp_path: Path):
     assert "node 1: all ranks ended" in (run.path / "nodes" / "1" / "worker.log").read_text()
 
 
+def test_two_machines_sharing_no_folder_record_the_run_on_node_0_when_node_1_joins_first(tmp_path: Path):
+    """--node-rank 0 owns the record whatever the order in which the machines join the group."""
+    port = free_port()
+    machines = [tmp_path / "machine0", tmp_path / "machine1"]
+    command = [sys.executable, "-m", "ganterm", "train", "--name", "pair", "--nnodes", "2", *SMALL]
+    command += ["--rdzv-endpoint", f"127.0.0.1:{port}", "--steps", "8", "--no-dashboard"]
+
+    def start(rank: int) -> subprocess.Popen[str]:
+        machines[rank].mkdir()
+        return subprocess.Popen(
+            [*command, "--node-rank", str(rank)],
+            cwd=machines[rank],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    second = start(1)
+    wait_for(lambda: -1 in worker_pids(machines[1]), what="node 1's supervisor")
+    time.sleep(4)  # node 1's torchrun is waiting for the group when node 0 comes
+    first = start(0)
+    try:
+        (out0, err0), (out1, err1) = first.communicate(timeout=120), second.communicate(timeout=60)
+    finally:
+        for node in (first, second):
+            node.kill()
+    assert (first.returncode, second.returncode) == (0, 0), (out0, err0, out1, err1)
+    run = RunDir(machines[0] / "runs" / "pair")
+    status = read_status(run)
+    assert status["state"] == "finished" and status["world_size"] == 2
+    assert [row["step"] for row in read_jsonl(run.metrics)] == list(range(1, 9))
+    left_on_node_1 = sorted(str(p.relative_to(machines[1])) for p in machines[1].rglob("*") if p.is_file())
+    assert left_on_node_1 == ["runs/pair/nodes/1/config.toml", "runs/pair/nodes/1/worker.log"]
+    assert "node 0 records the run" in out1 and "node 1: all ranks ended" in out1, out1
+
+
 def _user_rank(rank: int, port: int, root: str) -> None:
     """A user's own 2-process job using ganterm.Run: a viewer's stop reaches both ranks at one step."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")

@@ -37,14 +37,14 @@ def torchrun_arguments(args: argparse.Namespace) -> list[str]:
     launcher = ["--nproc-per-node", args.nproc_per_node, "--max-restarts", "0"]
     if args.nnodes == 1:
         launcher += ["--standalone"]
-    else:
+    else:  # static: ranks follow --node-rank, so node 0 holds rank 0 and the record (c10d ranks by join order)
         launcher += [
             f"--nnodes={args.nnodes}",
             f"--node-rank={args.node_rank}",
-            "--rdzv-backend=c10d",
-            f"--rdzv-endpoint={args.rdzv_endpoint}",
+            "--rdzv-backend=static",
+            f"--rdzv-endpoint={args.rdzv_endpoint}",  # node 0 listens there; the others connect
             f"--rdzv-id={args.rdzv_id}",
-            f"--rdzv-conf=join_timeout={args.rdzv_timeout}",
+            f"--rdzv-conf=timeout={args.rdzv_timeout}",
         ]
     worker = ["-m", "ganterm.training.worker", str(args.run), "--config", str(args.config)]
     if args.resume is not None:
