@@ -271,9 +271,10 @@ def start_worker(
     zombie still answers kill(pid, 0), which would hide a dead worker).
     """
     command = worker_command(run, resume, scale, config or run.config, or_older)
-    pid = spawn_detached(command, worker_log(run, scale))
+    log = worker_log(run, scale)
+    pid = spawn_detached(command, log)
     if pid is None:
-        raise UserError(f"could not start the worker process; see {run.log}")
+        raise UserError(f"could not start the worker process; see {log}")
     if scale.node_rank == 0:
         write_status(run, {"state": "starting", "pid": pid, "host": os.uname().nodename, "heartbeat": time.time()})
     return pid

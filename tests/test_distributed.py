@@ -282,3 +282,14 @@ def test_sync_batchnorm_on_the_cpu_is_one_sentence():
     complete_config(config, dataset)
     with pytest.raises(UserError, match="sync_batchnorm needs CUDA GPUs"):
         Trainer(config, dataset, torch.device("cpu"), Group(rank=0, world_size=2))
+
+
+def test_a_machine_whose_supervisor_cannot_start_names_its_own_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Node 1 of two writes its log to nodes/1/worker.log: that is the file a failed start points to."""
+    from ganterm import launch
+    from ganterm.errors import UserError
+
+    monkeypatch.setattr(launch, "spawn_detached", lambda command, log: None)
+    scale = launch.Scale("1", nnodes=2, node_rank=1, rdzv_endpoint="127.0.0.1:29400", rdzv_id="pair")
+    with pytest.raises(UserError, match=r"see \S+/runs/pair/nodes/1/worker\.log$"):
+        launch.start_run(launch.Plan(tiny_config()), "pair", tmp_path / "runs", scale)
