@@ -121,6 +121,8 @@ def start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Calla
 
 
 def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Callable[[str], None]) -> Started:
+    if scale.nnodes > 1 and plan.run is None and name is None:  # a resumed run lends its own name
+        raise UserError("--nnodes above 1 needs --name, the same on every machine, so they train one run")
     if scale.node_rank > 0:
         run = plan.run or RunDir(root / check_run_name(str(name), "--name"))
         folder = node_folder(run, scale)
@@ -160,11 +162,8 @@ def scale_from_options(
         raise UserError(f"--nproc-per-node {nproc_per_node!r} must be a whole number of at least 1, or auto")
     if node_rank >= nnodes:
         raise UserError(f"--node-rank {node_rank} must be below --nnodes {nnodes} (ranks count from 0)")
-    if nnodes > 1:
-        if not rdzv_endpoint or ":" not in rdzv_endpoint:
-            raise UserError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT, the same on every machine")
-        if name is None and rdzv_id is None:
-            raise UserError("--nnodes above 1 needs --name, the same on every machine, so they train one run")
+    if nnodes > 1 and (not rdzv_endpoint or ":" not in rdzv_endpoint):
+        raise UserError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT, the same on every machine")
     return Scale(processes, nnodes, node_rank, rdzv_endpoint or "", rdzv_id or name or "")
 
 

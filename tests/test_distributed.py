@@ -293,3 +293,16 @@ def test_a_machine_whose_supervisor_cannot_start_names_its_own_log(tmp_path: Pat
     scale = launch.Scale("1", nnodes=2, node_rank=1, rdzv_endpoint="127.0.0.1:29400", rdzv_id="pair")
     with pytest.raises(UserError, match=r"see \S+/runs/pair/nodes/1/worker\.log$"):
         launch.start_run(launch.Plan(tiny_config()), "pair", tmp_path / "runs", scale)
+
+
+def test_the_machines_of_a_new_run_need_its_name_and_those_of_a_resumed_run_take_its_own(tmp_path: Path):
+    """--rdzv-id names no run (node 1 wrote into runs/None/); --resume RUN does, so --name is not needed there."""
+    machine = ["--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    new = run_cli(tmp_path, "train", *machine, "--rdzv-id", "pair", timeout=30)
+    assert new.returncode == 1 and "needs --name" in new.stderr, new.stdout + new.stderr
+    assert not (tmp_path / "runs").exists()
+    run = RunDir(tmp_path / "runs" / "pair")
+    run.path.mkdir(parents=True)
+    run.config.write_text(tiny_config().to_toml(), encoding="utf-8")
+    resumed = run_cli(tmp_path, "train", "--resume", "pair", *machine, "--dry-run", timeout=30)
+    assert resumed.returncode == 0, resumed.stderr
