@@ -23,7 +23,16 @@ from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
 from ganterm.run.jsonl import TextTail
 from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
 from ganterm.run.lock import lock_holder
-from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_status, stalled_reason, write_status
+from ganterm.run.status import (
+    ACTIVE_STATES,
+    effective_state,
+    pid_alive,
+    read_status,
+    stalled_reason,
+    started_before,
+    this_host,
+    write_status,
+)
 
 LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how worker.log lines begin
 START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
@@ -215,6 +224,27 @@ def ensure_idle(run: RunDir, wait_s: float = ENDING_WORKER_WAIT_S, say: Callable
             )
         time.sleep(0.1)
         holder = lock_holder(run)
+    _wait_for_supervisor(run, status, deadline, say)
+
+
+def _wait_for_supervisor(run: RunDir, status: dict, deadline: float, say: Callable[[str], None]) -> None:
+    """A run of several processes: their supervisor outlives its ranks by seconds and writes the log's last line.
+
+    A resume that started meanwhile would show that line as its own, and on node 0 of several machines
+    find the rendezvous port still taken.
+    """
+    pid, started = status.get("supervisor"), status.get("started")
+    if not (isinstance(pid, int) and isinstance(started, (int, float)) and status.get("host") == this_host()):
+        return
+    if pid_alive(pid) and started_before(pid, started):  # a pid handed out again began later
+        say(f"waiting for the run's last supervisor (process {pid}) to end")
+    while pid_alive(pid) and started_before(pid, started):
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"run {run.name!r} has ended, but the supervisor of its processes (process {pid}) has not; "
+                "try again once it has exited"
+            )
+        time.sleep(0.1)
 
 
 @dataclass(frozen=True)

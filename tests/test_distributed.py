@@ -168,6 +168,15 @@ def test_a_rank_killed_after_a_resume_is_not_given_an_earlier_workers_last_word(
     assert read_status(run)["error"] == "rank 1 was killed by SIGKILL (see worker.log)"
 
 
+def test_a_resume_right_after_the_end_shows_none_of_the_earlier_sessions_lines(tmp_path: Path):
+    """The earlier supervisor outlives its ranks by seconds: the resume waits for it, so its last line stays behind."""
+    assert train(tmp_path, "twice", "--steps", "4", "--no-dashboard").returncode == 0
+    resumed = run_cli(tmp_path, "train", "--resume", "twice", "--nproc-per-node=2", "--steps=6", "--no-dashboard")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "all ranks ended" not in resumed.stdout, resumed.stdout
+    assert read_status(RunDir(tmp_path / "runs" / "twice"))["step"] == 6
+
+
 def test_resuming_at_the_same_world_size_is_bit_exact(tmp_path: Path):
     assert train(tmp_path, "straight", "--steps", "12", "--no-dashboard").returncode == 0
     assert train(tmp_path, "halves", "--steps", "6", "--no-dashboard").returncode == 0
@@ -306,3 +315,19 @@ def test_the_machines_of_a_new_run_need_its_name_and_those_of_a_resumed_run_take
     run.config.write_text(tiny_config().to_toml(), encoding="utf-8")
     resumed = run_cli(tmp_path, "train", "--resume", "pair", *machine, "--dry-run", timeout=30)
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_resume_waits_for_a_live_supervisor_but_not_for_a_process_that_took_its_pid_later(tmp_path: Path):
+    """The supervisor's pid in status.json counts only for a process that began before the run did."""
+    from ganterm.errors import UserError
+    from ganterm.launch import ensure_idle
+    from ganterm.run.status import this_host, write_status
+
+    run = RunDir(tmp_path / "runs" / "ended")
+    run.path.mkdir(parents=True)
+    ended = {"state": "finished", "pid": 1, "host": this_host(), "supervisor": os.getpid()}
+    write_status(run, {**ended, "started": time.time()})  # this test's process, alive, began before
+    with pytest.raises(UserError, match=r"the supervisor of its processes \(process \d+\) has not"):
+        ensure_idle(run, wait_s=0.3, say=lambda line: None)
+    write_status(run, {**ended, "started": 0.0})  # the pid was handed out again after the run
+    ensure_idle(run, wait_s=0.3, say=lambda line: None)
