@@ -23,7 +23,16 @@ from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
 from ganterm.run.jsonl import TextTail
 from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
 from ganterm.run.lock import lock_holder
-from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_status, stalled_reason, write_status
+from ganterm.run.status import (
+    ACTIVE_STATES,
+    effective_state,
+    pid_alive,
+    read_status,
+    stalled_reason,
+    started_before,
+    this_host,
+    write_status,
+)
 
 START_TIMEOUT_SECONDS = 120.0  # without any sign of life from the worker
 ENDING_WORKER_WAIT_S = 2 * CLOSE_WAIT_SECONDS  # a worker's last notices get that long, then it exits
@@ -125,6 +134,8 @@ def start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Calla
 
 
 def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Callable[[str], None]) -> Started:
+    if scale.nnodes > 1 and plan.run is None and name is None:  # a resumed run lends its own name
+        raise UserError("--nnodes above 1 needs --name, the same on every machine, so they train one run")
     if scale.node_rank > 0:
         run = plan.run or RunDir(root / check_run_name(str(name), "--name"))
         folder = node_folder(run, scale)
@@ -164,16 +175,17 @@ def scale_from_options(
         raise UserError(f"--nproc-per-node {nproc_per_node!r} must be a whole number of at least 1, or auto")
     if node_rank >= nnodes:
         raise UserError(f"--node-rank {node_rank} must be below --nnodes {nnodes} (ranks count from 0)")
-    if nnodes > 1:
-        if not rdzv_endpoint or ":" not in rdzv_endpoint:
-            raise UserError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT, the same on every machine")
-        if name is None and rdzv_id is None:
-            raise UserError("--nnodes above 1 needs --name, the same on every machine, so they train one run")
+    if nnodes > 1 and (not rdzv_endpoint or ":" not in rdzv_endpoint):
+        raise UserError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT, the same on every machine")
     return Scale(processes, nnodes, node_rank, rdzv_endpoint or "", rdzv_id or name or "")
 
 
 def follow_node(started: Started, scale: Scale, on_log: Callable[[str], None]) -> int:
     """On a machine other than the first: pass its log on until its ranks end; the exit code says how."""
+    on_log(
+        f"this is node {scale.node_rank} of {scale.nnodes}: it trains, node 0 records the run, "
+        f"and this machine keeps only its config and log, in {node_folder(started.run, scale)}/"
+    )
     log = TextTail(worker_log(started.run, scale))
     log.start_at(started.log_offset)
     while True:
@@ -216,6 +228,27 @@ def ensure_idle(run: RunDir, wait_s: float = ENDING_WORKER_WAIT_S, say: Callable
             )
         time.sleep(0.1)
         holder = lock_holder(run)
+    _wait_for_supervisor(run, status, deadline, say)
+
+
+def _wait_for_supervisor(run: RunDir, status: dict, deadline: float, say: Callable[[str], None]) -> None:
+    """A run of several processes: their supervisor outlives its ranks by seconds and writes the log's last line.
+
+    A resume that started meanwhile would show that line as its own, and on node 0 of several machines
+    find the rendezvous port still taken.
+    """
+    pid, started = status.get("supervisor"), status.get("started")
+    if not (isinstance(pid, int) and isinstance(started, (int, float)) and status.get("host") == this_host()):
+        return
+    if pid_alive(pid) and started_before(pid, started):  # a pid handed out again began later
+        say(f"waiting for the run's last supervisor (process {pid}) to end")
+    while pid_alive(pid) and started_before(pid, started):
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"run {run.name!r} has ended, but the supervisor of its processes (process {pid}) has not; "
+                "try again once it has exited"
+            )
+        time.sleep(0.1)
 
 
 @dataclass(frozen=True)
@@ -271,9 +304,10 @@ def start_worker(
     zombie still answers kill(pid, 0), which would hide a dead worker).
     """
     command = worker_command(run, resume, scale, config or run.config, or_older)
-    pid = spawn_detached(command, worker_log(run, scale))
+    log = worker_log(run, scale)
+    pid = spawn_detached(command, log)
     if pid is None:
-        raise UserError(f"could not start the worker process; see {run.log}")
+        raise UserError(f"could not start the worker process; see {log}")
     if scale.node_rank == 0:
         write_status(run, {"state": "starting", "pid": pid, "host": os.uname().nodename, "heartbeat": time.time()})
     return pid

@@ -152,6 +152,31 @@ def test_a_killed_rank_fails_the_run_naming_it_and_the_run_resumes(tmp_path: Pat
     assert read_status(run)["state"] == "finished" and read_status(run)["step"] == 24
 
 
+def test_a_rank_killed_after_a_resume_is_not_given_an_earlier_workers_last_word(tmp_path: Path):
+    """The reason for a failure comes from this session's lines of worker.log, never from an earlier worker's."""
+    assert train(tmp_path, "again", "--steps", "4", "--no-dashboard").returncode == 0
+    run = RunDir(tmp_path / "runs" / "again")
+    with open(run.log, "a") as log:  # what rank 1 of an earlier session wrote when it failed
+        log.write("2026-01-01 00:00:00 rank 1: failed: CUDA out of memory (an earlier session)\n")
+    resumed = run_cli(
+        tmp_path, "train", "--resume", "again", "--nproc-per-node", "2", "--steps", "100000", "--detach", timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    wait_for(lambda: sorted(worker_pids(run)) == [-1, 0, 1], what="both ranks of the resumed run")
+    os.kill(worker_pids(run)[1], signal.SIGKILL)
+    wait_for(lambda: effective_state(read_status(run)) == "failed", timeout=60, what="the run to fail")
+    assert read_status(run)["error"] == "rank 1 was killed by SIGKILL (see worker.log)"
+
+
+def test_a_resume_right_after_the_end_shows_none_of_the_earlier_sessions_lines(tmp_path: Path):
+    """The earlier supervisor outlives its ranks by seconds: the resume waits for it, so its last line stays behind."""
+    assert train(tmp_path, "twice", "--steps", "4", "--no-dashboard").returncode == 0
+    resumed = run_cli(tmp_path, "train", "--resume", "twice", "--nproc-per-node=2", "--steps=6", "--no-dashboard")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "all ranks ended" not in resumed.stdout, resumed.stdout
+    assert read_status(RunDir(tmp_path / "runs" / "twice"))["step"] == 6
+
+
 def test_resuming_at_the_same_world_size_is_bit_exact(tmp_path: Path):
     assert train(tmp_path, "straight", "--steps", "12", "--no-dashboard").returncode == 0
     assert train(tmp_path, "halves", "--steps", "6", "--no-dashboard").returncode == 0
@@ -187,6 +212,43 @@ def test_two_nodes_on_loopback_train_one_run(tmp_path: Path):
     assert status["state"] == "finished" and status["world_size"] == 2
     assert [row["step"] for row in read_jsonl(run.metrics)] == list(range(1, 9))
     assert "node 1: all ranks ended" in (run.path / "nodes" / "1" / "worker.log").read_text()
+
+
+def test_two_machines_sharing_no_folder_record_the_run_on_node_0_when_node_1_joins_first(tmp_path: Path):
+    """--node-rank 0 owns the record whatever the order in which the machines join the group."""
+    port = free_port()
+    machines = [tmp_path / "machine0", tmp_path / "machine1"]
+    command = [sys.executable, "-m", "ganterm", "train", "--name", "pair", "--nnodes", "2", *SMALL]
+    command += ["--rdzv-endpoint", f"127.0.0.1:{port}", "--steps", "8", "--no-dashboard"]
+
+    def start(rank: int) -> subprocess.Popen[str]:
+        machines[rank].mkdir()
+        return subprocess.Popen(
+            [*command, "--node-rank", str(rank)],
+            cwd=machines[rank],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    second = start(1)
+    wait_for(lambda: -1 in worker_pids(machines[1]), what="node 1's supervisor")
+    time.sleep(4)  # node 1's torchrun is waiting for the group when node 0 comes
+    first = start(0)
+    try:
+        (out0, err0), (out1, err1) = first.communicate(timeout=120), second.communicate(timeout=60)
+    finally:
+        for node in (first, second):
+            node.kill()
+    assert (first.returncode, second.returncode) == (0, 0), (out0, err0, out1, err1)
+    run = RunDir(machines[0] / "runs" / "pair")
+    status = read_status(run)
+    assert status["state"] == "finished" and status["world_size"] == 2
+    assert [row["step"] for row in read_jsonl(run.metrics)] == list(range(1, 9))
+    left_on_node_1 = sorted(str(p.relative_to(machines[1])) for p in machines[1].rglob("*") if p.is_file())
+    assert left_on_node_1 == ["runs/pair/nodes/1/config.toml", "runs/pair/nodes/1/worker.log"]
+    assert "node 0 records the run" in out1 and "node 1: all ranks ended" in out1, out1
 
 
 def _user_rank(rank: int, port: int, root: str) -> None:
@@ -229,3 +291,43 @@ def test_sync_batchnorm_on_the_cpu_is_one_sentence():
     complete_config(config, dataset)
     with pytest.raises(UserError, match="sync_batchnorm needs CUDA GPUs"):
         Trainer(config, dataset, torch.device("cpu"), Group(rank=0, world_size=2))
+
+
+def test_a_machine_whose_supervisor_cannot_start_names_its_own_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Node 1 of two writes its log to nodes/1/worker.log: that is the file a failed start points to."""
+    from ganterm import launch
+    from ganterm.errors import UserError
+
+    monkeypatch.setattr(launch, "spawn_detached", lambda command, log: None)
+    scale = launch.Scale("1", nnodes=2, node_rank=1, rdzv_endpoint="127.0.0.1:29400", rdzv_id="pair")
+    with pytest.raises(UserError, match=r"see \S+/runs/pair/nodes/1/worker\.log$"):
+        launch.start_run(launch.Plan(tiny_config()), "pair", tmp_path / "runs", scale)
+
+
+def test_the_machines_of_a_new_run_need_its_name_and_those_of_a_resumed_run_take_its_own(tmp_path: Path):
+    """--rdzv-id names no run (node 1 wrote into runs/None/); --resume RUN does, so --name is not needed there."""
+    machine = ["--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    new = run_cli(tmp_path, "train", *machine, "--rdzv-id", "pair", timeout=30)
+    assert new.returncode == 1 and "needs --name" in new.stderr, new.stdout + new.stderr
+    assert not (tmp_path / "runs").exists()
+    run = RunDir(tmp_path / "runs" / "pair")
+    run.path.mkdir(parents=True)
+    run.config.write_text(tiny_config().to_toml(), encoding="utf-8")
+    resumed = run_cli(tmp_path, "train", "--resume", "pair", *machine, "--dry-run", timeout=30)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_resume_waits_for_a_live_supervisor_but_not_for_a_process_that_took_its_pid_later(tmp_path: Path):
+    """The supervisor's pid in status.json counts only for a process that began before the run did."""
+    from ganterm.errors import UserError
+    from ganterm.launch import ensure_idle
+    from ganterm.run.status import this_host, write_status
+
+    run = RunDir(tmp_path / "runs" / "ended")
+    run.path.mkdir(parents=True)
+    ended = {"state": "finished", "pid": 1, "host": this_host(), "supervisor": os.getpid()}
+    write_status(run, {**ended, "started": time.time()})  # this test's process, alive, began before
+    with pytest.raises(UserError, match=r"the supervisor of its processes \(process \d+\) has not"):
+        ensure_idle(run, wait_s=0.3, say=lambda line: None)
+    write_status(run, {**ended, "started": 0.0})  # the pid was handed out again after the run
+    ensure_idle(run, wait_s=0.3, say=lambda line: None)

@@ -80,7 +80,7 @@ def train(
     nnodes: Annotated[int, typer.Option(min=1, help="Machines taking part; each runs this same command.")] = 1,
     node_rank: Annotated[int, typer.Option(min=0, help="This machine's place among them; 0 owns the run.")] = 0,
     rdzv_endpoint: Annotated[
-        str | None, typer.Option(help="HOST:PORT where the machines meet (torchrun's rendezvous).", show_default=False)
+        str | None, typer.Option(help="Node 0's HOST:PORT, where the machines meet.", show_default=False)
     ] = None,
     rdzv_id: Annotated[
         str | None, typer.Option(help="Rendezvous id; the run name if omitted.", show_default=False)

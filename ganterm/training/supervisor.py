@@ -6,7 +6,8 @@ PyTorch's own launcher, `torch.distributed.run`, which starts one worker per
 rank, watches them, and ends the whole group when one dies. What torchrun
 cannot do is tell the run directory: when it reports a failed rank, this
 module records the run as failed, naming the rank and its reason (the rank's
-own last word in the log when it left one, else how it ended).
+own last word in this session's part of the log when it left one, else how it
+ended: a resumed run's log holds its earlier workers' last words too).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch.distributed.run import get_args_parser
 from torch.distributed.run import run as torchrun
 
 from ganterm.logline import log
-from ganterm.run.jsonl import record_event
+from ganterm.run.jsonl import TextTail, record_event
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status, write_status
 
@@ -37,14 +38,14 @@ def torchrun_arguments(args: argparse.Namespace) -> list[str]:
     launcher = ["--nproc-per-node", args.nproc_per_node, "--max-restarts", "0"]
     if args.nnodes == 1:
         launcher += ["--standalone"]
-    else:
+    else:  # static: ranks follow --node-rank, so node 0 holds rank 0 and the record (c10d ranks by join order)
         launcher += [
             f"--nnodes={args.nnodes}",
             f"--node-rank={args.node_rank}",
-            "--rdzv-backend=c10d",
-            f"--rdzv-endpoint={args.rdzv_endpoint}",
+            "--rdzv-backend=static",
+            f"--rdzv-endpoint={args.rdzv_endpoint}",  # node 0 listens there; the others connect
             f"--rdzv-id={args.rdzv_id}",
-            f"--rdzv-conf=join_timeout={args.rdzv_timeout}",
+            f"--rdzv-conf=timeout={args.rdzv_timeout}",
         ]
     worker = ["-m", "ganterm.training.worker", str(args.run), "--config", str(args.config)]
     if args.resume is not None:
@@ -54,26 +55,22 @@ def torchrun_arguments(args: argparse.Namespace) -> list[str]:
     return [*launcher, *worker]
 
 
-def describe_failure(error: ChildFailedError, log: Path) -> str:
-    """One sentence: which rank ended the run, and why."""
+def describe_failure(error: ChildFailedError, session_log: TextTail) -> str:
+    """One sentence: which rank ended the run, and why; `session_log` reads on from where this session began."""
     rank, failure = error.get_first_failure()
     code = failure.exitcode
     killed = code is not None and code < 0
     how = f"was killed by {signal.Signals(-code).name}" if killed else f"exited with code {code}"
-    said = _last_word(log, rank)
+    said = _last_word(session_log.read(), rank)
     if said and code == 2:  # a user's mistake, the same sentence on every rank
         return said
     return f"rank {rank} {how}" + (f": {said}" if said else " (see worker.log)")
 
 
-def _last_word(log: Path, rank: int) -> str | None:
-    """The message of the rank's own `failed:` line in the log, if it wrote one."""
+def _last_word(lines: list[str], rank: int) -> str | None:
+    """The message of the rank's own `failed:` line among `lines`, if it wrote one."""
     prefix = "" if rank == 0 else f"rank {rank}: "
     pattern = re.compile(rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {re.escape(prefix)}failed: (.*)$")
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
     return next((m.group(1) for line in reversed(lines) if (m := pattern.match(line))), None)
 
 
@@ -106,11 +103,12 @@ def main(argv: list[str] | None = None) -> int:
                        "give a number of processes instead")  # fmt: skip
     processes = torch.cuda.device_count() if args.nproc_per_node == "gpu" else int(args.nproc_per_node)
     launch_args = get_args_parser().parse_args(torchrun_arguments(args))
+    session_log = TextTail(args.log, from_end=True)  # before the ranks start: what is there is earlier workers'
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     try:
         torchrun(launch_args)
     except ChildFailedError as error:
-        return _failed(run, args, describe_failure(error, args.log))
+        return _failed(run, args, describe_failure(error, session_log))
     except Exception as error:  # rendezvous that never completes, a port in use, ...
         reason = f"{type(error).__name__}: {error}"
         return _failed(run, args, f"the group of {args.nnodes} node(s) could not start: {reason}")

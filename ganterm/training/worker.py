@@ -69,7 +69,14 @@ def run_worker(run: RunDir, resume: Path | None, config_path: Path | None = None
     recorder: Recorder | ReplicaRecorder
     if int(os.environ.get("RANK", "0")) == 0:
         recorder = Recorder(
-            run, log=log, state="starting", started=time.time(), loop="ganterm", controls=list(COMMANDS), resumable=True
+            run,
+            log=log,
+            state="starting",
+            started=time.time(),
+            loop="ganterm",
+            controls=list(COMMANDS),
+            resumable=True,
+            **_supervisor(),
         )
     else:
         recorder = ReplicaRecorder(run, log=log)
@@ -91,6 +98,11 @@ def run_worker(run: RunDir, resume: Path | None, config_path: Path | None = None
             recorder.close()
             if trainer is not None:
                 trainer.group.close()
+
+
+def _supervisor() -> dict[str, int]:
+    """Under torchrun, the process that started the ranks (ganterm's supervisor): a resume waits for its end."""
+    return {"supervisor": os.getppid()} if int(os.environ.get("WORLD_SIZE", "1")) > 1 else {}
 
 
 @contextlib.contextmanager
