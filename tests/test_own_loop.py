@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ganterm.run.jsonl import last_record, read_jsonl
+from ganterm.run.jsonl import latest_values, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 from tests.conftest import run_cli, wait_for
@@ -20,7 +20,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "own_loop.py"
 
 
 def logged_step(run: RunDir) -> int:
-    return (last_record(run.metrics, having="step") or {"step": 0})["step"]
+    return latest_values(run.metrics, ("step",)).get("step", 0)
 
 
 @pytest.fixture
