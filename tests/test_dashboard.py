@@ -405,15 +405,41 @@ async def test_pause_key_pauses_a_running_run_and_resumes_a_paused_one(root: Pat
         assert _commands(run) == [expected]
 
 
-async def test_worker_keys_on_a_finished_run_explain_instead_of_sending(root: Path):
-    run = make_run(root, "done", "finished")
+def _offered(app: Dashboard) -> set[str]:
+    """The keys the footer shows."""
+    return {key for key, active in app.active_bindings.items() if active.binding.show and active.enabled}
+
+
+@pytest.mark.parametrize("state", ["finished", "stopped", "failed", "lost", "external"])
+async def test_a_run_without_a_worker_is_offered_no_worker_keys_and_they_refuse_if_pressed(root: Path, state: str):
+    """No pause, checkpoint, sample or stop in the footer; pressed anyway, one sentence each and nothing sent."""
+    run = make_run(root, "done", state)
     app = Dashboard([run], root)
-    async with app.run_test() as pilot:
+    async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
+        assert not {"p", "c", "g", "x"} & _offered(app) and {"s", "q"} <= _offered(app)
         for key in "pcgx":
             await pilot.press(key)
-        assert _commands(run) == []
-        assert any("no worker" in n.message or "nothing to stop" in n.message for n in app._notifications)
+        await pilot.pause(0.1)
+        assert _commands(run) == [] and not isinstance(app.screen, ConfirmScreen)
+        said = [notification.message for notification in app._notifications]
+        assert said == [f"done is {state}: there is no worker to {command}" for command in
+                        ("pause", "checkpoint", "snapshot", "stop")]  # fmt: skip
+
+
+async def test_the_worker_keys_leave_the_footer_when_the_run_ends(root: Path):
+    run = make_run(root, "live", "running")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert {"p", "c", "g", "x"} <= _offered(app)
+        write_status(run, {**read_status(run), "state": "finished"})
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if "FINISHED" in _text(app, "#header"):
+                break
+        await pilot.pause()
+        assert not {"p", "c", "g", "x"} & _offered(app)
 
 
 async def test_stop_asks_first_and_no_is_the_default(root: Path):
@@ -947,7 +973,7 @@ async def test_a_users_loop_gets_only_the_keys_that_act_on_it(root: Path):
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        offered = {key for key, active in app.active_bindings.items() if active.binding.show and active.enabled}
+        offered = _offered(app)
         assert {"p", "x"} <= offered and not {"c", "g"} & offered
         await pilot.press("c")
         await pilot.press("g")
