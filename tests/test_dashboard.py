@@ -227,7 +227,7 @@ async def test_every_run_state_opens_and_says_why_it_ended(root: Path, state: st
         header = _text(app, "#header")
         assert "r" in header and shown in header and "step 200" in header
         if reason:
-            assert reason in _text(app, "#alerts")
+            assert reason in _text(app, "#alerts-text")
         plots = {plot.panel.key for plot in app.query(MetricPlot)}
         assert {"losses", "d_outputs", "grad_norms", "fd_classifier"} <= plots
 
@@ -240,7 +240,7 @@ async def test_a_live_worker_that_stopped_beating_reads_as_stalled_not_lost(root
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
         assert "STALLED" in _text(app, "#header")
-        assert f"stalled: its worker (pid {os.getpid()}) is alive but has not reported" in _text(app, "#alerts")
+        assert f"stalled: its worker (pid {os.getpid()}) is alive but has not reported" in _text(app, "#alerts-text")
         await pilot.press("c")  # worker keys still reach it: the command waits until it goes on
         await pilot.pause()
         assert _commands(run) == ["checkpoint"]
@@ -287,14 +287,46 @@ def test_a_gpu_reading_comes_before_the_device_and_displaces_its_long_name():
     assert "· cuda:0 (NVIDIA H100 80GB HBM3)\n" in without
 
 
-async def test_alerts_newest_first_and_log_tail(root: Path):
+async def test_alerts_read_like_a_log_oldest_first_and_the_ending_last(root: Path):
     run = make_run(root, "r", "finished")
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        alerts = _text(app, "#alerts")
-        assert alerts.index("NaN at step 90") < alerts.index("D is overpowering G")
+        alerts = _text(app, "#alerts-text")
+        assert alerts.index("D is overpowering G") < alerts.index("NaN at step 90") < alerts.index("finished all 400")
         assert "step 200: loss_d 0.5" in "\n".join(str(line.text) for line in app.query_one("#log").lines)
+
+
+def _raise_alerts(run: RunDir, steps: range) -> None:
+    with open(run.events, "ab") as handle:
+        for step in steps:
+            handle.write(orjson.dumps({"t": START + step, "step": step, "kind": "alert", "check": "oscillation",
+                                       "severity": "warning", "message": f"alert of step {step}"}) + b"\n")  # fmt: skip
+
+
+async def test_every_alert_stays_reachable_and_the_newest_is_in_view(root: Path):
+    """Sixty alerts in a panel of a few lines: it sits at the newest, and scrolling up reaches the first."""
+    run = make_run(root, "live", "running")
+    _raise_alerts(run, range(200, 6200, 100))
+    app = Dashboard([run], root, refresh_per_second=20)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        panel = app.query_one(AlertsPanel)
+        assert panel.max_scroll_y > 0 and panel.scroll_y == panel.max_scroll_y  # the newest at the bottom, in view
+        assert all(f"alert of step {step}" in _text(app, "#alerts-text") for step in range(200, 6200, 100))
+        panel.scroll_home(animate=False)
+        await pilot.pause()
+        assert panel.scroll_y == 0 and _text(app, "#alerts-text").split("\n")[2].endswith("alert of step 200")
+        _raise_alerts(run, range(6200, 6300, 100))  # the user reads old ones: a new alert does not scroll them away
+        await pilot.pause(0.3)
+        await settle(pilot, app)
+        assert panel.scroll_y == 0 and "alert of step 6200" in _text(app, "#alerts-text")
+        panel.scroll_end(animate=False)  # back at the bottom, it follows the newest again
+        await pilot.pause()
+        _raise_alerts(run, range(6300, 6400, 100))
+        await pilot.pause(0.3)
+        await settle(pilot, app)
+        assert "alert of step 6300" in _text(app, "#alerts-text") and panel.scroll_y == panel.max_scroll_y
 
 
 async def test_a_new_alert_rings_the_bell_and_pops_up_but_old_ones_do_not(root: Path, monkeypatch):
@@ -993,7 +1025,7 @@ async def test_a_stopped_users_loop_is_not_offered_a_resume_it_cannot_do(root: P
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        ending = str(app.query_one(AlertsPanel).render())
+        ending = _text(app, "#alerts-text")
         assert "stopped at step" in ending and "--resume" not in ending
 
 
