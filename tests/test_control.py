@@ -163,3 +163,19 @@ def test_a_run_folder_the_user_cannot_write_is_one_sentence(tmp_path: Path, monk
     with pytest.raises(UserError, match=r"^cannot control run .*: its folder is not writable by you"):
         send(run, "pause")
     assert read_status(run)["state"] == "running"
+
+
+def test_a_stop_that_the_runs_own_end_beats_did_nothing(tmp_path: Path):
+    """The run finished its last step before it read the stop: the stop says so and exits 1."""
+    run = RunDir(tmp_path)
+    _live(run, "running")
+    inbox = CommandInbox(run, warn=lambda line: None)
+
+    def finish() -> None:
+        while not inbox():
+            time.sleep(0.01)
+        write_status(run, {**read_status(run), "state": "finished"})
+
+    threading.Thread(target=finish, daemon=True).start()
+    with pytest.raises(UserError, match=r"^run .* ended \(finished\) before it could stop$"):
+        send_and_wait(run, "stop")
