@@ -1,12 +1,13 @@
 """CPU threads: torch's default (a thread per core) against `train.threads = auto`, on the ring recipe.
 
 The ring recipe (configs/ring.toml, on the CPU) trains for a fixed time with torch's default
-threads and with the count ganterm's worker chooses, on the machine as it is ("quiet") and with
-one busy-loop process per core running beside it ("busy"), started before and stopped after those
-two measurements. Everything runs in one fresh process without OMP_NUM_THREADS, as a user's shell
-starts `ganterm train`; steps/s count the steps after a short warm-up, with statistics collected
-every log interval as the loop does. The load average before and after is printed: on a shared
-machine "quiet" is only as quiet as others leave it.
+threads and with the count ganterm's worker chooses, on the machine as it is ("as found": quiet on
+a machine of your own) and with one busy-loop process per core running beside it ("busy loop on
+every core"), started before and stopped after those two measurements. Everything runs in one
+fresh process without OMP_NUM_THREADS, as a user's shell starts `ganterm train`; steps/s count the
+steps after a short warm-up, with statistics collected every log interval as the loop does. The
+load average before and after is printed: on a shared machine "as found" is only as quiet as
+others leave it.
 
     python bench/threads.py [--seconds 5]
 """
@@ -41,7 +42,7 @@ def steps_per_second(trainer: Any, seconds: float) -> float:
 
 
 def measure(seconds: float) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """Quiet, then busy: torch's default threads, then ganterm's choice, each on the same trainer."""
+    """As found, then busy: torch's default threads, then ganterm's choice, each on the same trainer."""
     import torch
 
     from ganterm.config import load_config
@@ -57,8 +58,8 @@ def measure(seconds: float) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     default_threads = torch.get_num_threads()
     flops = lambda: forward_flops(trainer.generator, trainer.discriminator, config.model.z_dim, trainer.local_batch)  # noqa: E731
     rows = []
-    for machine in ("quiet", "busy"):
-        loops = busy_loops(len(usable_cores())) if machine == "busy" else []
+    for machine in ("as found", "busy loop on every core"):
+        loops = busy_loops(len(usable_cores())) if machine != "as found" else []
         try:
             time.sleep(1.0 if loops else 0.0)  # the loops are running before anyone looks at the cores
             torch.set_num_threads(default_threads)
