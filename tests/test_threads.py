@@ -42,7 +42,10 @@ def test_auto_gives_a_toy_one_thread_and_a_dcgan_the_idle_cores(
     two_cores.setattr(threads_module, "idle_cores", lambda: idle)
     ring_flops = _flops(CONFIGS / "ring.toml")
     dcgan_flops = _flops(None, "model.channels=1", "model.image_size=28")  # the mnist5k default
-    assert choose_threads("auto", CPU, lambda: ring_flops)[0] == ring
+    assert choose_threads("auto", CPU, lambda: ring_flops) == (
+        ring,
+        "auto: 0.14 GFLOP a batch's forward pass, too little to share among threads",
+    )
     threads, why = choose_threads("auto", CPU, lambda: dcgan_flops)
     assert threads == dcgan and why == f"auto: 1.78 GFLOP a batch's forward pass, {idle:.1f} of 2 cores idle"
 

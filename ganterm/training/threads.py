@@ -75,9 +75,12 @@ def choose_threads(setting: int | str, device: torch.device, flops: Callable[[],
     if os.environ.get("OMP_NUM_THREADS"):  # the user's, or the launcher's share of the cores among processes
         return torch.get_num_threads(), "OMP_NUM_THREADS"
     work = flops()
+    said = f"auto: {work / 1e9:.2f} GFLOP a batch's forward pass"
+    by_work = max(1, int(work // FLOPS_PER_THREAD))
+    if by_work == 1:  # no need to watch the cores
+        return 1, f"{said}, too little to share among threads"
     cores = len(usable_cores())
     idle = idle_cores()
     free = cores if idle is None else max(1, int(idle + 0.5))
-    threads = max(1, min(int(work // FLOPS_PER_THREAD), free, cores))
     seen = f"{idle:.1f} of {cores} cores idle" if idle is not None else f"{cores} cores"
-    return threads, f"auto: {work / 1e9:.2f} GFLOP a batch's forward pass, {seen}"
+    return min(by_work, free, cores), f"{said}, {seen}"
