@@ -34,6 +34,7 @@ IMAGE_SIZES = (0, 28, 32, 64)
 # Counts (steps, every-N, windows) stop far below 2**63: JSON, numpy and torch all take them whole.
 MAX_COUNT = 10**12
 MAX_EPOCHS = 1e6
+MAX_THREADS = 1024
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -82,6 +83,10 @@ class TrainConfig:
     seed: int = _option(0, "seeds weights, noise and data order", ge=0, le=2**63 - 1)
     device: str = _option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     compile: bool = _option(False, "torch.compile G and D (CUDA only; slower start)")
+    threads: int | str = _option(
+        "auto", "CPU threads: auto (from the model's size and the idle cores; 1 for a toy) or a whole number >= 1",
+        auto_or_count=True,
+    )  # fmt: skip
     sync_batchnorm: bool = _option(False, "BatchNorm statistics over the global batch (several CUDA processes)")
     max_bad_steps: int = _option(50, "consecutive non-finite steps before the run is stopped", ge=1, le=MAX_COUNT)
 
@@ -214,6 +219,8 @@ def _field_for(dotted: str) -> tuple[str, str, dataclasses.Field]:
 
 def _coerce(dotted: str, spec: dataclasses.Field, value: Any, from_text: bool) -> Any:
     """Check one value against its field; text from the command line is parsed first."""
+    if spec.metadata.get("auto_or_count"):
+        return _auto_or_count(dotted, value)
     kind = type(spec.default)
     if from_text:
         value = _parse_text(dotted, kind, value)
@@ -231,6 +238,16 @@ def _coerce(dotted: str, spec: dataclasses.Field, value: Any, from_text: bool) -
         raise ConfigError(f"{dotted} must be text, not {value!r}")
     _check_range(dotted, spec.metadata, value)
     return value
+
+
+def _auto_or_count(dotted: str, value: Any) -> int | str:
+    """ "auto", or a whole number >= 1, from TOML (a number or text) or from --set (text)."""
+    text = "" if isinstance(value, bool) else str(value).strip()
+    if text == "auto":
+        return text
+    if isinstance(value, (int, str)) and text.isdigit() and 1 <= int(text) <= MAX_THREADS:
+        return int(text)
+    raise ConfigError(f"{dotted} must be auto or a whole number from 1 to {MAX_THREADS}, not {value!r}")
 
 
 def _parse_text(dotted: str, kind: type, text: str) -> Any:

@@ -10,7 +10,7 @@ from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
-from ganterm.run.jsonl import last_record
+from ganterm.run.jsonl import latest_values
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.schema import STATE_STYLE
 from ganterm.run.settings import read_settings, settings_line
@@ -30,11 +30,14 @@ def _number(row: dict[str, Any], name: str, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
+CSV_STATISTICS = ("loss_d", "loss_g", "d_x", "d_g_z1", "img_per_s")  # also the table's
+
+
 def run_record(run: RunDir, now: float) -> dict[str, Any]:
     """What `ganterm runs --json` says of a run: plain values, the latest statistics by name."""
     status = read_status(run) or {}
-    # a quality row may come last; the training statistics are in the last row that has them
-    row = last_record(run.metrics, having="loss_d") or last_record(run.metrics) or {}
+    # each statistic's newest value: a quality row may come last, and some are logged every few steps only
+    row = latest_values(run.metrics, CSV_STATISTICS)
     started = status.get("started") or (run.path.stat().st_mtime if run.path.exists() else now)
     statistics = {k: v for k, v in row.items() if k not in ("step", "t") and isinstance(v, (int, float))}
     return {
@@ -52,7 +55,6 @@ def run_record(run: RunDir, now: float) -> dict[str, Any]:
     }
 
 
-CSV_STATISTICS = ("loss_d", "loss_g", "d_x", "d_g_z1", "img_per_s")
 CSV_COLUMNS = ("name", "state", "step", "total", *CSV_STATISTICS, "device", "world_size", "started", "heartbeat",
                "path")  # fmt: skip
 

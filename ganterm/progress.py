@@ -105,7 +105,10 @@ def clock(seconds: float | None) -> str:
 
 
 def follow_plain(run: RunDir, console: Console, interval: float = 1.0) -> Snapshot:
-    """Log lines for pipes and files: a line per state change and per ~5% of progress."""
+    """Log lines for pipes and files: a line per state change and per ~5% of progress.
+
+    The end (finished, stopped, failed) is left to the caller, which says it once, in this form.
+    """
     follower = Follower(run)
     printed_state, printed_step = "", -1
     while True:
@@ -122,11 +125,11 @@ def follow_plain(run: RunDir, console: Console, interval: float = 1.0) -> Snapsh
             printed_step = snap.step
         if note := follower.skipped_note():
             console.print(note, highlight=False, markup=False)
+        if not follower.active:
+            return snap
         if snap.state != printed_state:
             console.print(f"{run.name}: {snap.state} at step {snap.step}/{snap.total}", highlight=False, markup=False)
             printed_state = snap.state
-        if not follower.active:
-            return snap
         time.sleep(interval)
 
 

@@ -171,6 +171,36 @@ def test_runs_shows_the_last_losses_when_a_quality_row_comes_last(tmp_path: Path
     assert "0.988" in line and "0.961" in line and "0.69" in line
 
 
+def test_runs_shows_each_statistics_newest_value_when_some_are_logged_every_few_steps(tmp_path: Path):
+    """A WGAN logs loss_g on every 5th step only: the table and --json show its newest value, not a dash."""
+    run = RunDir(tmp_path / "runs" / "wgan")
+    run.path.mkdir(parents=True)
+    write_status(run, {"state": "finished", "step": 2003, "total": 2003, "started": 0, "device": "cpu"})
+    with open(run.metrics, "ab") as handle:
+        for step in range(1, 2004):
+            row = {"step": step, "t": float(step), "loss_d": -0.5, "d_x": 0.7, "d_g_z1": 0.3, "img_per_s": 900.0}
+            handle.write(json.dumps(row | ({"loss_g": step / 10_000} if step % 5 == 0 else {})).encode() + b"\n")
+    root = ["--root", str(tmp_path / "runs")]
+    table = runner.invoke(app, ["runs", *root], env={"COLUMNS": "160"}).output
+    line = next(line for line in table.splitlines() if "wgan" in line)
+    assert "0.200" in line and "-0.500" in line, table  # loss_g of step 2000
+    (record,) = json.loads(runner.invoke(app, ["runs", "--json", *root]).output)
+    assert record["statistics"]["loss_g"] == 0.2 and record["statistics"]["loss_d"] == -0.5
+
+
+def test_runs_reads_a_long_runs_metrics_back_only_so_far(tmp_path: Path):
+    """A statistic last logged long ago (here: 30,000 rows, over a megabyte, back) is a dash; the file is not
+    read whole for it, which would take seconds a run on a long run's hundreds of megabytes."""
+    run = RunDir(tmp_path / "runs" / "long")
+    run.path.mkdir(parents=True)
+    write_status(run, {"state": "finished", "step": 30_000, "total": 30_000, "started": 0, "device": "cpu"})
+    rows = [{"step": 0, "t": 0.0, "img_per_s": 5.0}]
+    rows += [{"step": step, "t": float(step), "loss_d": 0.5} for step in range(1, 30_001)]
+    run.metrics.write_bytes(b"".join(json.dumps(row).encode() + b"\n" for row in rows))
+    (record,) = json.loads(runner.invoke(app, ["runs", "--json", "--root", str(tmp_path / "runs")]).output)
+    assert record["statistics"] == {"loss_d": 0.5}
+
+
 @pytest.mark.parametrize(("columns", "hidden"), [(80, "D(G(z)), img/s, age, device"), (56, "7 columns")])
 def test_runs_in_a_narrow_terminal_leaves_columns_out_whole(
     tmp_path: Path, columns: int, hidden: str, monkeypatch: pytest.MonkeyPatch

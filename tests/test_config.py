@@ -52,6 +52,9 @@ def test_cli_flags_apply_before_set_overrides():
         ("model.image_size=48", "model.image_size must be one of 0, 28, 32, 64, not 48"),
         ("model.spectral_norm=maybe", "model.spectral_norm must be true or false, not 'maybe'"),
         ("train.device=gpu", "train.device must be auto, cpu, cuda, cuda:N or mps, not 'gpu'"),
+        ("train.threads=0", "train.threads must be auto or a whole number from 1 to 1024, not '0'"),
+        ("train.threads=two", "train.threads must be auto or a whole number from 1 to 1024, not 'two'"),
+        ("train.threads=1.5", "train.threads must be auto or a whole number from 1 to 1024, not '1.5'"),
         ("data.name=mnsit", "(did you mean 'mnist'?)"),
         ("steps=3", "config key 'steps' needs a section, as in 'train.steps'"),
         ("train.steps", "--set expects section.key=value"),
@@ -74,6 +77,19 @@ def test_toml_file_mistakes(tmp_path: Path):
         load_config(not_toml)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_threads_are_auto_or_a_whole_number_from_a_file_or_the_command_line(tmp_path: Path):
+    assert Config().train.threads == "auto"
+    assert load_config(None, ["train.threads=3"]).train.threads == 3
+    path = tmp_path / "threads.toml"
+    for written, read in (("2", 2), ('"auto"', "auto"), ('"4"', 4)):
+        path.write_text(f"[train]\nthreads = {written}\n")
+        config = load_config(path)
+        assert config.train.threads == read and config_from_json(config.to_json(), "test") == config
+    path.write_text("[train]\nthreads = -1\n")
+    with pytest.raises(ConfigError, match=r"^train\.threads must be auto or a whole number from 1 to 1024, not -1$"):
+        load_config(path)
 
 
 def test_config_survives_json_round_trip():

@@ -9,9 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from ganterm.cli import app
 from ganterm.errors import UserError
-from ganterm.run.control import send, send_and_wait
+from ganterm.run.control import CommandInbox, send, send_and_wait
+from ganterm.run.jsonl import append_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder
 from ganterm.run.status import read_status, write_status
@@ -74,12 +77,56 @@ def test_two_stops_at_once_both_succeed(loop: FakeLoop):
 
 def test_pausing_a_paused_run_and_unpausing_a_running_one_answer_at_once(loop: FakeLoop):
     run = loop.recorder.run
-    (answer, took) = timed(lambda: send_and_wait(run, "unpause"))
-    assert answer["message"] == "already running" and took < 0.5
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"already running; unpause did nothing$"):
+        send_and_wait(run, "unpause")
     assert send_and_wait(run, "pause")["state"] == "paused"
-    (answer, took) = timed(lambda: send_and_wait(run, "pause"))
-    assert answer["message"] == "already paused" and took < 0.5
+    with pytest.raises(UserError, match=r"already paused; pause did nothing$"):
+        send_and_wait(run, "pause")
+    assert time.monotonic() - started < 2  # the pause between them included
     send_and_wait(run, "stop")
+
+
+def _live(run: RunDir, state: str) -> None:
+    """A status as a worker leaves it; this test's process stands for a live one."""
+    write_status(run, {"state": state, "step": 40, "pid": os.getpid(), "host": os.uname().nodename,
+                       "heartbeat": time.time()})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "state", "why"),
+    [
+        ("pause", "paused", "run 'r': already paused; pause did nothing"),
+        ("unpause", "running", "run 'r': already running; unpause did nothing"),
+        ("stop", "finished", "run 'r' is finished, so there is no worker to stop it"),
+        ("checkpoint", "stopped", "run 'r' is stopped, so there is no worker to checkpoint it"),
+        ("snapshot", "failed", "run 'r' is failed, so there is no worker to snapshot it"),
+    ],
+)
+def test_a_control_command_that_does_nothing_exits_1_saying_why(tmp_path: Path, command: str, state: str, why: str):
+    run = RunDir(tmp_path / "runs" / "r")
+    run.path.mkdir(parents=True)
+    _live(run, state)
+    result = CliRunner().invoke(app, [command, "r", "--root", str(tmp_path / "runs")])
+    assert (result.exit_code, result.output) == (1, f"error: {why}\n")
+    assert not run.control.exists()  # nothing was sent
+
+
+def test_a_worker_that_finds_the_run_already_so_answers_nothing_done(tmp_path: Path):
+    """The viewer read running, but a pause from elsewhere got there first: the worker says already paused."""
+    run = RunDir(tmp_path)
+    _live(run, "running")
+    inbox = CommandInbox(run, warn=lambda line: None)
+
+    def answer() -> None:
+        while not (commands := inbox()):
+            time.sleep(0.01)
+        append_jsonl(run.events, {"t": time.time(), "step": 40, "kind": "log", "ack": commands[0]["id"],
+                                  "message": "already paused"})  # fmt: skip
+
+    threading.Thread(target=answer, daemon=True).start()
+    with pytest.raises(UserError, match=r"^run .*: already paused; pause did nothing$"):
+        send_and_wait(run, "pause")
 
 
 def test_a_stalled_worker_is_told_the_command_and_the_caller_is_told_why_at_once(tmp_path: Path):
@@ -116,3 +163,19 @@ def test_a_run_folder_the_user_cannot_write_is_one_sentence(tmp_path: Path, monk
     with pytest.raises(UserError, match=r"^cannot control run .*: its folder is not writable by you"):
         send(run, "pause")
     assert read_status(run)["state"] == "running"
+
+
+def test_a_stop_that_the_runs_own_end_beats_did_nothing(tmp_path: Path):
+    """The run finished its last step before it read the stop: the stop says so and exits 1."""
+    run = RunDir(tmp_path)
+    _live(run, "running")
+    inbox = CommandInbox(run, warn=lambda line: None)
+
+    def finish() -> None:
+        while not inbox():
+            time.sleep(0.01)
+        write_status(run, {**read_status(run), "state": "finished"})
+
+    threading.Thread(target=finish, daemon=True).start()
+    with pytest.raises(UserError, match=r"^run .* ended \(finished\) before it could stop$"):
+        send_and_wait(run, "stop")

@@ -228,7 +228,7 @@ async def test_every_run_state_opens_and_says_why_it_ended(root: Path, state: st
         header = _text(app, "#header")
         assert "r" in header and shown in header and "step 200" in header
         if reason:
-            assert reason in _text(app, "#alerts")
+            assert reason in _text(app, "#alerts-text")
         plots = {plot.panel.key for plot in app.query(MetricPlot)}
         assert {"losses", "d_outputs", "grad_norms", "fd_classifier"} <= plots
 
@@ -241,7 +241,7 @@ async def test_a_live_worker_that_stopped_beating_reads_as_stalled_not_lost(root
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
         assert "STALLED" in _text(app, "#header")
-        assert f"stalled: its worker (pid {os.getpid()}) is alive but has not reported" in _text(app, "#alerts")
+        assert f"stalled: its worker (pid {os.getpid()}) is alive but has not reported" in _text(app, "#alerts-text")
         await pilot.press("c")  # worker keys still reach it: the command waits until it goes on
         await pilot.pause()
         assert _commands(run) == ["checkpoint"]
@@ -288,14 +288,46 @@ def test_a_gpu_reading_comes_before_the_device_and_displaces_its_long_name():
     assert "· cuda:0 (NVIDIA H100 80GB HBM3)\n" in without
 
 
-async def test_alerts_newest_first_and_log_tail(root: Path):
+async def test_alerts_read_like_a_log_oldest_first_and_the_ending_last(root: Path):
     run = make_run(root, "r", "finished")
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        alerts = _text(app, "#alerts")
-        assert alerts.index("NaN at step 90") < alerts.index("D is overpowering G")
+        alerts = _text(app, "#alerts-text")
+        assert alerts.index("D is overpowering G") < alerts.index("NaN at step 90") < alerts.index("finished all 400")
         assert "step 200: loss_d 0.5" in "\n".join(str(line.text) for line in app.query_one("#log").lines)
+
+
+def _raise_alerts(run: RunDir, steps: range) -> None:
+    with open(run.events, "ab") as handle:
+        for step in steps:
+            handle.write(orjson.dumps({"t": START + step, "step": step, "kind": "alert", "check": "oscillation",
+                                       "severity": "warning", "message": f"alert of step {step}"}) + b"\n")  # fmt: skip
+
+
+async def test_every_alert_stays_reachable_and_the_newest_is_in_view(root: Path):
+    """Sixty alerts in a panel of a few lines: it sits at the newest, and scrolling up reaches the first."""
+    run = make_run(root, "live", "running")
+    _raise_alerts(run, range(200, 6200, 100))
+    app = Dashboard([run], root, refresh_per_second=20)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        panel = app.query_one(AlertsPanel)
+        assert panel.max_scroll_y > 0 and panel.scroll_y == panel.max_scroll_y  # the newest at the bottom, in view
+        assert all(f"alert of step {step}" in _text(app, "#alerts-text") for step in range(200, 6200, 100))
+        panel.scroll_home(animate=False)
+        await pilot.pause()
+        assert panel.scroll_y == 0 and _text(app, "#alerts-text").split("\n")[2].endswith("alert of step 200")
+        _raise_alerts(run, range(6200, 6300, 100))  # the user reads old ones: a new alert does not scroll them away
+        await pilot.pause(0.3)
+        await settle(pilot, app)
+        assert panel.scroll_y == 0 and "alert of step 6200" in _text(app, "#alerts-text")
+        panel.scroll_end(animate=False)  # back at the bottom, it follows the newest again
+        await pilot.pause()
+        _raise_alerts(run, range(6300, 6400, 100))
+        await pilot.pause(0.3)
+        await settle(pilot, app)
+        assert "alert of step 6300" in _text(app, "#alerts-text") and panel.scroll_y == panel.max_scroll_y
 
 
 async def test_a_new_alert_rings_the_bell_and_pops_up_but_old_ones_do_not(root: Path, monkeypatch):
@@ -406,15 +438,41 @@ async def test_pause_key_pauses_a_running_run_and_resumes_a_paused_one(root: Pat
         assert _commands(run) == [expected]
 
 
-async def test_worker_keys_on_a_finished_run_explain_instead_of_sending(root: Path):
-    run = make_run(root, "done", "finished")
+def _offered(app: Dashboard) -> set[str]:
+    """The keys the footer shows."""
+    return {key for key, active in app.active_bindings.items() if active.binding.show and active.enabled}
+
+
+@pytest.mark.parametrize("state", ["finished", "stopped", "failed", "lost", "external"])
+async def test_a_run_without_a_worker_is_offered_no_worker_keys_and_they_refuse_if_pressed(root: Path, state: str):
+    """No pause, checkpoint, sample or stop in the footer; pressed anyway, one sentence each and nothing sent."""
+    run = make_run(root, "done", state)
     app = Dashboard([run], root)
-    async with app.run_test() as pilot:
+    async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
+        assert not {"p", "c", "g", "x"} & _offered(app) and {"s", "q"} <= _offered(app)
         for key in "pcgx":
             await pilot.press(key)
-        assert _commands(run) == []
-        assert any("no worker" in n.message or "nothing to stop" in n.message for n in app._notifications)
+        await pilot.pause(0.1)
+        assert _commands(run) == [] and not isinstance(app.screen, ConfirmScreen)
+        said = [notification.message for notification in app._notifications]
+        assert said == [f"done is {state}: there is no worker to {command}" for command in
+                        ("pause", "checkpoint", "snapshot", "stop")]  # fmt: skip
+
+
+async def test_the_worker_keys_leave_the_footer_when_the_run_ends(root: Path):
+    run = make_run(root, "live", "running")
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert {"p", "c", "g", "x"} <= _offered(app)
+        write_status(run, {**read_status(run), "state": "finished"})
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if "FINISHED" in _text(app, "#header"):
+                break
+        await pilot.pause()
+        assert not {"p", "c", "g", "x"} & _offered(app)
 
 
 async def test_stop_asks_first_and_no_is_the_default(root: Path):
@@ -948,7 +1006,7 @@ async def test_a_users_loop_gets_only_the_keys_that_act_on_it(root: Path):
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        offered = {key for key, active in app.active_bindings.items() if active.binding.show and active.enabled}
+        offered = _offered(app)
         assert {"p", "x"} <= offered and not {"c", "g"} & offered
         await pilot.press("c")
         await pilot.press("g")
@@ -968,7 +1026,7 @@ async def test_a_stopped_users_loop_is_not_offered_a_resume_it_cannot_do(root: P
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        ending = str(app.query_one(AlertsPanel).render())
+        ending = _text(app, "#alerts-text")
         assert "stopped at step" in ending and "--resume" not in ending
 
 

@@ -91,7 +91,7 @@ def test_watch_without_dashboard_says_once_that_lines_were_left_out(tmp_path: Pa
     assert "Traceback" not in result.output and result.exception is None
     notes = [line for line in result.output.splitlines() if "malformed line(s) of metrics.jsonl" in line]
     assert len(notes) == 1 and f"left out {len(BAD_ROWS)} malformed" in notes[0], result.output
-    assert "odd finished at step 10/10" in result.output
+    assert "odd: finished at step 10/10" in result.output
 
 
 async def test_dashboard_keeps_running_and_says_once_in_the_log_panel(tmp_path: Path):

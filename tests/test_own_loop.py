@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ganterm.run.jsonl import last_record, read_jsonl
+from ganterm.run.jsonl import latest_values, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 from tests.conftest import run_cli, wait_for
@@ -20,7 +20,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "own_loop.py"
 
 
 def logged_step(run: RunDir) -> int:
-    return (last_record(run.metrics, having="step") or {"step": 0})["step"]
+    return latest_values(run.metrics, ("step",)).get("step", 0)
 
 
 @pytest.fixture
@@ -61,8 +61,8 @@ def test_every_control_command_acts_on_a_users_own_loop(user_loop: tuple[subproc
     time.sleep(1.0)
     assert logged_step(run) == held and read_status(run)["step"] == held
 
-    result, took = cli(run, "pause")  # already so: answered at once
-    assert result.returncode == 0 and took < 10, result.stderr
+    result, took = cli(run, "pause")  # already so: answered at once, and nothing done is no success
+    assert result.returncode == 1 and took < 10 and "already paused; pause did nothing" in result.stderr
 
     result, _ = cli(run, "checkpoint")  # while paused: the user's on_checkpoint runs
     assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ganterm.errors import UserError
-from ganterm.run.jsonl import JsonlTail, JsonlWriter, last_record
+from ganterm.run.jsonl import JsonlTail, JsonlWriter, latest_values
 from ganterm.run.layout import RunDir, resolve_run
 from ganterm.run.lock import RunLocked, acquire_lock
 from ganterm.run.rewind import rewind
@@ -63,10 +63,10 @@ def test_rewind_drops_later_samples(tmp_path: Path):
     assert [p.name for p in run.sample_files()] == ["step_0000100.png", "step_0000200.png"]
 
 
-def test_last_record_reads_from_the_end(tmp_path: Path):
+def test_latest_values_reads_from_the_end_past_a_torn_line(tmp_path: Path):
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b"".join(b'{"step":%d,"pad":"%s"}\n' % (s, b"x" * 100) for s in range(5000)) + b'{"step":50')
-    assert last_record(path)["step"] == 4999
+    assert latest_values(path, ("step",))["step"] == 4999
 
 
 def test_corrupted_status_reads_as_unknown_with_the_problem_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

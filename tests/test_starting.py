@@ -42,3 +42,12 @@ def test_resuming_shows_only_what_the_new_worker_says(tmp_path: Path):
     assert "resumed from" in second.stdout
     # the first worker's lines ("step 0: running", "step 10: finished") are not shown as the new one's
     assert "step 10: finished" not in second.stdout and "step 0: running" not in second.stdout
+
+
+def test_train_without_the_dashboard_prints_one_format_and_one_finished_line(tmp_path: Path):
+    """Piped, the worker's own lines and the progress lines read alike: the run's name, then what happened."""
+    result = run_cli(tmp_path, "train", "--name", "plain", "--steps", "20", *TINY, "--no-dashboard")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and all(line.startswith("plain: ") for line in lines), result.stdout
+    assert [line for line in lines if "finished" in line] == ["plain: finished at step 20/20"], result.stdout

@@ -110,7 +110,7 @@ def test_runs_lists_a_bracketed_folder_by_its_name(tmp_path: Path):
     result = _invoke("runs", "--root", str(tmp_path / "runs"))
     assert result.exit_code == 0 and "old[lr=1e-3]" in result.output, result.output
     result = _invoke("watch", str(run.path), "--no-dashboard")
-    assert result.exit_code == 0 and "old[lr=1e-3] finished at step 5/5" in result.output, result.output
+    assert result.exit_code == 0 and "old[lr=1e-3]: finished at step 5/5" in result.output, result.output
 
 
 # ----- item 17: --out writes only a new path or a regular file -----------------------------------

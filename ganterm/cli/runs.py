@@ -69,7 +69,7 @@ def _control(command: str, done: str) -> Callable[..., None]:
 
         target = resolve_run(run, root)
         event = control.send_and_wait(target, command, timeout=300 if command == "stop" else 30)
-        said = event["message"] if event.get("kind") == "log" else event.get("state", done)  # already so, or done
+        said = event.get("state", done)
         detail = f": {event['path']}" if "path" in event else ""
         say(f"{target.name}: {said} at step {event.get('step')}{detail}")
 

@@ -139,11 +139,18 @@ def _wait_for_start(started: launch.Started) -> dict[str, Any]:
 
     run = started.run
     if not console.is_terminal:
-        say = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
-        return launch.wait_until_started(run, say, started.log_offset)
+        return launch.wait_until_started(run, lambda line: say(_worker_line(run, line)), started.log_offset)
     with console.status(Text(f"starting {run.name}…")) as spinner:
-        show = lambda line: spinner.update(Text(f"{run.name}: {line[20:]}"))  # noqa: E731
+        show = lambda line: spinner.update(Text(_worker_line(run, line)))  # noqa: E731
         return launch.wait_until_started(run, show, started.log_offset)
+
+
+def _worker_line(run, line: str) -> str:
+    """A worker.log line as the progress lines read: the run's name, then what happened, without the timestamp."""
+    from ganterm.launch import LOG_TIMESTAMP
+
+    stamped = LOG_TIMESTAMP.match(line)
+    return f"{run.name}: {line[stamped.end() :] if stamped else line}"
 
 
 def _attach(runs: list, root: Path, dashboard: bool) -> None:
@@ -230,7 +237,7 @@ def _report_end(run, state: str, status: dict) -> None:
             f"the worker of run {run.name!r} is gone (see {run.log}); continue it with: "
             f"ganterm train --resume {run.name}"
         )
-    say(f"{run.name} {state} at step {status.get('step')}/{status.get('total')}")
+    say(f"{run.name}: {state} at step {status.get('step')}/{status.get('total')}")  # as progress.follow_plain says
 
 
 @app.command()

@@ -364,16 +364,19 @@ class Dashboard(App[str]):
     # ----- worker control -----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The footer offers only the worker keys that act on the primary run (a user's loop may take fewer)."""
+        """The footer offers only the worker keys that act on the primary run: it has a worker, which takes them."""
         command = WORKER_KEYS.get(action)
-        return command is None or self._takes(command)
+        return command is None or self._acts(command)
 
     def on_key(self, event: events.Key) -> None:
         """A worker key the footer hides for this run still answers, with the reason."""
         binding = next((b for b in self.BINDINGS if isinstance(b, Binding) and b.key == event.key), None)
         command = WORKER_KEYS.get(binding.action) if binding else None
-        if command is not None and not self._takes(command):
+        if command is not None and not self._acts(command):
             self._send(command)
+
+    def _acts(self, command: str) -> bool:
+        return bool(self.watched) and self.primary.state in ACTIVE_STATES and self._takes(command)
 
     def _takes(self, command: str) -> bool:
         controls = self.primary.status.get("controls") if self.watched else None
@@ -410,10 +413,7 @@ class Dashboard(App[str]):
         self._send("snapshot")
 
     def action_stop(self) -> None:
-        watched = self.primary
-        if watched.state not in ACTIVE_STATES:
-            self.notify(f"{watched.run.name} is {watched.state}: nothing to stop", severity="warning", markup=False)
-            return
+        watched = self.primary  # a run without a worker never gets here: check_action turns the key to on_key
 
         def answered(stop: bool | None) -> None:
             if stop:

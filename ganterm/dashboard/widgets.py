@@ -8,7 +8,7 @@ from typing import Any
 from PIL import Image as PILImage
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, Static
 from textual_image.renderable import HalfcellImage, UnicodeImage
 from textual_image.renderable import Image as PickedRenderer
@@ -20,7 +20,6 @@ from ganterm.run.layout import GRID_KEY, GRID_PADDING
 from ganterm.run.status import stalled_reason
 
 ALERT_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-MAX_ALERTS = 50
 # in a browser textual-image sees a pipe and picks grey shade characters; xterm.js draws coloured half-blocks
 TerminalImage = HalfBlockPicture if in_browser() else PickedPicture
 CELL_PICTURES = in_browser() or PickedRenderer in (HalfcellImage, UnicodeImage)  # no terminal graphics: text cells
@@ -46,21 +45,30 @@ def ending_text(state: str, status: dict[str, Any], run_name: str) -> Text | Non
     return None
 
 
-class AlertsPanel(Static):
-    """Alerts the worker recorded, newest first, each one plain sentence."""
+class AlertsPanel(VerticalScroll):
+    """Alerts the worker recorded, oldest first like a log, each one plain sentence; why the run ended comes last.
+
+    Every alert stays reachable by scrolling. The panel follows the newest while it is
+    scrolled to the bottom, and stays put while the user reads older ones.
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="alerts-text")
 
     def show(self, alerts: list[dict[str, Any]], ending: Text | None) -> None:
         text = Text()
-        if ending is not None:
-            text.append_text(ending)
-            text.append("\n")
-        for alert in reversed(alerts[-MAX_ALERTS:]):
+        for alert in alerts:
             severity = str(alert.get("severity", "warning"))
             text.append(f"{severity} @ {alert.get('step', '?')}: ", style=ALERT_STYLE.get(severity, ""))
             text.append(f"{alert.get('message', alert.get('check', ''))}\n")
+        if ending is not None:
+            text.append_text(ending)
         if not text.plain:
             text.append("no alerts", style="dim")
-        self.update(text.rstrip() or text)
+        following = self.scroll_y >= self.max_scroll_y
+        self.query_one("#alerts-text", Static).update(text.rstrip() or text)
+        if following:
+            self.scroll_end(animate=False)  # after the next layout, which knows the new height
 
 
 def legible_part(image: PILImage.Image, layout: str | None, pixels: tuple[int, int]) -> tuple[PILImage.Image, int, int]:

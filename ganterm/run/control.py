@@ -51,19 +51,21 @@ ALREADY = {"pause": "paused", "unpause": "running"}  # what a command leaves the
 
 
 def send_and_wait(run: RunDir, command: str, timeout: float = COMMAND_TIMEOUT_SECONDS) -> dict[str, Any]:
-    """Send `command` to a live writer and return the event that answers it; every other outcome at once.
+    """Send `command` to a live writer and return the event that says it was done.
 
-    Already so (pausing a paused run) is an answer, without sending. A stalled
+    The one rule of every control command: returned means done; anything else
+    (already so, no worker, refused, not yet) is a UserError saying why, at once,
+    so the command exits non-zero. Already so is known without sending. A stalled
     worker gets the command, to act on when it goes on, and the caller is told
-    so now. A writer that ends before answering (a stop raced by the end of the
-    run) is read once more: the answer is written before the state changes.
+    so now. A writer that ends before answering (a stop raced by another stop)
+    is read once more: the answer is written before the state changes.
     """
     status = read_status(run) or {}
     state = effective_state(status)
     if state not in ACTIVE_STATES:
         raise UserError(f"run {run.name!r} is {state}, so there is no worker to {command} it")
     if ALREADY.get(command) == state:
-        return {"kind": "log", "step": status.get("step"), "message": f"already {state}"}
+        raise UserError(f"run {run.name!r}: already {state}; {command} did nothing")
     controls = status.get("controls")
     if isinstance(controls, list) and command not in controls:
         raise UserError(f"run {run.name!r} is fed by its own training loop, which does not take {command!r}")
@@ -78,11 +80,13 @@ def send_and_wait(run: RunDir, command: str, timeout: float = COMMAND_TIMEOUT_SE
             if event.get("ack") == ident:
                 if "refused" in event:
                     raise UserError(f"run {run.name!r} cannot {command}: {event['refused']}")
+                if event.get("kind") == "log":  # the worker found it so already (a pause from elsewhere came first)
+                    raise UserError(f"run {run.name!r}: {event.get('message')}; {command} did nothing")
                 return event
         if ended:
             final = read_status(run) or {}
-            if command == "stop":  # another stop, or the end of the run, came first: stopped all the same
-                return {"kind": "status", "state": effective_state(final), "step": final.get("step")}
+            if command == "stop" and effective_state(final) == "stopped":  # another stop came first: stopped
+                return {"kind": "status", "state": "stopped", "step": final.get("step")}
             raise UserError(f"run {run.name!r} ended ({effective_state(final)}) before it could {command}")
         time.sleep(0.1)
     raise UserError(f"the worker of run {run.name!r} did not answer {command!r} within {timeout:.0f} s")

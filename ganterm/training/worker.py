@@ -40,6 +40,7 @@ from ganterm.training.data import STACKED_NAME, cache_root, load_dataset
 from ganterm.training.distributed import Group
 from ganterm.training.loop import Schedule, fit, write_checkpoint
 from ganterm.training.quality import QualityProbe
+from ganterm.training.threads import choose_threads, forward_flops
 from ganterm.training.trainer import Trainer, complete_config, pick_device
 
 
@@ -136,6 +137,10 @@ def _prepare(
         run.config.write_text(config.to_toml(), encoding="utf-8")
     total = resolve_steps(config, len(dataset))
     trainer = Trainer(config, dataset, device, group)
+    threads, why = choose_threads(config.train.threads, device, lambda: forward_flops(
+        trainer.generator, trainer.discriminator, config.model.z_dim, trainer.local_batch))  # fmt: skip
+    torch.set_num_threads(threads)
+    log(f"{threads} CPU thread(s): {why}")
     schedule = Schedule(total)
     recorder.health = HealthMonitor(
         config.health,
