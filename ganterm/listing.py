@@ -10,11 +10,10 @@ from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
-from ganterm.run.jsonl import latest_values
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.schema import STATE_STYLE
 from ganterm.run.settings import read_settings, settings_line
-from ganterm.run.status import effective_state, read_status
+from ganterm.sources import GantermRun
 
 
 def age(seconds: float) -> str:
@@ -35,14 +34,15 @@ CSV_STATISTICS = ("loss_d", "loss_g", "d_x", "d_g_z1", "img_per_s")  # also the 
 
 def run_record(run: RunDir, now: float) -> dict[str, Any]:
     """What `ganterm runs --json` says of a run: plain values, the latest statistics by name."""
-    status = read_status(run) or {}
+    source = GantermRun(run)
+    status = source.status()
     # each statistic's newest value: a quality row may come last, and some are logged every few steps only
-    row = latest_values(run.metrics, CSV_STATISTICS)
+    row = source.latest(CSV_STATISTICS)
     started = status.get("started") or (run.path.stat().st_mtime if run.path.exists() else now)
     statistics = {k: v for k, v in row.items() if k not in ("step", "t") and isinstance(v, (int, float))}
     return {
         "name": run.name,
-        "state": effective_state(status) if status else ("external" if row else "unknown"),
+        "state": status["state"],
         "step": status.get("step", row.get("step", 0)),
         "total": status.get("total"),
         "statistics": statistics,

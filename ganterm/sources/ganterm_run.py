@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from ganterm.errors import UserError
 from ganterm.run.checkpoints import loop_checkpoints, step_files
-from ganterm.run.jsonl import ROW_RULE, JsonlTail, valid_event, valid_row
+from ganterm.run.jsonl import ROW_RULE, JsonlTail, latest_values, valid_event, valid_row
 from ganterm.run.layout import RunDir
 from ganterm.run.settings import read_nested_settings
 from ganterm.run.status import effective_state, read_status
@@ -50,8 +50,11 @@ class GantermRun:
 
     def status(self) -> dict[str, Any]:
         """status.json as it stands, with `state` as viewers read it (`lost`, `stalled` derived from liveness)."""
-        status = read_status(self.run) or {}
-        return {**status, "state": effective_state(status) if status else "unknown"}
+        status = read_status(self.run)
+        if status:
+            return {**status, "state": effective_state(status)}
+        # rows and no status: a folder some other writer fills in ganterm's format
+        return {"state": "external" if self.latest(("step",)) else "unknown"}
 
     @property
     def controls(self) -> tuple[str, ...]:
@@ -88,6 +91,13 @@ class GantermRun:
             full[np.searchsorted(steps, metric_steps)] = values  # a step logged twice keeps its newest value
             table[name] = full
         return table
+
+    def latest(self, names: Collection[str]) -> dict[str, Any]:
+        """Each metric's newest value (and `step`, `t`), read back from the end of the rows, not the whole file.
+
+        A metric logged every few steps is missing from most rows; the newest row alone would show it absent.
+        """
+        return latest_values(self.run.metrics, names)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """events.jsonl's valid records in order (alerts, state changes, samples, checkpoints, log lines)."""
