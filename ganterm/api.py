@@ -32,6 +32,7 @@ The run directory is written by the same `Recorder` as ganterm's own worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -49,6 +50,7 @@ from ganterm.run.jsonl import float32_precision
 from ganterm.run.layout import RunDir, check_run_name, new_run_name
 from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
 from ganterm.run.status import this_host
+from ganterm.run.values import loggable_step, loggable_values, step_number
 
 PAUSE_POLL_SECONDS = 0.2
 NO_CALLBACK = "this run is fed by its own training loop, which registered no on_{cmd} callback"
@@ -96,6 +98,7 @@ class Run:
                 )
             self.dir.path.mkdir(parents=True)
         self.flush_every = flush_every
+        self._images_per_step = images_per_step
         self.step = 0
         self.stop_requested = False
         self.paused = False
@@ -131,13 +134,22 @@ class Run:
         self._recorder.collect = self._take_rows
         self._recorder.set_state("running", 0)
 
-    def log(self, step: Any, **values: Any) -> None:
-        """One step's numbers; written with the next flush. Waits here while the run is paused."""
-        self._pending.append({"step": step, "t": round(time.time(), 3), **values})
+    def log(self, step: Any, /, **values: Any) -> None:
+        """One step's numbers; written with the next flush. Waits here while the run is paused.
+
+        A value that is no number, or under a reserved name, raises here, naming it; the rest of the row is kept.
+        """
+        row = {"step": loggable_step(step), "t": round(time.time(), 3)}
+        kept, refused = loggable_values(values, computed=("img_per_s",) if self._images_per_step else ())
+        if kept or not values:  # a row of nothing but its step, when that was all it was given
+            self._pending.append(row | kept)
         if len(self._pending) >= self.flush_every:
             self.flush()
         else:
             self._poll()
+        if refused:
+            first, *others = refused.values()
+            raise UserError(first + (f" ({len(others)} more value(s) of this row left out too)" if others else ""))
 
     def should_stop(self) -> bool:
         """Whether a viewer asked the loop to stop (checked now, cheaply): break out of every loop level.
@@ -189,7 +201,8 @@ class Run:
     def _take_rows(self) -> list[Row]:
         rows, self._pending = _plain_rows(self._pending), []
         if rows:
-            self.step = int(rows[-1]["step"])
+            with contextlib.suppress(UserError):  # a tensor step read back as no whole number: the recorder says so
+                self.step = step_number(rows[-1]["step"])
         return rows
 
     def _obey(self, command: Command) -> None:
@@ -290,9 +303,7 @@ def _plain_rows(rows: list[Row]) -> list[Row]:
 
 
 def _number(key: str, value: Any) -> Any:
-    """Steps are whole numbers; statistics keep float32's digits, as in ganterm's own rows."""
-    if key == "step":
-        return int(value)
-    if key == "t" or value is None or isinstance(value, (int, str)):
+    """Statistics keep float32's digits, as in ganterm's own rows; the recorder checks the step."""
+    if key in ("step", "t") or not isinstance(value, float):
         return value
-    return float32_precision(float(value))
+    return float32_precision(value)

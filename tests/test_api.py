@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ import ganterm
 from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import MetricPlot
 from ganterm.errors import UserError
+from ganterm.export.history import History
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
@@ -124,3 +126,54 @@ def test_a_flush_reads_every_buffered_tensor_back_in_one_transfer(tmp_path: Path
         for step in range(1, 11):
             run.log(step, loss_d=torch.tensor(0.5), loss_g=torch.tensor(0.7), d_x=torch.tensor(0.6))
         assert transfers == [(30,)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["x", [0.5], {"a": 1}, np.zeros(3), 1j, b"x", torch.zeros(3), torch.tensor(1j), 10**400],
+    ids=["str", "list", "dict", "array", "complex", "bytes", "tensor", "complex-tensor", "int-past-float"],
+)
+def test_a_value_that_is_no_number_is_refused_at_once_and_costs_no_other(tmp_path: Path, bad: object):
+    """Refused by `log` itself, naming the key; the good values of its row and the rows buffered before stay."""
+    with ganterm.Run("mixed", root=tmp_path, flush_every=10) as run:
+        for step in range(1, 5):
+            run.log(step, loss_d=0.25)
+        with pytest.raises(UserError, match=r"^metric 'note' is "):
+            run.log(5, loss_d=0.5, note=bad)
+        for step in range(6, 11):
+            run.log(step, loss_d=0.25)
+    rows = read_jsonl(run.dir.metrics)
+    assert [row["step"] for row in rows] == list(range(1, 11))
+    assert rows[4] == {"step": 5, "t": rows[4]["t"], "loss_d": 0.5}
+    assert History(run.dir).skipped_note() is None
+
+
+def test_values_that_are_unambiguously_numbers_are_written_as_numbers(tmp_path: Path):
+    """Bools, numpy scalars and arrays of one element, 0-d tensors, and ints past 64 bits (as floats)."""
+    with ganterm.Run("numbers", root=tmp_path, flush_every=1) as run:
+        run.log(np.int64(3), flag=True, f=np.float32(0.25), i=np.int64(7), a=np.array([2.0]), z=torch.tensor(True))
+        run.log(10, big=10**30, small=-(10**30), none=None)
+    first, second = read_jsonl(run.dir.metrics)
+    assert first == {"step": 3, "t": first["t"], "flag": 1, "f": 0.25, "i": 7, "a": 2.0, "z": 1.0}
+    assert second == {"step": 10, "t": second["t"], "big": 1e30, "small": -1e30, "none": None}
+    assert read_status(run.dir)["step"] == 10
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "3", True, float("nan"), 2**64, None])
+def test_a_step_that_is_no_whole_number_is_refused_at_once(tmp_path: Path, bad: object):
+    with ganterm.Run("steps", root=tmp_path, flush_every=3) as run:
+        run.log(1, loss_d=0.5)
+        with pytest.raises(UserError, match="the step must be a whole number"):
+            run.log(bad, loss_d=0.5)
+        run.log(2, loss_d=0.5)
+    assert [row["step"] for row in read_jsonl(run.dir.metrics)] == [1, 2]
+
+
+def test_a_tensor_step_read_back_as_no_step_costs_only_its_own_row(tmp_path: Path):
+    """A tensor is judged by its value only at the flush (reading it at `log` would be a device sync per step)."""
+    with ganterm.Run("tensor-steps", root=tmp_path, flush_every=3) as run:
+        run.log(torch.tensor(1), loss_d=0.5)
+        run.log(torch.tensor(float("nan")), loss_d=0.5)
+        run.log(torch.tensor(3), loss_d=0.5)
+    assert [row["step"] for row in read_jsonl(run.dir.metrics)] == [1, 3]
+    assert read_status(run.dir)["step"] == 3

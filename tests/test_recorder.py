@@ -88,3 +88,29 @@ def test_ctrl_c_while_the_last_notices_go_out_still_lets_go_of_the_run(tmp_path:
     with pytest.raises(KeyboardInterrupt):
         recorder.close()
     Recorder(RunDir(tmp_path), log=lambda message: None).close()  # RunLocked if the first still held it
+
+
+def test_a_bad_value_from_any_loop_is_left_out_alone_and_said_once(tmp_path: Path):
+    """ganterm's own worker writes through here too: a value the file cannot hold costs no other value or row."""
+    said: list[str] = []
+    recorder = Recorder(RunDir(tmp_path), log=said.append, state="running")
+    rows = [
+        {"step": 1, "t": 1.0, "loss_d": 0.5, "note": "x"},
+        {"step": 2, "t": 2.0, "loss_d": 0.5, "note": "y", "big": 10**30},
+        {"step": "three", "t": 3.0, "loss_d": 0.5},
+        {"step": 4, "t": 4.0, "loss_d": 0.5, "run": 1.0},
+    ]
+    recorder.collect = lambda: rows
+    try:
+        recorder.flush()
+        recorder.write_rows([{"step": 4, "t": 4.5, "precision": [0.5]}])
+    finally:
+        recorder.close()
+    written = read_jsonl(RunDir(tmp_path).metrics)
+    assert [(row["step"], row.get("loss_d"), row.get("big")) for row in written] == [
+        (1, 0.5, None), (2, 0.5, 1e30), (4, 0.5, None), (4, None, None)
+    ]  # fmt: skip
+    assert not any("note" in row or "run" in row or "precision" in row for row in written)
+    assert read_status(RunDir(tmp_path))["step"] == 4
+    warnings = [line for line in said if line.startswith("warning")]
+    assert len(warnings) == 4 and "'note'" in warnings[0] and "step must be" in warnings[1]
