@@ -17,6 +17,7 @@ from ganterm.export.history import History
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
+from ganterm.run.values import RESERVED_NAMES
 from tests.test_dashboard import settle
 
 
@@ -177,3 +178,27 @@ def test_a_tensor_step_read_back_as_no_step_costs_only_its_own_row(tmp_path: Pat
         run.log(torch.tensor(3), loss_d=0.5)
     assert [row["step"] for row in read_jsonl(run.dir.metrics)] == [1, 3]
     assert read_status(run.dir)["step"] == 3
+
+
+@pytest.mark.parametrize("name", RESERVED_NAMES)
+def test_a_reserved_name_is_refused_at_once_naming_them_all(tmp_path: Path, name: str):
+    """`step` and `t` are the row's own; `run` is the exported tables' run column: none may be a metric's name."""
+    with (
+        ganterm.Run("reserved", root=tmp_path, flush_every=1) as run,
+        pytest.raises(UserError, match=f"metric name '{name}' is reserved: step, t, run are"),
+    ):
+        run.log(5, loss_d=0.5, **{name: 7.0})
+    (row,) = read_jsonl(run.dir.metrics)
+    assert row["step"] == 5 and row["t"] != 7.0 and row["loss_d"] == 0.5 and "run" not in row
+
+
+def test_img_per_s_is_the_runs_own_when_it_knows_its_batch(tmp_path: Path):
+    with (
+        ganterm.Run("rated", root=tmp_path, images_per_step=64, flush_every=1) as run,
+        pytest.raises(UserError, match="'img_per_s' is computed by ganterm"),
+    ):
+        run.log(1, img_per_s=5.0, loss_d=0.5)
+    assert read_jsonl(run.dir.metrics)[0]["img_per_s"] != 5.0
+    with ganterm.Run("own-rate", root=tmp_path, flush_every=1) as run:
+        run.log(1, img_per_s=5.0)
+    assert read_jsonl(run.dir.metrics)[0]["img_per_s"] == 5.0

@@ -428,3 +428,15 @@ def test_a_missing_reader_fails_in_ci_and_skips_elsewhere(ci: str, outcome: str,
     assert outcome in result.stdout, result.stdout + result.stderr
     if ci:
         assert "pandas is not installed, and CI=true" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_metric_named_run_from_an_older_record_is_said_not_silently_dropped(tmp_path: Path, fmt: str):
+    """ganterm refuses the name now (see test_api); a record written before still exports, and says what it left."""
+    if fmt == "parquet":
+        reader("pyarrow")
+    make_run(tmp_path / "runs", "old", [{"step": 1, "t": START, "loss_d": 0.5, "run": 3.0}])
+    out = tmp_path / f"old.{fmt}"
+    result = _export("old", "--root", str(tmp_path / "runs"), "--format", fmt, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "old: left out its metric 'run' (the table's run column holds the run's name)" in result.output

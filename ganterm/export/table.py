@@ -31,6 +31,15 @@ def table_columns(histories: list[History], advance: Callable[[int], None]) -> l
     return ["run", *column_order(name for name in names if name != "run")]
 
 
+def shadowed_notes(histories: list[History]) -> list[str]:
+    """Runs whose rows hold a metric named `run`, which the table's run column hides (ganterm refuses the name now)."""
+    return [
+        f"{history.run.name}: left out its metric 'run' (the table's run column holds the run's name)"
+        for history in histories
+        if "run" in history.found
+    ]
+
+
 def write_csv(histories: list[History], target: Path, advance: Callable[[int], None]) -> list[str]:
     """The table as CSV (pandas, trackio and spreadsheets read it); returns its columns."""
     columns = table_columns(histories, advance)
