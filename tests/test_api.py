@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 import ganterm
+from ganterm.cli import app as cli_app
 from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import MetricPlot
 from ganterm.errors import UserError
@@ -17,6 +19,7 @@ from ganterm.export.history import History
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
+from ganterm.run.text import TEXT_LIMIT
 from ganterm.run.values import RESERVED_NAMES
 from tests.test_dashboard import settle
 
@@ -202,3 +205,12 @@ def test_img_per_s_is_the_runs_own_when_it_knows_its_batch(tmp_path: Path):
     with ganterm.Run("own-rate", root=tmp_path, flush_every=1) as run:
         run.log(1, img_per_s=5.0)
     assert read_jsonl(run.dir.metrics)[0]["img_per_s"] == 5.0
+
+
+def test_a_huge_exception_message_stays_a_few_kb_in_what_watch_prints(tmp_path: Path):
+    with pytest.raises(RuntimeError), ganterm.Run("loud", root=tmp_path) as run:
+        run.log(1, loss_d=0.5)
+        raise RuntimeError("begins " + "x" * 5_000_000 + " ends")
+    result = CliRunner().invoke(cli_app, ["watch", str(run.dir.path), "--no-dashboard"], env={"COLUMNS": "200"})
+    assert "begins" in result.output and "characters cut" in result.output and "ends" in result.output
+    assert len(result.output) < 3 * TEXT_LIMIT

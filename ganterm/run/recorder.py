@@ -29,6 +29,7 @@ from ganterm.run.jsonl import JsonlWriter, record_event
 from ganterm.run.layout import RunDir
 from ganterm.run.lock import acquire_lock
 from ganterm.run.status import StatusBoard
+from ganterm.run.text import clipped
 from ganterm.run.values import BadValue, plain_row
 
 Row = dict[str, Any]
@@ -167,6 +168,7 @@ class Recorder:
 
     def event(self, kind: str, step: int, command: Command | None = None, **fields: Any) -> None:
         """One record in events.jsonl; naming `command` acknowledges it. An alert is also pushed to `notices`."""
+        fields = clipped(fields)
         record_event(self.run, kind, step, **_ack(command), **fields)
         if kind == "alert" and self.notices is not None:
             told = {key: fields[key] for key in ("check", "severity", "message") if key in fields}
@@ -190,6 +192,7 @@ class Recorder:
 
     def set_state(self, state: str, step: int, command: Command | None = None, **fields: Any) -> None:
         """Acknowledge first, then tell status.json: a waiting CLI finds its answer whatever it reads first."""
+        fields = clipped(fields)
         self.step = step
         self.event("status", step, command, state=state, **fields)
         self.status.update(state=state, step=step, **fields)
