@@ -47,7 +47,7 @@ from ganterm.health import HealthMonitor
 from ganterm.notify import Notifier
 from ganterm.run.control import Command
 from ganterm.run.jsonl import float32_precision
-from ganterm.run.layout import RunDir, check_run_name, new_run_name
+from ganterm.run.layout import RunDir, check_run_name, claim_new_run, new_run_name
 from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
 from ganterm.run.status import this_host
 from ganterm.run.values import loggable_step, loggable_values, step_number
@@ -92,11 +92,10 @@ class Run:
             check_run_name(name)
         self.dir = RunDir(root / (name or new_run_name("run", root)))
         if self.rank == 0:
-            if self.dir.exists():
-                raise UserError(
-                    f"run {self.dir.name!r} already exists under {root}/; pick another name or leave it out"
-                )
-            self.dir.path.mkdir(parents=True)
+            claimed = claim_new_run(root, name, "run")
+            if claimed is None:
+                raise UserError(f"run {name!r} already exists under {root}/; pick another name or leave it out")
+            self.dir = claimed
         self.flush_every = flush_every
         self._images_per_step = images_per_step
         self.step = 0

@@ -21,7 +21,7 @@ from ganterm.errors import ConfigError, UserError
 from ganterm.notify import CLOSE_WAIT_SECONDS
 from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
 from ganterm.run.jsonl import TextTail
-from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
+from ganterm.run.layout import RunDir, check_run_name, claim_new_run, resolve_run
 from ganterm.run.lock import lock_holder
 from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_status, stalled_reason, write_status
 
@@ -35,13 +35,9 @@ def create_run(config: Config, name: str | None, root: Path) -> RunDir:
     if name is not None:
         check_run_name(name, "--name")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        name = name or new_run_name(config.data.name, root)
-        run = RunDir(root / name)
-        # a folder holding only nodes/ is this run's, made by another machine that started first
-        if run.exists():
+        run = claim_new_run(root, name, config.data.name)
+        if run is None:
             raise UserError(f"run {name!r} already exists under {root}/; pick another --name or --resume {name}")
-        run.path.mkdir(exist_ok=True)
         run.config.write_text(config.to_toml(), encoding="utf-8")
     except OSError as error:
         raise UserError(f"cannot create the run directory under {str(root)!r}: {error.strerror or error}") from None

@@ -21,6 +21,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 from ganterm.run.text import TEXT_LIMIT
 from ganterm.run.values import RESERVED_NAMES
+from tests.conftest import a_rival_claims_between_check_and_create
 from tests.test_dashboard import settle
 
 
@@ -214,3 +215,22 @@ def test_a_huge_exception_message_stays_a_few_kb_in_what_watch_prints(tmp_path: 
     result = CliRunner().invoke(cli_app, ["watch", str(run.dir.path), "--no-dashboard"], env={"COLUMNS": "200"})
     assert "begins" in result.output and "characters cut" in result.output and "ends" in result.output
     assert len(result.output) < 3 * TEXT_LIMIT
+
+
+def test_two_runs_started_at_once_under_one_name_the_loser_gets_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    rivals = a_rival_claims_between_check_and_create(monkeypatch, lambda name: ganterm.Run(name, root=tmp_path))
+    with pytest.raises(UserError, match=r"^run 'same' already exists under .*; pick another name"):
+        ganterm.Run("same", root=tmp_path)
+    rivals[-1].close()
+    assert read_status(RunDir(tmp_path / "same"))["state"] == "finished"
+
+
+def test_two_unnamed_runs_started_at_once_get_a_name_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    rivals = a_rival_claims_between_check_and_create(monkeypatch, lambda name: ganterm.Run(name, root=tmp_path))
+    with ganterm.Run(root=tmp_path) as run:
+        run.log(1, loss_d=0.5)
+    rivals[-1].close()
+    assert run.dir.name == f"{rivals[-1].dir.name}-2"
+    assert read_jsonl(run.dir.metrics)[0]["loss_d"] == 0.5

@@ -5,8 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from ganterm.config import load_config
+from ganterm.errors import UserError
+from ganterm.launch import create_run
 from ganterm.run.layout import RunDir
-from tests.conftest import run_cli
+from tests.conftest import a_rival_claims_between_check_and_create, run_cli
+
+CONFIG = load_config()
 
 TINY = [
     "--data", "ring", "--set", "model.width=16", "--set", "model.z_dim=8", "--set", "train.batch_size=32",
@@ -42,3 +49,24 @@ def test_resuming_shows_only_what_the_new_worker_says(tmp_path: Path):
     assert "resumed from" in second.stdout
     # the first worker's lines ("step 0: running", "step 10: finished") are not shown as the new one's
     assert "step 10: finished" not in second.stdout and "step 0: running" not in second.stdout
+
+
+def test_two_trains_started_at_once_under_one_name_the_loser_gets_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Right after one `ganterm train --name same` looks, another creates the run: one of them may have it."""
+    rivals = a_rival_claims_between_check_and_create(monkeypatch, lambda name: create_run(CONFIG, name, tmp_path))
+    with pytest.raises(UserError, match=r"^run 'same' already exists under .*; pick another --name or --resume same"):
+        create_run(CONFIG, "same", tmp_path)
+    assert rivals[-1].config.read_text(encoding="utf-8") == CONFIG.to_toml()
+
+
+def test_two_unnamed_trains_started_at_once_get_a_run_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    rivals = a_rival_claims_between_check_and_create(monkeypatch, lambda name: create_run(CONFIG, name, tmp_path))
+    run = create_run(CONFIG, None, tmp_path)
+    assert run.name == f"{rivals[-1].name}-2" and run.config.exists()
+
+
+def test_a_folder_holding_only_another_machines_nodes_is_still_free(tmp_path: Path):
+    (tmp_path / "shared" / "nodes" / "1").mkdir(parents=True)
+    assert create_run(CONFIG, "shared", tmp_path).config.exists()
