@@ -22,7 +22,7 @@ from ganterm.notify import CLOSE_WAIT_SECONDS
 from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
 from ganterm.run.jsonl import TextTail
 from ganterm.run.layout import RunDir, check_run_name, claim_new_run, resolve_run
-from ganterm.run.lock import lock_holder
+from ganterm.run.lock import lock_holder, one_starter
 from ganterm.run.status import ACTIVE_STATES, effective_state, pid_alive, read_status, stalled_reason, write_status
 
 LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how worker.log lines begin
@@ -125,14 +125,13 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Call
         offset = _log_end(run, scale)
         pid = start_worker(run, plan.checkpoint, scale, folder / "config.toml", plan.or_older)
         return Started(run, pid, new=False, log_offset=offset)
-    run = plan.run
-    if run is None:
-        run = create_run(plan.config, name, root)
-    else:
-        ensure_idle(run, say=say)
-        run.config.write_text(plan.config.to_toml(), encoding="utf-8")
-    offset = _log_end(run, scale)
-    pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)
+    run = plan.run or create_run(plan.config, name, root)
+    with one_starter(run):  # a second `--resume` of this run waits here, then finds this worker starting
+        if plan.run is not None:
+            ensure_idle(run, say=say)
+            run.config.write_text(plan.config.to_toml(), encoding="utf-8")
+        offset = _log_end(run, scale)
+        pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)
     if plan.config.notify.url:
         start_lookout(run)
     return Started(run, pid, new=plan.run is None, log_offset=offset)
