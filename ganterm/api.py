@@ -83,8 +83,13 @@ class Run:
         root = Path(root)
         if notify is not None and not (isinstance(notify, str) and notify.startswith(("http://", "https://"))):
             raise UserError(f"notify must be an http:// or https:// URL (or None to send nothing), not {notify!r}")
-        if isinstance(images_per_step, bool) or not isinstance(images_per_step, int) or images_per_step < 0:
-            raise UserError(f"images_per_step must be a whole number of images, 0 or more; got {images_per_step!r}")
+        for what, count, least in (
+            ("total", total, 0),
+            ("images_per_step", images_per_step, 0),
+            ("flush_every", flush_every, 1),
+        ):
+            if isinstance(count, bool) or not isinstance(count, int) or count < least:
+                raise UserError(f"{what} must be a whole number, {least} or more; got {count!r}")
         self.rank, self.world_size = _rank_and_world_size()
         if self.world_size > 1 and name is None:
             raise UserError("a run trained by several processes needs a name, the same on every rank")
@@ -170,7 +175,7 @@ class Run:
 
     def images(self, step: int, images: Any, nrow: int | None = None) -> Path:
         """Save a batch of images (N×C×H×W tensor in [-1, 1]) as the run's sample grid for `step`."""
-        return self._save_grid(int(step), images, nrow)
+        return self._save_grid(step_number(step), images, nrow)
 
     def flush(self) -> None:
         """Write the buffered rows, check their health, and carry out the viewers' commands."""
@@ -229,6 +234,10 @@ class Run:
 
     def _save_grid(self, step: int, images: Any, nrow: int | None, command: Command | None = None) -> Path:
         from ganterm.training.sample import image_grid, save_png
+
+        if getattr(images, "ndim", None) != 4 or not hasattr(images, "detach"):  # on_sample's return value too
+            shape = f" of shape {tuple(images.shape)}" if hasattr(images, "shape") else ""
+            raise UserError(f"images must be a tensor of N×C×H×W images in [-1, 1]; got {type(images).__name__}{shape}")
 
         def save() -> Path:
             path = self.dir.sample_path(step)

@@ -234,3 +234,30 @@ def test_two_unnamed_runs_started_at_once_get_a_name_each(tmp_path: Path, monkey
     rivals[-1].close()
     assert run.dir.name == f"{rivals[-1].dir.name}-2"
     assert read_jsonl(run.dir.metrics)[0]["loss_d"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("argument", "bad"),
+    [("total", "many"), ("total", -1), ("flush_every", 0), ("flush_every", "10"), ("images_per_step", 2.5)],
+)
+def test_counts_given_to_run_are_whole_numbers(tmp_path: Path, argument: str, bad: object):
+    with pytest.raises(UserError, match=f"^{argument} must be a whole number"):
+        ganterm.Run("counted", root=tmp_path, **{argument: bad})
+    assert not (tmp_path / "counted").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "images", "said"),
+    [
+        (-1, torch.zeros(4, 1, 8, 8), "the step must be a whole number"),
+        ("5", torch.zeros(4, 1, 8, 8), "the step must be a whole number"),
+        (5, np.zeros((4, 1, 8, 8)), r"images must be a tensor of N×C×H×W images .*; got ndarray"),
+        (5, torch.zeros(8, 8), r"images must be a tensor .*; got Tensor of shape \(8, 8\)"),
+    ],
+)
+def test_images_with_a_bad_step_or_no_image_batch_are_refused_in_one_sentence(
+    tmp_path: Path, step: object, images: object, said: str
+):
+    with ganterm.Run("pictures", root=tmp_path) as run, pytest.raises(UserError, match=said):
+        run.images(step, images)  # type: ignore[arg-type]
+    assert run.dir.sample_files() == []
