@@ -127,8 +127,8 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Call
         return Started(run, pid, new=False, log_offset=offset)
     run = plan.run or create_run(plan.config, name, root)
     with one_starter(run):  # a second `--resume` of this run waits here, then finds this worker starting
+        ensure_idle(run, say=say)  # a new run too: a `--resume` of it may have come before this lock
         if plan.run is not None:
-            ensure_idle(run, say=say)
             run.config.write_text(plan.config.to_toml(), encoding="utf-8")
         offset = _log_end(run, scale)
         pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)

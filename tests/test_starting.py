@@ -112,3 +112,28 @@ def _start(plan: Plan) -> object:
         return launch.start_run(plan, None, Path("unused"), Scale(), say=lambda line: None)
     except UserError as error:
         return error
+
+
+def test_a_resume_of_a_new_run_before_its_own_worker_starts_leaves_one_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`ganterm train --name new` has made the run; a `--resume new` starts a worker before it does."""
+    started: list[int] = []
+
+    def fake_worker(run: RunDir, *args: object, **kwargs: object) -> int:
+        started.append(os.getpid())
+        write_status(run, {"state": "starting", "pid": os.getpid(), "host": this_host(), "heartbeat": time.time()})
+        return os.getpid()
+
+    real_create_run = launch.create_run
+
+    def create_then_a_rival_resumes(*args: object) -> RunDir:
+        run = real_create_run(*args)
+        launch.start_run(Plan(CONFIG, run), None, tmp_path, Scale(), say=lambda line: None)
+        return run
+
+    monkeypatch.setattr(launch, "start_worker", fake_worker)
+    monkeypatch.setattr(launch, "create_run", create_then_a_rival_resumes)
+    with pytest.raises(UserError, match="run 'new' is starting; stop it first"):
+        launch.start_run(Plan(CONFIG), "new", tmp_path, Scale(), say=lambda line: None)
+    assert started == [os.getpid()]
