@@ -47,6 +47,7 @@ The run directory is written by the same `Recorder` as ganterm's own worker.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import time
@@ -62,11 +63,12 @@ from ganterm.notify import Notifier
 from ganterm.run.checkpoints import loop_checkpoints
 from ganterm.run.control import Command
 from ganterm.run.jsonl import float32_precision
-from ganterm.run.layout import RunDir, check_run_name, new_run_name
+from ganterm.run.layout import RunDir, check_run_name, claim_new_run, new_run_name
 from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
 from ganterm.run.rewind import rewind
 from ganterm.run.settings import plain_config, write_loop_config
 from ganterm.run.status import read_status, this_host
+from ganterm.run.values import loggable_step, loggable_values, step_number
 from ganterm.tee import ConsoleCopy, LogFile
 from ganterm.urls import shown_url, url_problem
 
@@ -118,8 +120,13 @@ class Run:
             if problem:
                 shown = shown_url(notify) if isinstance(notify, str) else notify
                 raise UserError(f"notify {shown!r} {problem}; give an http:// or https:// URL, or None to send nothing")
-        if isinstance(images_per_step, bool) or not isinstance(images_per_step, int) or images_per_step < 0:
-            raise UserError(f"images_per_step must be a whole number of images, 0 or more; got {images_per_step!r}")
+        for what, count, least in (
+            ("total", total, 0),
+            ("images_per_step", images_per_step, 0),
+            ("flush_every", flush_every, 1),
+        ):
+            if isinstance(count, bool) or not isinstance(count, int) or count < least:
+                raise UserError(f"{what} must be a whole number, {least} or more; got {count!r}")
         resume_mode = _resume_mode(resume)
         if resume_mode != "never" and name is None:
             raise UserError(f"resume={resume!r} needs the name of the run to continue, as the first argument of Run")
@@ -132,9 +139,10 @@ class Run:
         if name is not None:
             check_run_name(name)
         self.dir = RunDir(root / (name or new_run_name("run", root)))
-        self.resumed = self._claim(root, resume_mode)
+        self.resumed = self._claim(root, name, resume_mode)
         self.start_step, self.resumed_from = self._restart_point(step)
         self.flush_every = flush_every
+        self._images_per_step = images_per_step
         self.step = self.start_step
         self.stop_requested = False
         self.paused = False
@@ -177,13 +185,22 @@ class Run:
         self._recorder.set_state("running", self.start_step, total=total)
         atexit.register(self._close_at_exit)
 
-    def log(self, step: Any, **values: Any) -> None:
-        """One step's numbers; written with the next flush. Waits here while the run is paused."""
-        self._pending.append({"step": step, "t": round(time.time(), 3), **values})
+    def log(self, step: Any, /, **values: Any) -> None:
+        """One step's numbers; written with the next flush. Waits here while the run is paused.
+
+        A value that is no number, or under a reserved name, raises here, naming it; the rest of the row is kept.
+        """
+        row = {"step": loggable_step(step), "t": round(time.time(), 3)}
+        kept, refused = loggable_values(values, computed=("img_per_s",) if self._images_per_step else ())
+        if kept or not values:  # a row of nothing but its step, when that was all it was given
+            self._pending.append(row | kept)
         if len(self._pending) >= self.flush_every:
             self.flush()
         else:
             self._poll()
+        if refused:
+            first, *others = refused.values()
+            raise UserError(first + (f" ({len(others)} more value(s) of this row left out too)" if others else ""))
 
     def should_stop(self) -> bool:
         """Whether a viewer asked the loop to stop (checked now, cheaply): break out of every loop level.
@@ -205,7 +222,7 @@ class Run:
 
     def images(self, step: int, images: Any, nrow: int | None = None) -> Path:
         """Save a batch of images (N×C×H×W tensor in [-1, 1]) as the run's sample grid for `step`."""
-        return self._save_grid(int(step), images, nrow)
+        return self._save_grid(step_number(step), images, nrow)
 
     def checkpoint(self, step: int | None = None) -> Path | None:
         """Save a checkpoint now through `on_checkpoint` (rows first) and record it, so `resume=True` finds it."""
@@ -248,7 +265,8 @@ class Run:
     def _take_rows(self) -> list[Row]:
         rows, self._pending = _plain_rows(self._pending), []
         if rows:
-            self.step = int(rows[-1]["step"])
+            with contextlib.suppress(UserError):  # a tensor step read back as no whole number: the recorder says so
+                self.step = step_number(rows[-1]["step"])
         return rows
 
     def _obey(self, command: Command) -> None:
@@ -276,6 +294,10 @@ class Run:
 
     def _save_grid(self, step: int, images: Any, nrow: int | None, command: Command | None = None) -> Path:
         from ganterm.training.sample import image_grid, save_png
+
+        if getattr(images, "ndim", None) != 4 or not hasattr(images, "detach"):  # on_sample's return value too
+            shape = f" of shape {tuple(images.shape)}" if hasattr(images, "shape") else ""
+            raise UserError(f"images must be a tensor of N×C×H×W images in [-1, 1]; got {type(images).__name__}{shape}")
 
         def save() -> Path:
             path = self.dir.sample_path(step)
@@ -312,7 +334,7 @@ class Run:
         error = getattr(sys, "last_value", None)  # set by Python for the uncaught exception it printed
         self.close(None if error is self._error_before else error)
 
-    def _claim(self, root: Path, mode: str) -> bool:
+    def _claim(self, root: Path, name: str | None, mode: str) -> bool:
         """Make the run's folder, or find the one to continue; whether the run is resumed."""
         exists = self.dir.exists()
         if self.rank > 0:
@@ -332,8 +354,17 @@ class Run:
                 f"there is no run {self.dir.name!r} under {root}/ to resume; "
                 'start it with resume="allow" (continue it or start it) or without resume'
             )
-        self.dir.path.mkdir(parents=True, exist_ok=exists)
-        return exists
+        if exists:
+            return True
+        # checked and claimed in one step: of two starts racing for the name, the loser is told it is taken
+        claimed = claim_new_run(root, name, "run")
+        if claimed is None:
+            raise UserError(
+                f"run {name!r} already exists under {root}/ (another start claimed it just now); "
+                "pick another name or leave it out"
+            )
+        self.dir = claimed
+        return False
 
     def _restart_point(self, step: int | None) -> tuple[int, Path | None]:
         """The step the loop restarts from, and the checkpoint file at it when ganterm knows one."""
@@ -432,9 +463,7 @@ def _plain_rows(rows: list[Row]) -> list[Row]:
 
 
 def _number(key: str, value: Any) -> Any:
-    """Steps are whole numbers; statistics keep float32's digits, as in ganterm's own rows."""
-    if key == "step":
-        return int(value)
-    if key == "t" or value is None or isinstance(value, (int, str)):
+    """Statistics keep float32's digits, as in ganterm's own rows; the recorder checks the step."""
+    if key in ("step", "t") or not isinstance(value, float):
         return value
-    return float32_precision(float(value))
+    return float32_precision(value)

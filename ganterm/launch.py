@@ -21,8 +21,8 @@ from ganterm.logline import LOG_TIMESTAMP
 from ganterm.notify import CLOSE_WAIT_SECONDS
 from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
 from ganterm.run.jsonl import TextTail
-from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
-from ganterm.run.lock import lock_holder
+from ganterm.run.layout import RunDir, check_run_name, claim_new_run, resolve_run
+from ganterm.run.lock import lock_holder, one_starter
 from ganterm.run.status import (
     ACTIVE_STATES,
     effective_state,
@@ -43,13 +43,9 @@ def create_run(config: Config, name: str | None, root: Path) -> RunDir:
     if name is not None:
         check_run_name(name, "--name")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        name = name or new_run_name(config.data.name, root)
-        run = RunDir(root / name)
-        # a folder holding only nodes/ is this run's, made by another machine that started first
-        if run.exists():
+        run = claim_new_run(root, name, config.data.name)
+        if run is None:
             raise UserError(f"run {name!r} already exists under {root}/; pick another --name or --resume {name}")
-        run.path.mkdir(exist_ok=True)
         run.config.write_text(config.to_toml(), encoding="utf-8")
     except OSError as error:
         raise UserError(f"cannot create the run directory under {str(root)!r}: {error.strerror or error}") from None
@@ -144,14 +140,13 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Call
         offset = _log_end(run, scale)
         pid = start_worker(run, plan.checkpoint, scale, folder / "config.toml", plan.or_older)
         return Started(run, pid, new=False, log_offset=offset)
-    run = plan.run
-    if run is None:
-        run = create_run(plan.config, name, root)
-    else:
-        ensure_idle(run, say=say)
-        run.config.write_text(plan.config.to_toml(), encoding="utf-8")
-    offset = _log_end(run, scale)
-    pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)
+    run = plan.run or create_run(plan.config, name, root)
+    with one_starter(run):  # a second `--resume` of this run waits here, then finds this worker starting
+        ensure_idle(run, say=say)  # a new run too: a `--resume` of it may have come before this lock
+        if plan.run is not None:
+            run.config.write_text(plan.config.to_toml(), encoding="utf-8")
+        offset = _log_end(run, scale)
+        pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)
     if plan.config.notify.url:
         start_lookout(run)
     return Started(run, pid, new=plan.run is None, log_offset=offset)

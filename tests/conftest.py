@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,18 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
 def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache for the whole session, laid out as $XDG_CACHE_HOME/ganterm, so the classifier trains once."""
     return tmp_path_factory.mktemp("xdg-cache") / "ganterm"
+
+
+def a_rival_claims_between_check_and_create(monkeypatch: pytest.MonkeyPatch, start_rival: Callable[[str], Any]) -> list:
+    """Two starts at the same instant, made deterministic: right after this one looks, another takes the name."""
+    real_exists, rivals = RunDir.exists, []
+
+    def exists_then_a_rival_starts(run: RunDir) -> bool:
+        answer = real_exists(run)
+        if not rivals:
+            rivals.append(None)
+            rivals.append(start_rival(run.name))
+        return answer
+
+    monkeypatch.setattr(RunDir, "exists", exists_then_a_rival_starts)
+    return rivals

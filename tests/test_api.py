@@ -5,16 +5,23 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from ganterm.export.history import History
+from typer.testing import CliRunner
 
 import ganterm
+from ganterm.cli import app as cli_app
 from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import MetricPlot
 from ganterm.errors import UserError
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
+from ganterm.run.text import TEXT_LIMIT
+from ganterm.run.values import RESERVED_NAMES
+from tests.conftest import a_rival_claims_between_check_and_create
 from tests.test_dashboard import settle
 
 
@@ -170,3 +177,133 @@ def test_config_takes_a_dataclass_keeps_what_json_cannot_hold_as_its_repr_and_re
     with pytest.raises(UserError, match=r"config must be a dict, a dataclass or an argparse Namespace, not list"):
         ganterm.Run("listed", root=tmp_path, config=[0.0002, 64])
     assert not (tmp_path / "listed").exists()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["x", [0.5], {"a": 1}, np.zeros(3), 1j, b"x", torch.zeros(3), torch.tensor(1j), 10**400],
+    ids=["str", "list", "dict", "array", "complex", "bytes", "tensor", "complex-tensor", "int-past-float"],
+)
+def test_a_value_that_is_no_number_is_refused_at_once_and_costs_no_other(tmp_path: Path, bad: object):
+    """Refused by `log` itself, naming the key; the good values of its row and the rows buffered before stay."""
+    with ganterm.Run("mixed", root=tmp_path, flush_every=10) as run:
+        for step in range(1, 5):
+            run.log(step, loss_d=0.25)
+        with pytest.raises(UserError, match=r"^metric 'note' is "):
+            run.log(5, loss_d=0.5, note=bad)
+        for step in range(6, 11):
+            run.log(step, loss_d=0.25)
+    rows = read_jsonl(run.dir.metrics)
+    assert [row["step"] for row in rows] == list(range(1, 11))
+    assert rows[4] == {"step": 5, "t": rows[4]["t"], "loss_d": 0.5}
+    assert History(run.dir).skipped_note() is None
+
+
+def test_values_that_are_unambiguously_numbers_are_written_as_numbers(tmp_path: Path):
+    """Bools, numpy scalars and arrays of one element, 0-d tensors, and ints past 64 bits (as floats)."""
+    with ganterm.Run("numbers", root=tmp_path, flush_every=1) as run:
+        run.log(np.int64(3), flag=True, f=np.float32(0.25), i=np.int64(7), a=np.array([2.0]), z=torch.tensor(True))
+        run.log(10, big=10**30, small=-(10**30), none=None)
+    first, second = read_jsonl(run.dir.metrics)
+    assert first == {"step": 3, "t": first["t"], "flag": 1, "f": 0.25, "i": 7, "a": 2.0, "z": 1.0}
+    assert second == {"step": 10, "t": second["t"], "big": 1e30, "small": -1e30, "none": None}
+    assert read_status(run.dir)["step"] == 10
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "3", True, float("nan"), 2**64, None])
+def test_a_step_that_is_no_whole_number_is_refused_at_once(tmp_path: Path, bad: object):
+    with ganterm.Run("steps", root=tmp_path, flush_every=3) as run:
+        run.log(1, loss_d=0.5)
+        with pytest.raises(UserError, match="the step must be a whole number"):
+            run.log(bad, loss_d=0.5)
+        run.log(2, loss_d=0.5)
+    assert [row["step"] for row in read_jsonl(run.dir.metrics)] == [1, 2]
+
+
+def test_a_tensor_step_read_back_as_no_step_costs_only_its_own_row(tmp_path: Path):
+    """A tensor is judged by its value only at the flush (reading it at `log` would be a device sync per step)."""
+    with ganterm.Run("tensor-steps", root=tmp_path, flush_every=3) as run:
+        run.log(torch.tensor(1), loss_d=0.5)
+        run.log(torch.tensor(float("nan")), loss_d=0.5)
+        run.log(torch.tensor(3), loss_d=0.5)
+    assert [row["step"] for row in read_jsonl(run.dir.metrics)] == [1, 3]
+    assert read_status(run.dir)["step"] == 3
+
+
+@pytest.mark.parametrize("name", RESERVED_NAMES)
+def test_a_reserved_name_is_refused_at_once_naming_them_all(tmp_path: Path, name: str):
+    """`step` and `t` are the row's own; `run` is the exported tables' run column: none may be a metric's name."""
+    with (
+        ganterm.Run("reserved", root=tmp_path, flush_every=1) as run,
+        pytest.raises(UserError, match=f"metric name '{name}' is reserved: step, t, run are"),
+    ):
+        run.log(5, loss_d=0.5, **{name: 7.0})
+    (row,) = read_jsonl(run.dir.metrics)
+    assert row["step"] == 5 and row["t"] != 7.0 and row["loss_d"] == 0.5 and "run" not in row
+
+
+def test_img_per_s_is_the_runs_own_when_it_knows_its_batch(tmp_path: Path):
+    with (
+        ganterm.Run("rated", root=tmp_path, images_per_step=64, flush_every=1) as run,
+        pytest.raises(UserError, match="'img_per_s' is computed by ganterm"),
+    ):
+        run.log(1, img_per_s=5.0, loss_d=0.5)
+    assert read_jsonl(run.dir.metrics)[0]["img_per_s"] != 5.0
+    with ganterm.Run("own-rate", root=tmp_path, flush_every=1) as run:
+        run.log(1, img_per_s=5.0)
+    assert read_jsonl(run.dir.metrics)[0]["img_per_s"] == 5.0
+
+
+def test_a_huge_exception_message_stays_a_few_kb_in_what_watch_prints(tmp_path: Path):
+    with pytest.raises(RuntimeError), ganterm.Run("loud", root=tmp_path) as run:
+        run.log(1, loss_d=0.5)
+        raise RuntimeError("begins " + "x" * 5_000_000 + " ends")
+    result = CliRunner().invoke(cli_app, ["watch", str(run.dir.path), "--no-dashboard"], env={"COLUMNS": "200"})
+    assert "begins" in result.output and "characters cut" in result.output and "ends" in result.output
+    assert len(result.output) < 3 * TEXT_LIMIT
+
+
+def test_two_runs_started_at_once_under_one_name_the_loser_gets_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    rivals = a_rival_claims_between_check_and_create(monkeypatch, lambda name: ganterm.Run(name, root=tmp_path))
+    with pytest.raises(UserError, match=r"^run 'same' already exists under .*; pick another name"):
+        ganterm.Run("same", root=tmp_path)
+    rivals[-1].close()
+    assert read_status(RunDir(tmp_path / "same"))["state"] == "finished"
+
+
+def test_two_unnamed_runs_started_at_once_get_a_name_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    rivals = a_rival_claims_between_check_and_create(monkeypatch, lambda name: ganterm.Run(name, root=tmp_path))
+    with ganterm.Run(root=tmp_path) as run:
+        run.log(1, loss_d=0.5)
+    rivals[-1].close()
+    assert run.dir.name == f"{rivals[-1].dir.name}-2"
+    assert read_jsonl(run.dir.metrics)[0]["loss_d"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("argument", "bad"),
+    [("total", "many"), ("total", -1), ("flush_every", 0), ("flush_every", "10"), ("images_per_step", 2.5)],
+)
+def test_counts_given_to_run_are_whole_numbers(tmp_path: Path, argument: str, bad: object):
+    with pytest.raises(UserError, match=f"^{argument} must be a whole number"):
+        ganterm.Run("counted", root=tmp_path, **{argument: bad})
+    assert not (tmp_path / "counted").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "images", "said"),
+    [
+        (-1, torch.zeros(4, 1, 8, 8), "the step must be a whole number"),
+        ("5", torch.zeros(4, 1, 8, 8), "the step must be a whole number"),
+        (5, np.zeros((4, 1, 8, 8)), r"images must be a tensor of N×C×H×W images .*; got ndarray"),
+        (5, torch.zeros(8, 8), r"images must be a tensor .*; got Tensor of shape \(8, 8\)"),
+    ],
+)
+def test_images_with_a_bad_step_or_no_image_batch_are_refused_in_one_sentence(
+    tmp_path: Path, step: object, images: object, said: str
+):
+    with ganterm.Run("pictures", root=tmp_path) as run, pytest.raises(UserError, match=said):
+        run.images(step, images)  # type: ignore[arg-type]
+    assert run.dir.sample_files() == []

@@ -456,3 +456,15 @@ def test_a_loops_config_is_a_column_in_tables_and_a_text_table_in_tensorboard(tm
         "| betas | [0.5,0.999] |",
         "| data.root | a&#124;b |",
     ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_metric_named_run_from_an_older_record_is_said_not_silently_dropped(tmp_path: Path, fmt: str):
+    """ganterm refuses the name now (see test_api); a record written before still exports, and says what it left."""
+    if fmt == "parquet":
+        reader("pyarrow")
+    make_run(tmp_path / "runs", "old", [{"step": 1, "t": START, "loss_d": 0.5, "run": 3.0}])
+    out = tmp_path / f"old.{fmt}"
+    result = _export("old", "--root", str(tmp_path / "runs"), "--format", fmt, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "old: left out its metric 'run' (the table's run column holds the run's name)" in result.output

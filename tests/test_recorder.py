@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +12,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.lock import RunLocked
 from ganterm.run.recorder import Recorder
 from ganterm.run.status import StatusBoard, read_status
+from ganterm.run.text import TEXT_LIMIT
 
 
 @pytest.fixture
@@ -88,3 +90,64 @@ def test_ctrl_c_while_the_last_notices_go_out_still_lets_go_of_the_run(tmp_path:
     with pytest.raises(KeyboardInterrupt):
         recorder.close()
     Recorder(RunDir(tmp_path), log=lambda message: None).close()  # RunLocked if the first still held it
+
+
+def test_a_bad_value_from_any_loop_is_left_out_alone_and_said_once(tmp_path: Path):
+    """ganterm's own worker writes through here too: a value the file cannot hold costs no other value or row."""
+    said: list[str] = []
+    recorder = Recorder(RunDir(tmp_path), log=said.append, state="running")
+    rows = [
+        {"step": 1, "t": 1.0, "loss_d": 0.5, "note": "x"},
+        {"step": 2, "t": 2.0, "loss_d": 0.5, "note": "y", "big": 10**30},
+        {"step": "three", "t": 3.0, "loss_d": 0.5},
+        {"step": 4, "t": 4.0, "loss_d": 0.5, "run": 1.0},
+    ]
+    recorder.collect = lambda: rows
+    try:
+        recorder.flush()
+        recorder.write_rows([{"step": 4, "t": 4.5, "precision": [0.5]}])
+    finally:
+        recorder.close()
+    written = read_jsonl(RunDir(tmp_path).metrics)
+    assert [(row["step"], row.get("loss_d"), row.get("big")) for row in written] == [
+        (1, 0.5, None), (2, 0.5, 1e30), (4, 0.5, None), (4, None, None)
+    ]  # fmt: skip
+    assert not any("note" in row or "run" in row or "precision" in row for row in written)
+    assert read_status(RunDir(tmp_path))["step"] == 4
+    warnings = [line for line in said if line.startswith("warning")]
+    assert len(warnings) == 4 and "'note'" in warnings[0] and "step must be" in warnings[1]
+
+
+HUGE = "begins " + "x" * 5_000_000 + " ends"
+
+
+def _kept_small(text: str) -> bool:
+    ends_kept = text.startswith("begins ") and text.endswith(" ends")
+    return len(text) <= TEXT_LIMIT and ends_kept and "characters cut" in text
+
+
+def test_a_huge_text_is_kept_to_a_few_kb_in_status_events_and_notices(tmp_path: Path):
+    """Beginning and end kept, the middle cut and said: status.json, each events line, each notice."""
+    told: list[dict] = []
+    recorder = Recorder(RunDir(tmp_path), log=lambda message: None, state="running")
+    recorder.notices = SimpleNamespace(notice=lambda event, step, **fields: told.append(fields), close=lambda: None)
+    try:
+        recorder.event("alert", 3, check="mine", severity="warning", message=HUGE, evidence={"why": HUGE})
+        recorder.set_state("failed", 3, error=HUGE)
+    finally:
+        recorder.close()
+    assert RunDir(tmp_path).status.stat().st_size < 3 * TEXT_LIMIT
+    assert _kept_small(read_status(RunDir(tmp_path))["error"])
+    assert all(len(line) < 3 * TEXT_LIMIT for line in RunDir(tmp_path).events.read_bytes().splitlines())
+    alert, failed = read_jsonl(RunDir(tmp_path).events)[-2:]
+    assert _kept_small(alert["message"]) and _kept_small(alert["evidence"]["why"]) and _kept_small(failed["error"])
+    assert [_kept_small(fields["message"].removeprefix("failed: ")) for fields in told] == [True, True]
+
+
+def test_a_huge_failure_said_by_the_supervisor_is_kept_to_a_few_kb(tmp_path: Path):
+    from ganterm.training.supervisor import record_failure
+
+    run = RunDir(tmp_path)
+    record_failure(run, HUGE)
+    assert _kept_small(read_status(run)["error"]) and _kept_small(read_jsonl(run.events)[-1]["error"])
+    assert run.status.stat().st_size < 3 * TEXT_LIMIT

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
+from ganterm import launch
+from ganterm.config import load_config
+from ganterm.errors import UserError
+from ganterm.launch import Plan, Scale, create_run
 from ganterm.run.layout import RunDir
-from tests.conftest import run_cli
+from ganterm.run.status import this_host, write_status
+from tests.conftest import a_rival_claims_between_check_and_create, run_cli
+
+CONFIG = load_config()
 
 TINY = [
     "--data", "ring", "--set", "model.width=16", "--set", "model.z_dim=8", "--set", "train.batch_size=32",
@@ -51,3 +62,87 @@ def test_train_without_the_dashboard_prints_one_format_and_one_finished_line(tmp
     lines = result.stdout.splitlines()
     assert lines and all(line.startswith("plain: ") for line in lines), result.stdout
     assert [line for line in lines if "finished" in line] == ["plain: finished at step 20/20"], result.stdout
+
+
+def test_two_trains_started_at_once_under_one_name_the_loser_gets_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Right after one `ganterm train --name same` looks, another creates the run: one of them may have it."""
+    rivals = a_rival_claims_between_check_and_create(monkeypatch, lambda name: create_run(CONFIG, name, tmp_path))
+    with pytest.raises(UserError, match=r"^run 'same' already exists under .*; pick another --name or --resume same"):
+        create_run(CONFIG, "same", tmp_path)
+    assert rivals[-1].config.read_text(encoding="utf-8") == CONFIG.to_toml()
+
+
+def test_two_unnamed_trains_started_at_once_get_a_run_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    rivals = a_rival_claims_between_check_and_create(monkeypatch, lambda name: create_run(CONFIG, name, tmp_path))
+    run = create_run(CONFIG, None, tmp_path)
+    assert run.name == f"{rivals[-1].name}-2" and run.config.exists()
+
+
+def test_a_folder_holding_only_another_machines_nodes_is_still_free(tmp_path: Path):
+    (tmp_path / "shared" / "nodes" / "1").mkdir(parents=True)
+    assert create_run(CONFIG, "shared", tmp_path).config.exists()
+
+
+def test_two_resumes_started_at_once_start_one_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The second `ganterm train --resume` comes while the first is between its check and its worker's start."""
+    run = create_run(CONFIG, "again", tmp_path)
+    write_status(run, {"state": "finished", "pid": 1, "host": this_host(), "heartbeat": time.time()})
+    plan = Plan(CONFIG, run)
+    started: list[int] = []
+
+    def fake_worker(run: RunDir, *args: object, **kwargs: object) -> int:
+        started.append(os.getpid())
+        write_status(run, {"state": "starting", "pid": os.getpid(), "host": this_host(), "heartbeat": time.time()})
+        return os.getpid()
+
+    real_ensure_idle, outcome = launch.ensure_idle, []
+
+    def ensure_idle_then_a_rival_resumes(run: RunDir, **kwargs: object) -> None:
+        real_ensure_idle(run, **kwargs)
+        if not outcome:
+            outcome.append(None)
+            rival = threading.Thread(target=lambda: outcome.append(_start(plan)))
+            rival.start()
+            rival.join(1.0)  # what it does in that time, it does before this one starts its worker
+            outcome.append(rival)
+
+    monkeypatch.setattr(launch, "start_worker", fake_worker)
+    monkeypatch.setattr(launch, "ensure_idle", ensure_idle_then_a_rival_resumes)
+    launch.start_run(plan, None, tmp_path, Scale(), say=lambda line: None)
+    outcome[-1].join(10)
+    assert started == [os.getpid()]
+    assert any(isinstance(o, UserError) and "is starting; stop it first" in str(o) for o in outcome), outcome
+
+
+def _start(plan: Plan) -> object:
+    try:
+        return launch.start_run(plan, None, Path("unused"), Scale(), say=lambda line: None)
+    except UserError as error:
+        return error
+
+
+def test_a_resume_of_a_new_run_before_its_own_worker_starts_leaves_one_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`ganterm train --name new` has made the run; a `--resume new` starts a worker before it does."""
+    started: list[int] = []
+
+    def fake_worker(run: RunDir, *args: object, **kwargs: object) -> int:
+        started.append(os.getpid())
+        write_status(run, {"state": "starting", "pid": os.getpid(), "host": this_host(), "heartbeat": time.time()})
+        return os.getpid()
+
+    real_create_run = launch.create_run
+
+    def create_then_a_rival_resumes(*args: object) -> RunDir:
+        run = real_create_run(*args)
+        launch.start_run(Plan(CONFIG, run), None, tmp_path, Scale(), say=lambda line: None)
+        return run
+
+    monkeypatch.setattr(launch, "start_worker", fake_worker)
+    monkeypatch.setattr(launch, "create_run", create_then_a_rival_resumes)
+    with pytest.raises(UserError, match="run 'new' is starting; stop it first"):
+        launch.start_run(Plan(CONFIG), "new", tmp_path, Scale(), say=lambda line: None)
+    assert started == [os.getpid()]

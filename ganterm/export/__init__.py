@@ -70,8 +70,10 @@ def export_history(histories: list[PinnedRows], fmt: str, target: Path, advance:
     exported = Exported()
     if fmt == "csv":
         exported.columns = table.write_csv(histories, target, advance)
+        exported.notes = table.shadowed_notes(histories)
     elif fmt == "parquet":
         exported.columns = table.write_parquet(histories, target, advance)
+        exported.notes = table.shadowed_notes(histories)
     else:
         exported.notes = tensorboard.write_event_folders(histories, target, advance)
     exported.rows = sum(history.rows for history in histories)

@@ -47,6 +47,15 @@ def setting_columns(settings: list[dict[str, str | None]]) -> list[str]:
     return list(dict.fromkeys(key for cells in settings for key in cells))
 
 
+def shadowed_notes(histories: list[PinnedRows]) -> list[str]:
+    """Runs whose rows hold a metric named `run`, which the table's run column hides (ganterm refuses the name now)."""
+    return [
+        f"{history.run.name}: left out its metric 'run' (the table's run column holds the run's name)"
+        for history in histories
+        if "run" in history.found
+    ]
+
+
 def write_csv(histories: list[PinnedRows], target: Path, advance: Callable[[int], None]) -> list[str]:
     """The table as CSV (pandas, trackio and spreadsheets read it); returns its columns."""
     columns = table_columns(histories, advance)

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ganterm.run.layout import RunDir
+from ganterm.run.text import clipped
 
 
 def float32_precision(value: float) -> float:
@@ -66,7 +67,8 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def record_event(run: RunDir, kind: str, step: int, **fields: Any) -> None:
-    append_jsonl(run.events, {"t": time.time(), "step": step, "kind": kind, **fields})
+    """One event, its texts clipped to a few KB (`text.clip`)."""
+    append_jsonl(run.events, clipped({"t": time.time(), "step": step, "kind": kind, **fields}))
 
 
 class LineTail:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,33 @@ def new_run_name(data_name: str, root: Path) -> str:
     while (root / name).exists():
         name, n = f"{base}-{n}", n + 1
     return name
+
+
+def claim_new_run(root: Path, name: str | None, data_name: str) -> RunDir | None:
+    """A new run's folder under `root`, checked and claimed in one step: of two starts racing for it, one gets it.
+
+    Without a `name` a fresh one is made from `data_name` and the time (`new_run_name`), and one another start
+    takes meanwhile is passed over; a given `name` that is taken gives None. The claim is the exclusive creation
+    of an empty metrics.jsonl, so the folder itself may be there already (made by hand, or holding only the
+    `nodes/` of a multi-machine run whose other machine started first).
+    """
+    while True:
+        run = RunDir(root / (name or new_run_name(data_name, root)))
+        if _claim(run):
+            return run
+        if name is not None:
+            return None
+
+
+def _claim(run: RunDir) -> bool:
+    if run.exists():
+        return False
+    run.path.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(run.metrics, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    return True
 
 
 def list_runs(root: Path) -> list[RunDir]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from ganterm.errors import UserError
 from ganterm.run.layout import RunDir
@@ -46,3 +48,21 @@ def lock_holder(run: RunDir) -> str | None:
     finally:
         os.close(fd)  # closing drops the shared lock taken to look
     return None
+
+
+@contextlib.contextmanager
+def one_starter(run: RunDir) -> Iterator[None]:
+    """Held while a worker is started for `run`, from the check that nobody trains it to its `starting` status.
+
+    Two `ganterm train --resume` of one run at once take turns here, and the second then finds the first's
+    worker starting; without it both passed the check and started a worker each. A flock on the run's folder:
+    no file of its own, and the kernel drops it if the launcher dies.
+    """
+    import fcntl
+
+    fd = os.open(run.path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

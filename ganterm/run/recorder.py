@@ -29,6 +29,8 @@ from ganterm.run.jsonl import JsonlWriter, record_event
 from ganterm.run.layout import RunDir
 from ganterm.run.lock import acquire_lock
 from ganterm.run.status import StatusBoard
+from ganterm.run.text import clipped
+from ganterm.run.values import BadValue, plain_row
 
 Row = dict[str, Any]
 
@@ -92,6 +94,7 @@ class Recorder:
         self.status.update()
         self.status.start()
         self._metrics = JsonlWriter(run.metrics)
+        self._warned: set[str] = set()  # what a warning about a left-out value was already given for
         self._unwritten: list[Row] = []  # rows a failed write (a full disk) left: written first next time
         self._interval_start = time.perf_counter()
 
@@ -103,7 +106,7 @@ class Recorder:
         Rows whose write failed are kept and go first next time, so a checkpoint
         saved after a failure (the worker tries one) is still never ahead of the rows.
         """
-        rows = self.collect()
+        rows = self._plain(self.collect())
         if self.images_per_step and rows:
             elapsed = time.perf_counter() - self._interval_start
             # steps since the last flush, not rows: a user's loop may log every tenth step
@@ -124,8 +127,30 @@ class Recorder:
 
     def write_rows(self, rows: list[Row]) -> None:
         """Rows as they are (a quality measurement, say): written, health-checked, step noted."""
+        rows = self._plain(rows)
+        if not rows:
+            return
         self._metrics.write(rows)
         self._written(rows)
+
+    def _plain(self, rows: list[Row]) -> list[Row]:
+        """Rows of plain numbers (`values.plain_row`): a bad value is left out alone, said once per name."""
+        plain = []
+        for row in rows:
+            try:
+                kept, problems = plain_row(row)
+            except BadValue as error:
+                self._warn_once("row", f"left out a row: {error}")
+                continue
+            for name, problem in problems.items():
+                self._warn_once(f"value {name}", f"left out a value at step {kept['step']}: {problem}")
+            plain.append(kept)
+        return plain
+
+    def _warn_once(self, about: str, message: str) -> None:
+        if about not in self._warned:
+            self._warned.add(about)
+            self.log(f"warning: {message}")
 
     def _written(self, rows: list[Row]) -> None:
         self.step = max(self.step, *(int(row["step"]) for row in rows))
@@ -143,6 +168,7 @@ class Recorder:
 
     def event(self, kind: str, step: int, command: Command | None = None, **fields: Any) -> None:
         """One record in events.jsonl; naming `command` acknowledges it. An alert is also pushed to `notices`."""
+        fields = clipped(fields)
         record_event(self.run, kind, step, **_ack(command), **fields)
         if kind == "alert" and self.notices is not None:
             told = {key: fields[key] for key in ("check", "severity", "message") if key in fields}
@@ -166,6 +192,7 @@ class Recorder:
 
     def set_state(self, state: str, step: int, command: Command | None = None, **fields: Any) -> None:
         """Acknowledge first, then tell status.json: a waiting CLI finds its answer whatever it reads first."""
+        fields = clipped(fields)
         self.step = step
         self.event("status", step, command, state=state, **fields)
         self.status.update(state=state, step=step, **fields)

@@ -18,6 +18,7 @@ import orjson
 
 from ganterm.run.files import write_atomic
 from ganterm.run.layout import RunDir
+from ganterm.run.text import clipped
 
 ACTIVE_STATES = ("starting", "running", "paused", "stalled")  # stalled: derived, never written
 HEARTBEAT_SECONDS = 2.0
@@ -25,7 +26,8 @@ HEARTBEAT_STALE_SECONDS = 20.0
 
 
 def write_status(run: RunDir, status: dict[str, Any]) -> None:
-    write_atomic(run.status, orjson.dumps(status, option=orjson.OPT_INDENT_2))
+    """Replace status.json whole, its texts clipped to a few KB (`text.clip`)."""
+    write_atomic(run.status, orjson.dumps(clipped(status), option=orjson.OPT_INDENT_2))
 
 
 def read_status(run: RunDir) -> dict[str, Any] | None:

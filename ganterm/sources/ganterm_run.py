@@ -152,6 +152,7 @@ class PinnedRows:
         self._last_bytes = self._read_last_bytes()
         self.rows = 0  # counted by the first pass
         self.skipped = 0  # lines left out: unreadable, or not a valid row (ROW_RULE)
+        self.found: dict[str, None] = {}  # every name the rows hold, once `names` has looked
         self._passes = 0
 
     def chunks(self, advance: Callable[[int], None] = lambda _: None) -> Iterator[Rows]:
@@ -192,6 +193,7 @@ class PinnedRows:
                 if shape not in shapes:
                     shapes.add(shape)
                     names.update(dict.fromkeys(shape))
+        self.found = names
         return names
 
     def _read_last_bytes(self) -> bytes:
