@@ -295,11 +295,12 @@ def test_sync_batchnorm_on_the_cpu_is_one_sentence():
 
 def test_a_machine_whose_supervisor_cannot_start_names_its_own_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Node 1 of two writes its log to nodes/1/worker.log: that is the file a failed start points to."""
-    from ganterm import launch
+    from ganterm import detached, launch
     from ganterm.errors import UserError
+    from ganterm.scale import Scale
 
-    monkeypatch.setattr(launch, "spawn_detached", lambda command, log: None)
-    scale = launch.Scale("1", nnodes=2, node_rank=1, rdzv_endpoint="127.0.0.1:29400", rdzv_id="pair")
+    monkeypatch.setattr(detached, "spawn_detached", lambda command, log: None)
+    scale = Scale("1", nnodes=2, node_rank=1, rdzv_endpoint="127.0.0.1:29400", rdzv_id="pair")
     with pytest.raises(UserError, match=r"see \S+/runs/pair/nodes/1/worker\.log$"):
         launch.start_run(launch.Plan(tiny_config()), "pair", tmp_path / "runs", scale)
 
@@ -320,8 +321,8 @@ def test_the_machines_of_a_new_run_need_its_name_and_those_of_a_resumed_run_take
 def test_a_resume_waits_for_a_live_supervisor_but_not_for_a_process_that_took_its_pid_later(tmp_path: Path):
     """The supervisor's pid in status.json counts only for a process that began before the run did."""
     from ganterm.errors import UserError
-    from ganterm.launch import ensure_idle
     from ganterm.run.status import this_host, write_status
+    from ganterm.waiting import ensure_idle
 
     run = RunDir(tmp_path / "runs" / "ended")
     run.path.mkdir(parents=True)

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganterm.launch import wait_until_started
 from ganterm.run.checkpoints import step_files
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import ACTIVE_STATES, HEARTBEAT_STALE_SECONDS, effective_state, read_status, write_status
 from ganterm.training.checkpoint import load_checkpoint
+from ganterm.waiting import wait_until_started
 from tests import fault_worker
 from tests.conftest import run_cli
 

@@ -16,11 +16,11 @@ import tomllib
 
 from ganterm import notify
 from ganterm.errors import UserError
-from ganterm.launch import ensure_idle
 from ganterm.lookout import Lookout
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder
 from ganterm.run.status import read_status, this_host
+from ganterm.waiting import ensure_idle
 from tests.conftest import run_cli, tiny_config, train_in_process
 from tests.dashboard_runs import dead_pid
 from tests.test_serve import free_port

@@ -12,9 +12,10 @@ import pytest
 from ganterm import launch
 from ganterm.config import load_config
 from ganterm.errors import UserError
-from ganterm.launch import Plan, Scale, create_run
+from ganterm.launch import Plan, create_run
 from ganterm.run.layout import RunDir
 from ganterm.run.status import this_host, write_status
+from ganterm.scale import Scale
 from tests.conftest import a_rival_claims_between_check_and_create, run_cli
 
 CONFIG = load_config()

@@ -90,6 +90,8 @@ def train(
     """Train a GAN in a background worker and watch it."""
     # long only by its option declarations above; what it does is launch.plan_run and launch.start_run
     from ganterm import launch
+    from ganterm.scale import scale_from_options
+    from ganterm.waiting import follow_node
 
     flags = {
         "data.name": data,
@@ -104,7 +106,7 @@ def train(
         from ganterm.run.layout import check_run_name
 
         check_run_name(name, "--name")
-    scale = launch.scale_from_options(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, name)
+    scale = scale_from_options(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, name)
     plan = launch.plan_run(config, values, set_ or [], resume, root)
     if dry_run:
         # a webhook's URL is its secret: shown as every log line shows it
@@ -114,8 +116,8 @@ def train(
     started = launch.start_run(plan, name, root, scale, say=lambda line: console.print(line, markup=False))
     run, pid = started.run, started.pid
     if scale.node_rank > 0:
-        code = launch.follow_node(
-            started, scale, on_log=lambda line: console.print(line, highlight=False, markup=False)
+        code = follow_node(
+            run, pid, started.log_offset, scale, on_log=lambda line: console.print(line, highlight=False, markup=False)
         )
         raise typer.Exit(code)
     status = _wait_for_start(started)
@@ -135,19 +137,19 @@ def train(
 
 def _wait_for_start(started: launch.Started) -> dict[str, Any]:
     """Until the worker says it trains, or fails, or dies; what it logs meanwhile is shown."""
-    from ganterm import launch
+    from ganterm.waiting import wait_until_started
 
     run = started.run
     if not console.is_terminal:
-        return launch.wait_until_started(run, lambda line: say(_worker_line(run, line)), started.log_offset)
+        return wait_until_started(run, lambda line: say(_worker_line(run, line)), started.log_offset)
     with console.status(Text(f"starting {run.name}…")) as spinner:
         show = lambda line: spinner.update(Text(_worker_line(run, line)))  # noqa: E731
-        return launch.wait_until_started(run, show, started.log_offset)
+        return wait_until_started(run, show, started.log_offset)
 
 
 def _worker_line(run, line: str) -> str:
     """A worker.log line as the progress lines read: the run's name, then what happened, without the timestamp."""
-    from ganterm.launch import LOG_TIMESTAMP
+    from ganterm.logline import LOG_TIMESTAMP
 
     stamped = LOG_TIMESTAMP.match(line)
     return f"{run.name}: {line[stamped.end() :] if stamped else line}"

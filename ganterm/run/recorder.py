@@ -230,7 +230,7 @@ class Recorder:
 
     def close(self) -> None:
         """Stop the heartbeat and release the run; the last state written stays. Waiting notices go out first:
-        up to 10 s against a receiver that is down, which a `--resume` waits out (`launch.ensure_idle`)."""
+        up to 10 s against a receiver that is down, which a `--resume` waits out (`waiting.ensure_idle`)."""
         try:
             if self.notices is not None:
                 self.notices.close()

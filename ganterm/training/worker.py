@@ -1,6 +1,6 @@
 """The worker process: trains one run directory, detached from any terminal.
 
-`ganterm.launch.start_worker` starts `python -m ganterm.training.worker RUN
+`ganterm.detached.start_worker` starts `python -m ganterm.training.worker RUN
 [--resume CKPT]` in its own session, so a closed terminal or dropped SSH
 connection (SIGHUP) does not reach it; its stdout and stderr go to
 `worker.log`. The worker holds the
