@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ganterm.export.history import History
 from typer.testing import CliRunner
 
 import ganterm
@@ -21,6 +20,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 from ganterm.run.text import TEXT_LIMIT
 from ganterm.run.values import RESERVED_NAMES
+from ganterm.sources import GantermRun
 from tests.conftest import a_rival_claims_between_check_and_create
 from tests.test_dashboard import settle
 
@@ -196,7 +196,7 @@ def test_a_value_that_is_no_number_is_refused_at_once_and_costs_no_other(tmp_pat
     rows = read_jsonl(run.dir.metrics)
     assert [row["step"] for row in rows] == list(range(1, 11))
     assert rows[4] == {"step": 5, "t": rows[4]["t"], "loss_d": 0.5}
-    assert History(run.dir).skipped_note() is None
+    assert GantermRun(run.dir).pinned_rows().skipped_note() is None
 
 
 def test_values_that_are_unambiguously_numbers_are_written_as_numbers(tmp_path: Path):

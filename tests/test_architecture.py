@@ -85,7 +85,8 @@ def test_opening_the_viewer_side_loads_no_torch():
     """What the process of `ganterm watch` imports, checked in a fresh interpreter."""
     code = (
         "import sys\n"
-        "import ganterm.cli, ganterm.launch, ganterm.scale, ganterm.detached, ganterm.waiting, ganterm.listing, ganterm.progress, ganterm.dashboard.app\n"
+        "import ganterm.cli, ganterm.launch, ganterm.listing, ganterm.progress, ganterm.dashboard.app\n"
+        "import ganterm.scale, ganterm.detached, ganterm.waiting\n"
         "import ganterm.notify, ganterm.serve, ganterm.lookout\n"
         "import ganterm.run.control, ganterm.run.checkpoints, ganterm.run.rewind, ganterm.run.lock\n"
         "import ganterm.export.table, ganterm.export.tensorboard, ganterm.sources\n"
