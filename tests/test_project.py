@@ -27,7 +27,7 @@ def _readme_commands() -> list[str]:
 def test_readme_opens_with_the_train_and_test_commands():
     train, test = _readme_commands()[:2]
     assert train.endswith("ganterm train")
-    assert test.endswith("python -m pytest")
+    assert test.endswith("python -m pytest -n 4")  # four processes: many tests wait on workers they started
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
