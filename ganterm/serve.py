@@ -149,9 +149,10 @@ class DashboardServer(Server):
         assert self.token is not None
         given = request.query.get("token")
         if given is not None and hmac.compare_digest(given.encode(), self.token.encode()):
-            # the token moves from the address into a cookie, which the websocket and a reload carry
+            # the token moves from the address into a cookie, which the websocket and a reload carry; always to
+            # the page itself: a path such as //elsewhere.example/ would otherwise send the browser off the host
             rest = {key: value for key, value in request.query.items() if key != "token"}
-            response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(rest))})
+            response = web.Response(status=303, headers={"Location": str(URL("/").with_query(rest))})
             response.set_cookie(self.token_cookie(request), self.token, httponly=True, samesite="Strict")
             return response
         cookie = request.cookies.get(self.token_cookie(request), "")

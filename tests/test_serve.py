@@ -121,6 +121,16 @@ class TestToken:
         assert "googleapis" not in page and "fonts/RobotoMono" in page  # the font comes from the server itself
         assert get(server.url + "/static/js/textual.js", cookie)[0] == 200
 
+    @pytest.mark.parametrize("path", ["//evil.example/", "/\\evil.example/", "/%2F%2Fevil.example", "/%09/evil"])
+    def test_the_token_never_redirects_to_another_site(self, tmp_path: Path, served_runs: list[Served], path: str):
+        """A link to the dashboard's host whose path looks like an address elsewhere lands on the dashboard."""
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "shown", "--token", "s3cret")
+        served_runs.append(server)
+        server.wait_until_listening()
+        status, headers, _ = get(f"{server.url}{path}?token=s3cret&fontsize=14")
+        assert status == 303 and headers["Location"] == "/?fontsize=14", headers["Location"]
+
     def test_without_a_token_the_page_is_open_on_loopback(self, tmp_path: Path, served_runs: list[Served]):
         make_run(tmp_path / "runs", "shown", "finished")
         server = Served(tmp_path)
