@@ -12,21 +12,27 @@ asking for that copy instead.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import hmac
 import ipaddress
 import logging
+import os
 import re
-import shlex
+import resource
+import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from textual_serve.server import Server
+from textual_serve.app_service import AppService
+from textual_serve.server import Server, to_int
 from yarl import URL
 
 from ganterm.run.layout import RunDir
@@ -37,12 +43,80 @@ LOCAL_FONT = (
     "src: url('{{ config.static.url }}fonts/RobotoMono-VariableFont_wght.ttf'); }</style>"
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_COLUMNS, MAX_ROWS = 500, 200  # more than a 4K screen holds at a legible font; a tab's frames stay megabytes
+QUIT_GRACE_S = 5.0  # how long a closed tab's dashboard has to quit before it is killed
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+TAB_MEMORY = 4 << 30  # address space a tab's dashboard may map: ten times what it uses; a runaway one stops there
 
 
-def watch_command(runs: list[RunDir], root: Path) -> str:
-    """The shell command each tab runs: `ganterm watch` with the runs given, by absolute path."""
+def watch_command(runs: list[RunDir], root: Path) -> list[str]:
+    """What each tab runs: `ganterm watch` with the runs given, by absolute path."""
     paths = [str(run.path.resolve()) for run in runs]
-    return shlex.join([sys.executable, "-m", "ganterm", "watch", "--root", str(root.resolve()), *paths])
+    return [sys.executable, "-m", "ganterm", "watch", "--root", str(root.resolve()), *paths]
+
+
+def screen_size(width: object, height: object) -> tuple[int, int]:
+    """A page's terminal size, bounded to what a screen can hold: a page may ask for any number."""
+    columns = to_int(str(width), 80)
+    rows = to_int(str(height), 24)
+    return max(1, min(MAX_COLUMNS, columns)), max(1, min(MAX_ROWS, rows))
+
+
+def bound_tab(parent: int) -> None:
+    """In a tab's child before it runs: its memory is bounded, and the kernel kills it when the server ends, even
+    by `kill -9`."""
+    resource.setrlimit(resource.RLIMIT_AS, (TAB_MEMORY, TAB_MEMORY))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the server died before the line above
+        os._exit(1)
+
+
+class TabService(AppService):
+    """One tab's `ganterm watch`: started without a shell, in its own process group, bounded in size, ended with
+    the server and killed (with every process it started) when it does not quit after its tab closes."""
+
+    def __init__(self, argv: list[str], **kwargs) -> None:
+        super().__init__(" ".join(argv), **kwargs)
+        self.argv = argv
+
+    async def _open_app_process(self, width: int = 80, height: int = 24) -> asyncio.subprocess.Process:
+        server = os.getpid()
+        self._process = process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._build_environment(width=width, height=height),
+            start_new_session=True,
+            preexec_fn=lambda: bound_tab(server),
+        )
+        assert process.stdin is not None
+        self._stdin = process.stdin
+        return process
+
+    async def start(self, width: int, height: int) -> None:
+        await super().start(*screen_size(width, height))
+
+    async def set_terminal_size(self, width: int, height: int) -> None:
+        await super().set_terminal_size(*screen_size(width, height))
+
+    async def stop(self) -> None:
+        """A dashboard blocked writing a frame nobody reads never sees the quit: it is killed after a grace."""
+        process = self._process
+        if process is not None and process.returncode is None:
+
+            async def quit_and_wait() -> None:
+                await self.send_meta({"type": "quit"})
+                await process.wait()
+
+            with suppress(TimeoutError):
+                await asyncio.wait_for(quit_and_wait(), QUIT_GRACE_S)
+            if process.returncode is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        await super().stop()  # its reader ends at the end of the dead process's output
 
 
 def is_loopback(host: str) -> bool:
@@ -91,8 +165,11 @@ def _same_place(origin: URL, host: str) -> bool:
 class DashboardServer(Server):
     """textual-serve's server, offline, with an optional token and a page that works under any host name."""
 
-    def __init__(self, command: str, host: str, port: int, token: str | None, on_start: Callable[[], None]) -> None:
-        super().__init__(command, host=host, port=port, title="ganterm")
+    def __init__(
+        self, command: list[str], host: str, port: int, token: str | None, on_start: Callable[[], None]
+    ) -> None:
+        super().__init__(" ".join(command), host=host, port=port, title="ganterm")
+        self.argv = command
         self.token = token
         self.on_start = on_start
 
@@ -124,6 +201,30 @@ class DashboardServer(Server):
         # so 0.0.0.0, a tunnel's localhost and a cookie's host all work (nothing is awaited in between)
         self.public_url = f"{request.scheme}://{request.host}"
         return await super().handle_index(request)  # type: ignore[no-any-return]
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """textual-serve's, with a tab of our own (TabService) and the size the page asks for bounded."""
+        websocket = web.WebSocketResponse(heartbeat=15)
+        tab: TabService | None = None
+        try:
+            await websocket.prepare(request)
+            tab = TabService(
+                self.argv,
+                write_bytes=websocket.send_bytes,
+                write_str=websocket.send_str,
+                close=websocket.close,
+                download_manager=self.download_manager,
+            )
+            await tab.start(*screen_size(request.query.get("width", "80"), request.query.get("height", "24")))
+            await self._process_messages(websocket, tab)
+        except asyncio.CancelledError:
+            await websocket.close()
+        except Exception:
+            logging.getLogger("ganterm.serve").exception("a tab failed")
+        finally:
+            if tab is not None:
+                await tab.stop()
+        return websocket
 
     @web.middleware
     async def _check_origin(self, request: web.Request, handler: Handler) -> web.StreamResponse:

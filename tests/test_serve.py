@@ -7,8 +7,10 @@ internet. Without them the browser test skips on a laptop and fails in CI.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from ganterm.run.layout import RunDir
@@ -217,6 +220,134 @@ class TestStarting:
             "error: ganterm serve needs the textual-serve package (textual_serve is missing); "
             "install it with: pip install 'ganterm[serve]'"
         ]
+
+
+CURSOR_MOVE = re.compile(rb"\x1b\[(\d+);(\d+)H")  # how Textual places each line it draws
+
+
+async def drawn_size(websocket: aiohttp.ClientWebSocketResponse, seconds: float = 30) -> tuple[int, int]:
+    """The columns and rows the tab's dashboard draws on, read from its frames once it stops drawing."""
+    frames = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            message = await websocket.receive(timeout=1.5)
+        except TimeoutError:
+            if CURSOR_MOVE.search(frames):
+                break  # a whole screen drawn, and nothing since
+            continue
+        if message.type != aiohttp.WSMsgType.BINARY:
+            break  # closed
+        frames += message.data
+    moves = [(int(column), int(row)) for row, column in CURSOR_MOVE.findall(frames)]
+    assert moves, frames[-500:]
+    return max(column for column, _ in moves), max(row for _, row in moves)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, found through /proc (the children of each of its threads)."""
+    found: list[int] = []
+    parents = [pid]
+    while parents:
+        for task in Path(f"/proc/{parents.pop()}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                children = [int(child) for child in (task / "children").read_text().split()]
+                found += children
+                parents += children
+    return found
+
+
+def tab_memory_limit(pid: int) -> int:
+    """The address space `pid` may map, in bytes (-1: unlimited)."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max address space"):
+            limit = line.split()[3]
+            return -1 if limit == "unlimited" else int(limit)
+    raise AssertionError(f"no address space limit for {pid}")
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs: a zombie waiting for an init that never reaps it has ended."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class TestTabs:
+    def test_a_tab_is_never_larger_than_a_screen_can_hold(self, tmp_path: Path, served_runs: list[Served]):
+        """A page asking for 100,000 × 100,000 cells (at the start, or later) gets 500 × 200: a frame that size
+        would hold the tab's dashboard on gigabytes of memory."""
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "shown")
+        served_runs.append(server)
+        server.wait_until_listening()
+
+        async def sizes() -> tuple[tuple[int, int], tuple[int, int]]:
+            async with aiohttp.ClientSession() as session:
+                address = f"{server.url.replace('http', 'ws')}/ws?width=100000&height=30"
+                async with session.ws_connect(address, max_msg_size=0) as websocket:
+                    first = await drawn_size(websocket)
+                    await websocket.send_json(["resize", {"width": 500, "height": 100_000}])
+                    return first, await drawn_size(websocket)
+
+        first, resized = asyncio.run(sizes())
+        assert first == (500, 30)
+        assert resized[1] == 200 and resized[0] <= 500  # a redraw after a resize skips what did not change
+
+    def test_a_tab_has_bounded_memory_and_killing_the_server_ends_it(self, tmp_path: Path, served_runs: list[Served]):
+        """A tab's dashboard cannot take the machine's memory, and `kill -9` of the server leaves none running."""
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "shown")
+        served_runs.append(server)
+        server.wait_until_listening()
+
+        async def open_tab_and_kill_the_server() -> tuple[list[int], dict[int, int]]:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.ws_connect(f"{server.url.replace('http', 'ws')}/ws") as websocket,
+            ):
+                await drawn_size(websocket)
+                tab = descendants(server.process.pid)
+                limits = {pid: tab_memory_limit(pid) for pid in tab}
+                server.process.kill()
+                return tab, limits
+
+        tab, limits = asyncio.run(open_tab_and_kill_the_server())
+        assert tab and set(limits.values()) == {4 << 30}, limits  # 4 GiB of address space
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(alive(pid) for pid in tab):
+            time.sleep(0.1)
+        assert not [pid for pid in tab if alive(pid)]
+
+    def test_a_closed_tab_that_does_not_quit_is_killed(self, monkeypatch: pytest.MonkeyPatch):
+        """A dashboard that never reads the quit (blocked writing a frame nobody reads) does not outlive its tab."""
+        from textual_serve.download_manager import DownloadManager
+
+        from ganterm import serve
+
+        monkeypatch.setattr(serve, "QUIT_GRACE_S", 1.0)
+        deaf = [sys.executable, "-c", "import time; print('__GANGLION__', flush=True); time.sleep(60)"]
+
+        async def close_a_tab() -> tuple[float, int | None]:
+            async def ignore(_: object) -> None:
+                pass
+
+            async def nothing() -> None:
+                pass
+
+            downloads = DownloadManager()
+            tab = serve.TabService(
+                deaf, write_bytes=ignore, write_str=ignore, close=nothing, download_manager=downloads
+            )
+            await tab.start(80, 24)
+            started = time.monotonic()
+            await tab.stop()
+            assert tab._process is not None
+            return time.monotonic() - started, tab._process.returncode
+
+        took, code = asyncio.run(close_a_tab())
+        assert took < 5 and code == -signal.SIGKILL
 
 
 @pytest.fixture
