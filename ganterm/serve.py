@@ -35,7 +35,7 @@ from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 from yarl import URL
 
-from ganterm.run.layout import RunDir
+from ganterm.run.layout import RunDir, list_runs
 
 WEB_FONT_LINK = re.compile(r'<link\s+rel="stylesheet"\s+href="https://fonts\.googleapis\.com[^"]*"\s*/>')
 LOCAL_FONT = (
@@ -135,6 +135,14 @@ def address(host: str, port: int, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={quote(token, safe='')}" if token else "")
 
 
+SAMPLES_VIEW = (Path(__file__).parent / "serve_samples.html").read_text(encoding="utf-8")
+CLOSED_WORDS = {
+    '<div class="message">Session ended.</div>': (
+        '<div class="message">The dashboard in this tab was closed (q); training, if any, goes on.</div>'
+        '<div class="message">Reload the page to open it again.</div>'
+    ),
+    ">Restart</button>": ">Open it again</button>",
+}
 NO_ICON = '<link rel="icon" href="data:," />'  # else the browser asks for /favicon.ico: a 404 in its console
 
 
@@ -149,6 +157,16 @@ def check_free(host: str, port: int) -> None:
 def offline_page(template: str) -> str:
     """textual-serve's page, with its web font taken from the server instead of fonts.googleapis.com."""
     return WEB_FONT_LINK.sub(LOCAL_FONT, template).replace("<head>", f"<head>{NO_ICON}", 1)
+
+
+def dashboard_page(template: str) -> str:
+    """The offline page, with the sample grids beside the terminal and words of ours once the dashboard is closed
+    (textual-serve's say only "Session ended")."""
+    page = offline_page(template).replace("</body>", f"{SAMPLES_VIEW}</body>", 1)
+    for theirs, ours in CLOSED_WORDS.items():
+        assert theirs in page, f"textual-serve's page has changed: {theirs!r} is gone"
+        page = page.replace(theirs, ours, 1)
+    return page
 
 
 def _same_place(origin: URL, host: str) -> bool:
@@ -166,12 +184,43 @@ class DashboardServer(Server):
     """textual-serve's server, offline, with an optional token and a page that works under any host name."""
 
     def __init__(
-        self, command: list[str], host: str, port: int, token: str | None, on_start: Callable[[], None]
+        self,
+        runs: list[RunDir] | None,
+        root: Path,
+        host: str,
+        port: int,
+        token: str | None,
+        on_start: Callable[[], None],
     ) -> None:
-        super().__init__(" ".join(command), host=host, port=port, title="ganterm")
-        self.argv = command
+        """`runs` None: each tab shows the newest run under `root` when it opens."""
+        self.argv = watch_command(runs or [], root)
+        super().__init__(" ".join(self.argv), host=host, port=port, title="ganterm")
+        self.runs = runs
+        self.root = root
         self.token = token
         self.on_start = on_start
+
+    def shown_runs(self) -> list[RunDir]:
+        """The runs a tab opening now shows: those given, or the newest."""
+        if self.runs is not None:
+            return self.runs
+        runs = list_runs(self.root)
+        return runs[-1:]
+
+    async def handle_sample_list(self, request: web.Request) -> web.StreamResponse:
+        """Each shown run's sample grids by file name, oldest first, for the page's picture beside the terminal."""
+        runs = [{"name": run.name, "grids": [path.name for path in run.sample_files()]} for run in self.shown_runs()]
+        return web.json_response({"runs": runs}, headers={"Cache-Control": "no-store"})
+
+    async def handle_sample(self, request: web.Request) -> web.StreamResponse:
+        """One grid a shown run wrote; any other name (`..`, a path, a file the run did not write) is not found."""
+        runs = self.shown_runs()
+        index = to_int(request.match_info["run"], -1)
+        grids = {path.name: path for path in runs[index].sample_files()} if 0 <= index < len(runs) else {}
+        path = grids.get(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound(text="ganterm serve: no such sample grid\n")
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
     def initialize_logging(self) -> None:
         """Problems only, in plain lines: a line per request would bury the address the user needs, and
@@ -180,8 +229,10 @@ class DashboardServer(Server):
 
     async def _make_app(self) -> web.Application:
         app = await super()._make_app()
-        page = offline_page((Path(self.templates_path) / "app_index.html").read_text(encoding="utf-8"))
+        page = dashboard_page((Path(self.templates_path) / "app_index.html").read_text(encoding="utf-8"))
         aiohttp_jinja2.setup(app, loader=jinja2.DictLoader({"app_index.html": page}))
+        app.router.add_get("/samples", self.handle_sample_list)
+        app.router.add_get("/samples/{run}/{name}", self.handle_sample)
         app.middlewares.append(self._check_origin)
         if self.token:
             app.middlewares.append(self._check_token)

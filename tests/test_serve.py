@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -24,11 +25,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 from tests.conftest import run_cli
-from tests.dashboard_runs import make_run
+from tests.dashboard_runs import START, append_metrics, make_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TINY_FLAGS = [
@@ -170,6 +172,43 @@ class TestToken:
         served_runs.append(server)
         server.wait_until_listening()
         assert get(f"{server.url}/?token=a%2Bb%26c%23d")[0] == 303
+
+
+class TestSampleGrids:
+    def test_the_runs_grids_are_served_as_written_under_the_token(self, tmp_path: Path, served_runs: list[Served]):
+        """The page shows the PNGs themselves; nothing else in or beside the run directory can be fetched."""
+        run = make_run(tmp_path / "runs", "shown", "finished")
+        grids = run.sample_files()
+        server = Served(tmp_path, "shown", "--token", "s3cret")
+        served_runs.append(server)
+        server.wait_until_listening()
+        cookie = get(server.url + "/?token=s3cret")[1]["Set-Cookie"].split(";")[0]
+        status, _, listing = get(server.url + "/samples", cookie)
+        assert status == 200 and json.loads(listing) == {"runs": [{"name": "shown", "grids": [g.name for g in grids]}]}
+        newest = f"{server.url}/samples/0/{grids[-1].name}"
+        request = urllib.request.Request(newest, headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Type"] == "image/png" and response.read() == grids[-1].read_bytes()
+        assert get(newest)[0] == 401
+        assert get(newest, cookie, origin="https://attacker.example")[0] == 403
+        for elsewhere in (
+            "/samples/0/..%2Fconfig.json",
+            "/samples/0/../status.json",
+            "/samples/0/%2Fetc%2Fpasswd",
+            "/samples/1/" + grids[-1].name,
+            "/samples/-1/" + grids[-1].name,
+            "/samples/0/nope.png",
+        ):
+            assert get(server.url + elsewhere, cookie)[0] == 404, elsewhere  # fmt: skip
+
+    def test_without_runs_named_the_newest_runs_grids_are_listed(self, tmp_path: Path, served_runs: list[Served]):
+        make_run(tmp_path / "runs", "older", "finished")
+        server = Served(tmp_path)
+        served_runs.append(server)
+        server.wait_until_listening()
+        newer = make_run(tmp_path / "runs", "newer", "running")  # started after the server: a new tab shows it
+        status, _, listing = get(server.url + "/samples")
+        assert status == 200 and [run["name"] for run in json.loads(listing)["runs"]] == [newer.name]
 
 
 class TestStarting:
@@ -381,6 +420,72 @@ def training(tmp_path: Path) -> Iterator[RunDir]:
 
 def frames_text(frames: list[str | bytes]) -> str:
     return "".join(frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame for frame in frames)
+
+
+SCREEN_CODE = re.compile(r"\x1b\[(\d+);(\d+)H|\x1b\[[0-9;?$]*[A-Za-z]|\x1b\][^\x07]*\x07|[\r\n]|(.)", re.DOTALL)
+
+
+def screen_lines(frames: list[str | bytes]) -> list[str]:
+    """The text xterm.js shows after these frames: Textual places every run of text with a cursor move."""
+    cells: dict[tuple[int, int], str] = {}
+    row = column = 1
+    for move_row, move_column, char in SCREEN_CODE.findall(frames_text([f for f in frames if isinstance(f, bytes)])):
+        if move_row:
+            row, column = int(move_row), int(move_column)
+        elif char:
+            cells[row, column] = char
+            column += 1
+    rows = max((r for r, _ in cells), default=0)
+    columns = max((c for _, c in cells), default=0)
+    return ["".join(cells.get((r, c), " ") for c in range(1, columns + 1)) for r in range(1, rows + 1)]
+
+
+def test_in_a_1400_by_900_tab_every_panel_fits_the_grids_are_the_pngs_and_q_says_what_to_do(
+    tmp_path: Path, browser_tools: str, served_runs: list[Served]
+):
+    """The quality panels' plots show without scrolling, the picture beside the terminal is the newest PNG itself
+    and `[` steps back as the terminal does, and `q` leaves a page saying how to open the dashboard again."""
+    from playwright.sync_api import sync_playwright
+
+    run = make_run(tmp_path / "runs", "shown", "finished")
+    append_metrics(run, [{"step": s, "t": START + s, "class_kl": 1 / s} for s in range(50, 201, 50)])
+    grids = run.sample_files()
+    server = Served(tmp_path, "shown")
+    served_runs.append(server)
+    server.wait_until_listening()
+    frames: list[str | bytes] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_tools, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame)))
+            page.goto(server.url + "/")
+            page.wait_for_function("document.getElementById('sample-image').naturalWidth > 0", timeout=30_000)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "class_kl" not in frames_text(frames):
+                page.wait_for_timeout(250)
+            page.wait_for_timeout(3000)  # the terminal fitted to the room the picture leaves, and redrawn
+            page.screenshot(path=str(tmp_path / "tab.png"))
+            lines = screen_lines(frames)
+            for title in ("fd_classifier", "class_kl"):  # each panel's title, then its legend and plot below it
+                row = next(i for i, line in enumerate(lines) if title in line and "·" not in line)
+                assert any(title in line for line in lines[row + 1 : row + 3]), "\n".join(lines)
+            with Image.open(grids[-1]) as newest:
+                size = newest.size
+            shown = page.evaluate("(() => { const i = document.getElementById('sample-image');"
+                                  " return [i.naturalWidth, i.naturalHeight, i.getAttribute('src')]; })()")  # fmt: skip
+            assert shown == [*size, f"/samples/0/{grids[-1].name}"]
+            assert "step 200 · newest" in page.inner_text("#sample-caption")
+            page.click("#terminal")
+            page.keyboard.press("[")
+            page.wait_for_function(f"document.getElementById('sample-image').src.endsWith('{grids[-2].name}')")
+            assert "step 100 · 1/2" in page.inner_text("#sample-caption")
+            page.keyboard.press("q")
+            page.wait_for_selector("text=Reload the page to open it again", timeout=20_000)
+            page.screenshot(path=str(tmp_path / "closed.png"))
+            assert "Session ended" not in page.inner_text("body")
+        finally:
+            browser.close()
 
 
 def test_a_browser_shows_the_dashboard_and_its_keys_act(
