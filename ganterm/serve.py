@@ -7,7 +7,8 @@ textual-serve has no authentication of its own, so the server binds
 its websocket ask for a secret (once in the address, then a cookie). The
 page needs nothing from the internet: textual-serve's template asks Google
 for its web font, which textual-serve also ships, so the page is served
-asking for that copy instead.
+asking for that copy instead. Beside the terminal the page shows the run's
+sample grids as PNGs (serve_samples.html), fetched from `/samples`.
 """
 
 from __future__ import annotations
@@ -163,8 +164,7 @@ def dashboard_page(template: str) -> str:
     """The offline page, with the sample grids beside the terminal and words of ours once the dashboard is closed
     (textual-serve's say only "Session ended")."""
     page = offline_page(template).replace("</body>", f"{SAMPLES_VIEW}</body>", 1)
-    for theirs, ours in CLOSED_WORDS.items():
-        assert theirs in page, f"textual-serve's page has changed: {theirs!r} is gone"
+    for theirs, ours in CLOSED_WORDS.items():  # the browser test notices when textual-serve's words change
         page = page.replace(theirs, ours, 1)
     return page
 
