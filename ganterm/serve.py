@@ -20,7 +20,6 @@ import ipaddress
 import logging
 import os
 import re
-import resource
 import signal
 import socket
 import sys
@@ -47,7 +46,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_COLUMNS, MAX_ROWS = 500, 200  # more than a 4K screen holds at a legible font; a tab's frames stay megabytes
 QUIT_GRACE_S = 5.0  # how long a closed tab's dashboard has to quit before it is killed
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-TAB_MEMORY = 4 << 30  # address space a tab's dashboard may map: ten times what it uses; a runaway one stops there
+TAB_MEMORY = 2 << 30  # resident memory a tab's dashboard may hold (it needs about 100 MB); past it, it is killed
+MEMORY_CHECK_S = 2.0
 
 
 def watch_command(runs: list[RunDir], root: Path) -> list[str]:
@@ -63,23 +63,32 @@ def screen_size(width: object, height: object) -> tuple[int, int]:
     return max(1, min(MAX_COLUMNS, columns)), max(1, min(MAX_ROWS, rows))
 
 
-def bound_tab(parent: int) -> None:
-    """In a tab's child before it runs: its memory is bounded, and the kernel kills it when the server ends, even
-    by `kill -9`."""
-    resource.setrlimit(resource.RLIMIT_AS, (TAB_MEMORY, TAB_MEMORY))
+def die_with_parent(parent: int) -> None:
+    """In a tab's child before it runs: the kernel kills it when the server ends, even by `kill -9` (Linux)."""
+    if sys.platform != "linux":
+        return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the server died before the line above
         os._exit(1)
 
 
+def resident_bytes(pid: int) -> int:
+    """The memory `pid` holds, from /proc (Linux); 0 once it is gone, or where there is no /proc."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class TabService(AppService):
-    """One tab's `ganterm watch`: started without a shell, in its own process group, bounded in size, ended with
-    the server and killed (with every process it started) when it does not quit after its tab closes."""
+    """One tab's `ganterm watch`: started without a shell, in its own process group, bounded in size and memory,
+    ended with the server and killed (with every process it started) when it does not quit after its tab closes."""
 
     def __init__(self, argv: list[str], **kwargs) -> None:
         super().__init__(" ".join(argv), **kwargs)
         self.argv = argv
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def _open_app_process(self, width: int = 80, height: int = 24) -> asyncio.subprocess.Process:
         server = os.getpid()
@@ -90,7 +99,7 @@ class TabService(AppService):
             stderr=asyncio.subprocess.PIPE,
             env=self._build_environment(width=width, height=height),
             start_new_session=True,
-            preexec_fn=lambda: bound_tab(server),
+            preexec_fn=lambda: die_with_parent(server),
         )
         assert process.stdin is not None
         self._stdin = process.stdin
@@ -98,6 +107,26 @@ class TabService(AppService):
 
     async def start(self, width: int, height: int) -> None:
         await super().start(*screen_size(width, height))
+        self._watchdog = asyncio.create_task(self._bound_memory())
+
+    async def _bound_memory(self) -> None:
+        """A dashboard that grows past TAB_MEMORY (a bug, a flood of input) is killed before it takes the machine."""
+        process = self._process
+        assert process is not None
+        while process.returncode is None:
+            if resident_bytes(process.pid) > TAB_MEMORY:
+                logging.getLogger("ganterm.serve").warning(
+                    "a tab's dashboard held more than %d MiB and was closed", TAB_MEMORY >> 20
+                )
+                self._kill()
+                return
+            await asyncio.sleep(MEMORY_CHECK_S)
+
+    def _kill(self) -> None:
+        """The tab's dashboard and every process it started (its process group)."""
+        if self._process is not None and self._process.returncode is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
 
     async def set_terminal_size(self, width: int, height: int) -> None:
         await super().set_terminal_size(*screen_size(width, height))
@@ -114,9 +143,10 @@ class TabService(AppService):
             with suppress(TimeoutError):
                 await asyncio.wait_for(quit_and_wait(), QUIT_GRACE_S)
             if process.returncode is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                self._kill()
                 await process.wait()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await super().stop()  # its reader ends at the end of the dead process's output
 
 
