@@ -46,6 +46,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_COLUMNS, MAX_ROWS = 500, 200  # more than a 4K screen holds at a legible font; a tab's frames stay megabytes
 QUIT_GRACE_S = 5.0  # how long a closed tab's dashboard has to quit before it is killed
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# found before any fork: a child of a server with threads must not load libraries (another thread may hold a lock)
+PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 TAB_MEMORY = 2 << 30  # resident memory a tab's dashboard may hold (it needs about 100 MB); past it, it is killed
 MEMORY_CHECK_S = 2.0
 
@@ -65,10 +67,9 @@ def screen_size(width: object, height: object) -> tuple[int, int]:
 
 def die_with_parent(parent: int) -> None:
     """In a tab's child before it runs: the kernel kills it when the server ends, even by `kill -9` (Linux)."""
-    if sys.platform != "linux":
+    if PRCTL is None:
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the server died before the line above
         os._exit(1)
 
@@ -119,6 +120,7 @@ class TabService(AppService):
                     "a tab's dashboard held more than %d MiB and was closed", TAB_MEMORY >> 20
                 )
                 self._kill()
+                await self.remote_close()  # the page says the dashboard was closed
                 return
             await asyncio.sleep(MEMORY_CHECK_S)
 

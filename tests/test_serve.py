@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -370,21 +370,28 @@ class TestTabs:
         monkeypatch.setattr(serve, "TAB_MEMORY", 200 << 20)
         monkeypatch.setattr(serve, "MEMORY_CHECK_S", 0.2)
 
-        async def grow() -> int | None:
-            tab = tab_running("import time; hoard = bytearray(400 << 20); time.sleep(60)")
+        async def grow() -> tuple[int | None, bool]:
+            closed = asyncio.Event()
+
+            async def close_the_page() -> None:
+                closed.set()
+
+            tab = tab_running("import time; hoard = bytearray(400 << 20); time.sleep(60)", close_the_page)
             await tab.start(80, 24)
             assert tab._process is not None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(tab._process.wait(), 15)
+                await asyncio.wait_for(closed.wait(), 15)
+                await asyncio.wait_for(tab._process.wait(), 5)
             code = tab._process.returncode
             await tab.stop()
-            return code
+            return code, closed.is_set()
 
-        assert asyncio.run(grow()) == -signal.SIGKILL
+        assert asyncio.run(grow()) == (-signal.SIGKILL, True)  # and the page says the dashboard was closed
 
 
-def tab_running(code: str) -> serve.TabService:
-    """A tab whose 'dashboard' is `code`: it says it started, as Textual's web driver does, and runs."""
+def tab_running(code: str, close: Callable[[], Awaitable[None]] | None = None) -> serve.TabService:
+    """A tab whose 'dashboard' is `code`: it says it started, as Textual's web driver does, and runs; `close`
+    closes its page."""
     from textual_serve.download_manager import DownloadManager
 
     async def ignore(_: object) -> None:
@@ -394,8 +401,9 @@ def tab_running(code: str) -> serve.TabService:
         pass
 
     argv = [sys.executable, "-c", f"print('__GANGLION__', flush=True); {code}"]
+    manager = DownloadManager()
     return serve.TabService(
-        argv, write_bytes=ignore, write_str=ignore, close=nothing, download_manager=DownloadManager()
+        argv, write_bytes=ignore, write_str=ignore, close=close or nothing, download_manager=manager
     )
 
 
