@@ -171,7 +171,8 @@ def address(host: str, port: int, token: str | None) -> str:
 SAMPLES_VIEW = (Path(__file__).parent / "serve_samples.html").read_text(encoding="utf-8")
 CLOSED_WORDS = {
     '<div class="message">Session ended.</div>': (
-        '<div class="message">The dashboard in this tab was closed (q); training, if any, goes on.</div>'
+        '<div class="message">The dashboard in this tab has ended (q closes it, and so does stopping the server);'
+        " training, if any, goes on.</div>"
         '<div class="message">Reload the page to open it again.</div>'
     ),
     ">Restart</button>": ">Open it again</button>",

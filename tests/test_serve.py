@@ -116,7 +116,7 @@ class TestToken:
         server = Served(tmp_path, "shown", "--token", "s3cret")
         served_runs.append(server)
         server.wait_until_listening()
-        for path in ("/", "/ws", "/static/js/textual.js", "/?token=wrong"):
+        for path in ("/", "/ws", "/static/js/textual.js", "/samples", "/?token=wrong"):
             assert get(server.url + path)[0] == 401, path
         status, headers, _ = get(server.url + "/?token=s3cret&fontsize=14")
         assert status == 303 and headers["Location"] == "/?fontsize=14"
