@@ -22,6 +22,7 @@ from textual.widgets import Label
 from ganterm.dashboard import widgets as widgets_module
 from ganterm.dashboard.app import ASKED, Dashboard
 from ganterm.dashboard.header import Header, Headline, header_text
+from ganterm.dashboard.plot_grid import MIN_PLOT_HEIGHT, PlotGrid
 from ganterm.dashboard.plots import RUN_COLOURS, MetricPlot, View, nice_ticks
 from ganterm.dashboard.screens import ConfirmScreen, HelpScreen, RunPicker
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, envelope, smooth
@@ -744,6 +745,21 @@ async def test_quality_panels_come_first_and_a_constant_one_has_a_clean_axis(roo
         assert extra == ["fd_classifier", "class_coverage"]
         axis = str(app.query_one("#plot-class_coverage", MetricPlot).render())
         assert "10.0" in axis and "10.00000" not in axis
+
+
+@pytest.mark.parametrize("size", [(120, 40), (145, 44)])  # a terminal; a browser tab of 1400×900 pixels
+async def test_every_panel_fits_on_screen_when_each_can_have_a_legible_height(root: Path, size: tuple[int, int]):
+    """Six panels in three rows: the quality panels below are drawn whole, not left to scroll to."""
+    run = make_run(root, "r", "finished")
+    append_metrics(run, [{"step": s, "t": START + s, "class_kl": 1 / s} for s in range(50, 401, 50)])
+    app = Dashboard([run], root)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        plots = app.query_one(PlotGrid)
+        shown = [plot for plot in app.query(MetricPlot) if plot.display]
+        assert [plot.panel.key for plot in shown][len(PANELS) :] == ["fd_classifier", "class_kl"]
+        assert plots.max_scroll_y == 0
+        assert all(plot.region.height == plot.size.height >= MIN_PLOT_HEIGHT for plot in shown)
 
 
 async def test_a_quality_panel_arriving_later_still_takes_its_place_in_front(root: Path):

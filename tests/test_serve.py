@@ -7,8 +7,11 @@ internet. Without them the browser test skips on a laptop and fails in CI.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,15 +20,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from PIL import Image
 
+from ganterm import serve
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 from tests.conftest import run_cli
-from tests.dashboard_runs import make_run
+from tests.dashboard_runs import START, append_metrics, make_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TINY_FLAGS = [
@@ -110,7 +116,7 @@ class TestToken:
         server = Served(tmp_path, "shown", "--token", "s3cret")
         served_runs.append(server)
         server.wait_until_listening()
-        for path in ("/", "/ws", "/static/js/textual.js", "/?token=wrong"):
+        for path in ("/", "/ws", "/static/js/textual.js", "/samples", "/?token=wrong"):
             assert get(server.url + path)[0] == 401, path
         status, headers, _ = get(server.url + "/?token=s3cret&fontsize=14")
         assert status == 303 and headers["Location"] == "/?fontsize=14"
@@ -120,6 +126,16 @@ class TestToken:
         assert status == 200 and "data-session-websocket-url" in page
         assert "googleapis" not in page and "fonts/RobotoMono" in page  # the font comes from the server itself
         assert get(server.url + "/static/js/textual.js", cookie)[0] == 200
+
+    @pytest.mark.parametrize("path", ["//evil.example/", "/\\evil.example/", "/%2F%2Fevil.example", "/%09/evil"])
+    def test_the_token_never_redirects_to_another_site(self, tmp_path: Path, served_runs: list[Served], path: str):
+        """A link to the dashboard's host whose path looks like an address elsewhere lands on the dashboard."""
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "shown", "--token", "s3cret")
+        served_runs.append(server)
+        server.wait_until_listening()
+        status, headers, _ = get(f"{server.url}{path}?token=s3cret&fontsize=14")
+        assert status == 303 and headers["Location"] == "/?fontsize=14", headers["Location"]
 
     def test_without_a_token_the_page_is_open_on_loopback(self, tmp_path: Path, served_runs: list[Served]):
         make_run(tmp_path / "runs", "shown", "finished")
@@ -157,6 +173,43 @@ class TestToken:
         served_runs.append(server)
         server.wait_until_listening()
         assert get(f"{server.url}/?token=a%2Bb%26c%23d")[0] == 303
+
+
+class TestSampleGrids:
+    def test_the_runs_grids_are_served_as_written_under_the_token(self, tmp_path: Path, served_runs: list[Served]):
+        """The page shows the PNGs themselves; nothing else in or beside the run directory can be fetched."""
+        run = make_run(tmp_path / "runs", "shown", "finished")
+        grids = run.sample_files()
+        server = Served(tmp_path, "shown", "--token", "s3cret")
+        served_runs.append(server)
+        server.wait_until_listening()
+        cookie = get(server.url + "/?token=s3cret")[1]["Set-Cookie"].split(";")[0]
+        status, _, listing = get(server.url + "/samples", cookie)
+        assert status == 200 and json.loads(listing) == {"runs": [{"name": "shown", "grids": [g.name for g in grids]}]}
+        newest = f"{server.url}/samples/0/{grids[-1].name}"
+        request = urllib.request.Request(newest, headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Type"] == "image/png" and response.read() == grids[-1].read_bytes()
+        assert get(newest)[0] == 401
+        assert get(newest, cookie, origin="https://attacker.example")[0] == 403
+        for elsewhere in (
+            "/samples/0/..%2Fconfig.json",
+            "/samples/0/../status.json",
+            "/samples/0/%2Fetc%2Fpasswd",
+            "/samples/1/" + grids[-1].name,
+            "/samples/-1/" + grids[-1].name,
+            "/samples/0/nope.png",
+        ):
+            assert get(server.url + elsewhere, cookie)[0] == 404, elsewhere  # fmt: skip
+
+    def test_without_runs_named_the_newest_runs_grids_are_listed(self, tmp_path: Path, served_runs: list[Served]):
+        make_run(tmp_path / "runs", "older", "finished")
+        server = Served(tmp_path)
+        served_runs.append(server)
+        server.wait_until_listening()
+        newer = make_run(tmp_path / "runs", "newer", "running")  # started after the server: a new tab shows it
+        status, _, listing = get(server.url + "/samples")
+        assert status == 200 and [run["name"] for run in json.loads(listing)["runs"]] == [newer.name]
 
 
 class TestStarting:
@@ -209,6 +262,151 @@ class TestStarting:
         ]
 
 
+CURSOR_MOVE = re.compile(rb"\x1b\[(\d+);(\d+)H")  # how Textual places each line it draws
+
+
+async def drawn_size(websocket: aiohttp.ClientWebSocketResponse, seconds: float = 30) -> tuple[int, int]:
+    """The columns and rows the tab's dashboard draws on, read from its frames once it stops drawing."""
+    frames = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            message = await websocket.receive(timeout=1.5)
+        except TimeoutError:
+            if CURSOR_MOVE.search(frames):
+                break  # a whole screen drawn, and nothing since
+            continue
+        if message.type != aiohttp.WSMsgType.BINARY:
+            break  # closed
+        frames += message.data
+    moves = [(int(column), int(row)) for row, column in CURSOR_MOVE.findall(frames)]
+    assert moves, frames[-500:]
+    return max(column for column, _ in moves), max(row for _, row in moves)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, found through /proc (the children of each of its threads)."""
+    found: list[int] = []
+    parents = [pid]
+    while parents:
+        for task in Path(f"/proc/{parents.pop()}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                children = [int(child) for child in (task / "children").read_text().split()]
+                found += children
+                parents += children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs: a zombie waiting for an init that never reaps it has ended."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class TestTabs:
+    def test_a_tab_is_never_larger_than_a_screen_can_hold(self, tmp_path: Path, served_runs: list[Served]):
+        """A page asking for 100,000 × 100,000 cells (at the start, or later) gets 500 × 200: a frame that size
+        would hold the tab's dashboard on gigabytes of memory."""
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "shown")
+        served_runs.append(server)
+        server.wait_until_listening()
+
+        async def sizes() -> tuple[tuple[int, int], tuple[int, int]]:
+            async with aiohttp.ClientSession() as session:
+                address = f"{server.url.replace('http', 'ws')}/ws?width=100000&height=30"
+                async with session.ws_connect(address, max_msg_size=0) as websocket:
+                    first = await drawn_size(websocket)
+                    await websocket.send_json(["resize", {"width": 500, "height": 100_000}])
+                    return first, await drawn_size(websocket)
+
+        first, resized = asyncio.run(sizes())
+        assert first == (500, 30)
+        assert resized[1] == 200 and resized[0] <= 500  # a redraw after a resize skips what did not change
+
+    def test_killing_the_server_ends_every_tab(self, tmp_path: Path, served_runs: list[Served]):
+        """`kill -9` of the server leaves no tab's dashboard running on its own."""
+        make_run(tmp_path / "runs", "shown", "finished")
+        server = Served(tmp_path, "shown")
+        served_runs.append(server)
+        server.wait_until_listening()
+
+        async def open_tab_and_kill_the_server() -> list[int]:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.ws_connect(f"{server.url.replace('http', 'ws')}/ws") as websocket,
+            ):
+                await drawn_size(websocket)
+                tab = descendants(server.process.pid)
+                server.process.kill()
+                return tab
+
+        tab = asyncio.run(open_tab_and_kill_the_server())
+        assert tab
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(alive(pid) for pid in tab):
+            time.sleep(0.1)
+        assert not [pid for pid in tab if alive(pid)]
+
+    def test_a_closed_tab_that_does_not_quit_is_killed(self, monkeypatch: pytest.MonkeyPatch):
+        """A dashboard that never reads the quit (blocked writing a frame nobody reads) does not outlive its tab."""
+        monkeypatch.setattr(serve, "QUIT_GRACE_S", 1.0)
+
+        async def close_a_tab() -> tuple[float, int | None]:
+            tab = tab_running("import time; time.sleep(60)")
+            await tab.start(80, 24)
+            started = time.monotonic()
+            await tab.stop()
+            assert tab._process is not None
+            return time.monotonic() - started, tab._process.returncode
+
+        took, code = asyncio.run(close_a_tab())
+        assert took < 5 and code == -signal.SIGKILL
+
+    def test_a_tab_that_grows_past_its_memory_is_killed(self, monkeypatch: pytest.MonkeyPatch):
+        """A dashboard holding more than its bound is killed within seconds, not left to take the machine."""
+        monkeypatch.setattr(serve, "TAB_MEMORY", 200 << 20)
+        monkeypatch.setattr(serve, "MEMORY_CHECK_S", 0.2)
+
+        async def grow() -> tuple[int | None, bool]:
+            closed = asyncio.Event()
+
+            async def close_the_page() -> None:
+                closed.set()
+
+            tab = tab_running("import time; hoard = bytearray(400 << 20); time.sleep(60)", close_the_page)
+            await tab.start(80, 24)
+            assert tab._process is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closed.wait(), 15)
+                await asyncio.wait_for(tab._process.wait(), 5)
+            code = tab._process.returncode
+            await tab.stop()
+            return code, closed.is_set()
+
+        assert asyncio.run(grow()) == (-signal.SIGKILL, True)  # and the page says the dashboard was closed
+
+
+def tab_running(code: str, close: Callable[[], Awaitable[None]] | None = None) -> serve.TabService:
+    """A tab whose 'dashboard' is `code`: it says it started, as Textual's web driver does, and runs; `close`
+    closes its page."""
+    from textual_serve.download_manager import DownloadManager
+
+    async def ignore(_: object) -> None:
+        pass
+
+    async def nothing() -> None:
+        pass
+
+    argv = [sys.executable, "-c", f"print('__GANGLION__', flush=True); {code}"]
+    manager = DownloadManager()
+    return serve.TabService(
+        argv, write_bytes=ignore, write_str=ignore, close=close or nothing, download_manager=manager
+    )
+
+
 @pytest.fixture
 def browser_tools() -> str:
     """The system chromium and Playwright; missing, the test skips, except under CI=true, where it fails."""
@@ -240,6 +438,72 @@ def training(tmp_path: Path) -> Iterator[RunDir]:
 
 def frames_text(frames: list[str | bytes]) -> str:
     return "".join(frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame for frame in frames)
+
+
+SCREEN_CODE = re.compile(r"\x1b\[(\d+);(\d+)H|\x1b\[[0-9;?$]*[A-Za-z]|\x1b\][^\x07]*\x07|[\r\n]|(.)", re.DOTALL)
+
+
+def screen_lines(frames: list[str | bytes]) -> list[str]:
+    """The text xterm.js shows after these frames: Textual places every run of text with a cursor move."""
+    cells: dict[tuple[int, int], str] = {}
+    row = column = 1
+    for move_row, move_column, char in SCREEN_CODE.findall(frames_text([f for f in frames if isinstance(f, bytes)])):
+        if move_row:
+            row, column = int(move_row), int(move_column)
+        elif char:
+            cells[row, column] = char
+            column += 1
+    rows = max((r for r, _ in cells), default=0)
+    columns = max((c for _, c in cells), default=0)
+    return ["".join(cells.get((r, c), " ") for c in range(1, columns + 1)) for r in range(1, rows + 1)]
+
+
+def test_in_a_1400_by_900_tab_every_panel_fits_the_grids_are_the_pngs_and_q_says_what_to_do(
+    tmp_path: Path, browser_tools: str, served_runs: list[Served]
+):
+    """The quality panels' plots show without scrolling, the picture beside the terminal is the newest PNG itself
+    and `[` steps back as the terminal does, and `q` leaves a page saying how to open the dashboard again."""
+    from playwright.sync_api import sync_playwright
+
+    run = make_run(tmp_path / "runs", "shown", "finished")
+    append_metrics(run, [{"step": s, "t": START + s, "class_kl": 1 / s} for s in range(50, 201, 50)])
+    grids = run.sample_files()
+    server = Served(tmp_path, "shown")
+    served_runs.append(server)
+    server.wait_until_listening()
+    frames: list[str | bytes] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_tools, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame)))
+            page.goto(server.url + "/")
+            page.wait_for_function("document.getElementById('sample-image').naturalWidth > 0", timeout=30_000)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "class_kl" not in frames_text(frames):
+                page.wait_for_timeout(250)
+            page.wait_for_timeout(3000)  # the terminal fitted to the room the picture leaves, and redrawn
+            page.screenshot(path=str(tmp_path / "tab.png"))
+            lines = screen_lines(frames)
+            for title in ("fd_classifier", "class_kl"):  # each panel's title, then its legend and plot below it
+                row = next(i for i, line in enumerate(lines) if title in line and "·" not in line)
+                assert any(title in line for line in lines[row + 1 : row + 3]), "\n".join(lines)
+            with Image.open(grids[-1]) as newest:
+                size = newest.size
+            shown = page.evaluate("(() => { const i = document.getElementById('sample-image');"
+                                  " return [i.naturalWidth, i.naturalHeight, i.getAttribute('src')]; })()")  # fmt: skip
+            assert shown == [*size, f"/samples/0/{grids[-1].name}"]
+            assert "step 200 · newest" in page.inner_text("#sample-caption")
+            page.click("#terminal")
+            page.keyboard.press("[")
+            page.wait_for_function(f"document.getElementById('sample-image').src.endsWith('{grids[-2].name}')")
+            assert "step 100 · 1/2" in page.inner_text("#sample-caption")
+            page.keyboard.press("q")
+            page.wait_for_selector("text=Reload the page to open it again", timeout=20_000)
+            page.screenshot(path=str(tmp_path / "closed.png"))
+            assert "Session ended" not in page.inner_text("body")
+        finally:
+            browser.close()
 
 
 def test_a_browser_shows_the_dashboard_and_its_keys_act(

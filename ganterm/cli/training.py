@@ -309,7 +309,7 @@ def serve(
     address = serving.address(host, port, token)
     names = ", ".join(target.name for target in targets) if runs else "the newest run"
     on_start = lambda: say(f"serving the dashboard of {names} at {address} (Ctrl-C stops)")  # noqa: E731
-    server = serving.DashboardServer(serving.watch_command(targets if runs else [], root), host, port, token, on_start)
+    server = serving.DashboardServer(targets if runs else None, root, host, port, token, on_start)
     try:
         serving.check_free(host, port)
         server.serve()

@@ -54,7 +54,8 @@ class PlotGrid(VerticalScroll):
                 plot.show_if_changed(runs, self.view)
 
     def _sync_panels(self) -> None:
-        """One panel per extra metric any watched run logs; row height so two rows always fit."""
+        """One panel per extra metric any watched run logs; every row on screen when each can be
+        MIN_PLOT_HEIGHT high, else two rows on screen and the rest below."""
         dedicated = [name for panel in PANELS for name in panel.metrics]
         logged = set().union(*(run.store.extra_names(dedicated) for run in self.runs))
         extras = sorted(logged, key=panel_order)
@@ -83,7 +84,8 @@ class PlotGrid(VerticalScroll):
             shown += plot.display
         columns = 1 if self.screen.has_class("narrow") else 2
         rows = max(1, math.ceil(shown / columns))
-        height = max(MIN_PLOT_HEIGHT, self.size.height // min(rows, 2) or MIN_PLOT_HEIGHT)
+        on_screen = rows if self.size.height // rows >= MIN_PLOT_HEIGHT else min(rows, 2)
+        height = max(MIN_PLOT_HEIGHT, self.size.height // on_screen or MIN_PLOT_HEIGHT)
         grid.styles.grid_size_columns = columns
         grid.styles.grid_rows = str(height)
         grid.styles.height = height * rows
