@@ -245,7 +245,7 @@ def _auto_or_count(dotted: str, value: Any) -> int | str:
     text = "" if isinstance(value, bool) else str(value).strip()
     if text == "auto":
         return text
-    if isinstance(value, (int, str)) and text.isdigit() and 1 <= int(text) <= MAX_THREADS:
+    if isinstance(value, (int, str)) and text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_THREADS:
         return int(text)
     raise ConfigError(f"{dotted} must be auto or a whole number from 1 to {MAX_THREADS}, not {value!r}")
 

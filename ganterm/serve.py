@@ -142,7 +142,7 @@ class TabService(AppService):
                 await self.send_meta({"type": "quit"})
                 await process.wait()
 
-            with suppress(TimeoutError):
+            with suppress(asyncio.TimeoutError):  # not the builtin before Python 3.11
                 await asyncio.wait_for(quit_and_wait(), QUIT_GRACE_S)
             if process.returncode is None:
                 self._kill()

@@ -167,6 +167,25 @@ def test_capture_output_false_keeps_the_scripts_prints_out_of_the_log(tmp_path: 
     assert "mine" not in RunDir(tmp_path / "runs" / "quiet").log.read_text()
 
 
+def test_a_progress_bar_redrawn_in_place_is_one_line_of_the_log_as_last_drawn(tmp_path: Path):
+    """tqdm redraws with \\r: the console gets every redraw, the log panel the line as it ended."""
+    result = run_script(
+        tmp_path,
+        """
+        run = ganterm.Run("bar")
+        for done in range(0, 101, 25):
+            print(f"\\rtraining {done}%", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        print("\\rhalf a line", end="")
+        run.finish()
+        """,
+    )
+    assert result.stderr.count("training") == 5  # every redraw (read back with \\r as a newline)
+    log = RunDir(tmp_path / "runs" / "bar").log.read_text()
+    assert "\r" not in log and "training 100%\n" in log and "training 50%" not in log
+    assert "half a line\n" in log  # an unfinished last line is kept when the run ends
+
+
 LOOP_CHECKPOINTS = """
 import shutil
 def save(step):

@@ -55,6 +55,7 @@ def test_cli_flags_apply_before_set_overrides():
         ("train.threads=0", "train.threads must be auto or a whole number from 1 to 1024, not '0'"),
         ("train.threads=two", "train.threads must be auto or a whole number from 1 to 1024, not 'two'"),
         ("train.threads=1.5", "train.threads must be auto or a whole number from 1 to 1024, not '1.5'"),
+        ("train.threads=²", "train.threads must be auto or a whole number from 1 to 1024, not '²'"),
         ("data.name=mnsit", "(did you mean 'mnist'?)"),
         ("steps=3", "config key 'steps' needs a section, as in 'train.steps'"),
         ("train.steps", "--set expects section.key=value"),

@@ -19,7 +19,7 @@ import ganterm
 from ganterm.errors import UserError
 from ganterm.run.jsonl import read_jsonl
 from ganterm.run.layout import RunDir
-from ganterm.run.status import write_status
+from ganterm.run.status import this_host, write_status
 from tests.dashboard_runs import START, dead_pid
 
 
@@ -121,3 +121,20 @@ def test_a_loop_run_reads_with_its_own_settings_and_the_checkpoints_it_saved(tmp
     assert source.config() == {"lr": 2e-4, "arch": {"width": 64}}
     assert source.checkpoints() == [(4, saved)]
     assert source.status()["state"] == "finished" and source.history()["step"].tolist() == [1, 2, 3, 4]
+
+
+def test_a_notify_url_is_never_in_the_settings_a_script_reads(tmp_path: Path):
+    """A webhook's URL is its secret: like every listing, open_run's config() leaves it out."""
+    run = _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
+    run.config.write_text('[train]\nsteps = 5\n\n[notify]\nurl = "https://hooks.example/T0/S3cret"\n')
+    assert ganterm.open_run(run.path).config() == {"train": {"steps": 5}, "notify": {}}
+
+
+def test_a_stalled_writer_still_takes_commands(tmp_path: Path):
+    """Stopped with Ctrl-Z, a worker acts on what it was sent when it goes on: its controls stay offered."""
+    run = _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
+    long_lived = 1  # init: alive, and started before the last heartbeat, as a stopped worker is
+    write_status(run, {"state": "running", "pid": long_lived, "host": this_host(),
+                       "heartbeat": time.time() - 60, "controls": ["pause", "stop"]})  # fmt: skip
+    source = ganterm.open_run(run.path)
+    assert source.status()["state"] == "stalled" and source.controls == ("pause", "stop")

@@ -272,7 +272,7 @@ async def drawn_size(websocket: aiohttp.ClientWebSocketResponse, seconds: float 
     while time.monotonic() < deadline:
         try:
             message = await websocket.receive(timeout=1.5)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             if CURSOR_MOVE.search(frames):
                 break  # a whole screen drawn, and nothing since
             continue
@@ -379,7 +379,7 @@ class TestTabs:
             tab = tab_running("import time; hoard = bytearray(400 << 20); time.sleep(60)", close_the_page)
             await tab.start(80, 24)
             assert tab._process is not None
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(closed.wait(), 15)
                 await asyncio.wait_for(tab._process.wait(), 5)
             code = tab._process.returncode

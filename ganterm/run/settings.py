@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +50,12 @@ def _fields(config: Any) -> Mapping[Any, Any] | None:
 def _plain(value: Any) -> Any:
     if isinstance(value, _PLAIN):
         return value
+    if isinstance(value, numbers.Integral):  # numpy and torch scalars: the number, not its repr
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "tolist") and callable(value.tolist):  # arrays and tensors: their values
+        return _plain(value.tolist())
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     fields = _fields(value)
@@ -59,11 +66,11 @@ def _plain(value: Any) -> Any:
 
 def write_loop_config(run: RunDir, config: dict[str, Any]) -> None:
     """Replace the loop's config.json whole (a resumed run may bring changed settings)."""
-    write_atomic(run.loop_config, orjson.dumps(config, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    write_atomic(run.loop_config, orjson.dumps(config, option=orjson.OPT_INDENT_2))
 
 
 def read_nested_settings(run: RunDir) -> dict[str, Any]:
-    """The run's settings as written: a user loop's config.json, else ganterm's config.toml; {} if neither reads."""
+    """The run's settings as written (the hidden ones left out): a loop's config.json, else ganterm's config.toml."""
     try:
         if run.loop_config.exists():
             nested = orjson.loads(run.loop_config.read_bytes())
@@ -71,12 +78,20 @@ def read_nested_settings(run: RunDir) -> dict[str, Any]:
             nested = tomllib.loads(run.config.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # missing, half-written by hand, not UTF-8: nothing to show
         return {}
-    return nested if isinstance(nested, dict) else {}
+    return _without_hidden(nested) if isinstance(nested, dict) else {}
+
+
+def _without_hidden(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    return {
+        key: _without_hidden(value, f"{prefix}{key}.") if isinstance(value, dict) else value
+        for key, value in nested.items()
+        if f"{prefix}{key}" not in HIDDEN
+    }
 
 
 def read_settings(run: RunDir) -> dict[str, Any]:
     """The run's settings as dotted keys, the hidden ones left out."""
-    return {key: value for key, value in _flat(read_nested_settings(run)).items() if key not in HIDDEN}
+    return _flat(read_nested_settings(run))
 
 
 def _flat(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ganterm.run.checkpoints import loop_checkpoints, step_files
 from ganterm.run.jsonl import ROW_RULE, JsonlTail, latest_values, valid_event, valid_row
 from ganterm.run.layout import RunDir
 from ganterm.run.settings import read_nested_settings
-from ganterm.run.status import effective_state, read_status
+from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 from ganterm.sources.columns import Columns, columns_from_rows, merge_columns, parse_lines
 from ganterm.sources.follow import RunReader
 
@@ -60,7 +60,7 @@ class GantermRun:
     def controls(self) -> tuple[str, ...]:
         """The commands the writer takes now (pause, stop, ...); none once it has ended."""
         status = self.status()
-        return tuple(status.get("controls", ())) if status["state"] in ("running", "paused", "starting") else ()
+        return tuple(status.get("controls", ())) if status["state"] in ACTIVE_STATES else ()
 
     def config(self) -> dict[str, Any]:
         """The run's settings as written: ganterm's config.toml, or a loop's `config=` (empty when there is none)."""

@@ -25,7 +25,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import get_args_parser
 from torch.distributed.run import run as torchrun
 
-from ganterm.logline import log
+from ganterm.logline import LOG_TIMESTAMP, log
 from ganterm.run.jsonl import TextTail, record_event
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status, write_status
@@ -70,7 +70,7 @@ def describe_failure(error: ChildFailedError, session_log: TextTail) -> str:
 def _last_word(lines: list[str], rank: int) -> str | None:
     """The message of the rank's own `failed:` line among `lines`, if it wrote one."""
     prefix = "" if rank == 0 else f"rank {rank}: "
-    pattern = re.compile(rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {re.escape(prefix)}failed: (.*)$")
+    pattern = re.compile(rf"^{LOG_TIMESTAMP.pattern}{re.escape(prefix)}failed: (.*)$")
     return next((m.group(1) for line in reversed(lines) if (m := pattern.match(line))), None)
 
 
