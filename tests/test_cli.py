@@ -210,7 +210,8 @@ def test_runs_in_a_narrow_terminal_leaves_columns_out_whole(
     run.path.mkdir(parents=True)
     write_status(run, {"state": "finished", "step": 3500, "total": 3500, "started": 0, "device": "cpu"})
     append_jsonl(run.metrics, {"step": 3500, "t": 1.0, "loss_d": 1.336, "loss_g": 0.944, "d_x": 0.5, "d_g_z1": 0.47})
-    result = runner.invoke(app, ["runs", "--root", str(tmp_path / "runs")], env={"COLUMNS": str(columns)})
+    env = {"COLUMNS": str(columns), "TERM": "xterm-256color"}  # rich takes a dumb terminal for 80 columns
+    result = runner.invoke(app, ["runs", "--root", str(tmp_path / "runs")], env=env)
     line = next(line for line in result.output.splitlines() if run.name in line)
     assert "finished" in line and "3500/3500" in line and "…" not in line, result.output
     assert f"{hidden} left out: too narrow a terminal" in result.output, result.output
