@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -80,9 +81,22 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
 
 
 @pytest.fixture(scope="session")
-def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the whole session, laid out as $XDG_CACHE_HOME/ganterm, so the classifier trains once."""
-    return tmp_path_factory.mktemp("xdg-cache") / "ganterm"
+def classifier_cache(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """One cache for the whole run, laid out as $XDG_CACHE_HOME/ganterm, with the mnist5k classifier in it.
+
+    The processes of `pytest -n` share it (their temp folders have one parent) and train the classifier
+    once between them, the first under a lock while the others wait: it takes minutes on a busy machine.
+    """
+    from ganterm.training.classifier_cache import classifier_for
+    from ganterm.training.data import load_mnist5k
+
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if worker_id != "master" else base) / "xdg-cache" / "ganterm"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "tests.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        classifier_for(load_mnist5k(), cache, log=lambda message: None)
+    return cache
 
 
 def a_rival_claims_between_check_and_create(monkeypatch: pytest.MonkeyPatch, start_rival: Callable[[str], Any]) -> list:
