@@ -62,7 +62,7 @@ from ganterm.health import HealthMonitor
 from ganterm.notify import Notifier
 from ganterm.run.checkpoints import loop_checkpoints
 from ganterm.run.control import Command
-from ganterm.run.jsonl import float32_precision
+from ganterm.run.jsonl import float32_precision, latest_values
 from ganterm.run.layout import RunDir, check_run_name, claim_new_run, new_run_name
 from ganterm.run.recorder import Recorder, ReplicaRecorder, Row
 from ganterm.run.rewind import rewind
@@ -174,15 +174,20 @@ class Run:
                 world_size=self.world_size,
                 **({"images_per_step": images_per_step} if images_per_step else {}),
             )
-        if notify and self.rank == 0:
-            # failures are said once, on stderr: this loop's own output is the user's to keep
-            self._recorder.notices = Notifier(
-                notify, self.dir.name, this_host(), lambda line: print(line, file=sys.stderr)
-            )
-        self._recorder.collect = self._take_rows
-        if self.rank == 0:
-            self._start_record(settings, capture_output)
-        self._recorder.set_state("running", self.start_step, total=total)
+        try:
+            if notify and self.rank == 0:
+                # failures are said once, on stderr: this loop's own output is the user's to keep
+                self._recorder.notices = Notifier(
+                    notify, self.dir.name, this_host(), lambda line: print(line, file=sys.stderr)
+                )
+            self._recorder.collect = self._take_rows
+            if self.rank == 0:
+                self._start_record(settings, capture_output)
+            self._recorder.set_state("running", self.start_step, total=total)
+        except BaseException:  # the run is held from here: let go of it, or a retry in this process finds it locked
+            self._stop_copying()
+            self._recorder.close()
+            raise
         atexit.register(self._close_at_exit)
 
     def log(self, step: Any, /, **values: Any) -> None:
@@ -284,13 +289,25 @@ class Run:
             self.paused = False
             self._recorder.restart_clock()
             self._recorder.set_state("running", self.step, command)
-        elif name == "checkpoint" and self._on_checkpoint is not None:
-            save = self._on_checkpoint
-            self._recorder.checkpoint(self.step, lambda: _optional_path(save(self.step)), command)
-        elif name == "snapshot" and self._on_sample is not None:
-            self._save_grid(self.step, self._on_sample(self.step), None, command)
+        elif name in ("checkpoint", "snapshot") and (self._on_checkpoint, self._on_sample)[name == "snapshot"]:
+            try:
+                self._call_back(name, command)
+            except Exception as error:  # the loop's own callback failed: a viewer's command must not end training
+                reason = f"{'on_checkpoint' if name == 'checkpoint' else 'on_sample'} failed: {_reason(error)}"
+                self._recorder.refuse(command, reason)
+                self._note(f"{name!r} refused: {reason}")
         else:
             self._recorder.refuse(command, NO_CALLBACK.format(cmd=name))
+
+    def _call_back(self, name: str, command: Command) -> None:
+        """A viewer's checkpoint or snapshot, through the loop's callback."""
+        if name == "checkpoint":
+            save = self._on_checkpoint
+            assert save is not None
+            self._recorder.checkpoint(self.step, lambda: _optional_path(save(self.step)), command)
+        else:
+            assert self._on_sample is not None
+            self._save_grid(self.step, self._on_sample(self.step), None, command)
 
     def _save_grid(self, step: int, images: Any, nrow: int | None, command: Command | None = None) -> Path:
         from ganterm.training.sample import image_grid, save_png
@@ -371,7 +388,15 @@ class Run:
         if step is not None or not self.resumed:
             return step or 0, None
         saved = [(at, path) for at, path in loop_checkpoints(self.dir) if path is None or path.exists()]
-        return saved[-1] if saved else (0, None)
+        if saved:
+            return saved[-1]
+        logged = latest_values(self.dir.metrics, ("step",)).get("step")
+        if self.rank == 0 and logged:  # restarting from 0 would cut every row: the loop's own state says where
+            raise UserError(
+                f"run {self.dir.name!r} has rows up to step {logged} and no checkpoint saved through on_checkpoint; "
+                f"give Run(..., resume=True, step=N) the step your loop restarts from (rows after it are cut back)"
+            )
+        return 0, None
 
     def _start_record(self, settings: dict[str, Any] | None, capture_output: bool) -> None:
         """Rank 0, with the run held: cut a resumed run back, keep the config, open the log, copy the console."""

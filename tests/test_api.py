@@ -307,3 +307,49 @@ def test_images_with_a_bad_step_or_no_image_batch_are_refused_in_one_sentence(
     with ganterm.Run("pictures", root=tmp_path) as run, pytest.raises(UserError, match=said):
         run.images(step, images)  # type: ignore[arg-type]
     assert run.dir.sample_files() == []
+
+
+def test_a_callback_that_fails_on_a_viewers_command_refuses_it_and_training_goes_on(tmp_path: Path):
+    """`ganterm snapshot` against a broken on_sample: the command is answered with why, the loop is not ended."""
+
+    def broken_sample(step: int) -> None:
+        raise RuntimeError("CUDA out of memory\nand more")
+
+    with ganterm.Run("broken", root=tmp_path, flush_every=1, on_sample=broken_sample) as run:
+        run.log(1, loss_d=0.5)
+        append_jsonl(run.dir.control, {"cmd": "snapshot", "id": "s1"})
+        run.log(2, loss_d=0.5)
+        run.log(3, loss_d=0.5)
+    (answer,) = [event for event in read_jsonl(run.dir.events) if event.get("ack") == "s1"]
+    assert answer["refused"] == "on_sample failed: RuntimeError: CUDA out of memory"
+    assert read_status(run.dir)["state"] == "finished" and read_status(run.dir)["step"] == 3
+
+
+def test_resuming_rows_with_no_known_restart_point_asks_for_it_and_cuts_nothing(tmp_path: Path):
+    """Restarting from step 0 would cut every row: without on_checkpoint's record the loop must say its step."""
+    with ganterm.Run("mine", root=tmp_path) as run:
+        for step in range(1, 11):
+            run.log(step, loss_d=0.5)
+    with pytest.raises(UserError, match=r"has rows up to step 10 .* resume=True, step=N"):
+        ganterm.Run("mine", root=tmp_path, resume=True)
+    assert len(read_jsonl(run.dir.metrics)) == 10
+    with ganterm.Run("mine", root=tmp_path, resume=True, step=6) as again:
+        assert again.start_step == 6
+        again.log(7, loss_d=0.25)
+    assert [row["step"] for row in read_jsonl(run.dir.metrics)] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_run_that_fails_to_start_lets_go_of_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A failure after the run is held (its log cannot be opened, say) must not leave it locked in this process."""
+    from ganterm import api
+
+    def unopenable(path: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(api, "LogFile", unopenable)
+    with pytest.raises(PermissionError):
+        ganterm.Run("held", root=tmp_path)
+    monkeypatch.undo()
+    with ganterm.Run("held", root=tmp_path, resume="allow", step=0) as run:  # not RunLocked
+        run.log(1, loss_d=0.5)
+    assert read_status(run.dir)["state"] == "finished"
