@@ -50,17 +50,21 @@ def lock_holder(run: RunDir) -> str | None:
     return None
 
 
+START_LOCK = "start.lock"  # flocked by a launcher while it starts the run's worker
+
+
 @contextlib.contextmanager
 def one_starter(run: RunDir) -> Iterator[None]:
     """Held while a worker is started for `run`, from the check that nobody trains it to its `starting` status.
 
     Two `ganterm train --resume` of one run at once take turns here, and the second then finds the first's
-    worker starting; without it both passed the check and started a worker each. A flock on the run's folder:
-    no file of its own, and the kernel drops it if the launcher dies.
+    worker starting; without it both passed the check and started a worker each. A flock on `start.lock`,
+    opened for writing (NFS takes an exclusive lock only on a file open for writing, not on a folder);
+    the kernel drops it if the launcher dies.
     """
     import fcntl
 
-    fd = os.open(run.path, os.O_RDONLY)
+    fd = os.open(run.path / START_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
