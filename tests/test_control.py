@@ -83,7 +83,7 @@ def test_pausing_a_paused_run_and_unpausing_a_running_one_answer_at_once(loop: F
     assert send_and_wait(run, "pause")["state"] == "paused"
     with pytest.raises(UserError, match=r"already paused; pause did nothing$"):
         send_and_wait(run, "pause")
-    assert time.monotonic() - started < 2  # the pause between them included
+    assert time.monotonic() - started < 10  # at once, not after a command's 30 s wait (the pause between included)
     send_and_wait(run, "stop")
 
 
@@ -136,7 +136,7 @@ def test_a_stalled_worker_is_told_the_command_and_the_caller_is_told_why_at_once
     started = time.monotonic()
     with pytest.raises(UserError, match=r"stalled; it will stop when it goes on.*kill -CONT"):
         send_and_wait(run, "stop")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # at once, not after the 30 s a live worker is given
     assert b'"cmd":"stop"' in run.control.read_bytes()  # it is there for the worker once it goes on
 
 

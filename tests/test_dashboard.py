@@ -468,7 +468,7 @@ async def test_the_worker_keys_leave_the_footer_when_the_run_ends(root: Path):
         await settle(pilot, app)
         assert {"p", "c", "g", "x"} <= _offered(app)
         write_status(run, {**read_status(run), "state": "finished"})
-        for _ in range(40):
+        for _ in range(200):  # up to 10 s: a loaded machine polls late
             await pilot.pause(0.05)
             if "FINISHED" in _text(app, "#header"):
                 break
