@@ -361,7 +361,8 @@ class Run:
                 f"run {self.dir.name!r} already exists under {root}/; continue it with "
                 f"ganterm.Run({self.dir.name!r}, resume=True), or pick another name or leave it out"
             )
-        if exists and (read_status(self.dir) or {}).get("loop") == "ganterm":
+        # ganterm train's runs have its config.toml from their first moment, before any status
+        if exists and (self.dir.config.exists() or (read_status(self.dir) or {}).get("loop") == "ganterm"):
             raise UserError(
                 f"run {self.dir.name!r} under {root}/ was trained by ganterm train; continue it with "
                 f"ganterm train --resume {self.dir.name}, or give this loop a name of its own"
@@ -438,7 +439,10 @@ def _resume_mode(resume: object) -> str:
 
 def _reason(error: BaseException) -> str:
     """The exception in one line, as the header and `ganterm runs` show a failure."""
-    lines = str(error).strip().splitlines()
+    try:
+        lines = str(error).strip().splitlines()
+    except Exception:  # an exception whose own text fails must still end the run as failed
+        lines = []
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 

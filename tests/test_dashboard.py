@@ -1095,3 +1095,16 @@ async def test_a_run_the_viewer_cannot_control_says_so_and_the_viewer_goes_on(ro
         await pilot.pause(0.1)
         assert [n.message for n in app._notifications][-1].startswith("cannot control run 'theirs'")
         assert app.is_running
+
+
+async def test_metrics_named_as_loops_name_them_each_get_a_panel(root: Path):
+    """`train/loss`, `acc@1`, `D(x)` are ordinary names in SummaryWriter loops; `losses` is also a shared panel's."""
+    run = make_run(root, "r", "finished", steps=20, total=20)
+    names = ["train/loss", "acc@1", "a.b", "D(x)", "ü", "losses", "my-metric", "my_x2d_metric"]
+    append_metrics(run, [{"step": 21, "t": START + 30.0, **{name: 1.0 + i for i, name in enumerate(names)}}])
+    app = Dashboard([run], root)
+    async with app.run_test(size=(200, 120)) as pilot:
+        await settle(pilot, app)
+        titles = {plot.panel.title for plot in app.query(MetricPlot) if plot.display}
+        assert set(names) <= titles
+        assert len({plot.id for plot in app.query(MetricPlot)}) == len(list(app.query(MetricPlot)))

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, VerticalScroll
 from textual.reactive import var
 
-from ganterm.dashboard.plots import MetricPlot, PlottedRun, View, extra_panel
+from ganterm.dashboard.plots import MetricPlot, PlottedRun, View, extra_key, extra_panel
 from ganterm.dashboard.series import panel_order
 from ganterm.run.schema import PANELS
 
@@ -59,7 +59,7 @@ class PlotGrid(VerticalScroll):
         dedicated = [name for panel in PANELS for name in panel.metrics]
         logged = set().union(*(run.store.extra_names(dedicated) for run in self.runs))
         extras = sorted(logged, key=panel_order)
-        keys = tuple(panel.key for panel in PANELS) + tuple(extras)
+        keys = tuple(panel.key for panel in PANELS) + tuple(map(extra_key, extras))
         grid = self.query_one("#plot-grid", Grid)
         if keys != self._panel_keys:
             for plot in list(self.query(MetricPlot)):
@@ -67,10 +67,10 @@ class PlotGrid(VerticalScroll):
                     plot.remove()
             existing = {plot.panel.key: plot for plot in self.query(MetricPlot)}
             for index, name in enumerate(extras):
-                if name in existing:
+                if extra_key(name) in existing:
                     continue
                 # a metric first logged mid-run (class_kl at step 250) goes in its place, not last
-                later = next((existing[key] for key in extras[index + 1 :] if key in existing), None)
+                later = next((existing[key] for key in map(extra_key, extras[index + 1 :]) if key in existing), None)
                 grid.mount(MetricPlot(extra_panel(name)), before=later)
             self._panel_keys = keys
         # once rows arrive, a shared panel none of the runs logs anything of goes (a user's loop may log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ from textual_plotext import PlotextPlot
 
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, envelope, smooth
 from ganterm.run import schema
-from ganterm.run.schema import Panel
+from ganterm.run.schema import PANELS, Panel
 
 # plotext's names, each a different one of a 16-colour terminal's; gray is left for the raw spread.
 RUN_COLOURS = ("cyan", "orange", "green", "magenta", "blue+", "red", "orange+", "green+")
@@ -103,7 +104,7 @@ class MetricPlot(PlotextPlot):
     """One panel; `show` draws it from the runs' stores with the current view."""
 
     def __init__(self, panel: Panel, **kwargs) -> None:
-        super().__init__(id=f"plot-{panel.key}", classes="metric-plot", **kwargs)
+        super().__init__(id=widget_id(panel.key), classes="metric-plot", **kwargs)
         self.panel = panel
         self.shown_from: tuple | None = None  # what the plot was last drawn from
 
@@ -332,6 +333,22 @@ def flat_range(low: float, high: float) -> tuple[float, float]:
     return middle - pad, middle + pad
 
 
+SHARED_KEYS = frozenset(panel.key for panel in PANELS)
+
+
 def extra_panel(name: str) -> Panel:
     """A panel for a metric with no dedicated one (quality metrics, a user's own numbers)."""
-    return Panel(name, name, (name,))
+    return Panel(extra_key(name), name, (name,))
+
+
+def extra_key(name: str) -> str:
+    """The metric's name, unless a shared panel has it as its key (a loop may log `losses`)."""
+    return f"metric:{name}" if name in SHARED_KEYS else name
+
+
+def widget_id(key: str) -> str:
+    """`plot-<key>`, as Textual takes ids: each character but letters, digits and `_` written as `-<hex>-`.
+
+    A user's metric may be named `train/loss`, `acc@1` or `D(x)`; written this way no two names share an id.
+    """
+    return "plot-" + re.sub(r"[^A-Za-z0-9_]", lambda match: f"-{ord(match.group()):x}-", key)

@@ -34,7 +34,10 @@ def plain_config(config: Any) -> dict[str, Any]:
         raise UserError(
             f"config must be a dict, a dataclass or an argparse Namespace, not {type(config).__name__} ({config!r:.60})"
         )
-    return {str(key): _plain(value) for key, value in fields.items()}
+    try:
+        return {str(key): _plain(value) for key, value in fields.items()}
+    except RecursionError:  # a config that holds itself
+        raise UserError("config holds itself (or is nested thousands deep); give plain settings") from None
 
 
 def _fields(config: Any) -> Mapping[Any, Any] | None:
@@ -48,6 +51,13 @@ def _fields(config: Any) -> Mapping[Any, Any] | None:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return repr(value)  # JSON as the record writes it holds no integer past 64 bits
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 file can hold it
+            return repr(value)
     if isinstance(value, _PLAIN):
         return value
     if isinstance(value, numbers.Integral):  # numpy and torch scalars: the number, not its repr

@@ -19,6 +19,7 @@ from ganterm.errors import UserError
 
 # A row's own fields (`step`, `t`) and the exported tables' run column (`run`): never a metric's name.
 RESERVED_NAMES = ("step", "t", "run")
+CONFIG_PREFIX = "config."  # a loop's config= goes into exported tables as config.<key> columns
 NAME_LIMIT = 128  # a name is a column, a panel title and a TensorBoard tag
 INT64 = (-(2**63), 2**63 - 1)  # what the JSON encoder writes as an integer
 ACCEPTED = "a number (int, float, bool, a numpy scalar, a one-element tensor or array) or None"
@@ -32,6 +33,11 @@ def check_name(name: Any) -> str:
     """A metric's name: text of 1 to NAME_LIMIT characters, none of the RESERVED_NAMES."""
     if not isinstance(name, str) or not 0 < len(name) <= NAME_LIMIT:
         raise BadValue(f"metric name {_short(name)} is not a name of 1 to {NAME_LIMIT} characters")
+    if name.startswith(CONFIG_PREFIX):
+        raise BadValue(
+            f"metric name {name!r} is reserved: names starting {CONFIG_PREFIX!r} are the exported tables' "
+            "columns of the run's config=; log it under another name"
+        )
     if name in RESERVED_NAMES:
         raise BadValue(
             f"metric name {name!r} is reserved: {', '.join(RESERVED_NAMES)} are the row's step and time and "
@@ -49,12 +55,25 @@ def loggable(name: str, value: Any) -> Any:
         if value.numel() != 1 or value.is_complex():
             kind = "a complex tensor" if value.is_complex() else f"a tensor of {value.numel()} elements"
             raise _refused(name, kind, "reduce it to one real number first (.mean(), say)")
-        return value
+        kind = _unreadable_kind(value)
+        if kind:  # read back at the flush with the others, it would fail that flush and every later one
+            raise _refused(name, f"a {kind} tensor", "read it into a plain tensor first")
+        # a copy: a tensor the loop goes on changing in place (an EMA, a counter) keeps this step's value
+        return value.detach().clone()
     return number(name, value)
 
 
 def number(name: str, value: Any) -> int | float | None:
     """`value` as a plain number (None is null, as NaN and infinity are written), or BadValue naming `name`."""
+    try:
+        return _number(name, value)
+    except BadValue:
+        raise
+    except (ArithmeticError, TypeError, ValueError, RecursionError):  # a Fraction past a float, a timedelta64...
+        raise _refused(name, f"{type(value).__name__} {_short(value)}", "") from None
+
+
+def _number(name: str, value: Any) -> int | float | None:
     if value is None or isinstance(value, float):
         return value if value is None else float(value)  # numpy's float64 is a float: a plain one is written
     if isinstance(value, bool):
@@ -70,7 +89,7 @@ def number(name: str, value: Any) -> int | float | None:
     if isinstance(value, numbers.Real):
         return float(value)
     if _one_element(value):
-        return number(name, value.item())
+        return _number(name, value.item())
     raise _refused(name, f"{type(value).__name__} {_short(value)}", "")
 
 
@@ -137,6 +156,15 @@ def _one_element(value: Any) -> bool:
         return False
     size = value.numel() if _is_tensor(value) else getattr(value, "size", None)
     return size == 1
+
+
+def _unreadable_kind(tensor: Any) -> str | None:
+    """What keeps a one-element tensor from being read back with the others, if anything does."""
+    if tensor.device.type == "meta":
+        return "meta"
+    if tensor.is_quantized:
+        return "quantized"
+    return None if str(tensor.layout) == "torch.strided" else "sparse"
 
 
 def _refused(name: str, what: str, advice: str) -> BadValue:
