@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -181,8 +182,34 @@ def test_config_takes_a_dataclass_keeps_what_json_cannot_hold_as_its_repr_and_re
 
 @pytest.mark.parametrize(
     "bad",
-    ["x", [0.5], {"a": 1}, np.zeros(3), 1j, b"x", torch.zeros(3), torch.tensor(1j), 10**400],
-    ids=["str", "list", "dict", "array", "complex", "bytes", "tensor", "complex-tensor", "int-past-float"],
+    [
+        "x",
+        [0.5],
+        {"a": 1},
+        np.zeros(3),
+        1j,
+        b"x",
+        torch.zeros(3),
+        torch.tensor(1j),
+        10**400,
+        torch.tensor(1.0, device="meta"),
+        Fraction(10**400),
+        np.timedelta64(5, "s"),
+    ],
+    ids=[
+        "str",
+        "list",
+        "dict",
+        "array",
+        "complex",
+        "bytes",
+        "tensor",
+        "complex-tensor",
+        "int-past-float",
+        "meta-tensor",
+        "fraction-past-float",
+        "timedelta",
+    ],
 )
 def test_a_value_that_is_no_number_is_refused_at_once_and_costs_no_other(tmp_path: Path, bad: object):
     """Refused by `log` itself, naming the key; the good values of its row and the rows buffered before stay."""
@@ -353,3 +380,54 @@ def test_a_run_that_fails_to_start_lets_go_of_its_folder(tmp_path: Path, monkeyp
     with ganterm.Run("held", root=tmp_path, resume="allow", step=0) as run:  # not RunLocked
         run.log(1, loss_d=0.5)
     assert read_status(run.dir)["state"] == "finished"
+
+
+def test_a_tensor_the_loop_changes_in_place_keeps_each_steps_value(tmp_path: Path):
+    """An EMA or a counter updated in place after `log`: the rows not yet flushed keep what was logged."""
+    ema = torch.zeros(())
+    with ganterm.Run("ema", root=tmp_path, flush_every=10) as run:
+        for step in range(1, 6):
+            ema.mul_(0.5).add_(step)
+            run.log(step, ema=ema)
+    assert [row["ema"] for row in read_jsonl(run.dir.metrics)] == [1.0, 2.5, 4.25, 6.125, 8.0625]
+
+
+def test_a_name_under_the_config_prefix_is_refused(tmp_path: Path):
+    """A loop's config= becomes config.<key> columns of exported tables: a metric may not take such a name."""
+    with ganterm.Run("prefixed", root=tmp_path, config={"lr": 0.1}) as run:
+        with pytest.raises(UserError, match=r"metric name 'config.lr' is reserved: names starting 'config.'"):
+            run.log(1, **{"config.lr": 2.0})
+        run.log(2, lr_now=0.1)
+
+
+def test_a_config_json_cannot_hold_as_it_is_is_kept_by_its_repr_and_a_self_holding_one_refused(tmp_path: Path):
+    with ganterm.Run("wide", root=tmp_path, config={"n": 2**70, "s": "\ud800"}) as run:
+        run.log(1, loss_d=0.5)
+    assert GantermRun(run.dir).config() == {"n": str(2**70), "s": "'\\ud800'"}
+    looped: dict = {}
+    looped["me"] = looped
+    with pytest.raises(UserError, match="config holds itself"):
+        ganterm.Run("looped", root=tmp_path, config=looped)
+    assert not (tmp_path / "looped").exists()
+
+
+def test_an_exception_whose_text_fails_still_fails_the_run(tmp_path: Path):
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    with pytest.raises(Unprintable), ganterm.Run("odd", root=tmp_path) as run:
+        run.log(1, loss_d=0.5)
+        raise Unprintable()
+    status = read_status(run.dir)
+    assert status["state"] == "failed" and status["error"] == "Unprintable"
+
+
+def test_resuming_a_run_that_ganterm_train_is_starting_is_refused(tmp_path: Path):
+    """ganterm train writes config.toml first and its status later: in between the run is still not a loop's."""
+    starting = RunDir(tmp_path / "gx")
+    starting.path.mkdir()
+    starting.metrics.touch()
+    starting.config.write_text("[train]\nsteps = 10\n")
+    with pytest.raises(UserError, match="was trained by ganterm train"):
+        ganterm.Run("gx", root=tmp_path, resume=True, step=0)
