@@ -466,16 +466,19 @@ class HealthMonitor:
 
     def _penalty_dominating(self) -> Alert | None:
         """The gradient penalties outweighing the adversarial part of D's loss (|E[D(x)] − E[D(G(z))]| for a
-        critic; D's real and fake terms otherwise). Penalties computed lazily have few points a window."""
+        critic; D's real and fake terms, or its loss, otherwise). Penalties computed lazily have few points a
+        window."""
         present = [name for name in PENALTIES if len(self.recent[name]) >= 3]
         if not present or not self._full("loss_d"):
             return None
         penalty = sum(_median(list(self.recent[name])) for name in present)
-        if self.family.name == "critic" or not self._full("loss_d_real", "loss_d_fake"):
+        if self.family.name == "critic":  # its loss crosses 0: the gap is the size of what it learns
             adversarial = abs(_median(list(self.recent["score_gap"]))) if self._full("score_gap") else math.nan
-        else:
+        elif self._full("loss_d_real", "loss_d_fake"):
             adversarial = _median([a + b for a, b in zip(self.recent["loss_d_real"], self.recent["loss_d_fake"],
                                                          strict=False)])  # fmt: skip
+        else:  # a paired loss has no halves; its penalties are in loss_d on a few steps only
+            adversarial = _median(list(self.recent["loss_d"]))
         if not penalty > self._limit("penalty_share") * adversarial:
             return None
         names = " + ".join(present)

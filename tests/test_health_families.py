@@ -126,6 +126,22 @@ def test_a_relativistic_gap_growing_without_bound_is_named():
     assert "how far D sets real above fake" in found[0].message
 
 
+def test_a_healthy_relativistic_d_with_lazy_penalties_raises_nothing_though_its_gap_is_near_zero():
+    """R3GAN-like: gap about 0.1, loss_d about softplus(-0.1), small R1 and R2 every 16th step."""
+    rng = random.Random(3)
+    rows = []
+    for step in range(1, 2000):
+        gap, offset = rng.gauss(0.1, 0.3), rng.gauss(-4.0, 1.0)
+        row = {"step": step, "d_x": offset + gap / 2, "d_g_z1": offset - gap / 2, "score_gap": gap,
+               "loss_d": math.log1p(math.exp(-gap)), "loss_g": math.log1p(math.exp(gap)), "diversity": 0.9}  # fmt: skip
+        if step % 16 == 1:
+            row |= {"r1": abs(rng.gauss(0.2, 0.05)), "r2": abs(rng.gauss(0.2, 0.05))}
+        rows.append(row)
+    assert alerts_as("relativistic", rows) == []
+    dominated = [row | {"r1": 2.0, "r2": 2.0} if "r1" in row else row for row in rows]
+    assert checks(alerts_as("relativistic", dominated)) == ["penalty_dominating"]
+
+
 def test_a_least_squares_d_that_g_has_overpowered_is_named_at_least_squares_levels():
     """D(G(z)) at 0.9 raw (near the real target) with loss_d 0.6: far off equilibrium's 0.25 for least squares,
     but below the 1.5 a probability D's BCE would need."""
