@@ -140,7 +140,7 @@ FAMILIES = {
             # first (1 = doubled); floor: below this size a gap or score level is no cause for alarm
             limits={
                 "gap_growth": 1.0,
-                "gap_floor": 1.0,
+                "gap_floor": 5.0,
                 "drift_growth": 1.0,
                 "drift_floor": 10.0,
                 "penalty_share": 1.0,
