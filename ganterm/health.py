@@ -160,7 +160,8 @@ class HealthMonitor:
             self.step = int(row.get("step", self.step))
             alerts += self._ingest(row)
         checks = [check for check in self._checks() if check.__name__.lstrip("_") in self.family.checks]
-        if self.step < self.config.warmup:  # a fresh G makes near-identical blobs: nothing to judge yet
+        # a fresh G makes near-identical blobs: nothing to judge yet
+        if self.step < max(self.config.warmup, self.family.limits.get("warmup", 0)):
             return alerts
         for check in checks:
             alert = check()

@@ -82,6 +82,15 @@ def test_a_critic_whose_gap_climbs_to_its_level_early_on_raises_nothing():
     assert alerts_as("critic", rows) == []
 
 
+def test_a_critics_generator_spreading_out_slowly_is_no_collapse():
+    """As the shipped WGAN-GP recipe (width 32) measured: 21% of the real spread at step 200, 47% at 400."""
+    rows = critic_stream(1000)
+    for row in rows:
+        row["diversity"] = min(0.9, 0.15 + 0.65 * row["step"] / 800)
+    assert alerts_as("critic", rows) == []
+    assert "mode_collapse" in checks(alerts_as("margin", rows))  # a family with the usual warmup says it
+
+
 def test_a_penalty_dominating_the_critics_loss_is_named():
     rows = critic_stream(1000, level=lambda step: 3.0 if step < 300 else 0.3, penalty=lambda step: 5.0)
     found = alerts_as("critic", rows)
