@@ -191,3 +191,17 @@ def test_a_run_that_says_no_family_reads_as_probability_and_a_wrong_name_is_one_
     assert family_of({"loss": "wgan-gp"}).name == "critic" and family_of({"loss": "margin"}).name == "margin"
     with pytest.raises(UserError, match=r"^loss must be .*critic.*wgan-gp.*, not 'wgan'$"):
         family_named("wgan")
+
+
+def test_every_loss_the_worker_trains_has_a_family_and_every_family_names_real_checks_and_series():
+    """A loss added without its family, or a check or series name mistyped in one, would be silently misread."""
+    from ganterm.config import LOSS_KINDS
+    from ganterm.families import LOSS_NAMES, SERIES
+
+    assert set(LOSS_KINDS) == set(LOSS_NAMES)
+    monitor = HealthMonitor(HealthConfig())
+    known = {check.__name__.lstrip("_") for check in monitor._checks()}
+    for family in FAMILIES.values():
+        assert set(family.checks) <= known, family.name
+        assert set(family.series) <= set(SERIES), family.name
+        assert set(family.advice) <= set(family.checks), family.name
