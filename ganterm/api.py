@@ -58,6 +58,7 @@ from typing import Any
 
 from ganterm.config import HealthConfig
 from ganterm.errors import UserError
+from ganterm.families import DEFAULT_FAMILY, family_named
 from ganterm.health import HealthMonitor
 from ganterm.notify import Notifier
 from ganterm.run.checkpoints import loop_checkpoints
@@ -95,6 +96,10 @@ class Run:
     `config` (a dict, a dataclass or an argparse Namespace) is kept with the run, for the dashboard,
     `ganterm runs`, comparisons and exports. `capture_output` copies the loop's stdout and stderr into
     the run's log (the dashboard's log panel); the console still gets all of it.
+    `loss` (a family, `probability`, `least-squares`, `margin`, `critic`, `relativistic`, or a loss
+    name such as `wgan-gp`) says how to read the `d_x` and `d_g_z1` the loop logs: sigmoid means for
+    probability (the default), D's raw outputs otherwise; the panels and alerts follow it
+    (docs/losses.md).
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class Run:
         resume: bool | str = False,
         step: int | None = None,
         capture_output: bool = True,
+        loss: str = DEFAULT_FAMILY,
     ) -> None:
         root = Path(root)
         if notify is not None:
@@ -132,6 +138,7 @@ class Run:
             raise UserError(f"resume={resume!r} needs the name of the run to continue, as the first argument of Run")
         if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
             raise UserError(f"step must be the whole step the loop restarts from, 0 or more; got {step!r}")
+        family = family_named(loss)
         settings = None if config is None else plain_config(config)
         self.rank, self.world_size = _rank_and_world_size()
         if self.world_size > 1 and name is None:
@@ -164,7 +171,7 @@ class Run:
             self._recorder = Recorder(
                 self.dir,
                 log=self._note,  # to worker.log only: the user's console is theirs
-                health=HealthMonitor(health or HealthConfig(), own_loop=True),
+                health=HealthMonitor(health or HealthConfig(), own_loop=True, family=family),
                 total=total,
                 device="your training loop",
                 started=time.time(),
@@ -172,6 +179,7 @@ class Run:
                 controls=controls,
                 resumable=False,
                 world_size=self.world_size,
+                loss=loss,
                 **({"images_per_step": images_per_step} if images_per_step else {}),
             )
         try:

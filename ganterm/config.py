@@ -29,7 +29,9 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 BUILTIN_DATASETS = ("mnist5k", "stacked-mnist", "mnist", "fashion-mnist", "cifar10", "ring", "grid")
 TOY_DATASETS = ("ring", "grid")
-LOSS_KINDS = ("nonsat", "minimax", "hinge", "lsgan")
+LOSS_KINDS = ("nonsat", "minimax", "hinge", "lsgan", "wgan-gp", "rpgan")
+# D steps per G step that a loss's recipe takes when the config does not say (WGAN-GP's critic trains 5)
+N_CRITIC_BY_LOSS = {"wgan-gp": 5}
 IMAGE_SIZES = (0, 28, 32, 64)
 # Counts (steps, every-N, windows) stop far below 2**63: JSON, numpy and torch all take them whole.
 MAX_COUNT = 10**12
@@ -63,9 +65,17 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    kind: str = _option("nonsat", "nonsat, minimax, hinge or lsgan", choices=LOSS_KINDS)
+    kind: str = _option(
+        "nonsat", "nonsat, minimax, hinge, lsgan, wgan-gp (n_critic 5 unless set) or rpgan", choices=LOSS_KINDS
+    )
     label_smoothing: float = _option(0.1, "one-sided: D's real target becomes 1 - this", ge=0.0, lt=0.5)
     label_noise: float = _option(0.0, "probability of flipping each of D's labels", ge=0.0, lt=0.5)
+    gp_weight: float = _option(10.0, "wgan-gp: weight λ of the gradient penalty on interpolates", ge=0.0)
+    r1_gamma: float = _option(0.0, "R1: weight γ of the zero-centred gradient penalty on real images; 0 = off", ge=0.0)
+    r2_gamma: float = _option(0.0, "R2: weight γ of the zero-centred gradient penalty on fakes; 0 = off", ge=0.0)
+    penalty_every: int = _option(
+        16, "R1 and R2 every this many D steps, scaled up as much (lazy regularization); 1 = every step", ge=1, le=1000
+    )
 
 
 @dataclass
@@ -337,6 +347,7 @@ def load_config(
 ) -> Config:
     """`base` (defaults), then the TOML file, then typed `values` (CLI flags), then `--set` text."""
     config = copy.deepcopy(base) if base is not None else Config()
+    said: set[str] = set()  # the keys the file, the values or the overrides set
     if path is not None:
         path = Path(path)
         try:
@@ -348,11 +359,16 @@ def load_config(
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
         _apply_mapping(config, mapping, str(path))
+        said |= {f"{section}.{key}" for section, keys in mapping.items() if isinstance(keys, dict) for key in keys}
     for dotted, value in (values or {}).items():
         _set(config, dotted, value, from_text=False)
+        said.add(dotted)
     for text in overrides:
         dotted, value = parse_override(text)
         _set(config, dotted, value, from_text=True)
+        said.add(dotted)
+    if "train.n_critic" not in said and base is None:
+        config.train.n_critic = N_CRITIC_BY_LOSS.get(config.loss.kind, config.train.n_critic)
     _validate_whole(config)
     return config
 

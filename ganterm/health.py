@@ -7,6 +7,11 @@ condition has cleared and `health.cooldown` steps have passed, so a long bad
 stretch is one alert, not hundreds. Thresholds live in the `[health]` config
 section. torch-free: any viewer can run the same checks.
 
+The checks read D's outputs as the run's loss family says (`ganterm.families`):
+each family names the checks that mean something for it, the thresholds that
+differ from the `[health]` section's (which are a probability D's), and its own
+advice; a check it does not name never runs.
+
 The numbers behind the defaults: on the default mnist5k run, 100-step window
 means stay within D(x) 0.47-0.59, D(G(z)) 0.40-0.44, loss_d 1.13-1.33 and
 diversity 0.75-1.00, and grad_norm_g's windowed median never falls below 0.29
@@ -19,10 +24,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ganterm.config import HealthConfig
+from ganterm.families import DEFAULT_FAMILY, PENALTIES, Family, family_named
 
 WARNING, ERROR = "warning", "error"
 # D is overpowering when it is near-certain of real and fake on at least this share of a window's steps
@@ -115,11 +122,19 @@ class HealthMonitor:
     """`classes`: how many classes the real data has (0 when unlabelled), for the coverage check.
 
     `own_loop`: the rows come from a user's loop through ganterm.Run, so the advice names no
-    ganterm setting.
+    ganterm setting. `family`: the loss family (or loss name) whose numbers the rows hold.
     """
 
-    def __init__(self, config: HealthConfig, classes: int = 0, own_loop: bool = False, toy: bool = False) -> None:
+    def __init__(
+        self,
+        config: HealthConfig,
+        classes: int = 0,
+        own_loop: bool = False,
+        toy: bool = False,
+        family: Family | str = DEFAULT_FAMILY,
+    ) -> None:
         self.config = config
+        self.family = family if isinstance(family, Family) else family_named(family)
         self.classes = classes
         self.own_loop = own_loop
         # a 2-D toy's or Stacked MNIST's collapse is judged by its modes (the quality rows), not by the spread
@@ -144,15 +159,9 @@ class HealthMonitor:
         for row in rows:
             self.step = int(row.get("step", self.step))
             alerts += self._ingest(row)
-        checks = (
-            self._d_overpowering,
-            self._d_collapse,
-            self._vanishing_g_gradient,
-            self._mode_collapse,
-            self._divergence,
-            self._oscillation,
-        )
-        if self.step < self.config.warmup:  # a fresh G makes near-identical blobs: nothing to judge yet
+        checks = [check for check in self._checks() if check.__name__.lstrip("_") in self.family.checks]
+        # a fresh G makes near-identical blobs: nothing to judge yet
+        if self.step < max(self.config.warmup, self.family.limits.get("warmup", 0)):
             return alerts
         for check in checks:
             alert = check()
@@ -165,8 +174,27 @@ class HealthMonitor:
                 self._collapse_said = alert is not None and "diversity" in alert.evidence
         return alerts
 
+    def _checks(self) -> tuple[Callable[[], Alert | None], ...]:
+        """Every check, in the order their alerts are told: a cause before what it leads to."""
+        return (
+            self._d_overpowering,
+            self._margins_saturated,
+            self._d_collapse,
+            self._vanishing_g_gradient,
+            self._scores_drifting,
+            self._gap_diverging,
+            self._penalty_dominating,
+            self._mode_collapse,
+            self._divergence,
+            self._oscillation,
+        )
+
     def _advice(self, check: str) -> str:
-        return ADVICE[check][self.own_loop]
+        return self.family.advice.get(check, ADVICE.get(check, ("", "")))[self.own_loop]
+
+    def _limit(self, name: str) -> float:
+        """The family's own threshold where it has one, else the [health] section's."""
+        return self.family.limits.get(name, getattr(self.config, name, math.nan))
 
     def _may_fire(self, name: str) -> bool:
         was_holding = self._holding.get(name, False)
@@ -192,10 +220,17 @@ class HealthMonitor:
                 ]
             return []
         self._nonfinite_streak = 0
-        for name, value in row.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                self.recent[name].append(float(value))
-                self.long[name].append(float(value))
+        numbers = {
+            name: float(value)
+            for name, value in row.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        }
+        if "d_x" in numbers and "d_g_z1" in numbers:  # a user's loop logs D's outputs, rarely the gap or level
+            numbers.setdefault("score_gap", numbers["d_x"] - numbers["d_g_z1"])
+            numbers["score_centre"] = (numbers["d_x"] + numbers["d_g_z1"]) / 2
+        for name, value in numbers.items():
+            self.recent[name].append(value)
+            self.long[name].append(value)
         if "grad_norm_g" in row:
             self._since_window += 1
             if self._since_window >= self.config.window:
@@ -236,13 +271,14 @@ class HealthMonitor:
             # the collapse follows from D winning: one alert names the cause, and says what it did to G
             consequence = f" G's samples have collapsed as a result: {diversity:.0%} as spread out as real ones."
             evidence["diversity"] = diversity
+        certain = "near-certain of both" if self.family.probability else "at its targets (1 and 0) for both"
         return Alert(
             "d_overpowering",
             WARNING,
             self.step,
             f"The discriminator is overpowering the generator: over the last {c.window} steps D(x) had a "
-            f"median of {d_x:.3f} and D(G(z)) {d_g_z:.3f}, with loss_d at {loss_d:.3f}, and D was near-certain "
-            f"of both on {decisive:.0%} of the steps. D tells real from fake almost perfectly, so G's gradient "
+            f"median of {d_x:.3f} and D(G(z)) {d_g_z:.3f}, with loss_d at {loss_d:.3f}, and D was {certain} "
+            f"on {decisive:.0%} of the steps. D tells real from fake almost perfectly, so G's gradient "
             f"vanishes and it stops learning.{consequence} {self._advice('d_overpowering')}",
             evidence,
         )
@@ -252,7 +288,7 @@ class HealthMonitor:
             return None
         c = self.config
         d_g_z, loss_d = _median(list(self.recent["d_g_z1"])), _median(list(self.recent["loss_d"]))
-        if not (d_g_z > c.d_g_z_high and loss_d > c.loss_d_high):
+        if not (d_g_z > c.d_g_z_high and loss_d > self._limit("loss_d_high")):
             return None
         return Alert(
             "d_collapse",
@@ -322,16 +358,24 @@ class HealthMonitor:
             {what + "_covered": have, what + "_total": float(out_of)},
         )
 
-    def _divergence(self) -> Alert | None:
-        values = list(self.long["loss_g"])
+    def _rising(self, name: str, growth: float, floor: float, sign: float = 1.0) -> list[float] | None:
+        """The long window's four quarter means of `name` (times `sign`) when each is above the last and the
+        rise is more than `growth` times the first's size (at least `floor`); else None."""
+        values = [sign * value for value in self.long[name]]
         if len(values) < 4 * self.config.window:
             return None
         size = len(values) // 4
         quarters = [_mean(values[i * size : (i + 1) * size]) for i in range(4)]
         rising = all(b > a for a, b in itertools.pairwise(quarters))
-        growth = (quarters[-1] - quarters[0]) / max(abs(quarters[0]), 0.1)
-        if not (rising and growth > self.config.divergence_growth):
+        if not (rising and (quarters[-1] - quarters[0]) / max(abs(quarters[0]), floor) > growth):
             return None
+        return quarters
+
+    def _divergence(self) -> Alert | None:
+        quarters = self._rising("loss_g", self.config.divergence_growth, 0.1)
+        if quarters is None:
+            return None
+        values = self.long["loss_g"]
         return Alert(
             "divergence",
             WARNING,
@@ -358,6 +402,96 @@ class HealthMonitor:
                      f"the last {len(values)} steps, by {swing:.0%} of its level, instead of settling. "
                      f"{self._advice('oscillation')}",
                      {"swing": swing, "swings": float(swings)})  # fmt: skip
+
+    def _margins_saturated(self) -> Alert | None:
+        """The hinge form of D overpowering: real scores past +1 and fake past −1, so neither term of D's
+        loss has a gradient left and G's samples are told apart without effort."""
+        share = self._limit("saturated_share")
+        if self._full("real_above_margin", "fake_below_margin"):
+            real, fake = (_median(list(self.recent[name])) for name in ("real_above_margin", "fake_below_margin"))
+            if not (real >= share and fake >= share):
+                return None
+            seen = f"{real:.0%} of real scores were above +1 and {fake:.0%} of fake ones below −1 (medians)"
+            evidence = {"real_above_margin": real, "fake_below_margin": fake}
+        elif self._full("d_x", "d_g_z1"):  # a user's loop that logs D's mean scores only
+            d_x, d_g_z = _median(list(self.recent["d_x"])), _median(list(self.recent["d_g_z1"]))
+            if not (d_x > 1.0 and d_g_z < -1.0):
+                return None
+            seen = f"D(x) had a median of {d_x:.3g} and D(G(z)) {d_g_z:.3g}, both past their margins"
+            evidence = {"d_x": d_x, "d_g_z1": d_g_z}
+        else:
+            return None
+        return Alert(
+            "margins_saturated",
+            WARNING,
+            self.step,
+            f"The discriminator is saturating both hinge margins: over the last {self.config.window} steps {seen}. "
+            f"D tells real from fake with room to spare, so G learns little. {self._advice('margins_saturated')}",
+            evidence,
+        )
+
+    def _gap_diverging(self) -> Alert | None:
+        """The score gap E[D(x)] − E[D(G(z))] rising window after window: D runs away from G."""
+        quarters = self._rising("score_gap", self._limit("gap_growth"), self._limit("gap_floor"))
+        if quarters is None:
+            return None
+        what = "the Wasserstein estimate" if self.family.name == "critic" else "how far D sets real above fake"
+        return Alert(
+            "gap_diverging",
+            WARNING,
+            self.step,
+            f"The score gap E[D(x)] − E[D(G(z))] ({what}) is growing without bound: it rose in each of the last "
+            f"four stretches of {len(self.long['score_gap']) // 4} steps, from {quarters[0]:.3g} to "
+            f"{quarters[-1]:.3g}. {self._advice('gap_diverging')}",
+            {"score_gap_start": quarters[0], "score_gap_end": quarters[-1]},
+        )
+
+    def _scores_drifting(self) -> Alert | None:
+        """The critic's scores moving together, (D(x) + D(G(z))) / 2, one way window after window: its loss
+        only sees their difference, so nothing but a sound penalty (or a drift term) holds them in place."""
+        growth, floor = self._limit("drift_growth"), self._limit("drift_floor")
+        rising, falling = (self._rising("score_centre", growth, floor, sign) for sign in (1.0, -1.0))
+        if rising is None and falling is None:
+            return None
+        start, end = (rising[0], rising[-1]) if rising else (-falling[0], -falling[-1])  # type: ignore[index]
+        way = "risen" if rising else "fallen"
+        return Alert(
+            "scores_drifting",
+            WARNING,
+            self.step,
+            f"The critic's scores are drifting without bound: their middle (D(x) + D(G(z))) / 2 has {way} in "
+            f"each of the last four stretches of {len(self.long['score_centre']) // 4} steps, from {start:.3g} "
+            f"to {end:.3g}. {self._advice('scores_drifting')}",
+            {"score_centre_start": start, "score_centre_end": end},
+        )
+
+    def _penalty_dominating(self) -> Alert | None:
+        """The gradient penalties outweighing the adversarial part of D's loss (|E[D(x)] − E[D(G(z))]| for a
+        critic; D's real and fake terms, or its loss, otherwise). Penalties computed lazily have few points a
+        window."""
+        present = [name for name in PENALTIES if len(self.recent[name]) >= 3]
+        if not present or not self._full("loss_d"):
+            return None
+        penalty = sum(_median(list(self.recent[name])) for name in present)
+        if self.family.name == "critic":  # its loss crosses 0: the gap is the size of what it learns
+            adversarial = abs(_median(list(self.recent["score_gap"]))) if self._full("score_gap") else math.nan
+        elif self._full("loss_d_real", "loss_d_fake"):
+            adversarial = _median([a + b for a, b in zip(self.recent["loss_d_real"], self.recent["loss_d_fake"],
+                                                         strict=False)])  # fmt: skip
+        else:  # a paired loss has no halves; its penalties are in loss_d on a few steps only
+            adversarial = _median(list(self.recent["loss_d"]))
+        if not penalty > self._limit("penalty_share") * adversarial:
+            return None
+        names = " + ".join(present)
+        return Alert(
+            "penalty_dominating",
+            WARNING,
+            self.step,
+            f"The gradient penalty dominates D's loss: over the last {self.config.window} steps {names} had a "
+            f"median of {penalty:.3g}, against {adversarial:.3g} for the adversarial part. "
+            f"{self._advice('penalty_dominating')}",
+            {"penalty": penalty, "adversarial": adversarial},
+        )
 
 
 def _band_crossings(values: list[float], low: float, high: float) -> int:

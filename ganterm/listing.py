@@ -10,6 +10,7 @@ from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
+from ganterm.families import FAMILIES, family_of
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.schema import STATE_STYLE
 from ganterm.run.settings import read_settings, settings_line
@@ -48,6 +49,7 @@ def run_record(run: RunDir, now: float) -> dict[str, Any]:
         "statistics": statistics,
         "device": status.get("device"),
         "world_size": status.get("world_size", 1),
+        "loss": family_of(status).name,  # how to read d_x and d_g_z1: sigmoid means, or D's raw outputs
         "started": started,
         "heartbeat": status.get("heartbeat"),
         "path": str(run.path.resolve()),
@@ -55,8 +57,8 @@ def run_record(run: RunDir, now: float) -> dict[str, Any]:
     }
 
 
-CSV_COLUMNS = ("name", "state", "step", "total", *CSV_STATISTICS, "device", "world_size", "started", "heartbeat",
-               "path")  # fmt: skip
+CSV_COLUMNS = ("name", "state", "step", "total", *CSV_STATISTICS, "loss", "device", "world_size", "started",
+               "heartbeat", "path")  # fmt: skip
 
 
 def csv_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -69,14 +71,16 @@ def run_summary(run: RunDir, now: float) -> dict[str, str]:
     """The cells of a run's row in the `ganterm runs` table."""
     record = run_record(run, now)
     row, step, total = record["statistics"], record["step"], record["total"]
+    digits = 2 if record["loss"] == "probability" else 3  # a probability's two digits; raw scores get three
     return {
         "name": run.name,
         "state": record["state"],
         "step": f"{step}/{total}" if total else str(step),
         "loss_d": _number(row, "loss_d", 3),
         "loss_g": _number(row, "loss_g", 3),
-        "d_x": _number(row, "d_x", 2),
-        "d_g_z": _number(row, "d_g_z1", 2),
+        "loss": record["loss"],
+        "d_x": _number(row, "d_x", digits),
+        "d_g_z": _number(row, "d_g_z1", digits),
         "img_per_s": _number(row, "img_per_s", 0),
         "age": age(now - float(record["started"])),
         "device": str(record["device"] or "-").split(" (")[0],  # cuda:0, not the full GPU name
@@ -96,6 +100,7 @@ COLUMNS = (  # (key in run_summary, header, justify)
     ("name", "name", "left"),
     ("state", "state", "left"),
     ("step", "step", "right"),
+    ("loss", "loss", "left"),  # only when the runs listed are of more than one loss family
     ("loss_d", "loss_d", "right"),
     ("loss_g", "loss_g", "right"),
     ("d_x", "D(x)", "right"),
@@ -105,7 +110,17 @@ COLUMNS = (  # (key in run_summary, header, justify)
     ("device", "device", "left"),
     ("config", "config", "left"),  # only when a run listed has a loop's config
 )
-DROPPED_FIRST = ("config", "device", "age", "img_per_s", "d_g_z", "d_x", "loss_g", "loss_d")  # when too narrow for all
+DROPPED_FIRST = (
+    "config",
+    "loss",
+    "device",
+    "age",
+    "img_per_s",
+    "d_g_z",
+    "d_x",
+    "loss_g",
+    "loss_d",
+)  # when too narrow for all
 
 
 def runs_table(root: Path, width: int = 200) -> Table | Text:
@@ -119,6 +134,10 @@ def runs_table(root: Path, width: int = 200) -> Table | Text:
     if not summaries:
         return Text(f"no runs in {root}/ yet; start one with: ganterm train")
     columns = [column for column in COLUMNS if column[0] != "config" or any(s["config"] != "-" for s in summaries)]
+    families = {summary["loss"] for summary in summaries}
+    if len(families) == 1:  # one family: its own words head D's columns, and a loss column would say nothing
+        headers = dict(zip(("d_x", "d_g_z"), FAMILIES[families.pop()].headers, strict=True))
+        columns = [(key, headers.get(key, header), justify) for key, header, justify in columns if key != "loss"]
     widths = {key: max(cell_len(header), *(cell_len(s[key]) for s in summaries)) for key, header, _ in columns}
     shown = [key for key, _, _ in columns]
     for key in DROPPED_FIRST:

@@ -162,14 +162,30 @@ def _post_within(request: urllib.request.Request, seconds: float) -> tuple[str, 
     return outcome[0]
 
 
+ANSWER_BYTES = 65_536  # of a receiver's answer, read and dropped: an endless one must not fill the trainer's memory
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirected POST would arrive as a GET without its body (urllib's rule for 301-303): a notice lost while
+    counted as sent. The 3xx is the answer, and it is said."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def _post(request: urllib.request.Request, timeout: float) -> tuple[str, bool]:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
+        with _OPENER.open(request, timeout=timeout) as response:
+            response.read(ANSWER_BYTES)
         return "", False
     except urllib.error.HTTPError as failure:
-        # a 4xx other than 429: the receiver refuses this request as it is, and sending it again will not help
-        return f"HTTP {failure.code} {failure.reason}", not (400 <= failure.code < 500 and failure.code != 429)
+        # a 3xx, or a 4xx other than 429: the receiver will answer the same again, so sending again will not help
+        refused = 300 <= failure.code < 500 and failure.code != 429
+        where = f" to {shown_url(failure.headers.get('Location', ''))}" if 300 <= failure.code < 400 else ""
+        return f"HTTP {failure.code} {failure.reason}{where}", not refused
     except (OSError, ValueError) as failure:  # refused, unreachable, timed out
         reason = getattr(failure, "reason", failure)
         return (TIMED_OUT if isinstance(reason, TimeoutError) else str(reason)), True

@@ -242,14 +242,14 @@ class DashboardServer(Server):
 
     async def handle_sample_list(self, request: web.Request) -> web.StreamResponse:
         """Each shown run's sample grids by file name, oldest first, for the page's picture beside the terminal."""
-        runs = [{"name": run.name, "grids": [path.name for path in run.sample_files()]} for run in self.shown_runs()]
+        runs = [{"name": run.name, "grids": [path.name for path in _served_grids(run)]} for run in self.shown_runs()]
         return web.json_response({"runs": runs}, headers={"Cache-Control": "no-store"})
 
     async def handle_sample(self, request: web.Request) -> web.StreamResponse:
         """One grid a shown run wrote; any other name (`..`, a path, a file the run did not write) is not found."""
         runs = self.shown_runs()
         index = to_int(request.match_info["run"], -1)
-        grids = {path.name: path for path in runs[index].sample_files()} if 0 <= index < len(runs) else {}
+        grids = {path.name: path for path in _served_grids(runs[index])} if 0 <= index < len(runs) else {}
         path = grids.get(request.match_info["name"])
         if path is None:
             raise web.HTTPNotFound(text="ganterm serve: no such sample grid\n")
@@ -344,3 +344,8 @@ class DashboardServer(Server):
         if not hmac.compare_digest(cookie.encode(), self.token.encode()):
             return web.Response(status=401, text="ganterm serve: open the address with ?token=... as printed\n")
         return await handler(request)
+
+
+def _served_grids(run: RunDir) -> list[Path]:
+    """The grids the run wrote, as plain files: a link placed among them (to /etc/passwd, say) is not served."""
+    return [path for path in run.sample_files() if not path.is_symlink() and path.is_file()]

@@ -22,11 +22,13 @@ def url_problem(url: str) -> str | None:
         return "holds a space or a control character (percent-encode it, as %20)"
     if not url.isascii():
         return "holds a character that is not ASCII (percent-encode it, and write the host in punycode)"
+    if _at_past_the_host(url):
+        return "holds an @ after a / ? or # (percent-encode a password's @ / ? # as %40 %2F %3F %23)"
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as error:  # an address left open ("[::1"), a port that is not a number
-        return f"is not a well-formed URL ({error})"
+    except ValueError:  # an address left open ("[::1"), a port that is not a number; the error quotes the URL
+        return "is not a well-formed URL (an unclosed [ or a port that is no number)"
     if not parts.hostname:
         return "names no host"
     if port is not None and port not in PORTS:
@@ -34,13 +36,21 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def _at_past_the_host(url: str) -> bool:
+    """`user:pa/ss@host`: an @ after the first / ? or #, so the host is not where a reader thinks it is."""
+    rest = url.partition("://")[2]
+    address = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in rest[len(address) :]
+
+
 def shown_url(url: str) -> str:
     """`url` for people: its scheme and host, then `/…` for anything after them; never a user or password."""
     scheme, separator, rest = url.partition("://")
     if not separator:
         scheme, rest = "", url
+    rest = rest.rpartition("@")[2]  # whatever stands before the last @ may be a password, even one holding / or #
     address = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    host = address.rpartition("@")[2]
+    host = address
     return f"{scheme}{separator}{host}{'/…' if len(address) < len(rest) else ''}"
 
 

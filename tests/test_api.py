@@ -431,3 +431,25 @@ def test_resuming_a_run_that_ganterm_train_is_starting_is_refused(tmp_path: Path
     starting.config.write_text("[train]\nsteps = 10\n")
     with pytest.raises(UserError, match="was trained by ganterm train"):
         ganterm.Run("gx", root=tmp_path, resume=True, step=0)
+
+
+def test_a_loop_says_its_loss_and_its_critic_is_read_as_one(tmp_path: Path):
+    """A healthy WGAN-GP critic (real +3, fake -3) logged through Run(loss="wgan-gp"): recorded, and silent;
+    the same numbers from a loop that says nothing read as probabilities, which alarm."""
+    for name, loss in (("critic", {"loss": "wgan-gp"}), ("unsaid", {})):
+        with ganterm.Run(name, root=tmp_path, **loss) as run:
+            for step in range(1, 1001):
+                wobble = 0.3 * ((step * 7919) % 13 / 13 - 0.5)
+                run.log(step, loss_d=-6.0 + 0.3 + wobble, loss_g=3.0, d_x=3.0 + wobble, d_g_z1=-3.0 - wobble, gp=0.3)
+    critic, unsaid = RunDir(tmp_path / "critic"), RunDir(tmp_path / "unsaid")
+    assert read_status(critic)["loss"] == "wgan-gp" and read_status(unsaid)["loss"] == "probability"
+    alerts = lambda run: [e["check"] for e in read_jsonl(run.events) if e["kind"] == "alert"]  # noqa: E731
+    assert alerts(critic) == [] and "d_overpowering" in alerts(unsaid)
+
+
+def test_a_loss_run_cannot_read_is_refused_in_one_sentence_naming_the_accepted_ones(tmp_path: Path):
+    with pytest.raises(
+        UserError, match=r"^loss must be a loss family or loss name \(probability, .*rpgan\), not 'wgan'$"
+    ):
+        ganterm.Run("bad", root=tmp_path, loss="wgan")
+    assert not (tmp_path / "bad").exists()

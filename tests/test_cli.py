@@ -231,12 +231,31 @@ def test_runs_piped_shows_every_column_and_json_and_csv_hold_every_run(tmp_path:
     assert records == [{
         "name": run.name, "state": "finished", "step": 3500, "total": 3500,
         "statistics": {"loss_d": 1.336, "loss_g": 0.944, "d_x": 0.5, "d_g_z1": 0.47},
-        "device": "cpu", "world_size": 2, "started": 5.0, "heartbeat": 9.0, "path": str(run.path.resolve()),
-        "config": {},
+        "device": "cpu", "world_size": 2, "loss": "probability", "started": 5.0, "heartbeat": 9.0,
+        "path": str(run.path.resolve()), "config": {},
     }]  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["runs", "--csv", *root]).output)))
     assert len(rows) == 1 and rows[0]["name"] == run.name and rows[0]["loss_d"] == "1.336"
-    assert rows[0]["world_size"] == "2" and rows[0]["d_g_z1"] == "0.47"
+    assert rows[0]["world_size"] == "2" and rows[0]["d_g_z1"] == "0.47" and rows[0]["loss"] == "probability"
+
+
+def test_runs_heads_d_columns_in_the_words_of_the_runs_loss_family(tmp_path: Path):
+    """A critic's scores under critic(x) with three digits; runs of two families get a loss column instead."""
+    root = tmp_path / "runs"
+    for name, loss, d_x in (("wgan", "wgan-gp", 3.1416), ("dcgan", None, 0.5)):
+        run = RunDir(root / name)
+        run.path.mkdir(parents=True)
+        write_status(
+            run, {"state": "finished", "step": 9, "total": 9, "started": 5.0, **({"loss": loss} if loss else {})}
+        )
+        append_jsonl(run.metrics, {"step": 9, "t": 1.0, "loss_d": -6.0, "loss_g": 3.0, "d_x": d_x, "d_g_z1": -2.9})
+        if name == "wgan":
+            alone = runner.invoke(app, ["runs", "--root", str(root)], env={"COLUMNS": "200"}).output
+            assert "critic(x)" in alone and "critic(G(z))" in alone and "3.142" in alone and "D(x)" not in alone
+    both = runner.invoke(app, ["runs", "--root", str(root)], env={"COLUMNS": "200"}).output
+    assert "critic(x)" not in both and "D(x)" in both
+    cells = {line.split("│")[1].strip(): line.split("│")[4].strip() for line in both.splitlines() if "9/9" in line}
+    assert cells == {"wgan": "critic", "dcgan": "probability"}, both
 
 
 def test_runs_without_any_says_how_to_start_one(tmp_path: Path):

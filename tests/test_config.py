@@ -48,7 +48,7 @@ def test_cli_flags_apply_before_set_overrides():
         ("train.steps=2.5", "train.steps must be a whole number, not '2.5'"),
         ("train.steps=0", "train.steps must be >= 1, not 0"),
         ("train.lr_d=0", "train.lr_d must be > 0.0, not 0.0"),
-        ("loss.kind=wasserstein", "loss.kind must be one of nonsat, minimax, hinge, lsgan, not 'wasserstein'"),
+        ("loss.kind=wasserstein", "loss.kind must be one of nonsat, minimax, hinge, lsgan, wgan-gp, rpgan, not 'wass"),
         ("model.image_size=48", "model.image_size must be one of 0, 28, 32, 64, not 48"),
         ("model.spectral_norm=maybe", "model.spectral_norm must be true or false, not 'maybe'"),
         ("train.device=gpu", "train.device must be auto, cpu, cuda, cuda:N or mps, not 'gpu'"),

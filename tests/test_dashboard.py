@@ -1108,3 +1108,51 @@ async def test_metrics_named_as_loops_name_them_each_get_a_panel(root: Path):
         titles = {plot.panel.title for plot in app.query(MetricPlot) if plot.display}
         assert set(names) <= titles
         assert len({plot.id for plot in app.query(MetricPlot)}) == len(list(app.query(MetricPlot)))
+
+
+# ----- loss families ------------------------------------------------------------------------
+
+
+def _critic_run(root: Path, name: str, loss: str | None) -> RunDir:
+    """A finished run whose D outputs are a critic's raw scores (real about +3, fake about -3)."""
+    run = make_run(root, name, "finished")
+    rows = [{"step": step, "t": START + step, "d_x": 3.0 + 0.01 * step, "d_g_z1": -3.0, "score_gap": 6.0 + 0.01 * step,
+             "gp": 0.3} for step in range(201, 260)]  # fmt: skip
+    append_metrics(run, rows)
+    if loss is not None:
+        write_status(run, {**read_status(run), "loss": loss})
+    return run
+
+
+def _d_panel(app: Dashboard) -> tuple[str, list[float]]:
+    plot = app.query_one("#plot-d_outputs", MetricPlot)
+    return plot.render().plain, sorted(plot.plt.monitor.hcoord[0])
+
+
+@pytest.mark.parametrize(
+    ("loss", "title", "lines"),
+    [
+        ("wgan-gp", "critic scores D(x), D(G(z)) · only differences count", [0.0]),
+        ("hinge", "D(x), D(G(z)) raw scores · margins at ±1", [-1.0, 1.0]),
+        ("lsgan", "D(x), D(G(z)) raw outputs · targets 1 real, 0 fake", [0.0, 1.0]),
+        (None, "D(x), D(G(z)) · 0.5 = equilibrium", [0.5]),  # a run from before families: as it always read
+        ("nonsat", "D(x), D(G(z)) · 0.5 = equilibrium", [0.5]),
+    ],
+)
+async def test_the_d_panel_reads_d_as_the_runs_loss_family_says(root: Path, loss: str | None, title: str, lines):
+    app = Dashboard([_critic_run(root, "r", loss)], root)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot, app)
+        shown, references = _d_panel(app)
+        assert title in shown and references == lines
+        extra = {plot.panel.key: plot.render().plain for plot in app.query(MetricPlot)}
+        assert "score gap E[D(x)] − E[D(G(z))]" in extra["score_gap"] and "gradient penalty" in extra["gp"]
+
+
+async def test_runs_of_two_loss_families_share_the_d_panel_without_a_line_that_fits_one(root: Path):
+    runs = [_critic_run(root, "critic", "wgan-gp"), _critic_run(root, "dcgan", None)]
+    app = Dashboard(runs, root)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot, app)
+        shown, references = _d_panel(app)
+        assert "read each by its loss: critic, probability" in shown and references == []

@@ -33,14 +33,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _train_rank(rank: int, port: int, out: str) -> None:
+def _train_rank(rank: int, port: int, out: str, loss: tuple[str, ...] = ()) -> None:
     """One rank of a 2-process group, in-process: train, then report what each rank holds."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
     from ganterm.training.data import load_dataset
     from ganterm.training.distributed import Group
     from ganterm.training.trainer import Trainer, complete_config
 
-    config = tiny_config("train.steps=6", "train.batch_size=16")
+    config = tiny_config("train.steps=6", "train.batch_size=16", *loss)
     dataset = load_dataset(config, progress=lambda message: None)
     complete_config(config, dataset)
     trainer = Trainer(config, dataset, torch.device("cpu"), Group.from_env("cpu"))
@@ -50,20 +50,34 @@ def _train_rank(rank: int, port: int, out: str) -> None:
     rows = trainer.collect_rows()
     parameters = torch.cat([p.detach().flatten() for p in trainer.generator.parameters()])
     parameters = torch.cat([parameters, *(p.detach().flatten() for p in trainer.discriminator.parameters())])
-    torch.save({"local": local, "rows": rows, "parameters": parameters}, Path(out) / f"rank{rank}.pt")
+    saved = {"local": local, "rows": rows, "parameters": parameters, "statistics": trainer.statistics}
+    torch.save(saved, Path(out) / f"rank{rank}.pt")
     trainer.group.close()
 
 
-def test_ranks_hold_identical_parameters_and_log_the_mean_of_their_statistics(tmp_path: Path):
-    mp.spawn(_train_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize(
+    "loss",
+    [
+        (),
+        ("loss.kind=wgan-gp", "train.n_critic=2"),
+        ("loss.kind=rpgan", "loss.r1_gamma=1", "loss.r2_gamma=1", "loss.penalty_every=1"),
+    ],
+    ids=["nonsat", "wgan-gp", "rpgan-r1-r2"],
+)
+def test_ranks_hold_identical_parameters_and_log_the_mean_of_their_statistics(tmp_path: Path, loss: tuple[str, ...]):
+    """The penalties' double backward goes through DDP like any backward: gradients averaged, ranks in step."""
+    mp.spawn(_train_rank, args=(free_port(), str(tmp_path), loss), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert torch.equal(ranks[0]["parameters"], ranks[1]["parameters"])
     assert not torch.equal(ranks[0]["local"], ranks[1]["local"])  # each rank saw its own slice and noise
     mean = (ranks[0]["local"] + ranks[1]["local"]) / 2
-    from ganterm.run.schema import STEP_STATISTICS
+    statistics = ranks[0]["statistics"]
+    assert {"gp": "wgan-gp" in str(loss), "r1": "rpgan" in str(loss)} == {
+        name: name in statistics for name in ("gp", "r1")
+    }
 
     for step, row in enumerate(ranks[0]["rows"]):
-        for column, name in enumerate(STEP_STATISTICS):
+        for column, name in enumerate(statistics):
             assert row[name] == pytest.approx(float(mean[step, column]), rel=1e-5), (step, name)
     without_time = [[{k: v for k, v in row.items() if k != "t"} for row in rank["rows"]] for rank in ranks]
     assert without_time[0] == without_time[1]

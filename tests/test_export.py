@@ -28,6 +28,7 @@ from ganterm.cli import app
 from ganterm.export import table as table_module
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import tag
+from ganterm.run.status import write_status
 from ganterm.sources import ganterm_run
 from ganterm.sources.ganterm_run import PinnedRows
 
@@ -468,3 +469,24 @@ def test_a_metric_named_run_from_an_older_record_is_said_not_silently_dropped(tm
     result = _export("old", "--root", str(tmp_path / "runs"), "--format", fmt, "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "old: left out its metric 'run' (the table's run column holds the run's name)" in result.output
+
+
+def test_runs_of_a_raw_score_loss_say_their_family_in_tables_and_tensorboard(tmp_path: Path):
+    """A critic's D/x is a raw score: the table gets a loss column and TensorBoard a line saying so."""
+    pd = reader("pandas")
+    tensor_util = reader("tensorboard.util.tensor_util")
+    critic = make_run(tmp_path / "runs", "critic", _rows(6))
+    write_status(critic, {"state": "finished", "step": 6, "loss": "wgan-gp"})
+    make_run(tmp_path / "runs", "plain", _rows(4))
+    root = ["--root", str(tmp_path / "runs")]
+    for fmt, read in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
+        out = tmp_path / f"t.{fmt}"
+        assert _export("critic", "plain", *root, "--format", fmt, "--out", str(out)).exit_code == 0
+        table = read(out)
+        assert list(table.columns[:3]) == ["run", "loss", "step"]
+        assert dict(zip(table["run"], table["loss"], strict=True)) == {"critic": "critic", "plain": "probability"}
+    out = tmp_path / "tb"
+    assert _export("critic", "plain", *root, "--format", "tensorboard", "--out", str(out)).exit_code == 0
+    (loss,) = _accumulator(out / "critic").Tensors("loss/text_summary")
+    assert tensor_util.make_ndarray(loss.tensor_proto)[0].decode().startswith("critic: D/x and D/G(z) are the critic's")
+    assert "loss/text_summary" not in _accumulator(out / "plain").Tags()["tensors"]

@@ -46,10 +46,13 @@ class Receiver:
 
     DRIP_SECONDS = 0.2
 
-    def __init__(self, statuses: list[int] | None = None, drips: int = 0, garbled: int = 0) -> None:
+    def __init__(
+        self, statuses: list[int] | None = None, drips: int = 0, garbled: int = 0, redirects: int = 0, huge: int = 0
+    ) -> None:
         self.received: list[tuple[dict, dict[str, str]]] = []
         self.statuses = list(statuses or [])
-        self.drips, self.garbled = drips, garbled
+        self.drips, self.garbled, self.redirects, self.huge = drips, garbled, redirects, huge
+        self.gets: list[str] = []
         self.done = threading.Event()
         owner = self
 
@@ -64,10 +67,32 @@ class Receiver:
                     owner.garbled -= 1
                     self.wfile.write(b"hello\r\n\r\n")
                     return
+                if owner.redirects > 0:  # as an http -> https move or a load balancer may answer
+                    owner.redirects -= 1
+                    self.send_response(302)
+                    self.send_header("Location", "/landing")
+                    self.end_headers()
+                    return
+                if owner.huge > 0:  # an answer that says 100 GB follow, and keeps sending
+                    owner.huge -= 1
+                    owner.received.append((json.loads(body), dict(self.headers)))
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(100 << 30))
+                    self.end_headers()
+                    for _ in range(64):
+                        if owner.done.is_set():
+                            return
+                        self.wfile.write(b"x" * (1 << 20))
+                    return
                 status = owner.statuses.pop(0) if owner.statuses else 200
                 if status == 200:
                     owner.received.append((json.loads(body), dict(self.headers)))
                 self.send_response(status)
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                owner.gets.append(self.path)
+                self.send_response(200)
                 self.end_headers()
 
             def drip(self) -> None:
@@ -156,6 +181,8 @@ MALFORMED = [
     "http:///x",  # no host
     "https://ntfy.sh/café",  # not ASCII: urllib cannot send it
     f"http://alice:S3cretPW@[::1/services/{SECRET}",  # said without its secrets
+    f"http://alice:S3cretPW#x@127.0.0.1:9/services/{SECRET}",  # a password's # unencoded: the host is unclear
+    f"http://alice:S3cret/PW@127.0.0.1:9/services/{SECRET}",  # ... or its /: urllib would post to host alice
 ]
 
 
@@ -249,6 +276,29 @@ class TestNotifier:
         served.stop()
         assert served.events() == ["finished"]  # the first 404 ended the alert's attempts; the end went through
         assert notifier.failed == 1 and len(logged) == 1 and "HTTP 404" in logged[0]
+
+    def test_a_redirect_is_said_as_a_failure_not_followed_as_a_get_without_the_notice(self):
+        """urllib turns a redirected POST into a bodiless GET: the notice would be lost while counted as sent."""
+        served = Receiver(redirects=1)
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=(0.05, 0.05, 0.05))
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        served.stop()
+        assert served.gets == [] and notifier.failed == 1
+        assert len(logged) == 1 and "HTTP 302 Found" in logged[0] and "landing" not in logged[0]
+
+    def test_an_endless_answer_is_read_no_further_than_its_beginning(self):
+        """The notice arrived; the answer's 100 GB are not the trainer's to hold, nor worth a time-out."""
+        served = Receiver(huge=1)
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=(0.05, 0.05, 0.05))
+        started = time.monotonic()
+        notifier.notice("finished", 7)
+        notifier.close(wait=10)
+        served.stop()
+        assert served.events() == ["finished"] and notifier.failed == 0 and logged == []
+        assert time.monotonic() - started < 5
 
     def test_a_receiver_too_slow_to_answer_costs_one_notice_its_time_and_no_more(self):
         """It sends a byte every 0.2 s, each within the 1 s read timeout: the whole attempt is what is limited.
@@ -364,3 +414,20 @@ class TestLookout:
         lookout.look({"state": "running", "pid": 1, "host": this_host(), "started": 100.0, "heartbeat": now})
         lookout.look({"state": "running", "pid": 1, "host": this_host(), "started": 200.0, "heartbeat": now})
         assert not lookout.going
+
+
+def test_a_webhook_in_a_loops_own_config_is_shown_as_its_host_only(tmp_path: Path):
+    """`Run(notify=args.notify, config=args)`: the URL is in the settings too, which runs, export and header show."""
+    import argparse
+
+    import ganterm
+
+    url = with_password(f"http://127.0.0.1:9/services/{SECRET}")
+    args = argparse.Namespace(lr=0.1, notify=url, hooks=[url])
+    with ganterm.Run("own", root=tmp_path / "runs", config=args, notify=url) as run:
+        run.log(1, loss_d=0.5)
+    listing = run_cli(tmp_path, "runs").stdout + run_cli(tmp_path, "runs", "--json").stdout
+    out = tmp_path / "own.csv"
+    run_cli(tmp_path, "export", "own", "--format", "csv", "--out", str(out))
+    assert "127.0.0.1:9" in listing and secrets_in(listing, out.read_text()) == []
+    assert ganterm.open_run(run.dir.path).config()["notify"] == "http://127.0.0.1:9/…"

@@ -113,3 +113,20 @@ def test_without_callbacks_checkpoint_and_sample_are_refused_at_once(tmp_path: P
     assert run_cli(tmp_path, "stop", "plain").returncode == 0
     thread.join(10)
     assert done.is_set() and read_status(run)["state"] == "stopped"
+
+
+def test_a_users_wgan_gp_loop_is_recorded_and_listed_as_a_critic(tmp_path: Path):
+    """examples/wgan_gp_loop.py: Run(loss="wgan-gp") records the family; raw scores, gap and penalty are logged."""
+    example = EXAMPLE.with_name("wgan_gp_loop.py")
+    args = ["--steps", "6", "--width", "4", "--batch-size", "16", "--n-critic", "2", "--root", "runs"]
+    done = subprocess.run([sys.executable, str(example), *args], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    run = RunDir(tmp_path / "runs" / "wgan-digits")
+    assert read_status(run)["loss"] == "wgan-gp" and read_status(run)["state"] == "finished"
+    rows = read_jsonl(run.metrics)
+    assert [row["step"] for row in rows] == list(range(1, 7))
+    assert all(
+        row["score_gap"] == pytest.approx(row["d_x"] - row["d_g_z1"], abs=1e-5) and row["gp"] >= 0 for row in rows
+    )
+    listing = run_cli(tmp_path, "runs")
+    assert "critic(x)" in listing.stdout and "D(x)" not in listing.stdout, listing.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -21,15 +22,25 @@ def _stable(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path: Path):
+@pytest.mark.parametrize(
+    "loss",
+    [
+        ["loss.label_noise=0.1"],
+        ["loss.kind=wgan-gp", "train.n_critic=2"],  # interpolates drawn from the noise stream
+        # lazy R1 and R2 every 4th D step: the split at step 6 falls between two of them
+        ["loss.kind=rpgan", "loss.r1_gamma=0.1", "loss.r2_gamma=0.1", "loss.penalty_every=4"],
+    ],
+    ids=["nonsat", "wgan-gp", "rpgan-r1-r2"],
+)
+def test_resumed_run_equals_uninterrupted_run(tmp_path: Path, loss: list[str]):
     straight = RunDir(tmp_path / "straight")
-    assert train_in_process(straight, tiny_config(f"train.steps={2 * N}", "loss.label_noise=0.1")) == 0
+    assert train_in_process(straight, tiny_config(f"train.steps={2 * N}", *loss)) == 0
 
     split = RunDir(tmp_path / "split")
-    assert train_in_process(split, tiny_config(f"train.steps={N}", "loss.label_noise=0.1")) == 0
+    assert train_in_process(split, tiny_config(f"train.steps={N}", *loss)) == 0
     halfway = latest_step_file(split)
     assert halfway is not None and halfway.name == f"step_{N:07d}.safetensors"
-    split.config.write_text(tiny_config(f"train.steps={2 * N}", "loss.label_noise=0.1").to_toml())
+    split.config.write_text(tiny_config(f"train.steps={2 * N}", *loss).to_toml())
     assert train_in_process(split, resume=halfway) == 0
 
     final_straight = load_file(str(latest_step_file(straight)))

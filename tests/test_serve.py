@@ -202,6 +202,19 @@ class TestSampleGrids:
         ):
             assert get(server.url + elsewhere, cookie)[0] == 404, elsewhere  # fmt: skip
 
+    def test_a_link_among_the_grids_is_not_followed(self, tmp_path: Path, served_runs: list[Served]):
+        """A grid-named link to a file elsewhere (/etc/passwd, a key) is neither listed nor served."""
+        run = make_run(tmp_path / "runs", "linked", "finished")
+        secret = tmp_path / "secret.txt"
+        secret.write_text("root:x:0:0")
+        (run.samples / "step_9999999.png").symlink_to(secret)
+        server = Served(tmp_path, "linked")
+        served_runs.append(server)
+        server.wait_until_listening()
+        status, _, listing = get(server.url + "/samples")
+        assert status == 200 and "step_9999999.png" not in listing
+        assert get(server.url + "/samples/0/step_9999999.png")[0] == 404
+
     def test_without_runs_named_the_newest_runs_grids_are_listed(self, tmp_path: Path, served_runs: list[Served]):
         make_run(tmp_path / "runs", "older", "finished")
         server = Served(tmp_path)

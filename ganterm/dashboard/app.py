@@ -31,6 +31,7 @@ from ganterm.dashboard.plots import RUN_COLOURS, X_AXES, PlottedRun, View
 from ganterm.dashboard.series import SeriesStore
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
 from ganterm.errors import UserError
+from ganterm.families import family_of
 from ganterm.run import control
 from ganterm.run.jsonl import ROW_RULE
 from ganterm.run.layout import RunDir, list_runs
@@ -281,7 +282,7 @@ class Dashboard(App[str]):
 
     def plotted_runs(self) -> list[PlottedRun]:
         return [
-            PlottedRun(w.run.name, w.store, w.colour, _whole(w.status.get("images_per_step")))
+            PlottedRun(w.run.name, w.store, w.colour, _whole(w.status.get("images_per_step")), family_of(w.status))
             for w in self.watched.values()
         ]
 

@@ -15,6 +15,7 @@ from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from ganterm.dashboard.series import Series, SeriesStore, bucket_means, envelope, smooth
+from ganterm.families import DEFAULT_FAMILY, FAMILIES, SERIES, Family
 from ganterm.run import schema
 from ganterm.run.schema import PANELS, Panel
 
@@ -46,6 +47,7 @@ class PlottedRun:
     store: SeriesStore
     colour: str
     images_per_step: int = 0  # 0: unknown (a user's loop that did not say), so no images-seen axis
+    family: Family = FAMILIES[DEFAULT_FAMILY]  # how to read its D outputs (status.json's `loss`)
 
     def x_of(self, steps: np.ndarray, axis: str) -> np.ndarray | None:
         """Where these steps go on the x axis; None when this run cannot be placed on it.
@@ -130,6 +132,7 @@ class MetricPlot(PlotextPlot):
         return True
 
     def show(self, runs: list[PlottedRun], view: View) -> None:
+        panel = read_by_family(self.panel, runs)
         plt = self.plt
         plt.clear_data()
         buckets = max(8, self.size.width - 12)
@@ -187,8 +190,8 @@ class MetricPlot(PlotextPlot):
                 if shown.size:
                     low, high = min(low, float(shown.min())), max(high, float(shown.max()))
                 drawn += 1
-        if drawn and self.panel.reference is not None:
-            plt.hline(self.panel.reference, color="gray")
+        for reference in panel.references if drawn else ():
+            plt.hline(reference, color="gray")
         if not log_scale and low <= high and high - low <= 1e-6 * max(1.0, abs(high)):
             plt.ylim(*flat_range(low, high))
         else:
@@ -198,7 +201,7 @@ class MetricPlot(PlotextPlot):
             ticks = nice_ticks(first, last, smallest=1.0 if unit.whole else 0.0)
             plt.xticks(ticks, [unit.tick(tick) for tick in ticks])
         missing = "images per step unknown" if unplaced else "no data yet"  # the header says more
-        plt.title(self.panel.title if drawn else f"{self.panel.title} · {missing}")
+        plt.title(panel.title if drawn else f"{panel.title} · {missing}")
         self.refresh()
 
     def render(self) -> RenderResult:
@@ -337,8 +340,11 @@ SHARED_KEYS = frozenset(panel.key for panel in PANELS)
 
 
 def extra_panel(name: str) -> Panel:
-    """A panel for a metric with no dedicated one (quality metrics, a user's own numbers)."""
-    return Panel(extra_key(name), name, (name,))
+    """A panel for a metric with no dedicated one (quality metrics, a family's series, a user's own numbers)."""
+    info = SERIES.get(name)
+    return (
+        Panel(extra_key(name), info.title, (name,), info.references) if info else Panel(extra_key(name), name, (name,))
+    )
 
 
 def extra_key(name: str) -> str:
@@ -352,3 +358,17 @@ def widget_id(key: str) -> str:
     A user's metric may be named `train/loss`, `acc@1` or `D(x)`; written this way no two names share an id.
     """
     return "plot-" + re.sub(r"[^A-Za-z0-9_]", lambda match: f"-{ord(match.group()):x}-", key)
+
+
+def read_by_family(panel: Panel, runs: list[PlottedRun]) -> Panel:
+    """The D panel as the runs' loss family reads it: its title, y-axis words and reference lines.
+
+    Runs of different families share the panel only as numbers: the title says so and draws no line.
+    """
+    if panel.key != "d_outputs" or not runs:
+        return panel
+    families = {run.family.name: run.family for run in runs}
+    if len(families) > 1:
+        return Panel(panel.key, f"D's outputs · read each by its loss: {', '.join(families)}", panel.metrics)
+    (family,) = families.values()
+    return Panel(panel.key, family.d_title, panel.metrics, family.references)

@@ -2,6 +2,9 @@
 
 A run fed by a user's loop also gives each of its `config=` settings a column
 (`config.lr`), the same value on each of its rows, so runs can be grouped by them.
+When any run exported logs D's raw outputs (a loss family other than
+probability), a `loss` column names each run's family, so `d_x` and `d_g_z1`
+are read right.
 
 Two passes over each file: the first finds every name the (sparse) rows hold,
 so the header or schema is whole before the first row is written; the second
@@ -17,6 +20,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+from ganterm.families import family_of
 from ganterm.run.files import replacing
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import column_order
@@ -56,11 +60,18 @@ def shadowed_notes(histories: list[PinnedRows]) -> list[str]:
     ]
 
 
+def run_cells(histories: list[PinnedRows]) -> list[dict[str, str | None]]:
+    """Each run's text cells: its loss family where any run's is not probability, then a loop's settings."""
+    families = [family_of(history.source.status()).name for history in histories]
+    named = any(family != "probability" for family in families)
+    return [{"loss": family} if named else {} for family in families]
+
+
 def write_csv(histories: list[PinnedRows], target: Path, advance: Callable[[int], None]) -> list[str]:
     """The table as CSV (pandas, trackio and spreadsheets read it); returns its columns."""
     columns = table_columns(histories, advance)
     names = columns[1:]
-    settings = [loop_settings(history.run) for history in histories]
+    settings = [cells | loop_settings(h.run) for h, cells in zip(histories, run_cells(histories), strict=True)]
     configured = setting_columns(settings)
     with replacing(target) as temp, open(temp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -85,7 +96,7 @@ def write_parquet(histories: list[PinnedRows], target: Path, advance: Callable[[
     import pyarrow.parquet as pq
 
     columns = table_columns(histories, advance)
-    settings = [loop_settings(history.run) for history in histories]
+    settings = [cells | loop_settings(h.run) for h, cells in zip(histories, run_cells(histories), strict=True)]
     configured = setting_columns(settings)
     columns = [columns[0], *configured, *columns[1:]]
     types = {"run": pa.string(), "step": pa.int64(), **dict.fromkeys(configured, pa.string())}
@@ -114,7 +125,7 @@ def _batch(chunk: Rows, run: str, schema: Any, settings: dict[str, str | None]) 
             arrays.append(pa.array([run] * len(chunk), pa.string()))
         elif field.name == "step":
             arrays.append(pa.array([int(row["step"]) for row in chunk], pa.int64()))
-        elif field.type == pa.string():  # a loop's setting: this run's value on each of its rows
+        elif field.type == pa.string():  # its loss or a loop's setting: this run's value on each of its rows
             arrays.append(pa.array([settings.get(field.name)] * len(chunk), pa.string()))
         else:
             values = [row.get(field.name, _ABSENT) for row in chunk]

@@ -24,6 +24,7 @@ from typing import Any
 from PIL import Image
 
 from ganterm.errors import UserError
+from ganterm.families import family_of
 from ganterm.run.files import temp_name
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import tag
@@ -33,6 +34,7 @@ from ganterm.sources.ganterm_run import PinnedRows
 SAMPLES_TAG = "samples"
 ALERTS_TAG = "alerts"  # tensorboardX's text summaries append /text_summary
 CONFIG_TAG = "config"  # the run's settings: a loop's config=, or ganterm's config.toml
+LOSS_TAG = "loss"  # how to read D's outputs, for a loss family other than probability (ganterm.families)
 _EVENT_FILE = "events.out.tfevents."
 _COLORSPACE = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 
@@ -106,6 +108,7 @@ def write_run(history: PinnedRows, folder: Path, advance: Callable[[int], None])
     writer = EventsWriter(str(folder / "events"))
     try:
         _write_settings(writer, history.run)
+        _write_loss_family(writer, history)
         _write_scalars(writer, history, advance)
         events = history.source.events()
         unreadable = _write_samples(writer, history, {int(e["step"]): e["t"] for e in events if e["kind"] == "sample"})
@@ -174,6 +177,18 @@ def _write_settings(writer: Any, run: RunDir) -> None:
         lines = ["| setting | value |", "| --- | --- |"]
         lines += [f"| {key} | {setting_text(value).replace('|', '&#124;')} |" for key, value in settings.items()]
         writer.write_event(Event(step=0, wall_time=written, summary=text(CONFIG_TAG, "\n".join(lines))))
+
+
+def _write_loss_family(writer: Any, history: PinnedRows) -> None:
+    """How to read D/x and D/G(z), as text at step 0, for a run whose D outputs are raw (not probabilities)."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.summary import text
+
+    family = family_of(history.source.status())
+    if family.probability:
+        return
+    reading = f"{family.name}: D/x and D/G(z) are {family.output}"
+    writer.write_event(Event(step=0, wall_time=history.run.status.stat().st_mtime, summary=text(LOSS_TAG, reading)))
 
 
 def _write_alerts(writer: Any, alerts: list[dict[str, Any]]) -> None:

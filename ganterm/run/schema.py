@@ -60,6 +60,12 @@ TAGS = {
     "loss_d_real": "loss/d_real",
     "loss_d_fake": "loss/d_fake",
     "d_x": "D/x",
+    "score_gap": "D/score_gap",
+    "real_above_margin": "D/real_above_margin",
+    "fake_below_margin": "D/fake_below_margin",
+    "gp": "penalty/gp",
+    "r1": "penalty/r1",
+    "r2": "penalty/r2",
     "d_g_z1": "D/G(z)",
     "d_g_z2": "D/G(z)_at_G_step",
     "grad_norm_d": "grad_norm/d",
@@ -86,18 +92,22 @@ LABELS = {
 
 @dataclass(frozen=True)
 class Panel:
-    """A plot shared by several metrics: its title, the metrics it draws, and any reference line."""
+    """A plot shared by several metrics: its title, the metrics it draws, and any reference lines.
+
+    The D panel's title and lines here are a probability D's; the dashboard asks the runs' loss
+    family (`ganterm.families`) for theirs.
+    """
 
     key: str
     title: str
     metrics: tuple[str, ...]
-    reference: float | None = None
+    references: tuple[float, ...] = ()
     log_scale_allowed: bool = True
 
 
 PANELS = (
     Panel("losses", "D and G loss", ("loss_d", "loss_g")),
-    Panel("d_outputs", "D(x), D(G(z)) · 0.5 = equilibrium", ("d_x", "d_g_z1", "d_g_z2"), reference=0.5),
+    Panel("d_outputs", "D(x), D(G(z)) · 0.5 = equilibrium", ("d_x", "d_g_z1", "d_g_z2"), references=(0.5,)),
     Panel("grad_norms", "gradient norms", ("grad_norm_d", "grad_norm_g")),
     Panel("d_losses", "D's loss on real and on fake images", ("loss_d_real", "loss_d_fake")),
 )

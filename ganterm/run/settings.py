@@ -22,6 +22,7 @@ from ganterm.config import tomllib
 from ganterm.errors import UserError
 from ganterm.run.files import write_atomic
 from ganterm.run.layout import RunDir
+from ganterm.urls import shown_url
 
 HIDDEN = ("notify.url",)  # may hold a secret (an ntfy topic, a token): never listed or compared
 _PLAIN = (bool, int, float, str, type(None))
@@ -92,11 +93,21 @@ def read_nested_settings(run: RunDir) -> dict[str, Any]:
 
 
 def _without_hidden(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Settings as they may be shown: no notify.url, and any other URL as its scheme and host (a loop's own
+    config may hold its webhook too, password and secret path included)."""
     return {
-        key: _without_hidden(value, f"{prefix}{key}.") if isinstance(value, dict) else value
+        key: _without_hidden(value, f"{prefix}{key}.") if isinstance(value, dict) else _shown(value)
         for key, value in nested.items()
         if f"{prefix}{key}" not in HIDDEN
     }
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, str) and value[:8].lower().startswith(("http://", "https://")):
+        return shown_url(value)
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    return value
 
 
 def read_settings(run: RunDir) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ganterm.config import Config
 from ganterm.errors import UserError
+from ganterm.families import family_named
 from ganterm.run.checkpoints import CheckpointError, exported_generator
 from ganterm.run.jsonl import float32_precision
 from ganterm.run.schema import STEP_STATISTICS
@@ -27,12 +29,21 @@ from ganterm.training.augment import diff_augment
 from ganterm.training.checkpoint import Checkpoint, load_weights
 from ganterm.training.data import TOY_SAMPLE_POINTS, Batches, Dataset
 from ganterm.training.distributed import Group
-from ganterm.training.losses import discriminator_loss, discriminator_targets, generator_loss
+from ganterm.training.losses import (
+    PAIRED,
+    discriminator_loss,
+    discriminator_targets,
+    generator_loss,
+    input_gradient_norms,
+    interpolates,
+    paired_discriminator_loss,
+)
 from ganterm.training.models import build_discriminator, build_generator
 from ganterm.training.sample import FIXED_NOISE_SEED_OFFSET, latent, picture
 
 DATA_ON_GPU_LIMIT = 2 * 1024**3  # bytes of uint8 images worth keeping on the GPU
 RANK_SEED_STRIDE = 1_000_003  # rank r's noise stream starts at seed + 1 + r * stride
+SPLIT_LOSSES = ("loss_d_real", "loss_d_fake")  # D's loss on each batch alone: a paired loss has no such halves
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -114,10 +125,27 @@ class Trainer:
         if self.group.distributed:
             g_forward, d_forward = DistributedDataParallel(g_forward), DistributedDataParallel(d_forward)
         self.g_forward = torch.compile(g_forward) if compiled else g_forward
-        self.d_forward = torch.compile(d_forward) if compiled else d_forward
+        # a gradient penalty is a double backward, which torch.compile does not do: D then runs eagerly
+        penalised = config.loss.kind == "wgan-gp" or config.loss.r1_gamma > 0 or config.loss.r2_gamma > 0
+        compile_d = compiled and not penalised
+        self.d_forward = torch.compile(d_forward) if compile_d else d_forward
         # G's step goes through D unwrapped: D's parameters are frozen there, and a DDP forward would
         # wait for gradients of D that never come ("Expected to have finished reduction").
-        self.d_for_g = torch.compile(self.discriminator) if compiled else self.discriminator
+        self.d_for_g = torch.compile(self.discriminator) if compile_d else self.discriminator
+        self.family = family_named(config.loss.kind)
+        # this loss's statistics, in the order of the vector a step stacks: the shared ones, then its family's
+        # series and its penalties (a lazily computed penalty is NaN on other steps and left out of the row)
+        shared = tuple(name for name in STEP_STATISTICS if not (config.loss.kind in PAIRED and name in SPLIT_LOSSES))
+        self.penalties = tuple(
+            name
+            for name, weight in (
+                ("gp", config.loss.gp_weight * (config.loss.kind == "wgan-gp")),
+                ("r1", config.loss.r1_gamma),
+                ("r2", config.loss.r2_gamma),
+            )
+            if weight > 0
+        )
+        self.statistics = (*shared, *self.family.series, *self.penalties)
         # noise, label noise and augmentation; each rank draws its own, rank 0 as a single process would
         self.rng = torch.Generator(device).manual_seed(train.seed + 1 + RANK_SEED_STRIDE * self.group.rank)
         on_gpu = device.type != "cpu" and dataset.tensor.nbytes <= DATA_ON_GPU_LIMIT
@@ -161,51 +189,102 @@ class Trainer:
             return images
         return diff_augment(images, self.rng)
 
+    def _lazy_penalty_step(self, critic_step: int) -> bool:
+        """Whether this D step computes R1 and R2: every `loss.penalty_every`-th D step of the run."""
+        d_steps = self.step * self.config.train.n_critic + critic_step
+        return d_steps % self.config.loss.penalty_every == 0
+
+    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, lazy: bool) -> dict[str, torch.Tensor]:
+        """One D update; its statistics by name (penalties as they enter D's loss, NaN when not computed)."""
+        loss = self.config.loss
+        kind, batch = loss.kind, self.local_batch
+        seen_real, seen_fake = self._seen_by_d(real), self._seen_by_d(fake.detach())
+        r1, r2 = lazy and loss.r1_gamma > 0, lazy and loss.r2_gamma > 0
+        # R1 and R2 differentiate D's scores by its inputs: the same forward serves the loss and the penalty
+        seen_real = seen_real.detach().requires_grad_(True) if r1 else seen_real
+        seen_fake = seen_fake.detach().requires_grad_(True) if r2 else seen_fake
+        with self._autocast():
+            real_logits = self.d_forward(seen_real)
+            fake_logits = self.d_forward(seen_fake)
+        out: dict[str, torch.Tensor] = {"real_logits": real_logits, "fake_logits": fake_logits}
+        if kind in PAIRED:
+            adversarial = paired_discriminator_loss(kind, real_logits, fake_logits)
+        else:
+            out["loss_d_real"] = discriminator_loss(kind, real_logits, self._targets(batch, real=True))
+            out["loss_d_fake"] = discriminator_loss(kind, fake_logits, self._targets(batch, real=False))
+            adversarial = out["loss_d_real"] + out["loss_d_fake"]
+        computed: dict[str, torch.Tensor] = {}
+        optimised = adversarial
+        if "gp" in self.penalties:
+            mixed = interpolates(seen_real.detach(), seen_fake.detach(), self.rng)
+            with self._autocast():
+                mixed_logits = self.d_forward(mixed)
+            computed["gp"] = loss.gp_weight * (input_gradient_norms(mixed_logits, mixed) - 1).square().mean()
+            optimised = optimised + computed["gp"]
+        for name, on, logits, inputs, gamma in (
+            ("r1", r1, real_logits, seen_real, loss.r1_gamma),
+            ("r2", r2, fake_logits, seen_fake, loss.r2_gamma),
+        ):
+            if on:
+                computed[name] = gamma / 2 * input_gradient_norms(logits, inputs).square().mean()
+                optimised = optimised + loss.penalty_every * computed[name]  # lazy: k steps' worth at once
+        self.opt_d.zero_grad(set_to_none=True)
+        optimised.backward()
+        out["grad_norm_d"], out["finite_d"] = self._apply(self.opt_d, self.discriminator, optimised)
+        # logged: D's loss with each penalty computed at its per-step weight, not the lazy step's k-fold
+        out["loss_d"] = adversarial + sum(computed.values(), torch.zeros((), device=self.device))
+        nan = torch.full((), math.nan, device=self.device)
+        return out | {name: computed.get(name, nan) for name in self.penalties}
+
     def train_step(self) -> None:
         kind = self.config.loss.kind
         batch = self.local_batch
         z_dim = self.config.model.z_dim
+        penalties: dict[str, torch.Tensor] = {}
         for critic_step in range(self.config.train.n_critic):
             last = critic_step == self.config.train.n_critic - 1
             real = self._real_batch()
             z = torch.randn(batch, z_dim, generator=self.rng, device=self.device)
             with torch.set_grad_enabled(last), self._autocast():
                 fake = self.g_forward(z)
-            with self._autocast():
-                real_logits = self.d_forward(self._seen_by_d(real))
-                fake_logits = self.d_forward(self._seen_by_d(fake.detach()))
-            loss_d_real = discriminator_loss(kind, real_logits, self._targets(batch, real=True))
-            loss_d_fake = discriminator_loss(kind, fake_logits, self._targets(batch, real=False))
-            loss_d = loss_d_real + loss_d_fake
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            grad_norm_d, finite_d = self._apply(self.opt_d, self.discriminator, loss_d)
+            d = self._discriminator_step(real, fake, self._lazy_penalty_step(critic_step))
+            # a penalty computed on any of this step's D updates is this step's value (no host sync to choose)
+            penalties = {
+                name: torch.where(d[name].isfinite(), d[name], penalties[name]) if penalties else d[name]
+                for name in self.penalties
+            }
 
         self.discriminator.requires_grad_(False)
+        real_logits_g = None
         with self._autocast():
             fake_logits_g = self.d_for_g(self._seen_by_d(fake))
-        loss_g = generator_loss(kind, fake_logits_g)
+            if kind in PAIRED:  # G's loss pairs its fakes with real images, as D sees them now
+                real_logits_g = self.d_for_g(self._seen_by_d(real)).detach()
+        loss_g = generator_loss(kind, fake_logits_g, real_logits_g)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         grad_norm_g, finite_g = self._apply(self.opt_g, self.generator, loss_g)
         self.discriminator.requires_grad_(True)
         self._update_ema()
 
+        read = torch.sigmoid if self.family.probability else torch.nn.Identity()  # the family says how
+        real_scores, fake_scores = d["real_logits"].detach().float(), d["fake_logits"].detach().float()
         statistics = {
-            "loss_d": loss_d,
-            "loss_d_real": loss_d_real,
-            "loss_d_fake": loss_d_fake,
+            **d,
+            **penalties,
             "loss_g": loss_g,
-            "d_x": torch.sigmoid(real_logits.float()).mean(),
-            "d_g_z1": torch.sigmoid(fake_logits.float()).mean(),
-            "d_g_z2": torch.sigmoid(fake_logits_g.float()).mean(),
-            "grad_norm_d": grad_norm_d,
+            "d_x": read(real_scores).mean(),
+            "d_g_z1": read(fake_scores).mean(),
+            "d_g_z2": read(fake_logits_g.detach().float()).mean(),
             "grad_norm_g": grad_norm_g,
             "diversity": _spread(fake.detach()) / _spread(real),
+            "score_gap": real_scores.mean() - fake_scores.mean(),
+            "real_above_margin": (real_scores > 1).float().mean(),
+            "fake_below_margin": (fake_scores < -1).float().mean(),
+            "finite": d["finite_d"] & finite_g,
         }
-        statistics["finite"] = finite_d & finite_g
-        # one vector per step, in STEP_STATISTICS' order, the finite flag last: one transfer per flush
-        self._pending.append(torch.stack([statistics[name].detach().float() for name in (*STEP_STATISTICS, "finite")]))
+        # one vector per step, in self.statistics' order, the finite flag last: one transfer per flush
+        self._pending.append(torch.stack([statistics[name].detach().float() for name in (*self.statistics, "finite")]))
         self.step += 1
         self._pending_meta.append((self.step, time.time(), self.batches.epochs_done))
 
@@ -232,12 +311,12 @@ class Trainer:
             *stats, finite_flag = values
             finite = finite_flag > 0.999  # averaged over ranks: 1 only when every rank's step was finite
             self.bad_streak = 0 if finite else self.bad_streak + 1
-            stats = [float32_precision(value) for value in stats]
+            named = dict(zip(self.statistics, (float32_precision(value) for value in stats), strict=True))
             row = {
                 "step": step,
                 "t": round(when, 3),
                 "epoch": round(epoch, 4),
-                **dict(zip(STEP_STATISTICS, stats, strict=True)),
+                **{k: v for k, v in named.items() if k not in self.penalties or math.isfinite(v)},
             }
             if not finite:
                 row["nonfinite"] = 1

@@ -146,6 +146,7 @@ def _prepare(
         config.health,
         classes=dataset.num_classes if dataset.is_image else 0,
         toy=not dataset.is_image or dataset.name == STACKED_NAME,  # judged by their modes, not their spread
+        family=trainer.family,
     )
     if config.quality.every and main:
         schedule.quality = QualityProbe.prepare(
@@ -183,6 +184,7 @@ def _prepare(
         batch_size=config.train.batch_size,
         images_per_step=trainer.images_per_step,
         world_size=group.world_size,
+        loss=config.loss.kind,  # how viewers read D's outputs (ganterm.families)
     )
     ranks = f" x {group.world_size} processes" if group.distributed else ""
     log(f"training on {describe_device(device)}{ranks}: {len(dataset):,} samples, steps {trainer.step} -> {total}")

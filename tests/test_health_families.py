@@ -1,0 +1,207 @@
+"""Health checks read D's numbers as the run's loss family says: the same numbers mean other things."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from ganterm.config import HealthConfig
+from ganterm.errors import UserError
+from ganterm.families import FAMILIES, family_named, family_of
+from ganterm.health import HealthMonitor
+from tests.test_health import Row, checks, stream
+
+CONFIG_WORDS = ("loss.", "train.", "model.", "health.")
+
+
+def alerts_as(family: str, rows: list[Row], own_loop: bool = False) -> list:
+    monitor = HealthMonitor(HealthConfig(), family=family, own_loop=own_loop)
+    return [alert for start in range(0, len(rows), 10) for alert in monitor.update(rows[start : start + 10])]
+
+
+def critic(step: int, rng: random.Random, level: float = 3.0, penalty: float = 0.3) -> Row:
+    """A healthy WGAN-GP critic: real scores about +3, fake about −3, loss_d = E[D(G(z))] − E[D(x)] + λ·GP."""
+    d_x, d_g_z = rng.gauss(level, 0.5), rng.gauss(-level, 0.5)
+    gp = abs(rng.gauss(penalty, 0.1))
+    return {
+        "step": step,
+        "d_x": d_x,
+        "d_g_z1": d_g_z,
+        "score_gap": d_x - d_g_z,
+        "gp": gp,
+        "loss_d": d_g_z - d_x + gp,
+        "loss_d_real": -d_x,
+        "loss_d_fake": d_g_z,
+        "loss_g": -d_g_z,
+        "grad_norm_g": 12 * math.exp(rng.gauss(0, 0.3)),
+        "diversity": rng.gauss(0.9, 0.05),
+    }
+
+
+def critic_stream(steps: int, seed: int = 0, **shape) -> list[Row]:
+    rng = random.Random(seed)
+    return [critic(step, rng, **{k: f(step) for k, f in shape.items()}) for step in range(1, steps + 1)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_healthy_critic_raises_nothing_as_a_critic_but_would_as_a_probability(seed: int):
+    """The public WGAN-GP loop's numbers: silent read as a critic; read as probabilities, D 'wins' and loss_d
+    'oscillates' (the false alarms a WGAN user got)."""
+    rows = critic_stream(2000, seed)
+    assert alerts_as("critic", rows) == []
+    assert alerts_as("wgan-gp", rows) == []
+    assert "d_overpowering" in checks(alerts_as("probability", rows))
+
+
+def test_a_critic_whose_scores_drift_together_is_told_so():
+    """The gap stays at 6 while both scores slide down: the loss cannot see it, the penalty does not hold it."""
+    rows = critic_stream(2000)
+    for row in rows[400:]:
+        slide = 0.05 * (row["step"] - 400)
+        row["d_x"], row["d_g_z1"] = row["d_x"] - slide, row["d_g_z1"] - slide
+    found = alerts_as("critic", rows)
+    assert checks(found) == ["scores_drifting"]
+    assert "has fallen" in found[0].message and "(loss.gp_weight)" in found[0].message
+    own = alerts_as("critic", rows, own_loop=True)
+    assert "your gradient penalty" in own[0].message and "loss.gp_weight" not in own[0].message
+
+
+def test_a_critic_running_away_from_g_is_told_its_gap_diverges():
+    """As without a penalty: real scores up, fake ones down, the Wasserstein estimate climbing."""
+    rows = critic_stream(2000, level=lambda step: 3.0 * math.exp(max(0, step - 400) / 300), penalty=lambda s: 0.0)
+    found = alerts_as("critic", rows)
+    assert checks(found) == ["gap_diverging"]
+    assert "Wasserstein estimate" in found[0].message and "gradient penalty is on" in found[0].message
+
+
+def test_a_critic_whose_gap_climbs_to_its_level_early_on_raises_nothing():
+    """A WGAN-GP's Wasserstein estimate rises from about 0.5 to 4 over its first few hundred steps, then stays."""
+    rows = critic_stream(2000, level=lambda step: 0.25 + 1.75 * min(step, 600) / 600)
+    assert alerts_as("critic", rows) == []
+
+
+def test_a_critics_generator_spreading_out_slowly_is_no_collapse():
+    """As the shipped WGAN-GP recipe (width 32) measured: 21% of the real spread at step 200, 47% at 400."""
+    rows = critic_stream(1000)
+    for row in rows:
+        row["diversity"] = min(0.9, 0.15 + 0.65 * row["step"] / 800)
+    assert alerts_as("critic", rows) == []
+    assert "mode_collapse" in checks(alerts_as("margin", rows))  # a family with the usual warmup says it
+
+
+def test_a_penalty_dominating_the_critics_loss_is_named():
+    rows = critic_stream(1000, level=lambda step: 3.0 if step < 300 else 0.3, penalty=lambda step: 5.0)
+    found = alerts_as("critic", rows)
+    assert checks(found) == ["penalty_dominating"]
+    assert found[0].evidence["penalty"] > found[0].evidence["adversarial"]
+
+
+def hinge(step: int, rng: random.Random, saturated: bool) -> Row:
+    share = 0.97 if saturated else 0.4
+    return {
+        "step": step,
+        "d_x": rng.gauss(1.6 if saturated else 0.6, 0.2),
+        "d_g_z1": rng.gauss(-1.6 if saturated else -0.6, 0.2),
+        "real_above_margin": min(1.0, rng.gauss(share, 0.02)),
+        "fake_below_margin": min(1.0, rng.gauss(share, 0.02)),
+        "loss_d": abs(rng.gauss(0.2 if saturated else 1.2, 0.1)),
+        "loss_g": rng.gauss(1.6 if saturated else 0.6, 0.2),
+        "grad_norm_g": 12 * math.exp(rng.gauss(0, 0.3)),
+        "diversity": rng.gauss(0.9, 0.05),
+    }
+
+
+def test_a_hinge_d_saturating_both_margins_is_named_in_hinge_terms():
+    rng = random.Random(0)
+    rows = [hinge(step, rng, saturated=step > 500) for step in range(1, 1200)]
+    found = alerts_as("hinge", rows)
+    assert checks(found) == ["margins_saturated"] and 500 < found[0].step <= 600
+    assert "hinge margins" in found[0].message and "label smoothing" not in found[0].message
+    assert "margins_saturated" not in checks(alerts_as("critic", rows))  # the critic has no margins
+
+
+def test_a_healthy_hinge_d_raises_nothing():
+    rng = random.Random(1)
+    assert alerts_as("margin", [hinge(step, rng, saturated=False) for step in range(1, 2000)]) == []
+
+
+def test_a_relativistic_gap_growing_without_bound_is_named():
+    rng = random.Random(2)
+    rows = []
+    for step in range(1, 2000):
+        gap = 1.0 if step <= 400 else 1.0 * math.exp((step - 400) / 250)
+        offset = rng.gauss(7.0, 2.0)  # a relativistic D's level means nothing: only the gap counts
+        rows.append({"step": step, "d_x": offset + gap / 2, "d_g_z1": offset - gap / 2,
+                     "loss_d": math.log1p(math.exp(-gap)), "loss_g": math.log1p(math.exp(gap)),
+                     "diversity": 0.9})  # fmt: skip
+    found = alerts_as("rpgan", rows)
+    assert checks(found) == ["gap_diverging"]
+    assert "how far D sets real above fake" in found[0].message
+
+
+def test_a_healthy_relativistic_d_with_lazy_penalties_raises_nothing_though_its_gap_is_near_zero():
+    """R3GAN-like: gap about 0.1, loss_d about softplus(-0.1), small R1 and R2 every 16th step; G spreads out as
+    slowly as the shipped recipe's did (23% of the real spread at step 200, 62% at 400)."""
+    rng = random.Random(3)
+    rows = []
+    for step in range(1, 2000):
+        gap, offset = rng.gauss(0.1, 0.3), rng.gauss(-4.0, 1.0)
+        row = {"step": step, "d_x": offset + gap / 2, "d_g_z1": offset - gap / 2, "score_gap": gap,
+               "loss_d": math.log1p(math.exp(-gap)), "loss_g": math.log1p(math.exp(gap)),
+               "diversity": min(0.9, 0.23 + 0.2 * max(0, step - 200) / 100)}  # fmt: skip
+        if step % 16 == 1:
+            row |= {"r1": abs(rng.gauss(0.2, 0.05)), "r2": abs(rng.gauss(0.2, 0.05))}
+        rows.append(row)
+    assert alerts_as("relativistic", rows) == []
+    dominated = [row | {"r1": 2.0, "r2": 2.0} if "r1" in row else row for row in rows]
+    assert checks(alerts_as("relativistic", dominated)) == ["penalty_dominating"]
+
+
+def test_a_least_squares_d_that_g_has_overpowered_is_named_at_least_squares_levels():
+    """D(G(z)) at 0.9 raw (near the real target) with loss_d 0.6: far off equilibrium's 0.25 for least squares,
+    but below the 1.5 a probability D's BCE would need."""
+
+    def weak_d(step: int, row: Row) -> Row:
+        return {**row, "d_g_z1": 0.9, "d_x": 0.7, "loss_d": 0.6} if step > 500 else row
+
+    rows = stream(1000, weak_d)
+    assert checks(alerts_as("least-squares", rows)) == ["d_collapse"]
+    assert checks(alerts_as("probability", rows)) == []
+
+
+def test_a_least_squares_d_sitting_on_its_targets_is_told_without_nonsat_advice():
+    def winning(step: int, row: Row) -> Row:
+        return {**row, "d_x": 1.02, "d_g_z1": -0.01, "loss_d": 0.01} if step > 300 else row
+
+    (alert,) = alerts_as("lsgan", stream(800, winning))
+    assert alert.check == "d_overpowering" and "at its targets" in alert.message
+    assert "non-saturating" not in alert.message
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_advice_for_a_users_loop_names_no_ganterm_setting(name: str):
+    for check, (_, own) in FAMILIES[name].advice.items():
+        assert not any(word in own for word in CONFIG_WORDS), (name, check, own)
+
+
+def test_a_run_that_says_no_family_reads_as_probability_and_a_wrong_name_is_one_sentence():
+    assert family_of({}).name == "probability" and family_of({"loss": "something-new"}).name == "probability"
+    assert family_of({"loss": "wgan-gp"}).name == "critic" and family_of({"loss": "margin"}).name == "margin"
+    with pytest.raises(UserError, match=r"^loss must be .*critic.*wgan-gp.*, not 'wgan'$"):
+        family_named("wgan")
+
+
+def test_every_loss_the_worker_trains_has_a_family_and_every_family_names_real_checks_and_series():
+    """A loss added without its family, or a check or series name mistyped in one, would be silently misread."""
+    from ganterm.config import LOSS_KINDS
+    from ganterm.families import LOSS_NAMES, SERIES
+
+    assert set(LOSS_KINDS) == set(LOSS_NAMES)
+    monitor = HealthMonitor(HealthConfig())
+    known = {check.__name__.lstrip("_") for check in monitor._checks()}
+    for family in FAMILIES.values():
+        assert set(family.checks) <= known, family.name
+        assert set(family.series) <= set(SERIES), family.name
+        assert set(family.advice) <= set(family.checks), family.name
