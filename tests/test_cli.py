@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from rich.console import Console
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -205,13 +206,16 @@ def test_runs_reads_a_long_runs_metrics_back_only_so_far(tmp_path: Path):
 def test_runs_in_a_narrow_terminal_leaves_columns_out_whole(
     tmp_path: Path, columns: int, hidden: str, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(runs_command.console, "_force_terminal", True)  # as in a terminal of that width
+    # a terminal of that width: the command's console as rich makes it for one (the module's own console took
+    # its size from the test process's environment, which other tests in that process may have left changed)
+    monkeypatch.setattr(
+        runs_command, "console", Console(force_terminal=True, width=columns, soft_wrap=True, color_system=None)
+    )
     run = RunDir(tmp_path / "runs" / "mnist5k-20261124-212736")  # a default run's name
     run.path.mkdir(parents=True)
     write_status(run, {"state": "finished", "step": 3500, "total": 3500, "started": 0, "device": "cpu"})
     append_jsonl(run.metrics, {"step": 3500, "t": 1.0, "loss_d": 1.336, "loss_g": 0.944, "d_x": 0.5, "d_g_z1": 0.47})
-    env = {"COLUMNS": str(columns), "TERM": "xterm-256color"}  # rich takes a dumb terminal for 80 columns
-    result = runner.invoke(app, ["runs", "--root", str(tmp_path / "runs")], env=env)
+    result = runner.invoke(app, ["runs", "--root", str(tmp_path / "runs")])
     line = next(line for line in result.output.splitlines() if run.name in line)
     assert "finished" in line and "3500/3500" in line and "…" not in line, result.output
     assert f"{hidden} left out: too narrow a terminal" in result.output, result.output

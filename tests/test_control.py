@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 from ganterm.cli import app
 from ganterm.errors import UserError
 from ganterm.run.control import CommandInbox, send, send_and_wait
-from ganterm.run.jsonl import append_jsonl
+from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder
 from ganterm.run.status import read_status, write_status
+from tests.conftest import wait_for
 
 
 class FakeLoop:
@@ -27,11 +28,14 @@ class FakeLoop:
         self.recorder = Recorder(run, log=lambda message: None, state="starting")
         self.recorder.set_state("running", 0)
         self.step, self.paused = 0, False
+        self.reading = threading.Event()  # cleared: a long step, commands wait in the inbox
+        self.reading.set()
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
     def loop(self) -> None:
         while True:
+            self.reading.wait()
             for command in self.recorder.commands():
                 if command["cmd"] == "stop":
                     self.recorder.set_state("stopped", self.step, command)
@@ -66,10 +70,15 @@ def test_stop_is_reported_as_done_when_the_run_stops(loop: FakeLoop):
 
 
 def test_two_stops_at_once_both_succeed(loop: FakeLoop):
+    """Both sent before the loop reads either (as from two shells during one step): both are answered done."""
     answers: list[dict] = []
+    loop.reading.clear()
     others = [threading.Thread(target=lambda: answers.append(send_and_wait(loop.recorder.run, "stop"))) for _ in "ab"]
     for thread in others:
         thread.start()
+    wait_for(lambda: loop.recorder.run.control.exists() and len(read_jsonl(loop.recorder.run.control)) == 2,
+             what="both stops in the inbox")  # fmt: skip
+    loop.reading.set()
     for thread in others:
         thread.join(timeout=10)
     assert [answer["state"] for answer in answers] == ["stopped", "stopped"]
