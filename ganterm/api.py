@@ -243,7 +243,7 @@ class Run:
             raise UserError("run.checkpoint() needs on_checkpoint=, the function that saves your checkpoint")
         save = self._on_checkpoint
         self._recorder.flush()
-        at = self.step if step is None else int(step)
+        at = self.step if step is None else step_number(step)
         return self._recorder.checkpoint(at, lambda: _optional_path(save(at)))
 
     def finish(self) -> None:

@@ -13,7 +13,7 @@ from rich.text import Text
 from ganterm.families import FAMILIES, family_of
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.schema import STATE_STYLE
-from ganterm.run.settings import read_settings, settings_line
+from ganterm.run.settings import settings_line
 from ganterm.sources import GantermRun
 
 
@@ -53,7 +53,7 @@ def run_record(run: RunDir, now: float) -> dict[str, Any]:
         "started": started,
         "heartbeat": status.get("heartbeat"),
         "path": str(run.path.resolve()),
-        "config": read_settings(run),
+        "config": source.settings(),
     }
 
 

@@ -19,7 +19,7 @@ from ganterm.errors import UserError
 from ganterm.run.checkpoints import loop_checkpoints, step_files
 from ganterm.run.jsonl import ROW_RULE, JsonlTail, latest_values, valid_event, valid_row
 from ganterm.run.layout import RunDir
-from ganterm.run.settings import read_nested_settings
+from ganterm.run.settings import read_nested_settings, read_settings
 from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 from ganterm.sources.columns import Columns, columns_from_rows, merge_columns, parse_lines
 from ganterm.sources.follow import RunReader
@@ -61,6 +61,10 @@ class GantermRun:
         """The commands the writer takes now (pause, stop, ...); none once it has ended."""
         status = self.status()
         return tuple(status.get("controls", ())) if status["state"] in ACTIVE_STATES else ()
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as dotted keys (`model.width`), as listings and exports show them; secrets left out."""
+        return read_settings(self.run)
 
     def config(self) -> dict[str, Any]:
         """The run's settings as written: ganterm's config.toml, or a loop's `config=` (empty when there is none)."""
