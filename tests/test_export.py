@@ -490,3 +490,16 @@ def test_runs_of_a_raw_score_loss_say_their_family_in_tables_and_tensorboard(tmp
     (loss,) = _accumulator(out / "critic").Tensors("loss/text_summary")
     assert tensor_util.make_ndarray(loss.tensor_proto)[0].decode().startswith("critic: D/x and D/G(z) are the critic's")
     assert "loss/text_summary" not in _accumulator(out / "plain").Tags()["tensors"]
+
+
+def test_a_loops_own_name_equal_to_a_tidy_tag_stays_its_own_series_in_tensorboard(tmp_path: Path):
+    """`loss/d` logged beside `loss_d` (whose tag is loss/d): TensorBoard would interleave them as one."""
+    rows = [{"step": s, "t": START + s, "loss_d": 1.0, "loss/d": 50.0} for s in (1, 2, 3)]
+    make_run(tmp_path / "runs", "twins", rows)
+    out = tmp_path / "tb"
+    assert (
+        _export("twins", "--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out)).exit_code == 0
+    )
+    accumulator = _accumulator(out / "twins")
+    assert [event.value for event in accumulator.Scalars("loss/d")] == [1.0, 1.0, 1.0]
+    assert [event.value for event in accumulator.Scalars("own/loss/d")] == [50.0, 50.0, 50.0]

@@ -133,10 +133,19 @@ def label(name: str) -> str:
 
 
 def tag(name: str) -> str:
-    """The tidy tag of a metric: `loss/d` for loss_d, `quality/precision` for precision, a user's name as is."""
+    """The tidy tag of a metric: `loss/d` for loss_d, `quality/precision` for precision, a user's name as is.
+
+    A user's name that is one of those tags (a loop logging `loss/d` beside `loss_d`) goes under `own/`:
+    TensorBoard would draw the two as one series.
+    """
     if name in TAGS:
         return TAGS[name]
-    return f"quality/{name}" if name in QUALITY_MEASURES else name
+    if name in QUALITY_MEASURES:
+        return f"quality/{name}"
+    return f"own/{name}" if name in _TIDY_TAGS else name
+
+
+_TIDY_TAGS = frozenset(TAGS.values()) | {f"quality/{name}" for name in QUALITY_MEASURES}
 
 
 def column_order(names: Iterable[str]) -> list[str]:
