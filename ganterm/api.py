@@ -203,6 +203,11 @@ class Run:
 
         A value that is no number, or under a reserved name, raises here, naming it; the rest of the row is kept.
         """
+        if self._closed:
+            raise UserError(
+                f"run {self.dir.name!r} has ended (finish() or its with block); "
+                f"continue it with ganterm.Run({self.dir.name!r}, resume=True)"
+            )
         row = {"step": loggable_step(step), "t": round(time.time(), 3)}
         kept, refused = loggable_values(values, computed=("img_per_s",) if self._images_per_step else ())
         if kept or not values:  # a row of nothing but its step, when that was all it was given

@@ -453,3 +453,17 @@ def test_a_loss_run_cannot_read_is_refused_in_one_sentence_naming_the_accepted_o
     ):
         ganterm.Run("bad", root=tmp_path, loss="wgan")
     assert not (tmp_path / "bad").exists()
+
+
+def test_logging_to_a_finished_run_is_one_sentence(tmp_path: Path):
+    run = ganterm.Run("done", root=tmp_path)
+    run.log(1, loss_d=0.5)
+    run.finish()
+    with pytest.raises(UserError, match=r"run 'done' has ended .*resume=True"):
+        run.log(2, loss_d=0.5)
+
+
+def test_a_very_long_bad_name_is_said_short(tmp_path: Path):
+    with pytest.raises(UserError) as said:
+        ganterm.Run("x" * 100_000 + "/", root=tmp_path)
+    assert len(str(said.value)) < 300

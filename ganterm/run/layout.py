@@ -93,7 +93,8 @@ class RunDir:
 def check_run_name(name: str, what: str = "run name") -> str:
     """A run name is a plain, safe folder name: it is a path component, a shell word and a terminal string."""
     if not _RUN_NAME.match(name):
-        raise UserError(f"{what} {name!r} is not a valid run name: use {RUN_NAME_RULE}")
+        shown = name if len(name) <= 60 else f"{name[:40]}...{name[-10:]}"
+        raise UserError(f"{what} {shown!r} is not a valid run name: use {RUN_NAME_RULE}")
     return name
 
 
