@@ -93,7 +93,7 @@ class RunDir:
 def check_run_name(name: str, what: str = "run name") -> str:
     """A run name is a plain, safe folder name: it is a path component, a shell word and a terminal string."""
     if not _RUN_NAME.match(name):
-        shown = name if len(name) <= 60 else f"{name[:40]}...{name[-10:]}"
+        shown = name if len(name) <= 160 else f"{name[:120]}...{name[-20:]}"  # a few past the limit are said whole
         raise UserError(f"{what} {shown!r} is not a valid run name: use {RUN_NAME_RULE}")
     return name
 
