@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ganterm.errors import UserError
-from ganterm.run.jsonl import JsonlTail, JsonlWriter, last_record
+from ganterm.run.jsonl import JsonlTail, JsonlWriter, TextTail, last_record
 from ganterm.run.layout import RunDir, resolve_run
 from ganterm.run.lock import RunLocked, acquire_lock
 from ganterm.run.rewind import rewind
@@ -67,6 +69,82 @@ def test_last_record_reads_from_the_end(tmp_path: Path):
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b"".join(b'{"step":%d,"pad":"%s"}\n' % (s, b"x" * 100) for s in range(5000)) + b'{"step":50')
     assert last_record(path)["step"] == 4999
+
+
+def test_last_record_of_a_short_file_finds_its_only_row_and_the_last_one_having_a_key(tmp_path: Path):
+    """A run one row old lists its numbers; a quality row or a stray non-object line after the losses hides nothing."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step":1,"loss_d":0.5}\n')
+    assert last_record(path) == {"step": 1, "loss_d": 0.5}
+    path.write_bytes(b'{"step":1,"loss_d":0.5}\n{"step":1,"kind":"log","message":"a quality point"}\n[1, 2]\n')
+    assert last_record(path) == {"step": 1, "kind": "log", "message": "a quality point"}
+    assert last_record(path, having="loss_d") == {"step": 1, "loss_d": 0.5}
+    assert last_record(tmp_path / "none.jsonl") is None
+
+
+def test_numpy_numbers_from_a_users_loop_are_written_as_plain_numbers(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write([{"step": np.int64(3), "loss_d": np.float32(0.5)}])
+    assert path.read_text() == '{"step":3,"loss_d":0.5}\n'
+
+
+def test_a_short_write_is_continued_until_the_whole_batch_is_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """os.write may take part of a buffer (a signal, a pipe, some file systems): the rest must follow, not vanish."""
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    path = tmp_path / "metrics.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write([{"step": s, "loss_d": 0.5} for s in range(3)])
+    monkeypatch.undo()
+    assert [r["step"] for r in JsonlTail(path).read()] == [0, 1, 2]
+
+
+def test_a_new_jsonl_file_is_readable_by_all_and_writable_by_its_owner_only(tmp_path: Path):
+    old_mask = os.umask(0o022)
+    try:
+        JsonlWriter(tmp_path / "metrics.jsonl").close()
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE((tmp_path / "metrics.jsonl").stat().st_mode) == 0o644
+
+
+def test_closing_a_writer_twice_closes_only_its_own_file(tmp_path: Path):
+    """The second close must not close whatever file descriptor the number now stands for (stdout here)."""
+    writer = JsonlWriter(tmp_path / "metrics.jsonl")
+    writer.close()
+    writer.close()
+    os.fstat(1)  # still open
+
+
+def test_a_tail_reads_what_comes_after_where_it_starts_and_at_most_what_it_is_asked_for(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step":1}\n{"step":2}\n')
+    from_end = JsonlTail(path, from_end=True)
+    assert from_end.read() == [] and not from_end.reset  # opened on a live run: only what comes next
+    tail = JsonlTail(path)
+    assert tail.read(max_bytes=14) == [{"step": 1}] and not tail.reset  # the first read is no rewind
+    assert tail.pending_bytes == 8
+    with open(path, "ab") as handle:
+        handle.write(b'{"step":3}\n')
+    assert tail.read() == [{"step": 2}, {"step": 3}] and from_end.read() == [{"step": 3}]
+    started = JsonlTail(path)
+    started.start_at(11)  # the start of the second line
+    assert started.read() == [{"step": 2}, {"step": 3}] and not started.reset
+
+
+def test_a_log_line_that_is_not_utf8_reads_with_a_replacement_character(tmp_path: Path):
+    path = tmp_path / "worker.log"
+    path.write_bytes(b"caf\xe9 au lait\nsecond\nthird\n")
+    tail = TextTail(path)
+    assert tail.read(max_bytes=25) == ["caf\ufffd au lait", "second"]
+
+
+def test_every_unreadable_line_is_counted(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'not json\n{"step":1}\n{"step":\n')
+    tail = JsonlTail(path)
+    assert tail.read() == [{"step": 1}] and tail.bad_lines == 2
 
 
 def test_corrupted_status_reads_as_unknown_with_the_problem_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
