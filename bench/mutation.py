@@ -109,11 +109,9 @@ def prepare(name: str, target: Target, fresh: bool, debug: bool) -> Path:
     return work
 
 
-def mutmut(work: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """mutmut in `work`; the tests' own subprocesses import the mutated package too (PYTHONPATH)."""
+def mutmut(work: Path, *args: str, log: Path) -> subprocess.CompletedProcess[str]:
+    """mutmut in `work`, its output to `log`; the tests' own subprocesses import the mutated package too."""
     env = {**os.environ, "PYTHONPATH": str(work / "mutants"), "OMP_NUM_THREADS": "1"}
-    if log is None:
-        return subprocess.run([*MUTMUT, *args], cwd=work, env=env, capture_output=True, text=True)
     with log.open("w", encoding="utf-8") as out:
         return subprocess.run([*MUTMUT, *args], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
@@ -140,6 +138,15 @@ def survivors(found: dict[str, dict[str, str]]) -> list[str]:
     return [m for statuses in found.values() for m, status in statuses.items() if status not in CAUGHT]
 
 
+def diff(work: Path, source: str, mutant: str) -> str:
+    """The mutant as a unified diff of its function (what `mutmut show` prints, without starting mutmut)."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.utils.file_utils import change_cwd
+
+    with change_cwd(work):
+        return get_diff_for_mutant(mutant, path=source)
+
+
 def report(name: str, work: Path, found: dict[str, dict[str, str]], diffs: bool) -> None:
     print(f"\n{name}: {'module':<34} {'killed':>7} / {'total':<5} {'rate':>6}  survived  no tests  other")
     for source, statuses in found.items():
@@ -151,14 +158,13 @@ def report(name: str, work: Path, found: dict[str, dict[str, str]], diffs: bool)
             f"{'':<{len(name) + 2}}{source:<34} {caught:>7} / {len(statuses):<5} {rate:>6.0%}"
             f"  {counts['survived']:>8}  {counts['no tests']:>8}  {other:>5}"
         )
-    for statuses in found.values():
+    for source, statuses in found.items():
         for mutant, status in statuses.items():
             if status in CAUGHT:
                 continue
             print(f"  {status:>10}  {mutant}")
             if diffs:
-                shown = mutmut(work, "show", mutant).stdout
-                print("\n".join("              " + line for line in shown.splitlines()[1:] if line.strip()))
+                print("\n".join("              " + line for line in diff(work, source, mutant).splitlines()))
 
 
 def selected(choice: str) -> tuple[str, Target]:
