@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -11,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from ganterm.errors import UserError
-from ganterm.run.control import send, send_and_wait
+from ganterm.run.control import CommandInbox, send, send_and_wait
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder
-from ganterm.run.status import read_status, write_status
+from ganterm.run.status import read_status, this_host, write_status
 
 
 class FakeLoop:
@@ -40,6 +41,8 @@ class FakeLoop:
                 elif command["cmd"] == "unpause":
                     self.paused = False
                     self.recorder.set_state("running", self.step, command)
+                elif command["cmd"] == "checkpoint":
+                    self.recorder.refuse(command, "this run writes no checkpoints")
             self.step += not self.paused
             time.sleep(0.01)
 
@@ -116,3 +119,69 @@ def test_a_run_folder_the_user_cannot_write_is_one_sentence(tmp_path: Path, monk
     with pytest.raises(UserError, match=r"^cannot control run .*: its folder is not writable by you"):
         send(run, "pause")
     assert read_status(run)["state"] == "running"
+
+
+def test_a_command_the_loop_cannot_carry_out_is_refused_with_its_reason(loop: FakeLoop):
+    with pytest.raises(UserError, match=r"cannot checkpoint: this run writes no checkpoints$"):
+        send_and_wait(loop.recorder.run, "checkpoint")
+    send_and_wait(loop.recorder.run, "stop")
+
+
+def _live(run: RunDir, **fields: object) -> None:
+    """A status as this process's own live worker would write it."""
+    write_status(run, {"state": "running", "pid": os.getpid(), "host": this_host(), "heartbeat": time.time(), **fields})
+
+
+def test_a_run_with_no_worker_and_a_loop_that_does_not_take_the_command_are_told_at_once(tmp_path: Path):
+    run = RunDir(tmp_path / "done")
+    run.path.mkdir()
+    write_status(run, {"state": "finished", "step": 9})
+    with pytest.raises(UserError, match=r"^run 'done' is finished, so there is no worker to pause it$"):
+        send_and_wait(run, "pause")
+    _live(run, controls=["stop", "pause", "unpause"])  # a user's own loop: no checkpoints on request
+    with pytest.raises(UserError, match=r"fed by its own training loop, which does not take 'checkpoint'$"):
+        send_and_wait(run, "checkpoint")
+    assert not run.control.exists()  # nothing was sent
+
+
+def test_a_run_that_ends_before_answering_is_stopped_all_the_same_and_cannot_pause(tmp_path: Path):
+    run = RunDir(tmp_path)
+    for command in ("stop", "pause"):
+        _live(run, step=40)
+        ending = threading.Timer(0.3, lambda: write_status(run, {"state": "finished", "step": 41}))
+        ending.start()
+        if command == "stop":
+            assert send_and_wait(run, command, timeout=10) == {"kind": "status", "state": "finished", "step": 41}
+        else:
+            with pytest.raises(UserError, match=r"ended \(finished\) before it could pause$"):
+                send_and_wait(run, command, timeout=10)
+        ending.join()
+
+
+def test_a_worker_that_never_answers_is_given_up_on_after_the_timeout(tmp_path: Path):
+    run = RunDir(tmp_path)
+    _live(run)
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"did not answer 'pause' within 1 s$"):
+        send_and_wait(run, "pause", timeout=1.0)
+    assert 1.0 <= time.monotonic() - started < 3
+
+
+def test_the_inbox_takes_signals_first_old_names_as_new_and_says_what_it_skipped(tmp_path: Path):
+    run = RunDir(tmp_path)
+    run.control.write_bytes(b"")
+    warnings: list[str] = []
+    inbox = CommandInbox(run, warn=warnings.append)
+    replica = CommandInbox(run, warn=warnings.append, read_file=False)
+    run.control.write_bytes(b'{"cmd":"sample","id":"a"}\n{"cmd":"dance","id":"b"}\nnot json\n{"cmd":"stop","id":"c"}\n')
+    inbox.on_signal(signal.SIGTERM, None)
+    assert [(c["cmd"], c.get("id"), c.get("signal")) for c in inbox()] == [
+        ("stop", None, "SIGTERM"), ("snapshot", "a", None), ("stop", "c", None),
+    ]  # fmt: skip
+    assert warnings == [
+        "ignoring unknown control command {'cmd': 'dance', 'id': 'b'}",
+        "skipped 1 unreadable line(s) in control.jsonl",
+    ]
+    assert inbox() == [] and replica() == []  # a replica of a distributed run hears signals only
+    replica.on_signal(signal.SIGINT, None)
+    assert replica() == [{"cmd": "stop", "signal": "SIGINT"}]
