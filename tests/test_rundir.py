@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import stat
 import subprocess
@@ -13,8 +14,8 @@ import pytest
 
 from ganterm.errors import UserError
 from ganterm.run.jsonl import JsonlTail, JsonlWriter, TextTail, last_record
-from ganterm.run.layout import RunDir, resolve_run
-from ganterm.run.lock import RunLocked, acquire_lock
+from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
+from ganterm.run.lock import RunLocked, acquire_lock, lock_holder
 from ganterm.run.rewind import rewind
 from ganterm.run.status import effective_state, read_status, this_host, write_status
 
@@ -222,3 +223,38 @@ def test_a_second_worker_cannot_take_the_run(tmp_path: Path):
     finally:
         os.close(held)
     os.close(acquire_lock(run))
+
+
+def test_the_lock_holder_is_named_while_it_holds_the_run_and_nobody_after(tmp_path: Path):
+    run = RunDir(tmp_path)
+    assert lock_holder(run) is None  # no lock file yet
+    held = acquire_lock(run)
+    try:
+        assert lock_holder(run) == str(os.getpid())
+    finally:
+        os.close(held)
+    assert lock_holder(run) is None
+
+
+def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> Frozen:
+            return cls(2026, 12, 5, 12, 30, 0)
+
+    monkeypatch.setattr("ganterm.run.layout.datetime.datetime", Frozen)
+    assert new_run_name("~/data/My Faces!/", tmp_path) == "my-faces-20261205-123000"
+    (tmp_path / "mnist5k-20261205-123000").mkdir()
+    (tmp_path / "mnist5k-20261205-123000-2").mkdir()
+    assert new_run_name("mnist5k", tmp_path) == "mnist5k-20261205-123000-3"
+    assert check_run_name("a.b_c-1") == "a.b_c-1"
+    with pytest.raises(UserError, match=r"^--name '\.hidden' is not a valid run name: use letters, digits"):
+        check_run_name(".hidden", "--name")
+
+
+def test_a_status_that_is_json_but_no_object_reads_as_a_problem(tmp_path: Path):
+    run = RunDir(tmp_path)
+    run.status.write_text("[1, 2]")
+    assert read_status(run) == {"problem": f"{run.status} does not hold an object"}
