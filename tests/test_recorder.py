@@ -9,7 +9,7 @@ import pytest
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.lock import RunLocked
-from ganterm.run.recorder import Recorder
+from ganterm.run.recorder import Recorder, ReplicaRecorder
 from ganterm.run.status import StatusBoard, read_status
 
 
@@ -88,3 +88,56 @@ def test_ctrl_c_while_the_last_notices_go_out_still_lets_go_of_the_run(tmp_path:
     with pytest.raises(KeyboardInterrupt):
         recorder.close()
     Recorder(RunDir(tmp_path), log=lambda message: None).close()  # RunLocked if the first still held it
+
+
+class KeptNotices:
+    """Notices as the Recorder hands them over, and whether it closed them."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, int, dict]] = []
+        self.closed = False
+
+    def notice(self, event: str, step: int, **fields: object) -> None:
+        self.told.append((event, step, fields))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_alerts_and_the_end_are_handed_to_the_notices_with_the_fields_a_receiver_reads(recorder: Recorder):
+    notices = KeptNotices()
+    recorder.notices = notices
+    recorder.event("alert", 12, check="nan", severity="error", message="NaN at 12", evidence={"loss_d": 1.0})
+    recorder.set_state("running", 13)
+    recorder.set_state("failed", 14, error="CUDA out of memory")
+    assert notices.told == [
+        ("alert", 12, {"check": "nan", "severity": "error", "message": "NaN at 12"}),
+        ("failed", 14, {"message": "failed: CUDA out of memory"}),
+    ]
+    recorder.close()
+    assert notices.closed and recorder.notices is None
+
+
+def test_rows_written_as_they_are_move_the_step_on_and_file_paths_are_told_relative_to_the_run(recorder: Recorder):
+    recorder.write_rows([{"step": 30, "t": 1.0, "fd_classifier": 12.5}])
+    assert read_jsonl(recorder.run.metrics) == [{"step": 30, "t": 1.0, "fd_classifier": 12.5}]
+    assert read_status(recorder.run)["step"] == 30 and recorder.step == 30
+    inside = recorder.sample(30, lambda: recorder.run.path / "samples" / "step_0000030.png")
+    outside = recorder.checkpoint(31, lambda: Path("/elsewhere/g.safetensors"))
+    assert str(inside) == str(recorder.run.path / "samples" / "step_0000030.png") and outside is not None
+    assert [e.get("path") for e in read_jsonl(recorder.run.events)[-2:]] == [
+        "samples/step_0000030.png", "/elsewhere/g.safetensors",
+    ]  # fmt: skip
+
+
+def test_a_replica_of_a_distributed_run_writes_nothing_but_keeps_the_last_row(tmp_path: Path):
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    logged: list[str] = []
+    replica = ReplicaRecorder(run, log=logged.append)
+    replica.collect = lambda: [{"step": 1, "t": 0.0, "loss_d": 0.5}]
+    assert replica.flush() == [{"step": 1, "t": 0.0, "loss_d": 0.5}] and replica.last_row["loss_d"] == 0.5
+    replica.checkpoint(1, lambda: tmp_path / "never")
+    replica.set_state("stopped", 1)
+    replica.close()
+    assert list(run.path.iterdir()) == [] and replica.step == 1 and logged == ["step 1: stopped"]
