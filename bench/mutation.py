@@ -24,6 +24,7 @@ import fnmatch
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -33,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"
-MUTMUT = [sys.executable, "-m", "mutmut"]
+MUTMUT = [str(Path(sys.executable).parent / "mutmut")]  # its own script: `python -m mutmut` imports it twice
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ TARGETS: dict[str, Target] = {
     ),
 }
 CAUGHT = {"killed", "timeout", "caught by type check", "segfault"}
+UNTRIED = {"not checked", "check was interrupted by user"}  # a run cut short: neither caught nor survived
 
 
 def toml_list(values: tuple[str, ...] | list[str]) -> str:
@@ -113,11 +115,19 @@ def prepare(name: str, target: Target, fresh: bool, debug: bool) -> Path:
     return work
 
 
-def mutmut(work: Path, *args: str, log: Path) -> subprocess.CompletedProcess[str]:
-    """mutmut in `work`, its output to `log`; the tests' own subprocesses import the mutated package too."""
+def mutmut(work: Path, *args: str, log: Path, budget: float | None = None) -> int:
+    """mutmut in `work`, its output to `log`; the tests' own subprocesses import the mutated package too.
+
+    Past `budget` seconds it is interrupted as Ctrl-C would: the mutants tested so far keep their results.
+    """
     env = {**os.environ, "PYTHONPATH": str(work / "mutants"), "OMP_NUM_THREADS": "1"}
     with log.open("w", encoding="utf-8") as out:
-        return subprocess.run([*MUTMUT, *args], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen([*MUTMUT, *args], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            return process.wait(budget)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            return process.wait()
 
 
 def results(work: Path, target: Target) -> dict[str, dict[str, str]]:
@@ -139,6 +149,7 @@ def results(work: Path, target: Target) -> dict[str, dict[str, str]]:
 
 
 def survivors(found: dict[str, dict[str, str]]) -> list[str]:
+    """Mutants no test caught, and those a run cut short never tried."""
     return [m for statuses in found.values() for m, status in statuses.items() if status not in CAUGHT]
 
 
@@ -152,19 +163,21 @@ def diff(work: Path, source: str, mutant: str) -> str:
 
 
 def report(name: str, work: Path, found: dict[str, dict[str, str]], diffs: bool) -> None:
-    print(f"\n{name}: {'module':<34} {'killed':>7} / {'total':<5} {'rate':>6}  survived  no tests  other")
+    """Per module: caught / tried, the rate, the survivors by kind; then each survivor, with its diff if asked."""
+    print(f"\n{name}: {'module':<34} {'killed':>7} / {'tried':<5} {'rate':>5}  survived  no tests  untried")
     for source, statuses in found.items():
         counts = Counter(statuses.values())
         caught = sum(counts[s] for s in CAUGHT)
-        other = len(statuses) - caught - counts["survived"] - counts["no tests"]
-        rate = caught / len(statuses)
+        untried = sum(counts[s] for s in UNTRIED)
+        tried = len(statuses) - untried
+        rate = f"{caught / tried:.0%}" if tried else "-"
         print(
-            f"{'':<{len(name) + 2}}{source:<34} {caught:>7} / {len(statuses):<5} {rate:>6.0%}"
-            f"  {counts['survived']:>8}  {counts['no tests']:>8}  {other:>5}"
+            f"{'':<{len(name) + 2}}{source:<34} {caught:>7} / {tried:<5} {rate:>5}"
+            f"  {counts['survived']:>8}  {counts['no tests']:>8}  {untried:>7}"
         )
     for source, statuses in found.items():
         for mutant, status in statuses.items():
-            if status in CAUGHT:
+            if status in CAUGHT or status in UNTRIED:
                 continue
             print(f"  {status:>10}  {mutant}")
             if diffs:
@@ -195,6 +208,7 @@ def main() -> int:
         "or single modules of them, such as run/jsonl",
     )
     parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--budget", type=float, help="seconds per target, after which it stops where it got to")
     parser.add_argument("--list-survivors", action="store_true", help="print each survivor's diff")
     parser.add_argument("--report-only", action="store_true", help="report the last run's results; run nothing")
     parser.add_argument("--rerun-survivors", action="store_true", help="test only the last run's survivors again")
@@ -214,9 +228,9 @@ def main() -> int:
                 work = prepare(name, target, fresh=not keep, debug=options.debug)
                 started = time.monotonic()
                 log = work / "mutmut.log"
-                done = mutmut(work, "run", "--max-children", str(options.jobs), *names, log=log)
-                print(f"{name}: mutmut ran {time.monotonic() - started:.0f} s (exit {done.returncode}; log {log})")
-                if done.returncode != 0:
+                code = mutmut(work, "run", "--max-children", str(options.jobs), *names, log=log, budget=options.budget)
+                print(f"{name}: mutmut ran {time.monotonic() - started:.0f} s (exit {code}; log {log})")
+                if code != 0:
                     print(log.read_text(encoding="utf-8")[-3000:])
         if not (work / "mutants").exists():
             print(f"{name}: no results yet; run without --report-only")
