@@ -17,7 +17,8 @@ from ganterm.run.jsonl import JsonlTail, JsonlWriter, TextTail, last_record
 from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
 from ganterm.run.lock import RunLocked, acquire_lock, lock_holder
 from ganterm.run.rewind import rewind
-from ganterm.run.status import effective_state, read_status, this_host, write_status
+from ganterm.run.status import StatusBoard, effective_state, read_status, this_host, write_status
+from tests.conftest import wait_for
 
 
 def test_nan_and_infinity_are_written_as_null(tmp_path: Path):
@@ -258,3 +259,30 @@ def test_a_status_that_is_json_but_no_object_reads_as_a_problem(tmp_path: Path):
     run = RunDir(tmp_path)
     run.status.write_text("[1, 2]")
     assert read_status(run) == {"problem": f"{run.status} does not hold an object"}
+
+
+def test_a_worker_is_stale_only_after_twenty_silent_seconds_and_one_elsewhere_is_judged_by_its_beat():
+    now = time.time()
+    alive = {"state": "paused", "heartbeat": now, "pid": os.getpid(), "host": this_host()}
+    assert effective_state(alive, now + 20) == "paused" and effective_state(alive, now + 21) == "stalled"
+    for elsewhere in ({**alive, "host": "elsewhere"}, {**alive, "pid": None}):
+        assert effective_state(elsewhere, now + 20) == "paused" and effective_state(elsewhere, now + 21) == "lost"
+    assert effective_state({**alive, "heartbeat": "noon"}, now) == "lost"  # no beat to believe: beaten at 0
+    assert effective_state({"step": 3}, now) == "unknown"
+
+
+def test_the_status_board_beats_while_the_loop_is_busy_and_stops_when_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("ganterm.run.status.HEARTBEAT_SECONDS", 0.05)
+    run = RunDir(tmp_path)
+    board = StatusBoard(run, state="running", step=3)
+    board.update()
+    first = read_status(run)["heartbeat"]
+    board.start()
+    wait_for(lambda: read_status(run)["heartbeat"] > first, timeout=5, what="a heartbeat")
+    board.close()
+    last = read_status(run)
+    time.sleep(0.2)
+    assert read_status(run) == last and (last["state"], last["step"], last["pid"]) == ("running", 3, os.getpid())
+    assert board.state == "running"
