@@ -58,6 +58,18 @@ def test_tail_notices_a_rewound_file_and_starts_over(tmp_path: Path):
     assert tail.reset
 
 
+def test_rewind_cuts_the_metrics_at_the_first_later_row_and_a_torn_last_line_with_them(tmp_path: Path):
+    """A crash mid-write leaves a torn line; the resumed writer's rows must not be glued onto it."""
+    run = RunDir(tmp_path)
+    rows = b"".join(b'{"step":%d,"t":1.0}\n' % s for s in range(1, 5))
+    run.metrics.write_bytes(rows + b'not json\n[4]\n{"step":3')
+    rewind(run, 4)
+    assert run.metrics.read_bytes() == rows + b"not json\n[4]\n"  # whole lines stay, even unreadable ones
+    rewind(run, 2)
+    assert run.metrics.read_bytes() == rows[: rows.index(b'{"step":3')]
+    rewind(RunDir(tmp_path / "empty"), 2)  # nothing logged yet: nothing to cut
+
+
 def test_rewind_drops_later_samples(tmp_path: Path):
     run = RunDir(tmp_path)
     run.samples.mkdir()
