@@ -282,7 +282,8 @@ def test_runs_a_folder_removed_while_listing_reads_as_unknown_not_as_a_crash(tmp
 def _rendered(table: object, width: int, colour: bool = False) -> list[str]:
     """What a terminal `width` columns wide shows of `table`, with its colours as escape codes when asked."""
     out = io.StringIO()
-    Console(file=out, width=width, force_terminal=colour, color_system="standard" if colour else None).print(table)
+    terminal = {"force_terminal": True, "color_system": "standard", "no_color": False} if colour else {}
+    Console(file=out, width=width, **terminal).print(table)  # no_color: whatever NO_COLOR the tests run under
     return [line.rstrip() for line in out.getvalue().splitlines()]
 
 
