@@ -71,6 +71,14 @@ def test_precision_and_recall_tell_quality_from_coverage():
     assert off == {"precision": 0.0, "recall": 0.0}
 
 
+def test_precision_and_recall_count_points_in_the_nearest_neighbour_balls_edges_included():
+    """k=1 on a line: real 0 and 2 have balls of radius 2; generated 1 is inside, 4 on the edge, 5 outside."""
+    real = torch.tensor([[0.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    fake = torch.tensor([[4.0, 0.0], [1.0, 0.0], [5.0, 0.0]], dtype=torch.float64)
+    assert precision_recall(real, fake, k=1) == pytest.approx({"precision": 2 / 3, "recall": 1.0})
+    assert precision_recall(fake, real, k=1) == pytest.approx({"precision": 1.0, "recall": 2 / 3})
+
+
 def _one_hot(classes: list[int], total: int = 10) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.tensor(classes), total).double()
 
