@@ -104,8 +104,7 @@ def prepare(name: str, target: Target, fresh: bool, debug: bool) -> Path:
     work = WORK / name
     if fresh and work.exists():
         shutil.rmtree(work)
-    # made before mutmut starts: Python caches a folder on PYTHONPATH that is missing at start as empty for good
-    (work / "mutants").mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     for linked in ("ganterm", "tests"):  # pointed anew: a folder copied from another checkout tests this one
         (work / linked).unlink(missing_ok=True)
         (work / linked).symlink_to(ROOT / linked)
@@ -124,11 +123,14 @@ def prepare(name: str, target: Target, fresh: bool, debug: bool) -> Path:
 
 
 def mutmut(work: Path, *args: str, log: Path, budget: float | None = None) -> int:
-    """mutmut in `work`, its output to `log`; the tests' own subprocesses import the mutated package too.
+    """mutmut in `work`, its output to `log`.
 
+    The tests' own subprocesses (`ganterm train` run as a user would) import this checkout's package, unmutated:
+    mutmut learns which tests reach a function only in its own process, so they never kill a mutant, and a
+    mutated package in them would try to report to mutmut from the test's folder and fail.
     Past `budget` seconds it is interrupted as Ctrl-C would: the mutants tested so far keep their results.
     """
-    env = {**os.environ, "PYTHONPATH": str(work / "mutants"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     with log.open("w", encoding="utf-8") as out:
         process = subprocess.Popen([*MUTMUT, *args], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
