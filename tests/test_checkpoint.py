@@ -12,7 +12,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ganterm.run.checkpoints import CheckpointError, find_checkpoint, newest_intact, read_resumable, step_files
+from ganterm.run.checkpoints import (
+    CheckpointError,
+    find_checkpoint,
+    latest_step_file,
+    newest_intact,
+    read_resumable,
+    step_files,
+)
 from ganterm.run.layout import RunDir
 from ganterm.run.rewind import abandon_after
 from ganterm.training.checkpoint import load_checkpoint, save_checkpoint, save_generator, verify
@@ -213,6 +220,7 @@ def test_a_run_with_no_checkpoint_or_only_damaged_ones_says_so(tmp_path: Path):
     run = RunDir(tmp_path / "runs" / "r")
     run.path.mkdir(parents=True)
     run.config.write_text("")
+    assert latest_step_file(run) is None
     with pytest.raises(CheckpointError, match=r"^run 'r' has no checkpoint yet \(it writes one every checkpoint"):
         find_checkpoint("r", tmp_path / "runs")
     trainer = _trainer()
@@ -223,6 +231,7 @@ def test_a_run_with_no_checkpoint_or_only_damaged_ones_says_so(tmp_path: Path):
         path.write_bytes(path.read_bytes()[:-1000])
     with pytest.raises(CheckpointError, match=r"step_0000008\.safetensors' is truncated"):  # the newest's problem
         find_checkpoint("r", tmp_path / "runs")
+    assert latest_step_file(run) == run.checkpoints / "step_0000008.safetensors"  # by name, intact or not
 
 
 def test_two_rollbacks_in_one_second_keep_both_sets_aside_and_one_before_every_checkpoint_drops_latest(
