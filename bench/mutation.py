@@ -159,8 +159,8 @@ def results(work: Path, target: Target) -> dict[str, dict[str, str]]:
 
 
 def survivors(found: dict[str, dict[str, str]]) -> list[str]:
-    """Mutants no test caught, and those a run cut short never tried."""
-    return [m for statuses in found.values() for m, status in statuses.items() if status not in CAUGHT]
+    """Mutants tried that no test caught (those a run cut short never tried are left for a full run)."""
+    return [m for statuses in found.values() for m, status in statuses.items() if status not in CAUGHT | UNTRIED]
 
 
 def diff(work: Path, source: str, mutant: str) -> str:
