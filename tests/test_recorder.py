@@ -105,11 +105,18 @@ class KeptNotices:
 
 
 def test_alerts_and_the_end_are_handed_to_the_notices_with_the_fields_a_receiver_reads(recorder: Recorder):
-    notices = KeptNotices()
-    recorder.notices = notices
+    notices, logged = KeptNotices(), []
+    recorder.notices, recorder.log = notices, logged.append
     recorder.event("alert", 12, check="nan", severity="error", message="NaN at 12", evidence={"loss_d": 1.0})
+    recorder.event("log", 12, message="not for the notices")
     recorder.set_state("running", 13)
     recorder.set_state("failed", 14, error="CUDA out of memory")
+    assert logged == ["step 13: running", "step 14: failed"]
+    status, event = read_status(recorder.run), read_jsonl(recorder.run.events)[-1]
+    assert (status["state"], status["step"], status["error"]) == ("failed", 14, "CUDA out of memory")
+    assert {key: event[key] for key in ("kind", "state", "step", "error")} == {
+        "kind": "status", "state": "failed", "step": 14, "error": "CUDA out of memory",
+    }  # fmt: skip
     assert notices.told == [
         ("alert", 12, {"check": "nan", "severity": "error", "message": "NaN at 12"}),
         ("failed", 14, {"message": "failed: CUDA out of memory"}),
