@@ -31,6 +31,7 @@ class FakeLoop:
     def loop(self) -> None:
         while True:
             for command in self.recorder.commands():
+                self.recorder.event("sample", self.step, path="samples/x.png")  # news of its own comes first
                 if command["cmd"] == "stop":
                     self.recorder.set_state("stopped", self.step, command)
                     self.recorder.close()
@@ -116,7 +117,7 @@ def test_a_run_folder_the_user_cannot_write_is_one_sentence(tmp_path: Path, monk
         return real_open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", read_only)
-    with pytest.raises(UserError, match=r"^cannot control run .*: its folder is not writable by you"):
+    with pytest.raises(UserError, match=r"^cannot control run .*: its folder is not writable by you \(Permission d"):
         send(run, "pause")
     assert read_status(run)["state"] == "running"
 
@@ -185,3 +186,10 @@ def test_the_inbox_takes_signals_first_old_names_as_new_and_says_what_it_skipped
     assert inbox() == [] and replica() == []  # a replica of a distributed run hears signals only
     replica.on_signal(signal.SIGINT, None)
     assert replica() == [{"cmd": "stop", "signal": "SIGINT"}]
+
+
+def test_a_command_that_is_already_so_is_answered_with_the_runs_step(tmp_path: Path):
+    run = RunDir(tmp_path)
+    _live(run, state="paused", step=12)
+    assert send_and_wait(run, "pause") == {"kind": "log", "step": 12, "message": "already paused"}
+    assert not run.control.exists()
