@@ -17,7 +17,14 @@ from ganterm.run.jsonl import JsonlTail, JsonlWriter, TextTail, last_record
 from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
 from ganterm.run.lock import RunLocked, acquire_lock, lock_holder
 from ganterm.run.rewind import rewind
-from ganterm.run.status import StatusBoard, effective_state, read_status, this_host, write_status
+from ganterm.run.status import (
+    StatusBoard,
+    effective_state,
+    read_status,
+    stalled_reason,
+    this_host,
+    write_status,
+)
 from tests.conftest import wait_for
 
 
@@ -298,3 +305,27 @@ def test_the_status_board_beats_while_the_loop_is_busy_and_stops_when_closed(
     time.sleep(0.2)
     assert read_status(run) == last and (last["state"], last["step"], last["pid"]) == ("running", 3, os.getpid())
     assert board.state == "running"
+
+
+def test_a_dead_worker_its_parent_has_not_reaped_reads_as_lost_and_another_users_as_alive(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    now = time.time()
+    alive = {"state": "running", "heartbeat": now, "pid": os.getpid(), "host": this_host()}
+    with subprocess.Popen(["true"]) as zombie:  # exits, and stays a zombie until waited for
+        wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z")
+        assert effective_state({**alive, "pid": zombie.pid}, now) == "lost"
+
+    def not_yours(pid: int, signal_number: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", not_yours)  # a worker of another user on a shared machine
+    assert effective_state({**alive, "pid": 1}, now) == "running"
+
+
+def test_a_stall_is_said_with_the_clock_time_of_the_last_beat_and_how_to_let_the_worker_go_on():
+    beat = time.mktime((2026, 12, 5, 12, 34, 56, 0, 0, -1))
+    assert stalled_reason({"heartbeat": beat, "pid": 4242}) == (
+        "its worker (pid 4242) is alive but has not reported since 12:34:56: it was stopped "
+        "(kill -CONT 4242 lets it go on) or the machine is short of memory"
+    )
