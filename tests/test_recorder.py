@@ -10,6 +10,7 @@ from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.lock import RunLocked
 from ganterm.run.recorder import Recorder, ReplicaRecorder
+from ganterm.run.schema import stats_line
 from ganterm.run.status import StatusBoard, read_status
 
 
@@ -129,12 +130,16 @@ def test_rows_written_as_they_are_move_the_step_on_and_file_paths_are_told_relat
     recorder.write_rows([{"step": 30, "t": 1.0, "fd_classifier": 12.5}])
     assert read_jsonl(recorder.run.metrics) == [{"step": 30, "t": 1.0, "fd_classifier": 12.5}]
     assert read_status(recorder.run)["step"] == 30 and recorder.step == 30
-    inside = recorder.sample(30, lambda: recorder.run.path / "samples" / "step_0000030.png")
-    outside = recorder.checkpoint(31, lambda: Path("/elsewhere/g.safetensors"))
+    snapshot, checkpoint = {"cmd": "snapshot", "id": "s1"}, {"cmd": "checkpoint", "id": "c1"}
+    inside = recorder.sample(30, lambda: recorder.run.path / "samples" / "step_0000030.png", snapshot)
+    outside = recorder.checkpoint(31, lambda: Path("/elsewhere/g.safetensors"), checkpoint)
+    recorder.checkpoint(32, lambda: None)  # a save that does not say where
     assert str(inside) == str(recorder.run.path / "samples" / "step_0000030.png") and outside is not None
-    assert [e.get("path") for e in read_jsonl(recorder.run.events)[-2:]] == [
-        "samples/step_0000030.png", "/elsewhere/g.safetensors",
-    ]  # fmt: skip
+    assert [{k: v for k, v in e.items() if k != "t"} for e in read_jsonl(recorder.run.events)[-3:]] == [
+        {"step": 30, "kind": "sample", "ack": "s1", "path": "samples/step_0000030.png"},
+        {"step": 31, "kind": "checkpoint", "ack": "c1", "path": "/elsewhere/g.safetensors"},
+        {"step": 32, "kind": "checkpoint"},
+    ]
 
 
 def test_a_replica_of_a_distributed_run_writes_nothing_but_keeps_the_last_row(tmp_path: Path):
@@ -148,3 +153,42 @@ def test_a_replica_of_a_distributed_run_writes_nothing_but_keeps_the_last_row(tm
     replica.set_state("stopped", 1)
     replica.close()
     assert list(run.path.iterdir()) == [] and replica.step == 1 and logged == ["step 1: stopped"]
+
+
+def test_a_fresh_recorder_is_at_step_0_with_nothing_to_say_yet(recorder: Recorder):
+    """A run stopped before its first row: the worker's last log line and a refusal read so."""
+    assert stats_line(recorder.last_row) == "" and recorder.flush() == []
+    recorder.refuse({"cmd": "checkpoint", "id": "c"}, "not yet")
+    assert read_jsonl(recorder.run.events)[-1]["step"] == 0
+
+
+def test_img_per_s_is_rounded_to_a_tenth_and_counts_under_a_second_as_it_is(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+):
+    clock = iter([0.0, 3.0, 3.0, 3.5, 3.5])  # interval start, flush at 3 s (twice), flush half a second later
+    monkeypatch.setattr("ganterm.run.recorder.time.perf_counter", lambda: next(clock))
+    recorder.restart_clock()
+    recorder.describe(images_per_step=64)
+    recorder.collect = lambda: [{"step": 1, "t": 0.0}]
+    assert recorder.flush()[0]["img_per_s"] == 21.3  # 64 images in 3 s
+    recorder.collect = lambda: [{"step": 2, "t": 0.0}]
+    assert recorder.flush()[0]["img_per_s"] == 128.0  # in 0.5 s
+
+
+def test_rows_a_full_disk_did_not_take_go_first_on_the_next_flush(recorder: Recorder, monkeypatch: pytest.MonkeyPatch):
+    real_write = recorder._metrics.write
+    failures = iter([OSError(28, "No space left on device")])
+
+    def full_once(rows: list) -> None:
+        failure = next(failures, None)
+        if failure:
+            raise failure
+        real_write(rows)
+
+    monkeypatch.setattr(recorder._metrics, "write", full_once)
+    recorder.collect = lambda: [{"step": 1, "t": 0.0}]
+    with pytest.raises(OSError):
+        recorder.flush()
+    recorder.collect = lambda: [{"step": 2, "t": 0.0}]
+    assert [row["step"] for row in recorder.flush()] == [1, 2]
+    assert [row["step"] for row in read_jsonl(recorder.run.metrics)] == [1, 2]
