@@ -227,6 +227,11 @@ def test_a_run_with_no_checkpoint_or_only_damaged_ones_says_so(tmp_path: Path):
     for step in (4, 8):
         trainer.step = step
         save_checkpoint(run, trainer.checkpoint(), keep=5)
+    warnings: list[str] = []
+    assert find_checkpoint("r", tmp_path / "runs", warn=warnings.append).name == "step_0000008.safetensors"
+    assert warnings == []  # the newest is intact: nothing passed over, nothing said
+    config, step = read_resumable(run.checkpoints / "step_0000004.safetensors")
+    assert step == 4 and config.model == trainer.config.model
     for path in run.checkpoints.glob("step_*"):
         path.write_bytes(path.read_bytes()[:-1000])
     with pytest.raises(CheckpointError, match=r"step_0000008\.safetensors' is truncated"):  # the newest's problem
@@ -258,8 +263,13 @@ def test_resuming_from_an_exported_generator_says_what_the_file_is(tmp_path: Pat
     trainer = _trainer()
     out = tmp_path / "generator.safetensors"
     save_generator(out, trainer.generator_ema.state_dict(), trainer.config, 3)
-    with pytest.raises(CheckpointError, match=r"is an exported generator .* training cannot resume from it"):
+    with pytest.raises(CheckpointError) as refused:
         read_resumable(out)
+    assert str(refused.value) == (
+        f"{str(out)!r} is an exported generator (written by ganterm export): ganterm sample can use it, but training "
+        "cannot resume from it, since it holds no discriminator or optimizer state; resume from a file in the run's "
+        "checkpoints/ folder"
+    )
     with pytest.raises(CheckpointError, match="is an exported generator") as caught:
         _trainer().restore(load_checkpoint(out), out)
     assert "architecture" not in str(caught.value)

@@ -14,7 +14,7 @@ import pytest
 
 from ganterm.errors import UserError
 from ganterm.run.jsonl import JsonlTail, JsonlWriter, TextTail, last_record
-from ganterm.run.layout import RunDir, check_run_name, new_run_name, resolve_run
+from ganterm.run.layout import RunDir, check_run_name, list_runs, new_run_name, resolve_run
 from ganterm.run.lock import RunLocked, acquire_lock, lock_holder
 from ganterm.run.rewind import rewind
 from ganterm.run.status import (
@@ -225,6 +225,8 @@ def test_runs_resolve_by_name_path_or_newest(tmp_path: Path):
         (root / name).mkdir(parents=True)
         (root / name / "config.toml").write_text("")
         time.sleep(0.02)
+    (root / "notes").mkdir()  # a folder of the user's, with nothing of a run in it
+    assert [run.name for run in list_runs(root)] == ["older", "newer"]
     assert resolve_run(None, root).name == "newer"
     assert resolve_run("older", root).name == "older"
     assert resolve_run(str(root / "older"), root).name == "older"
@@ -270,6 +272,8 @@ def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_i
     (tmp_path / "mnist5k-20261205-123000-2").mkdir()
     assert new_run_name("mnist5k", tmp_path) == "mnist5k-20261205-123000-3"
     assert check_run_name("a.b_c-1") == "a.b_c-1"
+    with pytest.raises(UserError, match=r"^run name 'a b' is not a valid run name: use letters, digits"):
+        check_run_name("a b")
     with pytest.raises(UserError, match=r"^--name '\.hidden' is not a valid run name: use letters, digits"):
         check_run_name(".hidden", "--name")
 
