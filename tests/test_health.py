@@ -377,6 +377,23 @@ def test_d_overpowering_on_exactly_half_the_window_says_the_windows_medians():
     assert alert.evidence == pytest.approx({"d_x": 0.945, "d_g_z1": 0.055, "loss_d": 0.7, "decisive_share": 0.5})
     assert "D(x) had a median of 0.945 and D(G(z)) 0.055, with loss_d at 0.700" in alert.message
     assert "near-certain of both on 50% of the steps" in alert.message
+    assert alert.event() == {"check": "d_overpowering", "severity": "warning", "message": alert.message,
+                             "evidence": alert.evidence}  # fmt: skip
+
+
+def test_a_value_that_is_no_finite_number_stays_out_of_the_window():
+    """A user's loop may log an infinity or a string now and then: the window holds the ten numbers after it."""
+    odd = {"step": 1, "d_x": math.inf, "d_g_z1": "n/a", "loss_d": math.inf}
+    rows = [odd] + [{"step": step, **kind} for step, kind in enumerate([WINNING] * 5 + LOSING, 2)]
+    [alert] = judged(rows)
+    assert alert.step == 11 and alert.evidence["decisive_share"] == 0.5
+
+
+def test_a_nonfinite_step_is_said_with_its_step_and_what_to_do():
+    [alert] = judged([{"step": 7, "nonfinite": 1}])
+    assert (alert.check, alert.severity, alert.step) == ("nonfinite", "error", 7)
+    assert alert.message.startswith("Step 7 produced a NaN or infinite loss or gradient, so its update was skipped")
+    assert "train.max_bad_steps" in alert.message
 
 
 @pytest.mark.parametrize("edge", [{"d_x": 0.95}, {"d_g_z1": 0.05}])
