@@ -412,7 +412,8 @@ def test_a_check_fires_again_once_its_cooldown_has_passed_and_not_a_step_sooner(
 def test_d_collapse_says_its_medians_and_needs_both_above_their_thresholds():
     weak = {"d_x": 0.5, "d_g_z1": 0.9, "loss_d": 2.0}
     [alert] = judged([{"step": step, **weak} for step in range(1, 11)])
-    assert (alert.check, alert.evidence) == ("d_collapse", pytest.approx({"d_g_z1": 0.9, "loss_d": 2.0}))
+    assert (alert.check, alert.severity, alert.step) == ("d_collapse", "warning", 10)
+    assert alert.evidence == pytest.approx({"d_g_z1": 0.9, "loss_d": 2.0})
     assert "D(G(z)) has a median of 0.900 over the last 10 steps) and its loss is high (2.000)" in alert.message
     for edge in ({"d_g_z1": 0.8}, {"loss_d": 1.5}):
         assert judged([{"step": step, **weak, **edge} for step in range(1, 11)]) == []
@@ -426,7 +427,7 @@ def test_a_vanishing_gradient_is_a_window_median_against_its_peak_while_d_reject
     alerts = judged(rows)
     assert checks(alerts) == (["vanishing_g_gradient"] if said else [])
     if said:
-        assert alerts[0].step == 20
+        assert (alerts[0].step, alerts[0].severity) == (20, "warning")
         assert alerts[0].evidence == pytest.approx({"grad_norm_g": 0.4, "peak": 10.0, "ratio": 0.04})
         assert "is 0.4, 4.0% of its peak (10)" in alerts[0].message
     at_the_edge = [{**row, "grad_norm_g": 0.5} if row["step"] > 10 else row for row in rows]  # 5% of the peak
@@ -439,7 +440,8 @@ def test_half_the_classes_covered_is_a_collapse_and_one_more_is_not(covered: int
     alerts = judged(rows, classes=10)
     assert checks(alerts) == (["mode_collapse"] if said else [])
     if said:
-        assert "cover only 5 of the 10 classes" in alerts[0].message
+        assert "cover only 5 of the 10 classes" in alerts[0].message and alerts[0].severity == "error"
+        assert "minibatch-std" in alerts[0].message  # what to try
         assert alerts[0].evidence == {"classes_covered": 5, "classes_total": 10.0}
 
 
@@ -463,3 +465,24 @@ def test_divergence_is_each_quarter_of_four_windows_above_the_last_by_more_than_
     assert "in each of the last four stretches of 10 steps, from 1.000 to 4.000" in alert.message
     assert judged(quarters([1.0, 1.2, 1.5, 2.0])) == []
     assert checks(judged(quarters([0.0, 0.05, 0.1, 0.2]))) == ["divergence"]  # from 0: grown by 2x of 0.1
+
+
+@pytest.mark.parametrize(
+    "edge",
+    [{"d_x": 0.99, "d_g_z1": 0.05, "loss_d": 0.7}, {"d_x": 0.95, "d_g_z1": 0.01, "loss_d": 0.7},
+     {"d_x": 0.9, "d_g_z1": 0.01, "loss_d": 0.1}],
+)  # fmt: skip
+def test_medians_at_d_overpowerings_thresholds_are_no_alert(edge: dict):
+    assert judged([{"step": step, **edge} for step in range(1, 11)]) == []
+
+
+@pytest.mark.parametrize(("diversity", "said"), [(0.375, True), (0.5, False)])
+def test_a_spread_at_the_threshold_is_no_collapse(diversity: float, said: bool):
+    alerts = judged([{"step": step, "diversity": diversity} for step in range(1, 11)], diversity_low=0.5)
+    assert [(a.check, a.severity, a.step) for a in alerts] == ([("mode_collapse", "error", 10)] if said else [])
+
+
+@pytest.mark.parametrize("logged", [("d_g_z1", "loss_d"), ("d_x", "d_g_z1"), ("loss_d",)])
+def test_a_loop_that_logs_only_some_of_ds_numbers_gets_no_d_alert_and_no_crash(logged: tuple):
+    winning = {"d_x": 0.99, "d_g_z1": 0.01, "loss_d": 0.01}
+    assert judged([{"step": step, **{k: winning[k] for k in logged}} for step in range(1, 21)]) == []
