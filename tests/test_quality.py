@@ -347,6 +347,13 @@ def test_a_stacked_mode_is_covered_by_one_sample_and_its_kl_is_from_uniform():
     assert half["modes_covered"] == 500 and half["mode_kl"] == pytest.approx(math.log(2))
     assert half["class_kl_red"] == pytest.approx(0.0, abs=1e-12)
     assert half["class_kl_blue"] == pytest.approx(math.log(2))  # blue shows only the even digits
+    assert (half["modes_total"], half["classifier_confidence"]) == (1000.0, 1.0)  # one-hot: read with certainty
+
+
+def test_one_high_quality_toy_sample_makes_a_histogram_of_one_mode():
+    modes, sigma = toy_modes("ring")
+    one = toy_metrics("ring", torch.cat([_around(modes[2], sigma, 1), _around(modes[1], 5 * sigma, 10)]))
+    assert one["modes_covered"] == 1.0 and one["mode_kl"] == pytest.approx(math.log(len(modes)))
 
 
 def test_the_classifier_reads_each_channel_of_stacked_mnist(mnist5k: Dataset, classifier_cache: Path):
