@@ -13,6 +13,7 @@ import pytest
 
 from ganterm.errors import UserError
 from ganterm.run.control import CommandInbox, send, send_and_wait
+from ganterm.run.jsonl import read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder
 from ganterm.run.status import read_status, this_host, write_status
@@ -125,6 +126,8 @@ def test_a_run_folder_the_user_cannot_write_is_one_sentence(tmp_path: Path, monk
 def test_a_command_the_loop_cannot_carry_out_is_refused_with_its_reason(loop: FakeLoop):
     with pytest.raises(UserError, match=r"cannot checkpoint: this run writes no checkpoints$"):
         send_and_wait(loop.recorder.run, "checkpoint")
+    refusal = read_jsonl(loop.recorder.run.events)[-1]
+    assert (refusal["kind"], refusal["message"]) == ("log", "'checkpoint' refused: this run writes no checkpoints")
     send_and_wait(loop.recorder.run, "stop")
 
 

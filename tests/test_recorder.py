@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,10 @@ def test_a_replica_of_a_distributed_run_writes_nothing_but_keeps_the_last_row(tm
     assert replica.flush() == [{"step": 1, "t": 0.0, "loss_d": 0.5}] and replica.last_row["loss_d"] == 0.5
     replica.checkpoint(1, lambda: tmp_path / "never")
     replica.set_state("stopped", 1)
+    append_jsonl(run.control, {"cmd": "pause", "id": "p"})  # for rank 0, which reads the file
+    replica.inbox.on_signal(signal.SIGTERM, None)
+    assert replica.commands() == [{"cmd": "stop", "signal": "SIGTERM"}]
+    run.control.unlink()
     replica.close()
     assert list(run.path.iterdir()) == [] and replica.step == 1 and logged == ["step 1: stopped"]
 
