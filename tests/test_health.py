@@ -465,6 +465,8 @@ def test_divergence_is_each_quarter_of_four_windows_above_the_last_by_more_than_
     assert "in each of the last four stretches of 10 steps, from 1.000 to 4.000" in alert.message
     assert judged(quarters([1.0, 1.2, 1.5, 2.0])) == []
     assert checks(judged(quarters([0.0, 0.05, 0.1, 0.2]))) == ["divergence"]  # from 0: grown by 2x of 0.1
+    assert checks(judged(quarters([1.0, 1.9, 1.95, 2.05]))) == ["divergence"]  # grown by 1.05x of the first
+    assert judged(quarters([1.0, 1.0, 2.0, 3.0])) == []  # a flat stretch is no rise
 
 
 @pytest.mark.parametrize(
