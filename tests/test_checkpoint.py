@@ -12,7 +12,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ganterm.run.checkpoints import CheckpointError, find_checkpoint, newest_intact, read_resumable, step_files
+from ganterm.run.checkpoints import (
+    CheckpointError,
+    find_checkpoint,
+    latest_step_file,
+    newest_intact,
+    read_resumable,
+    step_files,
+)
 from ganterm.run.layout import RunDir
 from ganterm.run.rewind import abandon_after
 from ganterm.training.checkpoint import load_checkpoint, save_checkpoint, save_generator, verify
@@ -209,12 +216,60 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_pat
         verify(find_checkpoint(str(named), tmp_path / "runs", verify))
 
 
+def test_a_run_with_no_checkpoint_or_only_damaged_ones_says_so(tmp_path: Path):
+    run = RunDir(tmp_path / "runs" / "r")
+    run.path.mkdir(parents=True)
+    run.config.write_text("")
+    assert latest_step_file(run) is None
+    with pytest.raises(CheckpointError, match=r"^run 'r' has no checkpoint yet \(it writes one every checkpoint"):
+        find_checkpoint("r", tmp_path / "runs")
+    trainer = _trainer()
+    for step in (4, 8):
+        trainer.step = step
+        save_checkpoint(run, trainer.checkpoint(), keep=5)
+    warnings: list[str] = []
+    assert find_checkpoint("r", tmp_path / "runs", warn=warnings.append).name == "step_0000008.safetensors"
+    assert warnings == []  # the newest is intact: nothing passed over, nothing said
+    config, step = read_resumable(run.checkpoints / "step_0000004.safetensors")
+    assert step == 4 and config.model == trainer.config.model
+    for path in run.checkpoints.glob("step_*"):
+        path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match=r"step_0000008\.safetensors' is truncated"):  # the newest's problem
+        find_checkpoint("r", tmp_path / "runs")
+    assert latest_step_file(run) == run.checkpoints / "step_0000008.safetensors"  # by name, intact or not
+
+
+def test_two_rollbacks_in_one_second_keep_both_sets_aside_and_one_before_every_checkpoint_drops_latest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("ganterm.run.rewind.time.strftime", lambda pattern: "20261205-120000")  # one second
+    run = RunDir(tmp_path)
+    trainer = _trainer()
+    for step in (4, 8, 12):
+        trainer.step = step
+        save_checkpoint(run, trainer.checkpoint(), keep=5)
+    first = abandon_after(run, 8)
+    trainer.step = 10
+    save_checkpoint(run, trainer.checkpoint(), keep=5)
+    second = abandon_after(run, 4)
+    assert (first.name, second.name) == ("abandoned-20261205-120000", "abandoned-20261205-120000-2")
+    assert [p.name for p in first.iterdir()] == ["step_0000012.safetensors"]
+    assert sorted(p.name for p in second.iterdir()) == ["step_0000008.safetensors", "step_0000010.safetensors"]
+    abandon_after(run, 2)
+    assert step_files(run.checkpoints) == [] and not (run.checkpoints / "latest.safetensors").is_symlink()
+
+
 def test_resuming_from_an_exported_generator_says_what_the_file_is(tmp_path: Path):
     trainer = _trainer()
     out = tmp_path / "generator.safetensors"
     save_generator(out, trainer.generator_ema.state_dict(), trainer.config, 3)
-    with pytest.raises(CheckpointError, match=r"is an exported generator .* training cannot resume from it"):
+    with pytest.raises(CheckpointError) as refused:
         read_resumable(out)
+    assert str(refused.value) == (
+        f"{str(out)!r} is an exported generator (written by ganterm export): ganterm sample can use it, but training "
+        "cannot resume from it, since it holds no discriminator or optimizer state; resume from a file in the run's "
+        "checkpoints/ folder"
+    )
     with pytest.raises(CheckpointError, match="is an exported generator") as caught:
         _trainer().restore(load_checkpoint(out), out)
     assert "architecture" not in str(caught.value)

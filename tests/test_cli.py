@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from ganterm.cli import app
 from ganterm.cli import runs as runs_command
+from ganterm.listing import age, run_summary, runs_table
 from ganterm.run.jsonl import append_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status, write_status
@@ -266,6 +267,119 @@ def test_runs_without_any_says_how_to_start_one(tmp_path: Path):
     result = runner.invoke(app, ["runs", "--root", str(tmp_path / "runs")])
     assert result.exit_code == 0
     assert result.output.strip() == f"no runs in {tmp_path / 'runs'}/ yet; start one with: ganterm train"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [(-2.0, "0s"), (0.0, "0s"), (59.9, "59s"), (60.0, "1m"), (3599.0, "59m"), (3600.0, "1h"), (86399.0, "23h"),
+     (86400.0, "1d"), (200000.0, "2d")],
+)  # fmt: skip
+def test_runs_ages_read_in_the_largest_whole_unit(seconds: float, said: str):
+    """A run started a moment "in the future" (clocks apart by a little) is 0s old, not -2s."""
+    assert age(seconds) == said
+
+
+def test_runs_row_cells_round_each_number_to_its_column_and_name_the_device_short(tmp_path: Path):
+    run = RunDir(tmp_path / "runs" / "gpu")
+    run.path.mkdir(parents=True)
+    # the status is newer than the last row, which is logged every few steps only
+    write_status(run, {"state": "finished", "step": 1203, "total": 3500, "started": 1000.0,
+                       "device": "cuda:0 (NVIDIA H100 80GB HBM3)"})  # fmt: skip
+    append_jsonl(
+        run.metrics,
+        {"step": 1200, "t": 1.0, "loss_d": 1.2346, "loss_g": 0.5, "d_x": 0.456, "d_g_z1": 0.123, "img_per_s": 4567.8},
+    )
+    assert run_summary(run, now=1000.0 + 2 * 3600 + 59) == {
+        "name": "gpu", "state": "finished", "step": "1203/3500", "loss_d": "1.235", "loss_g": "0.500",
+        "d_x": "0.46", "d_g_z": "0.12", "img_per_s": "4568", "age": "2h", "device": "cuda:0",
+        "config": "-", "loss": "probability",
+    }  # fmt: skip
+
+
+def test_runs_row_of_a_users_own_loop_names_its_device_in_full(tmp_path: Path):
+    run = RunDir(tmp_path / "runs" / "mine")
+    run.path.mkdir(parents=True)
+    write_status(run, {"state": "finished", "step": 5, "device": "your training loop"})  # as ganterm.Run says
+    assert run_summary(run, now=0.0)["device"] == "your training loop"
+
+
+def test_runs_of_another_tool_or_with_nothing_logged_yet_read_as_external_and_unknown(tmp_path: Path):
+    """A folder with rows but no status (another tool wrote it) and one with only its config, in all three outputs."""
+    external = RunDir(tmp_path / "runs" / "theirs")
+    external.path.mkdir(parents=True)
+    append_jsonl(external.metrics, {"step": 7, "t": 1.0, "accuracy": 0.9})  # no losses in any row
+    empty = RunDir(tmp_path / "runs" / "empty")
+    empty.path.mkdir(parents=True)
+    empty.config.write_text("", encoding="utf-8")
+    root = ["--root", str(tmp_path / "runs")]
+    records = {record["name"]: record for record in json.loads(runner.invoke(app, ["runs", "--json", *root]).output)}
+    assert records["theirs"] == {
+        "name": "theirs", "state": "external", "step": 7, "total": None, "statistics": {"accuracy": 0.9},
+        "device": None, "world_size": 1, "started": external.path.stat().st_mtime, "heartbeat": None,
+        "path": str(external.path.resolve()), "config": {}, "loss": "probability",
+    }  # fmt: skip
+    assert (records["empty"]["state"], records["empty"]["step"], records["empty"]["statistics"]) == ("unknown", 0, {})
+    summary = run_summary(external, now=external.path.stat().st_mtime + 5)
+    assert (summary["state"], summary["step"], summary["loss_d"], summary["age"], summary["device"]) == (
+        "external",
+        "7",
+        "-",
+        "5s",
+        "-",
+    )
+
+
+def test_runs_a_folder_removed_while_listing_reads_as_unknown_not_as_a_crash(tmp_path: Path):
+    summary = run_summary(RunDir(tmp_path / "runs" / "gone"), now=100.0)
+    assert (summary["state"], summary["step"], summary["age"]) == ("unknown", "0", "0s")
+
+
+def _rendered(table: object, width: int, colour: bool = False) -> list[str]:
+    """What a terminal `width` columns wide shows of `table`, with its colours as escape codes when asked."""
+    out = io.StringIO()
+    terminal = {"force_terminal": True, "color_system": "standard", "no_color": False} if colour else {}
+    Console(file=out, width=width, **terminal).print(table)  # no_color: whatever NO_COLOR the tests run under
+    return [line.rstrip() for line in out.getvalue().splitlines()]
+
+
+@pytest.fixture
+def one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """runs/tiny, finished, listed by the relative root `runs` so the title is as short as a user's."""
+    monkeypatch.chdir(tmp_path)
+    run = RunDir(Path("runs") / "tiny")
+    run.path.mkdir(parents=True)
+    write_status(run, {"state": "finished", "step": 3500, "total": 3500, "started": 0, "device": "cpu"})
+    append_jsonl(run.metrics, {"step": 3500, "t": 1.0, "loss_d": 1.336, "loss_g": 0.944, "d_x": 0.5, "d_g_z1": 0.47})
+    return Path("runs")
+
+
+def test_runs_table_uses_the_whole_terminal_before_leaving_a_column_out(one_run: Path):
+    widest = max(len(line) for line in _rendered(runs_table(one_run, 500), 500))
+    assert "device" in _rendered(runs_table(one_run, widest), widest)[2]  # the header row, every column
+    narrower = _rendered(runs_table(one_run, widest - 1), widest - 1)
+    assert "device" not in narrower[2] and narrower[-1] == "device left out: too narrow a terminal"
+    assert max(len(line) for line in narrower) <= widest - 1
+
+
+def test_runs_table_has_its_title_and_caption_on_the_left_and_numbers_on_the_right(one_run: Path):
+    lines = _rendered(runs_table(one_run, 70), 70)
+    assert lines[0] == "runs in runs/" and lines[-1].startswith("img/s, age, device left out")
+    row = next(line for line in lines if "tiny" in line)
+    assert "│  1.336 │" in row and "│ 3500/3500 │" in row  # right-aligned under the wider headers
+
+
+def test_runs_table_colours_only_the_state_by_what_it_says(one_run: Path):
+    row = next(line for line in _rendered(runs_table(one_run, 200), 200, colour=True) if "tiny" in line)
+    assert "\x1b[34mfinished" in row  # blue, as STATE_STYLE says
+    assert row.count("\x1b[") == 2  # the state's colour and its reset; the name and numbers plain
+
+
+def test_runs_table_keeps_a_long_name_on_one_line_in_a_narrow_terminal(tmp_path: Path):
+    run = RunDir(tmp_path / "runs" / ("a-very-long-run-name-" * 3))
+    run.path.mkdir(parents=True)
+    write_status(run, {"state": "finished", "step": 3500, "total": 3500, "started": 0, "device": "cpu"})
+    lines = _rendered(runs_table(tmp_path / "runs", 40), 40)
+    assert len([line for line in lines if "a-very-long" in line]) == 1, lines
 
 
 @pytest.mark.parametrize("args", [["--help"], ["runs"], ["train", "--dry-run"]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from ganterm.run.control import CommandInbox, send, send_and_wait
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder
-from ganterm.run.status import read_status, write_status
+from ganterm.run.status import read_status, this_host, write_status
 from tests.conftest import wait_for
 
 
@@ -37,6 +38,7 @@ class FakeLoop:
         while True:
             self.reading.wait()
             for command in self.recorder.commands():
+                self.recorder.event("sample", self.step, path="samples/x.png")  # news of its own comes first
                 if command["cmd"] == "stop":
                     self.recorder.set_state("stopped", self.step, command)
                     self.recorder.close()
@@ -47,6 +49,8 @@ class FakeLoop:
                 elif command["cmd"] == "unpause":
                     self.paused = False
                     self.recorder.set_state("running", self.step, command)
+                elif command["cmd"] == "checkpoint":
+                    self.recorder.refuse(command, "this run writes no checkpoints")
             self.step += not self.paused
             time.sleep(0.01)
 
@@ -169,7 +173,7 @@ def test_a_run_folder_the_user_cannot_write_is_one_sentence(tmp_path: Path, monk
         return real_open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", read_only)
-    with pytest.raises(UserError, match=r"^cannot control run .*: its folder is not writable by you"):
+    with pytest.raises(UserError, match=r"^cannot control run .*: its folder is not writable by you \(Permission d"):
         send(run, "pause")
     assert read_status(run)["state"] == "running"
 
@@ -188,3 +192,57 @@ def test_a_stop_that_the_runs_own_end_beats_did_nothing(tmp_path: Path):
     threading.Thread(target=finish, daemon=True).start()
     with pytest.raises(UserError, match=r"^run .* ended \(finished\) before it could stop$"):
         send_and_wait(run, "stop")
+
+
+def test_a_command_the_loop_cannot_carry_out_is_refused_with_its_reason(loop: FakeLoop):
+    with pytest.raises(UserError, match=r"cannot checkpoint: this run writes no checkpoints$"):
+        send_and_wait(loop.recorder.run, "checkpoint")
+    refusal = read_jsonl(loop.recorder.run.events)[-1]
+    assert (refusal["kind"], refusal["message"]) == ("log", "'checkpoint' refused: this run writes no checkpoints")
+    send_and_wait(loop.recorder.run, "stop")
+
+
+def _live_with(run: RunDir, **fields: object) -> None:
+    """A status as this process's own live worker would write it."""
+    write_status(run, {"state": "running", "pid": os.getpid(), "host": this_host(), "heartbeat": time.time(), **fields})
+
+
+def test_a_run_with_no_worker_and_a_loop_that_does_not_take_the_command_are_told_at_once(tmp_path: Path):
+    run = RunDir(tmp_path / "done")
+    run.path.mkdir()
+    write_status(run, {"state": "finished", "step": 9})
+    with pytest.raises(UserError, match=r"^run 'done' is finished, so there is no worker to pause it$"):
+        send_and_wait(run, "pause")
+    _live_with(run, controls=["stop", "pause", "unpause"])  # a user's own loop: no checkpoints on request
+    with pytest.raises(UserError, match=r"fed by its own training loop, which does not take 'checkpoint'$"):
+        send_and_wait(run, "checkpoint")
+    assert not run.control.exists()  # nothing was sent
+
+
+def test_a_worker_that_never_answers_is_given_up_on_after_the_timeout(tmp_path: Path):
+    run = RunDir(tmp_path)
+    _live_with(run)
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"did not answer 'pause' within 1 s$"):
+        send_and_wait(run, "pause", timeout=1.0)
+    assert 1.0 <= time.monotonic() - started < 3
+
+
+def test_the_inbox_takes_signals_first_old_names_as_new_and_says_what_it_skipped(tmp_path: Path):
+    run = RunDir(tmp_path)
+    run.control.write_bytes(b"")
+    warnings: list[str] = []
+    inbox = CommandInbox(run, warn=warnings.append)
+    replica = CommandInbox(run, warn=warnings.append, read_file=False)
+    run.control.write_bytes(b'{"cmd":"sample","id":"a"}\n{"cmd":"dance","id":"b"}\nnot json\n{"cmd":"stop","id":"c"}\n')
+    inbox.on_signal(signal.SIGTERM, None)
+    assert [(c["cmd"], c.get("id"), c.get("signal")) for c in inbox()] == [
+        ("stop", None, "SIGTERM"), ("snapshot", "a", None), ("stop", "c", None),
+    ]  # fmt: skip
+    assert warnings == [
+        "ignoring unknown control command {'cmd': 'dance', 'id': 'b'}",
+        "skipped 1 unreadable line(s) in control.jsonl",
+    ]
+    assert inbox() == [] and replica() == []  # a replica of a distributed run hears signals only
+    replica.on_signal(signal.SIGINT, None)
+    assert replica() == [{"cmd": "stop", "signal": "SIGINT"}]

@@ -353,3 +353,138 @@ def test_stacked_mnist_runs_are_not_judged_by_the_spread_of_their_samples(
     assert train_in_process(run, config) == 0
     alerts = [event["check"] for event in read_jsonl(run.events) if event["kind"] == "alert"]
     assert ("mode_collapse" in alerts) == judged_by_spread, alerts
+
+
+# ----- at the thresholds: each check's numbers exact, on a 10-step window judged after every row -----
+
+
+def judged(rows: list[dict], classes: int = 0, **config: float) -> list:
+    """The alerts of `rows` fed one at a time to a monitor with a 10-step window and no warm-up."""
+    monitor = HealthMonitor(HealthConfig(**{"window": 10, "warmup": 0, **config}), classes=classes)
+    return [alert for row in rows for alert in monitor.update([row])]
+
+
+EVEN = {"d_x": 0.5, "d_g_z1": 0.5, "loss_d": 0.7}  # D at chance: no check fires
+WINNING = {"d_x": 0.99, "d_g_z1": 0.01, "loss_d": 0.7}  # near-certain of both
+
+
+LOSING = [{"d_x": x, "d_g_z1": round(1 - x, 2), "loss_d": 0.7} for x in (0.5, 0.6, 0.7, 0.8, 0.9)]
+
+
+def test_d_overpowering_on_exactly_half_the_window_says_the_windows_medians():
+    [alert] = judged([{"step": step, **kind} for step, kind in enumerate([WINNING] * 5 + LOSING, 1)])
+    assert (alert.check, alert.step) == ("d_overpowering", 10)
+    assert alert.evidence == pytest.approx({"d_x": 0.945, "d_g_z1": 0.055, "loss_d": 0.7, "decisive_share": 0.5})
+    assert "D(x) had a median of 0.945 and D(G(z)) 0.055, with loss_d at 0.700" in alert.message
+    assert "near-certain of both on 50% of the steps" in alert.message
+    assert alert.event() == {"check": "d_overpowering", "severity": "warning", "message": alert.message,
+                             "evidence": alert.evidence}  # fmt: skip
+
+
+def test_a_value_that_is_no_finite_number_stays_out_of_the_window():
+    """A user's loop may log an infinity or a string now and then: the window holds the ten numbers after it."""
+    odd = {"step": 1, "d_x": math.inf, "d_g_z1": "n/a", "loss_d": math.inf}
+    rows = [odd] + [{"step": step, **kind} for step, kind in enumerate([WINNING] * 5 + LOSING, 2)]
+    [alert] = judged(rows)
+    assert alert.step == 11 and alert.evidence["decisive_share"] == 0.5
+
+
+def test_a_nonfinite_step_is_said_with_its_step_and_what_to_do():
+    [alert] = judged([{"step": 7, "nonfinite": 1}])
+    assert (alert.check, alert.severity, alert.step) == ("nonfinite", "error", 7)
+    assert alert.message.startswith("Step 7 produced a NaN or infinite loss or gradient, so its update was skipped")
+    assert "train.max_bad_steps" in alert.message
+
+
+@pytest.mark.parametrize("edge", [{"d_x": 0.95}, {"d_g_z1": 0.05}])
+def test_a_step_at_a_threshold_itself_is_not_a_near_certain_one(edge: dict):
+    kinds = [WINNING] * 4 + [{**WINNING, **edge}] + LOSING
+    assert judged([{"step": step, **kind} for step, kind in enumerate(kinds, 1)]) == []
+
+
+@pytest.mark.parametrize(("again_from", "fired_at"), [(56, [10, 60]), (55, [10])])
+def test_a_check_fires_again_once_its_cooldown_has_passed_and_not_a_step_sooner(again_from: int, fired_at: list):
+    """Won at once, even from step 11, winning again from `again_from`: its window is half won 4 steps later."""
+    rows = [{"step": step, **(WINNING if step <= 10 or step >= again_from else EVEN)} for step in range(1, 80)]
+    assert [alert.step for alert in judged(rows, cooldown=50)] == fired_at
+
+
+def test_d_collapse_says_its_medians_and_needs_both_above_their_thresholds():
+    weak = {"d_x": 0.5, "d_g_z1": 0.9, "loss_d": 2.0}
+    [alert] = judged([{"step": step, **weak} for step in range(1, 11)])
+    assert (alert.check, alert.severity, alert.step) == ("d_collapse", "warning", 10)
+    assert alert.evidence == pytest.approx({"d_g_z1": 0.9, "loss_d": 2.0})
+    assert "D(G(z)) has a median of 0.900 over the last 10 steps) and its loss is high (2.000)" in alert.message
+    for edge in ({"d_g_z1": 0.8}, {"loss_d": 1.5}):
+        assert judged([{"step": step, **weak, **edge} for step in range(1, 11)]) == []
+
+
+@pytest.mark.parametrize(("d_g_z", "said"), [(0.1, True), (0.2, False)])
+def test_a_vanishing_gradient_is_a_window_median_against_its_peak_while_d_rejects_g(d_g_z: float, said: bool):
+    """grad_norm_g's window medians 10, then 0.4 (4% of the peak); D(G(z)) at 0.2 is no rejection."""
+    norms = [9.0, 10.0, 11.0] * 3 + [10.0] + [0.3, 0.4, 0.5] * 3 + [0.4]
+    rows = [{"step": step, "grad_norm_g": norm, "d_g_z1": d_g_z} for step, norm in enumerate(norms, 1)]
+    alerts = judged(rows)
+    assert checks(alerts) == (["vanishing_g_gradient"] if said else [])
+    if said:
+        assert (alerts[0].step, alerts[0].severity) == (20, "warning")
+        assert alerts[0].evidence == pytest.approx({"grad_norm_g": 0.4, "peak": 10.0, "ratio": 0.04})
+        assert "is 0.4, 4.0% of its peak (10)" in alerts[0].message
+    at_the_edge = [{**row, "grad_norm_g": 0.5} if row["step"] > 10 else row for row in rows]  # 5% of the peak
+    assert judged(at_the_edge) == []
+
+
+@pytest.mark.parametrize(("covered", "said"), [(5, True), (6, False)])
+def test_half_the_classes_covered_is_a_collapse_and_one_more_is_not(covered: int, said: bool):
+    rows = [{"step": step, "class_coverage": covered} for step in range(1, 4)]
+    alerts = judged(rows, classes=10)
+    assert checks(alerts) == (["mode_collapse"] if said else [])
+    if said:
+        assert "cover only 5 of the 10 classes" in alerts[0].message and alerts[0].severity == "error"
+        assert "minibatch-std" in alerts[0].message  # what to try
+        assert alerts[0].evidence == {"classes_covered": 5, "classes_total": 10.0}
+
+
+def test_a_toy_or_stacked_mnist_is_judged_from_a_quarter_of_its_samples_near_modes_or_half_its_confidence():
+    toy = {"modes_covered": 3, "modes_total": 8}
+    assert checks(judged([{"step": 1, **toy, "hq_share": 0.25}])) == ["mode_collapse"]
+    assert judged([{"step": 1, **toy, "hq_share": 0.24}]) == []
+    stacked = {"modes_covered": 40, "modes_total": 1000}
+    assert checks(judged([{"step": 1, **stacked, "classifier_confidence": 0.5}])) == ["mode_collapse"]
+
+
+def test_divergence_is_each_quarter_of_four_windows_above_the_last_by_more_than_the_growth():
+    """Quarter means 1, 2, 3, 4: G's loss grew 3x its level; quarters 1, 1.2, 1.5, 2 grew exactly 1x: no alert."""
+
+    def quarters(means: list[float]) -> list[dict]:
+        return [{"step": 10 * q + i + 1, "loss_g": mean} for q, mean in enumerate(means) for i in range(10)]
+
+    [alert] = judged(quarters([1.0, 2.0, 3.0, 4.0]))
+    assert (alert.check, alert.step) == ("divergence", 40)
+    assert alert.evidence == pytest.approx({"loss_g_start": 1.0, "loss_g_end": 4.0})
+    assert "in each of the last four stretches of 10 steps, from 1.000 to 4.000" in alert.message
+    assert judged(quarters([1.0, 1.2, 1.5, 2.0])) == []
+    assert checks(judged(quarters([0.0, 0.05, 0.1, 0.2]))) == ["divergence"]  # from 0: grown by 2x of 0.1
+    assert checks(judged(quarters([1.0, 1.9, 1.95, 2.05]))) == ["divergence"]  # grown by 1.05x of the first
+    assert judged(quarters([1.0, 1.0, 2.0, 3.0])) == []  # a flat stretch is no rise
+
+
+@pytest.mark.parametrize(
+    "edge",
+    [{"d_x": 0.99, "d_g_z1": 0.05, "loss_d": 0.7}, {"d_x": 0.95, "d_g_z1": 0.01, "loss_d": 0.7},
+     {"d_x": 0.9, "d_g_z1": 0.01, "loss_d": 0.1}],
+)  # fmt: skip
+def test_medians_at_d_overpowerings_thresholds_are_no_alert(edge: dict):
+    assert judged([{"step": step, **edge} for step in range(1, 11)]) == []
+
+
+@pytest.mark.parametrize(("diversity", "said"), [(0.375, True), (0.5, False)])
+def test_a_spread_at_the_threshold_is_no_collapse(diversity: float, said: bool):
+    alerts = judged([{"step": step, "diversity": diversity} for step in range(1, 11)], diversity_low=0.5)
+    assert [(a.check, a.severity, a.step) for a in alerts] == ([("mode_collapse", "error", 10)] if said else [])
+
+
+@pytest.mark.parametrize("logged", [("d_g_z1", "loss_d"), ("d_x", "d_g_z1"), ("loss_d",)])
+def test_a_loop_that_logs_only_some_of_ds_numbers_gets_no_d_alert_and_no_crash(logged: tuple):
+    winning = {"d_x": 0.99, "d_g_z1": 0.01, "loss_d": 0.01}
+    assert judged([{"step": step, **{k: winning[k] for k in logged}} for step in range(1, 21)]) == []

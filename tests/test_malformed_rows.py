@@ -57,6 +57,8 @@ def _run(root: Path, garbage: bytes = b"") -> RunDir:
 
 def test_the_rules_field_by_field():
     assert all(valid_row(row) for row in GOOD + GOOD_AFTER)
+    assert valid_row({"step": 0, "t": START, "loss_d": 0.7})  # a user's loop may count from 0
+    assert not valid_row({"step": True, "t": START, "loss_d": 0.7})  # JSON's true is no step
     assert not any(valid_row(row) for row in BAD_ROWS)
     assert valid_event(GOOD_EVENT) and not any(valid_event(event) for event in BAD_EVENTS)
 

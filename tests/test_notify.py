@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ from ganterm.lookout import Lookout
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder
 from ganterm.run.status import read_status, this_host
+from ganterm.urls import shown_url
 from ganterm.waiting import ensure_idle
-from tests.conftest import run_cli, tiny_config, train_in_process
+from tests.conftest import run_cli, tiny_config, train_in_process, wait_for
 from tests.dashboard_runs import dead_pid
 from tests.test_serve import free_port
 
@@ -336,6 +338,71 @@ class TestNotifier:
         notifier.close(wait=5)
         assert receiver.events() == ["finished"] and notifier.failed == 1
         assert len(logged) == 1 and "not JSON serializable" in logged[0]
+
+    def test_ntfy_is_asked_for_the_title_and_text_and_an_error_comes_with_a_higher_priority(self):
+        served = Receiver()
+        notifier = notify.Notifier(served.url, "faces", "gpu3", [].append)
+        notifier.notice("alert", 3, check="d_overpowering", severity="warning", message="D wins")
+        notifier.notice("failed", 9, message="failed: out of memory")
+        notifier.close(wait=5)
+        served.server.shutdown()
+        (alert, alert_headers), (failed, failed_headers) = served.received
+        assert {key: alert_headers[key] for key in ("Content-Type", "X-Template", "X-Title", "X-Message")} == {
+            "Content-Type": "application/json", "X-Template": "yes", "X-Title": "{{.title}}", "X-Message": "{{.text}}",
+        }  # fmt: skip
+        assert (alert_headers["X-Priority"], failed_headers["X-Priority"]) == ("3", "4")
+        assert alert["title"] == "ganterm faces: d_overpowering" and failed["title"] == "ganterm faces: failed"
+        assert alert["text"] == "ganterm faces on gpu3, step 3, warning (d_overpowering): D wins " \
+                                "(see: ganterm watch faces)"  # fmt: skip
+        assert (failed["severity"], failed["message"], failed["step"]) == ("error", "failed: out of memory", 9)
+
+    def test_a_receiver_that_never_answers_is_given_up_on_after_the_timeout(self):
+        with socket.socket() as silent:  # takes connections (the backlog) and never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            logged: list[str] = []
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+            notifier = notify.Notifier(url, "r", "h", logged.append, timeout=0.2, backoff=(0.05,))
+            started = time.monotonic()
+            notifier.notice("finished", 7)
+            wait_for(lambda: notifier.failed == 1, timeout=5, what="the notice to be given up")
+            assert time.monotonic() - started < 2  # two attempts of 0.2 s, not of the default 5 s
+            notifier.close(wait=1)
+        assert len(logged) == 1 and "timed out" in logged[0] and "training goes on" in logged[0]
+
+    def test_a_receiver_that_asks_to_slow_down_gets_the_notice_on_a_retry(self):
+        served = Receiver(statuses=[429])
+        notifier = notify.Notifier(served.url, "r", "h", [].append, backoff=(0.05,))
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        served.server.shutdown()
+        assert served.events() == ["finished"] and notifier.failed == 0
+
+    def test_closing_ends_the_wait_before_a_retry_at_once(self):
+        """A finishing run does not sit out a 30 s backoff: the retry is dropped, said once."""
+        logged: list[str] = []
+        notifier = notify.Notifier(f"http://127.0.0.1:{free_port()}/hook", "r", "h", logged.append, backoff=(30.0,))
+        notifier.notice("finished", 7)
+        started = time.monotonic()
+        notifier.close(wait=0.3)
+        wait_for(lambda: notifier.failed == 1, timeout=5, what="the retry to be dropped")
+        assert time.monotonic() - started < 3 and len(logged) == 1 and "refused" in logged[0]
+
+    def test_more_notices_than_the_queue_holds_are_dropped_and_said_once(self):
+        logged: list[str] = []
+        notifier = notify.Notifier(f"http://127.0.0.1:{free_port()}/hook", "r", "h", logged.append, backoff=(30.0,))
+        for step in range(notify.QUEUE_LIMIT + 11):  # the first is being sent, QUEUE_LIMIT wait, 10 are too many
+            notifier.notice("alert", step, check="nan", severity="error", message="NaN")
+        shown = shown_url(notifier.url)
+        assert notifier.failed >= 10 and logged == [f"warning: could not notify {shown} (too many notices "
+                                                     "waiting); training goes on, later failures unlogged"]  # fmt: skip
+        notifier.close(wait=0.1)
+
+    def test_an_end_without_a_message_says_how_the_run_ended_with_its_severity(self):
+        severities = {event: notify.payload("r", event, 5, "h")["severity"] for event in notify.END_EVENTS}
+        assert severities == {"finished": "info", "stopped": "info", "failed": "error", "stalled": "warning",
+                              "lost": "error"}  # fmt: skip
+        assert notify.payload("r", "lost", 5, "h")["message"] == "run r lost at step 5"
 
     def test_the_payload_has_the_fields_a_receiver_reads(self):
         body = notify.payload("faces", "stalled", 120, "gpu3")

@@ -64,6 +64,47 @@ def test_a_live_run_offers_the_commands_its_writer_takes(tmp_path: Path):
     assert ganterm.open_run(run.path).controls == ("pause", "stop")
 
 
+def test_a_step_logged_again_keeps_its_newest_value_however_small_the_chunks_it_is_read_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A resumed user loop may log a step twice; a long history is read a few megabytes at a time."""
+    rows = [{"step": s, "t": START + s, "loss_d": float(s)} for s in range(1, 21)]
+    rows += [{"step": 5, "t": START + 30, "loss_d": 50.0}, {"step": 3, "t": START + 31, "loss_g": 7.0}]
+    run = _run_with_rows(tmp_path, rows)
+    whole = ganterm.open_run(run.path).history()
+    monkeypatch.setattr("ganterm.sources.ganterm_run.CHUNK_BYTES", 64)  # a row or two a chunk
+    chunked = ganterm.open_run(run.path).history()
+    for history in (whole, chunked):
+        assert history["step"].tolist() == list(range(1, 21))
+        assert history["loss_d"][4] == 50.0 and history["loss_d"][19] == 20.0
+        assert history["loss_g"][2] == 7.0 and np.isnan(history["loss_g"]).sum() == 19
+
+
+def test_a_folder_with_rows_only_reads_as_external_with_no_settings_and_its_valid_rows_and_events(tmp_path: Path):
+    run = RunDir(tmp_path / "theirs")
+    run.path.mkdir()
+    run.metrics.write_bytes(b'{"step":1,"t":1.0,"acc":0.5}\n{"step":"two","t":2.0}\n{"step":3,"t":3.0,"acc":0.75}\n')
+    run.events.write_bytes(
+        b'{"t":1.0,"step":1,"kind":"alert","check":"nan","message":"m"}\n{"t":2.0,"step":2,"kind":"log"}\n'
+        b'{"t":3.0,"step":"3","kind":"alert"}\n'
+    )
+    source = ganterm.open_run(run.path)
+    assert (source.status(), source.config(), source.controls) == ({"state": "external"}, {}, ())
+    assert [row["step"] for row in source.rows()] == [1, 3]
+    assert [event["step"] for event in source.events("alert")] == [1] and len(source.events()) == 2
+    assert source.history()["acc"].tolist() == [0.5, 0.75] and repr(source) == f"<ganterm run 'theirs' at {run.path}>"
+    assert (source.samples(), source.checkpoints()) == ([], [])
+
+
+@pytest.mark.parametrize(("state", "offered"), [("paused", True), ("starting", True), ("stalled", False)])
+def test_only_a_live_writer_offers_its_commands(tmp_path: Path, state: str, offered: bool):
+    run = _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
+    beat = time.time() - (60 if state == "stalled" else 0)  # this process, silent for a minute, reads as stalled
+    write_status(run, {"state": "running" if state == "stalled" else state, "pid": os.getpid(),
+                       "host": socket.gethostname(), "heartbeat": beat, "controls": ["stop"]})  # fmt: skip
+    assert ganterm.open_run(run.path).controls == (("stop",) if offered else ())
+
+
 ROWS = st.lists(
     st.fixed_dictionaries({"loss_d": st.floats(-1e6, 1e6, allow_nan=False), "loss_g": st.none() | st.floats(0, 10)}),
     min_size=1,

@@ -76,6 +76,14 @@ def test_precision_and_recall_tell_quality_from_coverage():
     assert off == {"precision": 0.0, "recall": 0.0}
 
 
+def test_precision_and_recall_count_points_in_the_nearest_neighbour_balls_edges_included():
+    """k=1 on a line: real 0 and 2 have balls of radius 2; generated 1 is inside, 4 on the edge, 5 outside."""
+    real = torch.tensor([[0.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    fake = torch.tensor([[4.0, 0.0], [1.0, 0.0], [5.0, 0.0]], dtype=torch.float64)
+    assert precision_recall(real, fake, k=1) == pytest.approx({"precision": 2 / 3, "recall": 1.0})
+    assert precision_recall(fake, real, k=1) == pytest.approx({"precision": 1.0, "recall": 2 / 3})
+
+
 def _one_hot(classes: list[int], total: int = 10) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.tensor(classes), total).double()
 
@@ -378,6 +386,13 @@ def test_a_stacked_mode_is_covered_by_one_sample_and_its_kl_is_from_uniform():
     assert half["modes_covered"] == 500 and half["mode_kl"] == pytest.approx(math.log(2))
     assert half["class_kl_red"] == pytest.approx(0.0, abs=1e-12)
     assert half["class_kl_blue"] == pytest.approx(math.log(2))  # blue shows only the even digits
+    assert (half["modes_total"], half["classifier_confidence"]) == (1000.0, 1.0)  # one-hot: read with certainty
+
+
+def test_one_high_quality_toy_sample_makes_a_histogram_of_one_mode():
+    modes, sigma = toy_modes("ring")
+    one = toy_metrics("ring", torch.cat([_around(modes[2], sigma, 1), _around(modes[1], 5 * sigma, 10)]))
+    assert one["modes_covered"] == 1.0 and one["mode_kl"] == pytest.approx(math.log(len(modes)))
 
 
 def test_the_classifier_reads_each_channel_of_stacked_mnist(mnist5k: Dataset, classifier_cache: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +11,8 @@ import pytest
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.lock import RunLocked
-from ganterm.run.recorder import Recorder
+from ganterm.run.recorder import Recorder, ReplicaRecorder
+from ganterm.run.schema import stats_line
 from ganterm.run.status import StatusBoard, read_status
 from ganterm.run.text import TEXT_LIMIT
 
@@ -151,3 +153,110 @@ def test_a_huge_failure_said_by_the_supervisor_is_kept_to_a_few_kb(tmp_path: Pat
     record_failure(run, HUGE)
     assert _kept_small(read_status(run)["error"]) and _kept_small(read_jsonl(run.events)[-1]["error"])
     assert run.status.stat().st_size < 3 * TEXT_LIMIT
+
+
+class KeptNotices:
+    """Notices as the Recorder hands them over, and whether it closed them."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, int, dict]] = []
+        self.closed = False
+
+    def notice(self, event: str, step: int, **fields: object) -> None:
+        self.told.append((event, step, fields))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_alerts_and_the_end_are_handed_to_the_notices_with_the_fields_a_receiver_reads(recorder: Recorder):
+    notices, logged = KeptNotices(), []
+    recorder.notices, recorder.log = notices, logged.append
+    recorder.event("alert", 12, check="nan", severity="error", message="NaN at 12", evidence={"loss_d": 1.0})
+    recorder.event("log", 12, message="not for the notices")
+    recorder.set_state("running", 13)
+    recorder.set_state("failed", 14, error="CUDA out of memory")
+    assert logged == ["step 13: running", "step 14: failed"]
+    status, event = read_status(recorder.run), read_jsonl(recorder.run.events)[-1]
+    assert (status["state"], status["step"], status["error"]) == ("failed", 14, "CUDA out of memory")
+    assert {key: event[key] for key in ("kind", "state", "step", "error")} == {
+        "kind": "status", "state": "failed", "step": 14, "error": "CUDA out of memory",
+    }  # fmt: skip
+    assert notices.told == [
+        ("alert", 12, {"check": "nan", "severity": "error", "message": "NaN at 12"}),
+        ("failed", 14, {"message": "failed: CUDA out of memory"}),
+    ]
+    recorder.close()
+    assert notices.closed and recorder.notices is None
+
+
+def test_rows_written_as_they_are_move_the_step_on_and_file_paths_are_told_relative_to_the_run(recorder: Recorder):
+    recorder.write_rows([{"step": 30, "t": 1.0, "fd_classifier": 12.5}])
+    assert read_jsonl(recorder.run.metrics) == [{"step": 30, "t": 1.0, "fd_classifier": 12.5}]
+    assert read_status(recorder.run)["step"] == 30 and recorder.step == 30
+    snapshot, checkpoint = {"cmd": "snapshot", "id": "s1"}, {"cmd": "checkpoint", "id": "c1"}
+    inside = recorder.sample(30, lambda: recorder.run.path / "samples" / "step_0000030.png", snapshot)
+    outside = recorder.checkpoint(31, lambda: Path("/elsewhere/g.safetensors"), checkpoint)
+    recorder.checkpoint(32, lambda: None)  # a save that does not say where
+    assert str(inside) == str(recorder.run.path / "samples" / "step_0000030.png") and outside is not None
+    assert [{k: v for k, v in e.items() if k != "t"} for e in read_jsonl(recorder.run.events)[-3:]] == [
+        {"step": 30, "kind": "sample", "ack": "s1", "path": "samples/step_0000030.png"},
+        {"step": 31, "kind": "checkpoint", "ack": "c1", "path": "/elsewhere/g.safetensors"},
+        {"step": 32, "kind": "checkpoint"},
+    ]
+
+
+def test_a_replica_of_a_distributed_run_writes_nothing_but_keeps_the_last_row(tmp_path: Path):
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    logged: list[str] = []
+    replica = ReplicaRecorder(run, log=logged.append)
+    replica.collect = lambda: [{"step": 1, "t": 0.0, "loss_d": 0.5}]
+    assert replica.flush() == [{"step": 1, "t": 0.0, "loss_d": 0.5}] and replica.last_row["loss_d"] == 0.5
+    replica.checkpoint(1, lambda: tmp_path / "never")
+    replica.set_state("stopped", 1)
+    append_jsonl(run.control, {"cmd": "pause", "id": "p"})  # for rank 0, which reads the file
+    replica.inbox.on_signal(signal.SIGTERM, None)
+    assert replica.commands() == [{"cmd": "stop", "signal": "SIGTERM"}]
+    run.control.unlink()
+    replica.close()
+    assert list(run.path.iterdir()) == [] and replica.step == 1 and logged == ["step 1: stopped"]
+
+
+def test_a_fresh_recorder_is_at_step_0_with_nothing_to_say_yet(recorder: Recorder):
+    """A run stopped before its first row: the worker's last log line and a refusal read so."""
+    assert stats_line(recorder.last_row) == "" and recorder.flush() == []
+    recorder.refuse({"cmd": "checkpoint", "id": "c"}, "not yet")
+    assert read_jsonl(recorder.run.events)[-1]["step"] == 0
+
+
+def test_img_per_s_is_rounded_to_a_tenth_and_counts_under_a_second_as_it_is(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+):
+    clock = iter([0.0, 3.0, 3.0, 3.5, 3.5])  # interval start, flush at 3 s (twice), flush half a second later
+    monkeypatch.setattr("ganterm.run.recorder.time.perf_counter", lambda: next(clock))
+    recorder.restart_clock()
+    recorder.describe(images_per_step=64)
+    recorder.collect = lambda: [{"step": 1, "t": 0.0}]
+    assert recorder.flush()[0]["img_per_s"] == 21.3  # 64 images in 3 s
+    recorder.collect = lambda: [{"step": 2, "t": 0.0}]
+    assert recorder.flush()[0]["img_per_s"] == 128.0  # in 0.5 s
+
+
+def test_rows_a_full_disk_did_not_take_go_first_on_the_next_flush(recorder: Recorder, monkeypatch: pytest.MonkeyPatch):
+    real_write = recorder._metrics.write
+    failures = iter([OSError(28, "No space left on device")])
+
+    def full_once(rows: list) -> None:
+        failure = next(failures, None)
+        if failure:
+            raise failure
+        real_write(rows)
+
+    monkeypatch.setattr(recorder._metrics, "write", full_once)
+    recorder.collect = lambda: [{"step": 1, "t": 0.0}]
+    with pytest.raises(OSError):
+        recorder.flush()
+    recorder.collect = lambda: [{"step": 2, "t": 0.0}]
+    assert [row["step"] for row in recorder.flush()] == [1, 2]
+    assert [row["step"] for row in read_jsonl(recorder.run.metrics)] == [1, 2]

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import datetime
 import os
+import stat
 import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ganterm.errors import UserError
-from ganterm.run.jsonl import JsonlTail, JsonlWriter, latest_values
-from ganterm.run.layout import RunDir, resolve_run
-from ganterm.run.lock import RunLocked, acquire_lock
+from ganterm.run.jsonl import JsonlTail, JsonlWriter, TextTail, latest_values
+from ganterm.run.layout import RunDir, check_run_name, list_runs, new_run_name, resolve_run
+from ganterm.run.lock import RunLocked, acquire_lock, lock_holder
 from ganterm.run.rewind import rewind
-from ganterm.run.status import effective_state, read_status, this_host, write_status
+from ganterm.run.status import (
+    StatusBoard,
+    effective_state,
+    read_status,
+    stalled_reason,
+    this_host,
+    write_status,
+)
+from tests.conftest import wait_for
 
 
 def test_nan_and_infinity_are_written_as_null(tmp_path: Path):
@@ -54,6 +65,18 @@ def test_tail_notices_a_rewound_file_and_starts_over(tmp_path: Path):
     assert tail.reset
 
 
+def test_rewind_cuts_the_metrics_at_the_first_later_row_and_a_torn_last_line_with_them(tmp_path: Path):
+    """A crash mid-write leaves a torn line; the resumed writer's rows must not be glued onto it."""
+    run = RunDir(tmp_path)
+    rows = b"".join(b'{"step":%d,"t":1.0}\n' % s for s in range(1, 5))
+    run.metrics.write_bytes(rows + b'not json\n[4]\n{"step":3')
+    rewind(run, 4)
+    assert run.metrics.read_bytes() == rows + b"not json\n[4]\n"  # whole lines stay, even unreadable ones
+    rewind(run, 2)
+    assert run.metrics.read_bytes() == rows[: rows.index(b'{"step":3')]
+    rewind(RunDir(tmp_path / "empty"), 2)  # nothing logged yet: nothing to cut
+
+
 def test_rewind_drops_later_samples(tmp_path: Path):
     run = RunDir(tmp_path)
     run.samples.mkdir()
@@ -67,6 +90,82 @@ def test_latest_values_reads_from_the_end_past_a_torn_line(tmp_path: Path):
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b"".join(b'{"step":%d,"pad":"%s"}\n' % (s, b"x" * 100) for s in range(5000)) + b'{"step":50')
     assert latest_values(path, ("step",))["step"] == 4999
+
+
+def test_the_newest_values_of_a_short_file_are_found_past_a_quality_row_and_a_stray_line(tmp_path: Path):
+    """A run one row old lists its numbers; a quality row or a stray non-object line after the losses hides nothing."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step":1,"loss_d":0.5}\n')
+    assert latest_values(path, ("loss_d",)) == {"step": 1, "loss_d": 0.5}
+    path.write_bytes(b'{"step":1,"loss_d":0.5}\n{"step":1,"kind":"log","message":"a quality point"}\n[1, 2]\n')
+    found = latest_values(path, ("loss_d",))
+    assert found["loss_d"] == 0.5 and found["message"] == "a quality point"
+    assert latest_values(tmp_path / "none.jsonl", ("loss_d",)) == {}
+
+
+def test_numpy_numbers_from_a_users_loop_are_written_as_plain_numbers(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write([{"step": np.int64(3), "loss_d": np.float32(0.5)}])
+    assert path.read_text() == '{"step":3,"loss_d":0.5}\n'
+
+
+def test_a_short_write_is_continued_until_the_whole_batch_is_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """os.write may take part of a buffer (a signal, a pipe, some file systems): the rest must follow, not vanish."""
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    path = tmp_path / "metrics.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write([{"step": s, "loss_d": 0.5} for s in range(3)])
+    monkeypatch.undo()
+    assert [r["step"] for r in JsonlTail(path).read()] == [0, 1, 2]
+
+
+def test_a_new_jsonl_file_is_readable_by_all_and_writable_by_its_owner_only(tmp_path: Path):
+    old_mask = os.umask(0o022)
+    try:
+        JsonlWriter(tmp_path / "metrics.jsonl").close()
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE((tmp_path / "metrics.jsonl").stat().st_mode) == 0o644
+
+
+def test_closing_a_writer_twice_closes_only_its_own_file(tmp_path: Path):
+    """The second close must not close whatever file descriptor the number now stands for (stdout here)."""
+    writer = JsonlWriter(tmp_path / "metrics.jsonl")
+    writer.close()
+    writer.close()
+    os.fstat(1)  # still open
+
+
+def test_a_tail_reads_what_comes_after_where_it_starts_and_at_most_what_it_is_asked_for(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step":1}\n{"step":2}\n')
+    from_end = JsonlTail(path, from_end=True)
+    assert from_end.read() == [] and not from_end.reset  # opened on a live run: only what comes next
+    tail = JsonlTail(path)
+    assert tail.read(max_bytes=14) == [{"step": 1}] and not tail.reset  # the first read is no rewind
+    assert tail.pending_bytes == 8
+    with open(path, "ab") as handle:
+        handle.write(b'{"step":3}\n')
+    assert tail.read() == [{"step": 2}, {"step": 3}] and from_end.read() == [{"step": 3}]
+    started = JsonlTail(path)
+    started.start_at(11)  # the start of the second line
+    assert started.read() == [{"step": 2}, {"step": 3}] and not started.reset
+
+
+def test_a_log_line_that_is_not_utf8_reads_with_a_replacement_character(tmp_path: Path):
+    path = tmp_path / "worker.log"
+    path.write_bytes(b"caf\xe9 au lait\nsecond\nthird\n")
+    tail = TextTail(path)
+    assert tail.read(max_bytes=25) == ["caf\ufffd au lait", "second"]
+
+
+def test_every_unreadable_line_is_counted(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'not json\n{"step":1}\n{"step":\n')
+    tail = JsonlTail(path)
+    assert tail.read() == [{"step": 1}] and tail.bad_lines == 2
 
 
 def test_corrupted_status_reads_as_unknown_with_the_problem_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -126,6 +225,8 @@ def test_runs_resolve_by_name_path_or_newest(tmp_path: Path):
         (root / name).mkdir(parents=True)
         (root / name / "config.toml").write_text("")
         time.sleep(0.02)
+    (root / "notes").mkdir()  # a folder of the user's, with nothing of a run in it
+    assert [run.name for run in list_runs(root)] == ["older", "newer"]
     assert resolve_run(None, root).name == "newer"
     assert resolve_run("older", root).name == "older"
     assert resolve_run(str(root / "older"), root).name == "older"
@@ -144,3 +245,91 @@ def test_a_second_worker_cannot_take_the_run(tmp_path: Path):
     finally:
         os.close(held)
     os.close(acquire_lock(run))
+
+
+def test_the_lock_holder_is_named_while_it_holds_the_run_and_nobody_after(tmp_path: Path):
+    run = RunDir(tmp_path)
+    assert lock_holder(run) is None  # no lock file yet
+    held = acquire_lock(run)
+    try:
+        assert lock_holder(run) == str(os.getpid())
+    finally:
+        os.close(held)
+    assert lock_holder(run) is None
+
+
+def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> Frozen:
+            return cls(2026, 12, 5, 12, 30, 0)
+
+    monkeypatch.setattr("ganterm.run.layout.datetime.datetime", Frozen)
+    assert new_run_name("~/data/My Faces!/", tmp_path) == "my-faces-20261205-123000"
+    (tmp_path / "mnist5k-20261205-123000").mkdir()
+    (tmp_path / "mnist5k-20261205-123000-2").mkdir()
+    assert new_run_name("mnist5k", tmp_path) == "mnist5k-20261205-123000-3"
+    assert check_run_name("a.b_c-1") == "a.b_c-1"
+    with pytest.raises(UserError, match=r"^run name 'a b' is not a valid run name: use letters, digits"):
+        check_run_name("a b")
+    with pytest.raises(UserError, match=r"^--name '\.hidden' is not a valid run name: use letters, digits"):
+        check_run_name(".hidden", "--name")
+
+
+def test_a_status_that_is_json_but_no_object_reads_as_a_problem(tmp_path: Path):
+    run = RunDir(tmp_path)
+    run.status.write_text("[1, 2]")
+    assert read_status(run) == {"problem": f"{run.status} does not hold an object"}
+
+
+def test_a_worker_is_stale_only_after_twenty_silent_seconds_and_one_elsewhere_is_judged_by_its_beat():
+    now = time.time()
+    alive = {"state": "paused", "heartbeat": now, "pid": os.getpid(), "host": this_host()}
+    assert effective_state(alive, now + 20) == "paused" and effective_state(alive, now + 21) == "stalled"
+    for elsewhere in ({**alive, "host": "elsewhere"}, {**alive, "pid": None}):
+        assert effective_state(elsewhere, now + 20) == "paused" and effective_state(elsewhere, now + 21) == "lost"
+    assert effective_state({**alive, "heartbeat": "noon"}, now) == "lost"  # no beat to believe: beaten at 0
+    assert effective_state({"step": 3}, now) == "unknown"
+
+
+def test_the_status_board_beats_while_the_loop_is_busy_and_stops_when_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("ganterm.run.status.HEARTBEAT_SECONDS", 0.05)
+    run = RunDir(tmp_path)
+    board = StatusBoard(run, state="running", step=3)
+    board.update()
+    first = read_status(run)["heartbeat"]
+    board.start()
+    wait_for(lambda: read_status(run)["heartbeat"] > first, timeout=5, what="a heartbeat")
+    board.close()
+    last = read_status(run)
+    time.sleep(0.2)
+    assert read_status(run) == last and (last["state"], last["step"], last["pid"]) == ("running", 3, os.getpid())
+    assert board.state == "running"
+
+
+def test_a_dead_worker_its_parent_has_not_reaped_reads_as_lost_and_another_users_as_alive(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    now = time.time()
+    alive = {"state": "running", "heartbeat": now, "pid": os.getpid(), "host": this_host()}
+    with subprocess.Popen(["true"]) as zombie:  # exits, and stays a zombie until waited for
+        wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z")
+        assert effective_state({**alive, "pid": zombie.pid}, now) == "lost"
+
+    def not_yours(pid: int, signal_number: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", not_yours)  # a worker of another user on a shared machine
+    assert effective_state({**alive, "pid": 1}, now) == "running"
+
+
+def test_a_stall_is_said_with_the_clock_time_of_the_last_beat_and_how_to_let_the_worker_go_on():
+    beat = time.mktime((2026, 12, 5, 12, 34, 56, 0, 0, -1))
+    assert stalled_reason({"heartbeat": beat, "pid": 4242}) == (
+        "its worker (pid 4242) is alive but has not reported since 12:34:56: it was stopped "
+        "(kill -CONT 4242 lets it go on) or the machine is short of memory"
+    )
