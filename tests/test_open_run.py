@@ -96,12 +96,18 @@ def test_a_folder_with_rows_only_reads_as_external_with_no_settings_and_its_vali
     assert (source.samples(), source.checkpoints()) == ([], [])
 
 
-@pytest.mark.parametrize(("state", "offered"), [("paused", True), ("starting", True), ("stalled", False)])
+@pytest.mark.parametrize(
+    ("state", "offered"), [("paused", True), ("starting", True), ("stalled", True), ("lost", False)]
+)
 def test_only_a_live_writer_offers_its_commands(tmp_path: Path, state: str, offered: bool):
+    """A stalled writer (stopped with Ctrl-Z) acts on its commands when it goes on; a lost one never will."""
     run = _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
-    beat = time.time() - (60 if state == "stalled" else 0)  # this process, silent for a minute, reads as stalled
-    write_status(run, {"state": "running" if state == "stalled" else state, "pid": os.getpid(),
-                       "host": socket.gethostname(), "heartbeat": beat, "controls": ["stop"]})  # fmt: skip
+    silent = state in ("stalled", "lost")
+    # init (pid 1) is alive and older than any heartbeat: silent, it reads as stalled; a dead pid reads as lost
+    pid = {"stalled": 1, "lost": dead_pid()}.get(state, os.getpid())
+    write_status(run, {"state": "running" if silent else state, "pid": pid, "host": this_host(),
+                       "heartbeat": time.time() - (60 if silent else 0), "controls": ["stop"]})  # fmt: skip
+    assert ganterm.open_run(run.path).status()["state"] == state
     assert ganterm.open_run(run.path).controls == (("stop",) if offered else ())
 
 
@@ -169,13 +175,3 @@ def test_a_notify_url_is_never_in_the_settings_a_script_reads(tmp_path: Path):
     run = _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
     run.config.write_text('[train]\nsteps = 5\n\n[notify]\nurl = "https://hooks.example/T0/S3cret"\n')
     assert ganterm.open_run(run.path).config() == {"train": {"steps": 5}, "notify": {}}
-
-
-def test_a_stalled_writer_still_takes_commands(tmp_path: Path):
-    """Stopped with Ctrl-Z, a worker acts on what it was sent when it goes on: its controls stay offered."""
-    run = _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
-    long_lived = 1  # init: alive, and started before the last heartbeat, as a stopped worker is
-    write_status(run, {"state": "running", "pid": long_lived, "host": this_host(),
-                       "heartbeat": time.time() - 60, "controls": ["pause", "stop"]})  # fmt: skip
-    source = ganterm.open_run(run.path)
-    assert source.status()["state"] == "stalled" and source.controls == ("pause", "stop")
