@@ -15,6 +15,7 @@ import pytest
 
 from ganterm.config import Config, load_config
 from ganterm.run.layout import RunDir
+from tests import terminal
 
 TINY = [
     "model.width=8",
@@ -112,3 +113,13 @@ def a_rival_claims_between_check_and_create(monkeypatch: pytest.MonkeyPatch, sta
 
     monkeypatch.setattr(RunDir, "exists", exists_then_a_rival_starts)
     return rivals
+
+
+@pytest.fixture
+def terminals():
+    """Opens terminals on demand (`terminals(command, cwd)`) and closes them all after the test."""
+    terminal.require_tmux()
+    made: list[terminal.Terminal] = []
+    yield lambda command, cwd: made.append(terminal.Terminal(command, cwd)) or made[-1]
+    for opened in made:
+        opened.kill()
