@@ -78,6 +78,7 @@ def columns_from_rows(
         steps, times = table[:, keys.index("step")], table[:, keys.index("t")]
         with np.errstate(invalid="ignore"):
             good &= np.isfinite(times) & (steps >= 0) & (steps == np.floor(steps))  # NaN and inf fail these
+        good &= ~_boolean_steps(group)
         bad += len(group) - int(good.sum())
         steps = steps[good].astype(np.int64)
         for index, name in enumerate(keys):
@@ -122,6 +123,19 @@ def _by_shape(rows: list[dict]) -> Iterator[tuple[tuple[str, ...], list[dict]]]:
         for row in group:
             shapes.setdefault(tuple(row), []).append(row)
         yield from shapes.items()
+
+
+_STEP = operator.itemgetter("step")
+
+
+def _boolean_steps(group: list[dict]) -> np.ndarray:
+    """Which rows have JSON's true or false as their step: numpy reads them as 1 and 0, the row rule as no step.
+
+    Looking at each step's type is a C loop; the per-row check runs only when a boolean is there.
+    """
+    if bool not in set(map(type, map(_STEP, group))):
+        return np.zeros(len(group), dtype=bool)
+    return np.fromiter((type(step) is bool for step in map(_STEP, group)), dtype=bool, count=len(group))
 
 
 def _numbers(keys: tuple[str, ...], group: list[dict]) -> tuple[np.ndarray, np.ndarray]:
