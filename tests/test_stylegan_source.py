@@ -118,18 +118,19 @@ class TestFollowing:
         assert steps(batch, "Loss/G/loss") == [4] and batch.bad_records == 0
 
     def test_unreadable_lines_are_passed_over_and_counted(self, tmp_path: Path):
-        """A garbled line, a tick without its kimg, and a metric of no snapshot: the lines around them still count."""
+        """A garbled line, ticks without a kimg, a metric of no snapshot: the lines around them still count."""
         folder = write_stylegan_folder(tmp_path, ticks=1)
         with open(tmp_path / "stats.jsonl", "a") as handle:
             handle.write('{"Loss/G/loss": {"num": 4, "mea\n')
             handle.write(json.dumps({"Loss/G/loss": stat(0.5)}) + "\n")
+            handle.write(json.dumps({**tick_record(1, 4032), "Progress/kimg": stat(float("nan"), 1)}) + "\n")
         with open(tmp_path / "metric-fid50k_full.jsonl", "a") as handle:
             handle.write(json.dumps({"results": {"fid50k_full": 3.0}, "snapshot_pkl": None}) + "\n")
         folder.ticks(2)
         batch = StyleganReader(tmp_path).poll()
         assert steps(batch, "Loss/G/loss") == [0, 4, 8]
         assert steps(batch, "Metrics/fid50k_full") == [0, 8]
-        assert batch.bad_records == 3
+        assert batch.bad_records == 4
 
     def test_a_diverged_loss_is_a_nan_point_and_a_statistic_with_no_values_is_none(self, tmp_path: Path):
         """json.dumps writes NaN bare; num 0 is a name reported with no values yet, whose mean is NaN too."""
