@@ -84,7 +84,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def tick_step(record: dict[str, Any]) -> int | None:
+def _tick_step(record: dict[str, Any]) -> int | None:
     """The kimg of a stats.jsonl line, or None when it has none.
 
     The loop reports `cur_nimg / 1e3` through a float32 sum, so whole images are rounded to first: 8.0 may read
@@ -110,7 +110,7 @@ class _Points:
 
     def add_tick(self, record: dict[str, Any]) -> bool:
         """Each statistic's mean; one with no values this run (num 0, its mean NaN) is no point. False: unusable."""
-        step = tick_step(record)
+        step = _tick_step(record)
         if step is None:
             return False
         for name, stat in record.items():
@@ -138,7 +138,7 @@ class _Points:
         return series
 
 
-def image_tag(name: str) -> tuple[str, int] | None:
+def _image_tag(name: str) -> tuple[str, int] | None:
     """The tag and step of a grid the loop writes, from its file name; None for any other file."""
     if name in FIXED_IMAGES:
         return FIXED_IMAGES[name], 0
@@ -219,7 +219,7 @@ class StyleganReader:
         """Grids not handed out yet, each once it is whole."""
         images = []
         for name in names:
-            tagged = image_tag(name)
+            tagged = _image_tag(name)
             if tagged is None or name in self._images_shown or not _png_complete(self.folder / name):
                 continue
             self._images_shown.add(name)
