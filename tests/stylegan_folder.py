@@ -154,10 +154,12 @@ class StyleganFolder:
         with open(self.path / "stats.jsonl", "a") as handle:
             handle.write(json.dumps(dict(record, timestamp=1_700_000_000.0 + self.tick)) + "\n")
 
-    def report_metric(self, metric: str, snapshot: Path, value: float) -> None:
-        """metrics/metric_main.py:report_metric: the result dict, the snapshot relative to the run, a time."""
-        result = {"results": {metric: value}, "metric": metric, "total_time": 12.5, "total_time_str": "12s",
-                  "num_gpus": 1}  # fmt: skip
+    def report_metric(self, metric: str, snapshot: Path, value: float | dict[str, float]) -> None:
+        """metrics/metric_main.py:report_metric: the result dict, the snapshot relative to the run, a time.
+
+        A metric of several results (pr50k3_full: precision and recall) takes them as a dict."""
+        results = value if isinstance(value, dict) else {metric: value}
+        result = {"results": results, "metric": metric, "total_time": 12.5, "total_time_str": "12s", "num_gpus": 1}
         line = json.dumps(dict(result, snapshot_pkl=os.path.relpath(snapshot, self.path), timestamp=1.7e9))
         with open(self.path / f"metric-{metric}.jsonl", "a") as handle:
             handle.write(line + "\n")

@@ -40,6 +40,16 @@ class TestWhatIsRead:
             assert steps(batch, name) == [0, 8, 16]
             assert batch.scalars[name][1].tolist() == [fid_value(k) for k in (0, 8, 16)]
 
+    def test_each_result_of_a_metric_is_its_own_series(self, tmp_path: Path):
+        folder = write_stylegan_folder(tmp_path, ticks=1, metrics=())
+        results = {"pr50k3_full_precision": 0.7, "pr50k3_full_recall": 0.4}
+        folder.report_metric("pr50k3_full", tmp_path / "network-snapshot-000000.pkl", results)
+        batch = StyleganReader(tmp_path).poll()
+        assert {tag: batch.scalars[tag][1].tolist() for tag in batch.scalars if tag.startswith("Metrics/")} == {
+            "Metrics/pr50k3_full_precision": [0.7],
+            "Metrics/pr50k3_full_recall": [0.4],
+        }
+
     def test_grids_come_with_their_kimg_reals_and_the_first_fakes_at_step_zero(self, tmp_path: Path):
         write_stylegan_folder(tmp_path, ticks=3)
         (tmp_path / "fakes000004 (copy).png").write_bytes((tmp_path / "fakes000000.png").read_bytes())
