@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +130,15 @@ class TextTail(LineTail):
 
 
 class JsonlTail(LineTail):
-    """New records of a JSONL file; a line that does not parse is skipped and counted."""
+    """New records of a JSONL file; a line that does not parse is skipped and counted.
 
-    def __init__(self, path: Path, from_end: bool = False) -> None:
+    `loads` parses one line (orjson's by default); it raises ValueError for a line it cannot read.
+    """
+
+    def __init__(self, path: Path, from_end: bool = False, loads: Callable[[bytes], Any] = orjson.loads) -> None:
         super().__init__(path, from_end)
         self.bad_lines = 0
+        self._loads = loads
 
     def read(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
         records = []
@@ -142,8 +146,8 @@ class JsonlTail(LineTail):
             if not line.strip():
                 continue
             try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                record = self._loads(line)
+            except ValueError:  # orjson's JSONDecodeError and the json module's are ValueErrors
                 self.bad_lines += 1
                 continue
             if isinstance(record, dict):

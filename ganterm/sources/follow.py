@@ -50,16 +50,23 @@ class RunUpdate:
                     or self.settings is not None)  # fmt: skip
 
 
-def _log_tail(path: Path) -> TextTail:
-    """Starts near the end of worker.log: the viewer shows its tail, not its whole history."""
+def _line_start_near_end(path: Path, size: int, window: int) -> int:
+    """Where the first whole line of a file's last `window` bytes begins."""
+    with open(path, "rb") as handle:
+        handle.seek(size - window)
+        return size - window + handle.read(window).find(b"\n") + 1
+
+
+def log_tail(path: Path) -> TextTail:
+    """Starts near the end of a text log (worker.log, another tool's log): the viewer shows its tail, not its whole
+    history."""
     tail = TextTail(path)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         return tail
     if size > LOG_TAIL_BYTES:
-        tail.start_at(size - LOG_TAIL_BYTES)
-        tail.read()  # drop the partial first line
+        tail.start_at(_line_start_near_end(path, size, LOG_TAIL_BYTES))
     return tail
 
 
@@ -72,9 +79,7 @@ def _metrics_tail(path: Path) -> tuple[LineTail, MetricsHistory | None]:
         return tail, None
     if size <= NEWEST_FIRST_BYTES:
         return tail, None
-    with open(path, "rb") as handle:
-        handle.seek(size - NEWEST_FIRST_BYTES)
-        start = size - NEWEST_FIRST_BYTES + handle.read(NEWEST_FIRST_BYTES).find(b"\n") + 1
+    start = _line_start_near_end(path, size, NEWEST_FIRST_BYTES)
     tail.start_at(start)
     return tail, MetricsHistory(path, start)
 
@@ -86,7 +91,7 @@ class RunReader:
         self.run = run
         self.metrics, self.history = _metrics_tail(run.metrics)
         self.events = JsonlTail(run.events)
-        self.log = _log_tail(run.log)
+        self.log = log_tail(run.log)
         self.bad_lines = 0  # unreadable or malformed lines of metrics.jsonl and events.jsonl, so far
         self._bad_events = 0
         self._status_stamp: tuple[int, int] | None = None
@@ -117,15 +122,15 @@ class RunReader:
         self._bad_events = self.events.bad_lines
         update.skipped = self.bad_lines - bad_before
         update.log_lines = self.log.read()
-        stamp = _stamp(self.run.status)
+        stamp = file_stamp(self.run.status)
         if stamp != self._status_stamp:
             self._status_stamp = stamp
             update.status = read_status(self.run) or {}
-        stamp = _stamp(self.run.samples)
+        stamp = file_stamp(self.run.samples)
         if stamp != self._samples_stamp:
             self._samples_stamp = stamp
             update.samples = self.run.sample_files()
-        stamp = _stamp(self.run.loop_config), _stamp(self.run.config)
+        stamp = file_stamp(self.run.loop_config), file_stamp(self.run.config)
         if stamp != self._settings_stamp:
             self._settings_stamp = stamp
             update.settings = read_settings(self.run)
@@ -137,7 +142,7 @@ class RunReader:
             self.history.close()
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int] | None:
     """Modification time and size: cheap change detection without reading the file."""
     try:
         stat = os.stat(path)
