@@ -49,10 +49,11 @@ def resume_plan(
     The checkpoint's config is the base, with the run's notify.url; what the
     user sets on top may change the schedule, not the data or the
     architecture. A checkpoint file outside any run directory starts a new run
-    (returned as None) that continues its step numbering. A run that died before its first checkpoint starts over
-    from step 0 (returned checkpoint None) with its saved config. A run's
-    newest checkpoint with a damaged header is passed over for the newest
-    intact one; the worker, which loads the tensors, checks them too.
+    (returned as None) that continues its step numbering. A run that died
+    before its first checkpoint starts over from step 0 (returned checkpoint
+    None) with its saved config. A run's newest checkpoint with a damaged
+    header is passed over for the newest intact one; the worker, which loads
+    the tensors, checks them too.
     """
     given = Path(argument).expanduser()
     if given.is_file():

@@ -94,7 +94,7 @@ class RunDir:
 def check_run_name(name: str, what: str = "run name") -> str:
     """A run name is a plain, safe folder name: it is a path component, a shell word and a terminal string."""
     if not _RUN_NAME.match(name):
-        # a few past the limit are said whole
+        # 160: a name a few characters past the limit is said whole
         raise UserError(f"{what} {clip(name, 160)!r} is not a valid run name: use {RUN_NAME_RULE}")
     return name
 

@@ -1,4 +1,4 @@
-"""Text is kept short where it leaves (a file, a webhook, an error sentence), and reaches a terminal shown, not obeyed.
+"""Text kept short where it leaves (a file, a webhook, an error), and shown to a terminal, never obeyed.
 
 `clip` is the one way a text is shortened: the beginning of a text (what
 happened) and its end (often the innermost cause) are kept, the middle is

@@ -3,9 +3,10 @@
 One file holds G, D, the EMA copy of G, both optimizers and every RNG state
 as tensors under prefixes (`generator.`, `discriminator.`, `generator_ema.`,
 `optimizer_g.state.<i>.<key>`, `rng.<name>`); the metadata holds the format
-version, the step and the full config as JSON but for its secrets (notify.url),
-so a checkpoint alone rebuilds the model. `ganterm export` writes just the EMA generator, un-prefixed, for
-use with plain `safetensors.torch.load_file`.
+version, the step and the full config as JSON but for its secrets
+(notify.url), so a checkpoint alone rebuilds the model. `ganterm export`
+writes just the EMA generator, un-prefixed, for use with plain
+`safetensors.torch.load_file`.
 
 Finding a checkpoint and reading its header without torch is
 `ganterm.run.checkpoints`'s job; this module holds the tensors.
