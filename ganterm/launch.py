@@ -84,11 +84,15 @@ def resume_plan(
 def _with_secrets_of(run: RunDir | None, saved: Config) -> Config:
     """A checkpoint's config with the run's notify.url from its config.toml, since checkpoints keep no secret.
 
-    A checkpoint file from outside any run starts a run that notifies only where the user says.
+    A checkpoint file from outside any run starts a run that notifies only where the user says; so does a run
+    whose config.toml a kill cut short, which the checkpoint's config can still resume.
     """
-    if run is None or not run.config.is_file():
+    if run is None:
         return saved
-    return replace(saved, notify=load_config(run.config).notify)
+    try:
+        return replace(saved, notify=load_config(run.config).notify)
+    except ConfigError:
+        return saved
 
 
 @dataclass(frozen=True)
