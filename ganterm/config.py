@@ -190,6 +190,12 @@ class Config:
         return self.data.name in TOY_DATASETS
 
 
+def without_secrets(config: Config) -> Config:
+    """`config` for a file made to travel (a checkpoint, an exported generator): no notify.url, a webhook's URL
+    being its secret. The run's config.toml keeps it, and a resume reads it there."""
+    return dataclasses.replace(config, notify=NotifyConfig())
+
+
 def _toml_scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

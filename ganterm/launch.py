@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ganterm.config import Config, frozen_on_resume, load_config
@@ -46,13 +46,14 @@ def resume_plan(
 ) -> tuple[RunDir | None, Path | None, Config]:
     """Which run and checkpoint to continue, and the config to continue with.
 
-    The checkpoint's config is the base; what the user sets on top may change
-    the schedule, not the data or the architecture. A checkpoint file outside
-    any run directory starts a new run (returned as None) that continues its
-    step numbering. A run that died before its first checkpoint starts over
-    from step 0 (returned checkpoint None) with its saved config. A run's
-    newest checkpoint with a damaged header is passed over for the newest
-    intact one; the worker, which loads the tensors, checks them too.
+    The checkpoint's config is the base, with the run's notify.url; what the
+    user sets on top may change the schedule, not the data or the
+    architecture. A checkpoint file outside any run directory starts a new run
+    (returned as None) that continues its step numbering. A run that died
+    before its first checkpoint starts over from step 0 (returned checkpoint
+    None) with its saved config. A run's newest checkpoint with a damaged
+    header is passed over for the newest intact one; the worker, which loads
+    the tensors, checks them too.
     """
     given = Path(argument).expanduser()
     if given.is_file():
@@ -70,7 +71,7 @@ def resume_plan(
         if checkpoint is None:
             return run, None, load_config(config_path, overrides, values, base=load_config(run.config))
     saved, step = read_resumable(checkpoint)
-    config = load_config(config_path, overrides, values, base=saved)
+    config = load_config(config_path, overrides, values, base=_with_secrets_of(run, saved))
     frozen_on_resume(saved, config)
     if config.train.epochs <= 0 and config.train.steps <= step:
         raise ConfigError(
@@ -78,6 +79,20 @@ def resume_plan(
             f"pass --steps N with N above {step} to train on (--steps counts from the start of the run)"
         )
     return run, checkpoint, config
+
+
+def _with_secrets_of(run: RunDir | None, saved: Config) -> Config:
+    """A checkpoint's config with the run's notify.url from its config.toml, since checkpoints keep no secret.
+
+    A checkpoint file from outside any run starts a run that notifies only where the user says; so does a run
+    whose config.toml a kill cut short, which the checkpoint's config can still resume.
+    """
+    if run is None:
+        return saved
+    try:
+        return replace(saved, notify=load_config(run.config).notify)
+    except ConfigError:
+        return saved
 
 
 @dataclass(frozen=True)

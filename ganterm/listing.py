@@ -14,6 +14,7 @@ from ganterm.families import FAMILIES, family_of
 from ganterm.run.layout import RunDir, list_runs
 from ganterm.run.schema import STATE_STYLE
 from ganterm.run.settings import settings_line
+from ganterm.run.text import visible
 from ganterm.sources import GantermRun
 
 
@@ -62,17 +63,19 @@ CSV_COLUMNS = ("name", "state", "step", "total", *CSV_STATISTICS, "loss", "devic
 
 
 def csv_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A `run_record` flattened for `ganterm runs --csv`: one column per field and headline statistic."""
+    """A `run_record` flattened for `ganterm runs --csv`: one column per field and headline statistic, each text
+    `visible`, since the CSV goes to a terminal as often as to a file."""
     flat = {**record, **{name: record["statistics"].get(name) for name in CSV_STATISTICS}}
-    return {column: flat[column] for column in CSV_COLUMNS}
+    return {column: visible(flat[column]) if isinstance(flat[column], str) else flat[column] for column in CSV_COLUMNS}
 
 
 def run_summary(run: RunDir, now: float) -> dict[str, str]:
-    """The cells of a run's row in the `ganterm runs` table."""
+    """The cells of a run's row in the `ganterm runs` table, each `visible`: a folder's name or a status may hold
+    anything, and the cells' widths are measured as they will be shown."""
     record = run_record(run, now)
     row, step, total = record["statistics"], record["step"], record["total"]
     digits = 2 if record["loss"] == "probability" else 3  # a probability's two digits; raw scores get three
-    return {
+    cells = {
         "name": run.name,
         "state": record["state"],
         "step": f"{step}/{total}" if total else str(step),
@@ -85,8 +88,11 @@ def run_summary(run: RunDir, now: float) -> dict[str, str]:
         "age": age(now - float(record["started"])),
         "device": str(record["device"] or "-").split(" (")[0],  # cuda:0, not the full GPU name
         # a user loop's own settings; ganterm's runs have dozens, which `ganterm runs --json` gives
-        "config": _cut(settings_line(record["config"]), CONFIG_CELLS) if run.loop_config.exists() else "-",
+        "config": settings_line(record["config"]) if run.loop_config.exists() else "-",
     }
+    shown = {key: visible(cell) for key, cell in cells.items()}
+    shown["config"] = _cut(shown["config"], CONFIG_CELLS)  # cut as it is shown
+    return shown
 
 
 CONFIG_CELLS = 60

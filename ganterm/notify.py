@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from ganterm.run.text import clip
 from ganterm.urls import basic_auth, shown_url
 
 TIMEOUT_SECONDS = 5.0  # per attempt, whole: connecting, sending and the answer; a slower receiver is not tried again
@@ -47,7 +48,7 @@ def payload(run: str, event: str, step: int, host: str, **fields: Any) -> dict[s
     """One notice: `event` is `alert` (with `check`, `severity`, `message`) or how the run ended."""
     check = str(fields.get("check", ""))
     severity = str(fields.get("severity") or END_EVENTS.get(event, "warning"))
-    message = str(fields.get("message") or f"run {run} {event} at step {step}")
+    message = clip(str(fields.get("message") or f"run {run} {event} at step {step}"))  # a 5 MB error: a few KB
     what = f"{severity} ({check})" if event == "alert" else event
     return {
         "run": run,

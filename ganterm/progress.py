@@ -1,5 +1,6 @@
 """Following a run without the dashboard: a Rich progress bar in a terminal,
-plain periodic log lines when stdout is a pipe or a file.
+plain periodic log lines when stdout is a pipe or a file; the run's texts
+(its name, its state) printed `visible`, as the CLI prints them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ganterm.run.jsonl import ROW_RULE, JsonlTail, valid_row
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import stats_line
 from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
+from ganterm.run.text import visible
 
 LINES_PER_RUN = 20  # plain mode prints about this many progress lines over a whole run
 ETA_WINDOW = 200  # logged steps the rate is taken over: recent enough to follow a slowdown or a pause
@@ -117,18 +119,22 @@ def follow_plain(run: RunDir, console: Console, interval: float = 1.0) -> Snapsh
         if snap.row and snap.step // every != printed_step // every:
             percent = 100 * snap.step / max(snap.total, 1)
             console.print(
-                f"{run.name}: step {snap.step}/{snap.total} ({percent:.0f}%)  {snap.stats()}  "
-                f"ETA {clock(snap.eta_seconds())}",
+                visible(
+                    f"{run.name}: step {snap.step}/{snap.total} ({percent:.0f}%)  {snap.stats()}  "
+                    f"ETA {clock(snap.eta_seconds())}"
+                ),
                 highlight=False,
                 markup=False,
             )
             printed_step = snap.step
         if note := follower.skipped_note():
-            console.print(note, highlight=False, markup=False)
+            console.print(visible(note), highlight=False, markup=False)
         if not follower.active:
             return snap
         if snap.state != printed_state:
-            console.print(f"{run.name}: {snap.state} at step {snap.step}/{snap.total}", highlight=False, markup=False)
+            console.print(
+                visible(f"{run.name}: {snap.state} at step {snap.step}/{snap.total}"), highlight=False, markup=False
+            )
             printed_state = snap.state
         time.sleep(interval)
 
@@ -149,19 +155,19 @@ def follow_rich(run: RunDir, console: Console, interval: float = 0.25) -> Snapsh
         TextColumn("{task.fields[stats]}", markup=False),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(run.name, total=None, state="starting", eta="--:--", stats="")
+        task = progress.add_task(visible(run.name), total=None, state="starting", eta="--:--", stats="")
         while True:
             snap = follower.poll()
             progress.update(
                 task,
                 completed=snap.step,
                 total=snap.total or None,
-                state=snap.state,
+                state=visible(snap.state),
                 eta=clock(snap.eta_seconds()),
                 stats=snap.stats(),
             )
             if note := follower.skipped_note():
-                progress.console.print(note, highlight=False, markup=False)
+                progress.console.print(visible(note), highlight=False, markup=False)
             if not follower.active:
                 return snap
             time.sleep(interval)

@@ -143,15 +143,19 @@ def test_exported_generator_loads_with_plain_safetensors(tmp_path: Path):
     assert load_checkpoint(out).step == 1
 
 
-def test_an_exported_generator_keeps_the_notify_url_to_itself(tmp_path: Path):
-    """A webhook's URL is its secret, and an exported generator is made to be shared; checkpoints keep it to resume."""
+def test_no_checkpoint_file_keeps_the_notify_url(tmp_path: Path):
+    """A webhook's URL is its secret, and checkpoints get shared as exported generators do: neither holds it
+    (a resumed run finds it in its config.toml)."""
     trainer = _trainer()
     trainer.config.notify.url = "https://hooks.example.com/services/SECRET"
     out = tmp_path / "generator.safetensors"
     save_generator(out, trainer.generator_ema.state_dict(), trainer.config, trainer.step)
     assert b"SECRET" not in out.read_bytes()
     assert load_checkpoint(out).config.model == trainer.config.model
-    assert b"SECRET" in save_checkpoint(RunDir(tmp_path / "run"), trainer.checkpoint(), keep=1).read_bytes()
+    saved = save_checkpoint(RunDir(tmp_path / "run"), trainer.checkpoint(), keep=1)
+    assert b"SECRET" not in saved.read_bytes()
+    assert load_checkpoint(saved).config.model == trainer.config.model
+    assert trainer.config.notify.url  # the training run itself goes on notifying
 
 
 def _data_offset(path: Path, key: str) -> int:

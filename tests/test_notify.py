@@ -155,6 +155,8 @@ def test_a_run_tells_the_url_of_its_alert_and_its_end_and_so_does_its_resumption
     assert headers["Content-Type"] == "application/json"
     assert headers["X-Template"] == "yes" and headers["X-Message"] == "{{.text}}"  # what ntfy shows
     assert (end["event"], end["step"], end["severity"]) == ("finished", 30, "info")
+    checkpoint = (tmp_path / "runs" / "told" / "checkpoints" / "latest.safetensors").read_bytes()
+    assert secrets_in(checkpoint.decode("latin-1")) == []  # a shared checkpoint hands out no webhook
     resumed = run_cli(tmp_path, "train", "--resume", "told", "--steps", "40", "--no-dashboard")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert receiver.events()[-1] == "finished" and receiver.received[-1][0]["step"] == 40

@@ -125,3 +125,14 @@ def test_resuming_from_an_exported_generator_is_refused_naming_what_it_is(tmp_pa
     assert result.returncode != 0
     assert "is an exported generator" in result.stderr and "ganterm sample can use it" in result.stderr, result.stderr
     assert "architecture" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_run_whose_config_toml_was_cut_short_still_resumes_from_its_checkpoint(tmp_path: Path):
+    """A checkpoint holds the whole config but for the notify URL, which alone is read from config.toml."""
+    from ganterm.launch import plan_run
+
+    run = RunDir(tmp_path / "runs" / "cut")
+    assert train_in_process(run, tiny_config("train.steps=4", data="ring")) == 0
+    run.config.write_text("[train]\nsteps = ", encoding="utf-8")  # as a kill in the middle of writing it leaves it
+    plan = plan_run(None, {"train.steps": 8}, [], "cut", tmp_path / "runs")
+    assert plan.checkpoint == latest_step_file(run) and plan.config.train.steps == 8 and plan.config.data.name == "ring"

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ganterm.errors import UserError
+from ganterm.run.text import visible
 
 app = typer.Typer(
     help="Train GANs and watch them train, in any terminal.",
@@ -39,8 +40,14 @@ RunArgument = Annotated[
 
 
 def say(line: str) -> None:
-    """One line of output that quotes user text (run names, paths): printed as is, never as markup."""
-    console.print(line, highlight=False, markup=False)
+    """One line of output that quotes user text (run names, paths, a run's files): never markup, and its control
+    characters shown, not sent (`visible`)."""
+    console.print(visible(line), highlight=False, markup=False)
+
+
+def warn(line: str) -> None:
+    """`say` on stderr, for notes and warnings beside a command's output."""
+    errors.print(visible(line), highlight=False, markup=False, soft_wrap=True)
 
 
 def user_errors(command: F) -> F:
@@ -51,8 +58,10 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except UserError as error:
-            # the message quotes user text (names, paths, config values): never parse it as markup
-            errors.print(Text.assemble(("error:", "bold red"), " ", str(error)), highlight=False, soft_wrap=True)
+            # the message quotes user text (names, paths, config values, a run's error): never markup, never escapes
+            errors.print(
+                Text.assemble(("error:", "bold red"), " ", visible(str(error))), highlight=False, soft_wrap=True
+            )
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

@@ -23,10 +23,12 @@ from ganterm.cli.common import (
     output_folder,
     say,
     user_errors,
+    warn,
     write_output,
     writing_output,
 )
 from ganterm.errors import UserError
+from ganterm.run.text import visible
 
 
 @app.command()
@@ -84,7 +86,7 @@ def evaluate(
     path = _intact_checkpoint(run_or_checkpoint, root)
     from ganterm.training.evaluate import evaluate_checkpoint
 
-    measured, step = evaluate_checkpoint(path, log=lambda message: errors.print(message, highlight=False, markup=False))
+    measured, step = evaluate_checkpoint(path, log=warn)
     if as_json:
         print(json.dumps(measured))
     else:
@@ -102,9 +104,6 @@ def _intact_checkpoint(argument: str | None, root: Path) -> Path:
         from ganterm.training.checkpoint import verify
 
         return verify(path)
-
-    def warn(line: str) -> None:
-        errors.print(line, highlight=False, markup=False, soft_wrap=True)
 
     return find_checkpoint(argument, root, verify, warn)
 
@@ -188,7 +187,7 @@ def _export_history(arguments: list[str], fmt: str, out: Path | None, root: Path
         else:
             exported = write_output(out, lambda target: export_history(histories, fmt, target, advance))
     for note in exported.notes:
-        errors.print(note, highlight=False, markup=False, soft_wrap=True)
+        warn(note)
     plural = "s" if len(runs) > 1 else ""
     if fmt == "tensorboard":
         folders = ", ".join(str(out / run.name) for run in runs)
@@ -229,7 +228,7 @@ def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True) as progress:
-        task = progress.add_task(what, total=total)
+        task = progress.add_task(visible(what), total=total)  # it names runs: folder names may hold anything
         yield lambda done: progress.advance(task, done)

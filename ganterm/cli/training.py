@@ -28,6 +28,7 @@ from ganterm.cli.common import (
     say,
     user_errors,
 )
+from ganterm.run.text import visible
 
 
 @app.command()
@@ -116,9 +117,7 @@ def train(
     started = launch.start_run(plan, name, root, scale, say=lambda line: console.print(line, markup=False))
     run, pid = started.run, started.pid
     if scale.node_rank > 0:
-        code = follow_node(
-            run, pid, started.log_offset, scale, on_log=lambda line: console.print(line, highlight=False, markup=False)
-        )
+        code = follow_node(run, pid, started.log_offset, scale, on_log=say)
         raise typer.Exit(code)
     status = _wait_for_start(started)
     if status["state"] in ("failed", "lost"):  # lost: the worker died before it could say why
@@ -143,7 +142,7 @@ def _wait_for_start(started: launch.Started) -> dict[str, Any]:
     if not console.is_terminal:
         return wait_until_started(run, lambda line: say(_worker_line(run, line)), started.log_offset)
     with console.status(Text(f"starting {run.name}…")) as spinner:
-        show = lambda line: spinner.update(Text(_worker_line(run, line)))  # noqa: E731
+        show = lambda line: spinner.update(Text(visible(_worker_line(run, line))))  # noqa: E731
         return wait_until_started(run, show, started.log_offset)
 
 
@@ -220,7 +219,7 @@ def _interrupted(run) -> None:
     stop = False
     if console.is_terminal:
         try:
-            stop = Confirm.ask(Text(f"\nStop training {run.name} too? (no leaves it running)"), default=False)
+            stop = Confirm.ask(Text(visible(f"\nStop training {run.name} too? (no leaves it running)")), default=False)
         except (KeyboardInterrupt, EOFError):
             stop = False
     if stop:

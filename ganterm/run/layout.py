@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ganterm.errors import UserError
+from ganterm.run.text import clip
 
 DEFAULT_ROOT = Path("runs")
 GRID_KEY = "ganterm-grid"  # PNG text of a sample grid: "images columns rows cell_width cell_height"
@@ -93,8 +94,8 @@ class RunDir:
 def check_run_name(name: str, what: str = "run name") -> str:
     """A run name is a plain, safe folder name: it is a path component, a shell word and a terminal string."""
     if not _RUN_NAME.match(name):
-        shown = name if len(name) <= 160 else f"{name[:120]}...{name[-20:]}"  # a few past the limit are said whole
-        raise UserError(f"{what} {shown!r} is not a valid run name: use {RUN_NAME_RULE}")
+        # 160: a name a few characters past the limit is said whole
+        raise UserError(f"{what} {clip(name, 160)!r} is not a valid run name: use {RUN_NAME_RULE}")
     return name
 
 

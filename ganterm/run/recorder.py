@@ -29,7 +29,6 @@ from ganterm.run.jsonl import JsonlWriter, record_event
 from ganterm.run.layout import RunDir
 from ganterm.run.lock import acquire_lock
 from ganterm.run.status import StatusBoard
-from ganterm.run.text import clipped
 from ganterm.run.values import BadValue, plain_row
 
 Row = dict[str, Any]
@@ -167,8 +166,10 @@ class Recorder:
     # ----- events -----
 
     def event(self, kind: str, step: int, command: Command | None = None, **fields: Any) -> None:
-        """One record in events.jsonl; naming `command` acknowledges it. An alert is also pushed to `notices`."""
-        fields = clipped(fields)
+        """One record in events.jsonl; naming `command` acknowledges it. An alert is also pushed to `notices`.
+
+        Texts are clipped where they leave (`record_event`, `write_status`, `notify.payload`), once each.
+        """
         record_event(self.run, kind, step, **_ack(command), **fields)
         if kind == "alert" and self.notices is not None:
             told = {key: fields[key] for key in ("check", "severity", "message") if key in fields}
@@ -192,7 +193,6 @@ class Recorder:
 
     def set_state(self, state: str, step: int, command: Command | None = None, **fields: Any) -> None:
         """Acknowledge first, then tell status.json: a waiting CLI finds its answer whatever it reads first."""
-        fields = clipped(fields)
         self.step = step
         self.event("status", step, command, state=state, **fields)
         self.status.update(state=state, step=step, **fields)

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ganterm.errors import UserError
+from ganterm.run.text import clip
 
 # A row's own fields (`step`, `t`) and the exported tables' run column (`run`): never a metric's name.
 RESERVED_NAMES = ("step", "t", "run")
 CONFIG_PREFIX = "config."  # a loop's config= goes into exported tables as config.<key> columns
 NAME_LIMIT = 128  # a name is a column, a panel title and a TensorBoard tag
+QUOTE_LIMIT = 80  # characters of a bad value quoted in an error, the note of the cut included
 INT64 = (-(2**63), 2**63 - 1)  # what the JSON encoder writes as an integer
 ACCEPTED = "a number (int, float, bool, a numpy scalar, a one-element tensor or array) or None"
 
@@ -172,5 +174,5 @@ def _refused(name: str, what: str, advice: str) -> BadValue:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:60]}..."
+    """A value as an error sentence quotes it: its repr, clipped to a line's part."""
+    return clip(repr(value), QUOTE_LIMIT)

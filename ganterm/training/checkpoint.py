@@ -3,9 +3,10 @@
 One file holds G, D, the EMA copy of G, both optimizers and every RNG state
 as tensors under prefixes (`generator.`, `discriminator.`, `generator_ema.`,
 `optimizer_g.state.<i>.<key>`, `rng.<name>`); the metadata holds the format
-version, the step and the full config as JSON, so a checkpoint alone rebuilds
-the model. `ganterm export` writes just the EMA generator, un-prefixed, for
-use with plain `safetensors.torch.load_file`.
+version, the step and the full config as JSON but for its secrets
+(notify.url), so a checkpoint alone rebuilds the model. `ganterm export`
+writes just the EMA generator, un-prefixed, for use with plain
+`safetensors.torch.load_file`.
 
 Finding a checkpoint and reading its header without torch is
 `ganterm.run.checkpoints`'s job; this module holds the tensors.
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ganterm.config import Config
+from ganterm.config import Config, without_secrets
 from ganterm.run.checkpoints import (
     CHECKSUM,
     FORMAT,
@@ -112,7 +113,7 @@ def save_checkpoint(run: RunDir, checkpoint: Checkpoint, keep: int) -> Path:
         "format_version": str(FORMAT_VERSION),
         "step": str(checkpoint.step),
         "world_size": str(checkpoint.world_size),
-        "config": checkpoint.config.to_json(),
+        "config": without_secrets(checkpoint.config).to_json(),  # checkpoints get shared: no webhook in them
         "optimizer_g.param_groups": _flatten_optimizer("optimizer_g", checkpoint.optimizer_g, tensors),
         "optimizer_d.param_groups": _flatten_optimizer("optimizer_d", checkpoint.optimizer_d, tensors),
     }
@@ -124,16 +125,12 @@ def save_checkpoint(run: RunDir, checkpoint: Checkpoint, keep: int) -> Path:
 
 
 def save_generator(path: Path, weights: Tensors, config: Config, step: int) -> None:
-    """Just the generator, keys as in its state_dict, for plain load_file users.
-
-    An exported file is made to be shared, so its config leaves out notify.url: a webhook's URL is its secret.
-    """
-    shared = replace(config, notify=replace(config.notify, url=""))
+    """Just the generator, keys as in its state_dict, for plain load_file users."""
     metadata = {
         "format": GENERATOR_FORMAT,
         "format_version": str(FORMAT_VERSION),
         "step": str(step),
-        "config": shared.to_json(),
+        "config": without_secrets(config).to_json(),
     }
     _save(weights, metadata, path)
 
