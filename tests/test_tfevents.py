@@ -85,7 +85,8 @@ def write_scalars(folder: Path, steps: range, tags: tuple[str, ...] = ("loss/D",
 
 
 def scalar_event(name: str, step: int, value: float) -> Event:
-    return Event(step=step, wall_time=1.7e9 + step, summary=Summary(value=[Summary.Value(tag=name, simple_value=value)]))
+    summary = Summary(value=[Summary.Value(tag=name, simple_value=value)])
+    return Event(step=step, wall_time=1.7e9 + step, summary=summary)
 
 
 def record_ends(data: bytes) -> list[int]:
@@ -151,7 +152,8 @@ def test_tensor_scalars_and_image_tensors_of_tensorflow_2_are_read(tmp_path: Pat
             value = Summary.Value(tag=name, tensor=tensor, metadata=scalars if step == 0 else None)
             writer.write_event(Event(step=step, summary=Summary(value=[value])))
     picture = TensorProto(dtype=7, string_val=[b"4", b"4", png()])
-    writer.write_event(Event(step=5, summary=Summary(value=[Summary.Value(tag="gen", tensor=picture, metadata=images)])))
+    value = Summary.Value(tag="gen", tensor=picture, metadata=images)
+    writer.write_event(Event(step=5, summary=Summary(value=[value])))
     writer.close()
     shown = read_all(TfeventsReader(tmp_path))
     assert shown.points == {
