@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import time
 from pathlib import Path
 
@@ -289,7 +290,8 @@ def test_a_long_run_over_several_files_with_a_corrupt_record_in_its_history(tmp_
     assert shown.bad_records == 1
 
 
-def test_without_the_extra_one_sentence_says_what_to_install(monkeypatch, tmp_path: Path):
-    monkeypatch.setitem(__import__("sys").modules, "tensorboardX", None)
+@pytest.mark.parametrize("missing", ["tensorboardX", "crc32c"])
+def test_without_the_extra_one_sentence_says_what_to_install(monkeypatch, tmp_path: Path, missing: str):
+    monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(UserError, match=r"pip install 'ganterm\[tensorboard\]'"):
         TfeventsReader(tmp_path)

@@ -62,7 +62,7 @@ def parse_span(path: Path, start: int, end: int) -> EventPiece:
     """The events that start in bytes [start, end) of an event file; runs in a helper process."""
     found = read_span(path, start, end)
     decoded = Decoded()
-    EventDecoder().decode(found.records, decoded)
+    EventDecoder().decode(found, decoded)
     return EventPiece(decoded.series(), decoded.images, dict(decoded.skipped), found.bad + decoded.bad)
 
 
@@ -123,7 +123,7 @@ class TfeventsReader:
         decoded = Decoded()
         for path in sorted(self._tails):
             found = self._tails[path].read(READ_BYTES)
-            self._decoder.decode(found.records, decoded)
+            self._decoder.decode(found, decoded)
             batch.bad_records += found.bad
         batch.scalars, batch.images = decoded.series(), decoded.images
         skipped, batch.bad_records = decoded.skipped, batch.bad_records + decoded.bad

@@ -25,7 +25,10 @@ import numpy as np
 from ganterm.errors import UserError
 from ganterm.sources.columns import in_step_order
 from ganterm.sources.logbatch import LogImage, Series
+from ganterm.sources.tfevents_fast import common_scalars
+from ganterm.sources.tfrecords import Scan
 
+FAST_SCALARS = True  # the common scalar event decoded in bulk (tfevents_fast); False: all through the protobuf classes
 NEEDS_EXTRA = "reading TensorBoard event files needs tensorboardX and crc32c; install them with: " \
     "pip install 'ganterm[tensorboard]'"  # fmt: skip
 _NOT_DATA = {  # events that are no summary, under the name a user knows them by; file_version is left out
@@ -85,14 +88,26 @@ class Decoded:
     """What a run of records held, gathered per tag."""
 
     points: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)  # tag -> steps, values
+    arrays: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)  # and decoded in bulk
     images: list[LogImage] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     bad: int = 0  # records whose checksums held but whose bytes are no Event
 
     def series(self) -> Series:
         """The points as arrays, each tag in step order (a restarted writer goes back in steps)."""
-        return {tag: in_step_order(np.array(steps, dtype=np.int64), np.array(values, dtype=np.float64))
-                for tag, (steps, values) in self.points.items()}  # fmt: skip
+        series = {}
+        for tag in dict.fromkeys([*self.arrays, *self.points]):
+            parts = list(self.arrays.get(tag, []))
+            if tag in self.points:
+                steps, values = self.points[tag]
+                parts.append((np.array(steps, dtype=np.int64), np.array(values, dtype=np.float64)))
+            if len(parts) == 1:
+                series[tag] = in_step_order(*parts[0])
+            else:
+                series[tag] = in_step_order(
+                    np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+                )
+        return series
 
 
 class EventDecoder:
@@ -102,7 +117,17 @@ class EventDecoder:
         self._parse = event_class().FromString
         self._plugins: dict[str, str] = {}
 
-    def decode(self, records: Iterable[bytes | memoryview], into: Decoded) -> None:
+    def decode(self, found: Scan, into: Decoded) -> None:
+        """The records of a scan: those of the common scalar shape in bulk, the others one by one."""
+        starts, ends = np.array(found.starts, dtype=np.int64), np.array(found.ends, dtype=np.int64)
+        points, done = common_scalars(found.buf, starts, ends) if FAST_SCALARS else ({}, np.zeros(len(starts), bool))
+        for tag, parts in points.items():
+            into.arrays.setdefault(tag, []).extend(parts)
+        rest = np.flatnonzero(~done).tolist()
+        self.decode_records([found.buf[found.starts[i] : found.ends[i]] for i in rest], into)
+
+    def decode_records(self, records: Iterable[bytes | memoryview], into: Decoded) -> None:
+        """Each record through the protobuf classes."""
         from google.protobuf.message import DecodeError
 
         points, images, skipped = into.points, into.images, into.skipped

@@ -17,7 +17,12 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import crc32c
+import numpy as np
+
+try:
+    from crc32c import crc32c
+except ImportError:  # the tensorboard extra is missing: the reader says so in a sentence before it reads a record
+    crc32c = None
 
 HEADER = 12  # length, and its checksum
 FOOTER = 4  # the data's checksum
@@ -30,7 +35,7 @@ _checksum = struct.Struct("<I").unpack_from
 
 def masked_crc(data: bytes | memoryview) -> int:
     """TensorFlow's masked CRC-32C: the checksum rotated and offset, so data holding checksums stays checkable."""
-    crc = crc32c.crc32c(data)
+    crc = crc32c(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
@@ -76,32 +81,102 @@ def record_start(buf: memoryview, pos: int, chain: int = 1) -> int:
 
 @dataclass
 class Scan:
-    """The records found in a buffer, and where reading goes on."""
+    """The records found in a buffer, as where each one's data lies in it, and where reading goes on."""
 
-    records: list[memoryview] = field(default_factory=list)  # the data of each whole record, in file order
+    buf: memoryview = field(default_factory=lambda: memoryview(b""))
+    starts: list[int] = field(default_factory=list)  # where each whole record's data starts in `buf`, in file order
+    ends: list[int] = field(default_factory=list)  # and where it ends
     stop: int = 0  # the end of the last whole record, or the start of one still being written
     bad: int = 0  # stretches of corrupt bytes passed over
     in_corrupt: bool = False  # the buffer ended inside corrupt bytes, already counted
 
+    def records(self) -> list[memoryview]:
+        return [self.buf[start:end] for start, end in zip(self.starts, self.ends, strict=True)]
+
 
 def scan(buf: memoryview, pos: int = 0, in_corrupt: bool = False) -> Scan:
-    """The records from `pos` on: each that checks out, corrupt stretches counted once and passed over."""
-    found = Scan(in_corrupt=in_corrupt)
+    """The records from `pos` on: each that checks out, corrupt stretches counted once and passed over.
+
+    The records are walked by their lengths, then checked many at a time (`_first_unchecked`); only a
+    record that fails is looked at alone, to tell corrupt bytes from a record still being written.
+    """
+    found = Scan(buf, in_corrupt=in_corrupt)
+    data = np.frombuffer(buf, dtype=np.uint8)
     while pos < len(buf):
-        size = record_size(buf, pos)
-        if size > 0:
-            found.records.append(buf[pos + HEADER : pos + size - FOOTER])
+        heads, lengths = _walk(buf, pos)
+        good = _first_unchecked(data, heads, lengths)
+        if good:
+            starts = heads[:good] + HEADER
+            found.starts += starts.tolist()
+            found.ends += (starts + lengths[:good]).tolist()
             found.in_corrupt = False
-            pos += size
-            continue
-        if size == 0:
-            break
-        if not found.in_corrupt:
-            found.bad += 1
-            found.in_corrupt = True
-        pos = record_start(buf, pos + 1)
+            pos = int(starts[-1] + lengths[good - 1]) + FOOTER
+        if good < len(heads) or record_size(buf, pos) < 0:
+            if not found.in_corrupt:
+                found.bad += 1
+                found.in_corrupt = True
+            pos = record_start(buf, pos + 1)
+        elif good == 0:
+            break  # a record still being written
     found.stop = pos
     return found
+
+
+def _walk(buf: memoryview, pos: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the records from `pos` start, by their lengths alone, as far as whole records go."""
+    heads, lengths, end = [], [], len(buf)
+    while pos + HEADER <= end:
+        (length,) = _length(buf, pos)
+        if pos + HEADER + length + FOOTER > end:
+            break
+        heads.append(pos)
+        lengths.append(length)
+        pos += HEADER + length + FOOTER
+    return np.array(heads, dtype=np.int64), np.array(lengths, dtype=np.int64)
+
+
+def _first_unchecked(data: np.ndarray, heads: np.ndarray, lengths: np.ndarray) -> int:
+    """How many of the walked records, from the first, check out: both checksums, computed per length at once."""
+    ok = _masked(_crc_many(data, heads, 8)) == _stored(data, heads + 8)
+    for length in np.unique(lengths).tolist():
+        same = np.flatnonzero(lengths == length)
+        ok[same] &= _masked(_crc_many(data, heads[same] + HEADER, length)) == _stored(
+            data, heads[same] + HEADER + length
+        )
+    return len(ok) if ok.all() else int(np.argmin(ok))
+
+
+def _crc_many(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """CRC-32C of `length` bytes at each of `starts`: a byte column at a time when they are many and short."""
+    if len(starts) < 16 or length > 1024:
+        return np.array([crc32c(data[start : start + length]) for start in starts.tolist()], dtype=np.uint32)
+    crc = np.full(len(starts), 0xFFFFFFFF, dtype=np.uint32)
+    for index in range(length):
+        crc = _CRC_TABLE[(crc ^ data[starts + index]) & 0xFF] ^ (crc >> 8)
+    return crc ^ np.uint32(0xFFFFFFFF)
+
+
+def _masked(crc: np.ndarray) -> np.ndarray:
+    return ((crc >> 15) | (crc << 17)) + np.uint32(0xA282EAD8)
+
+
+def _stored(data: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The little-endian uint32 checksums written at `at`."""
+    return data[at[:, None] + np.arange(4)].copy().view("<u4")[:, 0]
+
+
+def _crc_table() -> np.ndarray:
+    """CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), one byte at a time."""
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return np.array(table, dtype=np.uint32)
+
+
+_CRC_TABLE = _crc_table()
 
 
 def read_span(path: Path, start: int, end: int) -> Scan:
@@ -113,17 +188,19 @@ def read_span(path: Path, start: int, end: int) -> Scan:
     with open(path, "rb") as handle:
         handle.seek(start)
         buf = memoryview(handle.read(end - start))
-        first = 0 if start == 0 else record_start(buf, 0, CHAIN)
-        found = scan(buf, first)
+        found = scan(buf, 0 if start == 0 else record_start(buf, 0, CHAIN))
         if found.stop < len(buf):  # a record that starts here and ends past `end`
             handle.seek(start + found.stop)
             header = handle.read(HEADER)
             if len(header) == HEADER:
-                handle.seek(start + found.stop)
-                whole = memoryview(handle.read(HEADER + min(_length(header, 0)[0], MAX_RECORD) + FOOTER))
-                size = record_size(whole, 0)
+                handle.seek(start + len(buf))
+                past = found.stop + HEADER + min(_length(header, 0)[0], MAX_RECORD) + FOOTER - len(buf)
+                whole = memoryview(bytes(buf) + handle.read(past))
+                size = record_size(whole, found.stop)
                 if size > 0:
-                    found.records.append(whole[HEADER : size - FOOTER])
+                    found.buf = whole
+                    found.starts.append(found.stop + HEADER)
+                    found.ends.append(found.stop + size - FOOTER)
                 elif size < 0 and not found.in_corrupt:
                     found.bad += 1
     return found
