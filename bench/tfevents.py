@@ -16,7 +16,7 @@ Prints a table with the ratios; no thresholds. Another reader (`ganterm watch`
 end to end, say) is one more entry in READERS: a snippet that prints one JSON
 object of seconds and counts.
 
-    python bench/tfevents.py [--steps 1000000] [--keep PATH] [--readers tensorboard,ganterm]
+    python bench/tfevents.py [--steps 1000000] [--keep PATH] [--readers tensorboard,ganterm,piece,piece-protos]
 """
 
 from __future__ import annotations
@@ -35,6 +35,17 @@ from pathlib import Path
 
 TAGS = ("Loss/D", "Loss/G", "D(x)", "D(G(z))", "Loss/D_real", "Loss/D_fake", "grad_norm/D", "lr")
 
+PIECE = """
+import json, sys, time
+from pathlib import Path
+started = time.perf_counter()
+from ganterm.sources import tfevents_decode
+from ganterm.sources.history import CHUNK_BYTES
+from ganterm.sources.tfevents import event_files, parse_span
+tfevents_decode.FAST_SCALARS = {fast}
+piece = parse_span(event_files(Path(sys.argv[1]))[-1], 0, CHUNK_BYTES)
+result = {{"all_s": time.perf_counter() - started, "points": sum(len(steps) for steps, _ in piece.scalars.values())}}
+"""
 # Each snippet runs in a process of its own with the run's folder as argv[1], and prints one JSON object;
 # MEASURED adds its peak resident memory (VmHWM: this process alone) and that of its largest child.
 READERS = {
@@ -52,6 +63,9 @@ import json, sys, time
 from pathlib import Path
 started = time.perf_counter()
 from ganterm.sources.tfevents import TfeventsReader
+from ganterm.sources.tfevents_decode import event_class
+event_class()
+imports_s = time.perf_counter() - started
 reader = TfeventsReader(Path(sys.argv[1]))
 batch = reader.poll()
 first_s = time.perf_counter() - started
@@ -62,10 +76,14 @@ while batch.more:
     time.sleep(0.005)
     batch = reader.poll()
     points += sum(len(steps) for steps, _ in (*batch.scalars.values(), *batch.history.values()))
-result = {"first_s": first_s, "first_points": first, "newest_step": newest,
+result = {"imports_s": imports_s, "first_s": first_s, "first_points": first, "newest_step": newest,
           "all_s": time.perf_counter() - started, "points": points}
 reader.close()
 """,
+    # what the bulk decoding of the common scalar event (ganterm/sources/tfevents_fast.py) saves: the first
+    # 8 MB piece of the history decoded in this one process, with it and through the protobuf classes alone
+    "piece": PIECE.format(fast=True),
+    "piece-protos": PIECE.format(fast=False),
 }
 MEASURED = """
 import os, resource
@@ -131,16 +149,18 @@ def measure(reader: str, folder: Path) -> dict[str, float]:
 
 
 def table(figures: dict[str, dict[str, float]]) -> list[str]:
-    """The figures as lines; each reader's whole-history time set against TensorBoard's."""
-    baseline = figures.get("tensorboard", {}).get("all_s")
-    lines = [f"{'reader':<12} {'first poll':>11} {'all points':>11} {'points':>11} {'vs TB':>7} "
+    """The figures as lines; a reader of every point is set against TensorBoard's time."""
+    baseline = figures.get("tensorboard")
+    lines = [f"{'reader':<13} {'first poll':>10} {'time':>9} {'points':>10} {'us/point':>8} {'vs TB':>6} "
              f"{'peak RSS':>9} {'helpers':>9}"]  # fmt: skip
     for name, got in figures.items():
         first = f"{got['first_s']:.2f} s" if "first_s" in got else "-"
-        ratio = f"{baseline / got['all_s']:.1f}x" if baseline else "-"
+        whole = baseline is not None and got["points"] == baseline["points"]
+        ratio = f"{baseline['all_s'] / got['all_s']:.1f}x" if whole else "-"  # type: ignore[index]
         helpers = f"{got['child_peak_mb']:.0f} MB" if got["child_peak_mb"] else "-"
-        lines.append(f"{name:<12} {first:>11} {got['all_s']:>9.1f} s {got['points']:>11,} {ratio:>7} "
-                     f"{got['peak_mb']:>6.0f} MB {helpers:>9}")  # fmt: skip
+        per_point = got["all_s"] / got["points"] * 1e6
+        lines.append(f"{name:<13} {first:>10} {got['all_s']:>7.1f} s {got['points']:>10,} {per_point:>8.2f} "
+                     f"{ratio:>6} {got['peak_mb']:>6.0f} MB {helpers:>9}")  # fmt: skip
     return lines
 
 
@@ -148,7 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="where the event file is written once and kept between runs")
-    parser.add_argument("--readers", default="tensorboard,ganterm", help=f"of: {', '.join(READERS)}")
+    parser.add_argument("--readers", default=",".join(READERS), help=f"of: {', '.join(READERS)}")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="ganterm-bench-"))
     try:
@@ -162,7 +182,10 @@ def main() -> None:
             print(f"{reader}: {json.dumps(figures[reader])}", file=sys.stderr)
         got = figures.get("ganterm")
         if got:
-            print(f"ganterm's first poll: {got['first_points']:,} points, up to step {got['newest_step']:,}")
+            print(
+                f"ganterm's first poll: {got['first_points']:,} points, up to step {got['newest_step']:,}, "
+                f"{got['first_s']:.2f} s after the process started its imports, {got['imports_s']:.2f} s of them"
+            )
         print("\n".join(table(figures)))
     finally:
         if args.keep is None:
