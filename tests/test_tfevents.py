@@ -20,6 +20,7 @@ from PIL import Image
 from ganterm.errors import UserError
 from ganterm.sources import history as history_module
 from ganterm.sources import tfevents as tfevents_module
+from ganterm.sources import tfevents_decode
 from ganterm.sources.logbatch import LogBatch
 from ganterm.sources.tfevents import TfeventsReader, find_event_runs
 
@@ -295,3 +296,21 @@ def test_without_the_extra_one_sentence_says_what_to_install(monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(UserError, match=r"pip install 'ganterm\[tensorboard\]'"):
         TfeventsReader(tmp_path)
+
+
+def test_the_bulk_decoding_of_the_common_scalar_event_gives_what_the_protobuf_classes_give(tmp_path: Path, monkeypatch):
+    """Step 0 (not written at all), big steps, two values in one event, long and non-ASCII tags: the same points."""
+    writer = EventsWriter(str(tmp_path / "events"))
+    long_tag = "x" * 118  # the longest tag whose summary length is still one byte
+    for step in [0, 1, 127, 128, 2**31 + 5, 2**40]:
+        for name in ("loss/D", "D(G(z)) ünïcode", long_tag, long_tag + "y", ""):
+            writer.write_event(scalar_event(name, step, step % 1000 - 0.5))
+        values = [Summary.Value(tag="pair/a", simple_value=1.0), Summary.Value(tag="pair/b", simple_value=2.0)]
+        writer.write_event(Event(step=step, wall_time=1.7e9, summary=Summary(value=values)))
+        writer.write_event(Event(step=step, summary=Summary(value=[Summary.Value(tag="no time", simple_value=3)])))
+    writer.close()
+    bulk = read_all(TfeventsReader(tmp_path))
+    monkeypatch.setattr(tfevents_decode, "FAST_SCALARS", False)
+    one_by_one = read_all(TfeventsReader(tmp_path))
+    assert bulk.points == one_by_one.points
+    assert len(bulk.points) == 8 and bulk.steps(long_tag + "y")[-1] == 2**40

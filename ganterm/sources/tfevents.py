@@ -19,7 +19,7 @@ from typing import NamedTuple
 from ganterm.sources.columns import in_step_order, merge_columns
 from ganterm.sources.history import CHUNK_BYTES, SpanHistory
 from ganterm.sources.logbatch import LogBatch, LogImage, Series
-from ganterm.sources.tfevents_decode import Decoded, EventDecoder
+from ganterm.sources.tfevents_decode import Decoded, EventDecoder, event_class
 from ganterm.sources.tfrecords import CHAIN, RecordTail, read_span, record_start
 
 NEWEST_FIRST_BYTES = 1 << 20  # about 3,000 steps of 8 scalars: decoded in the first poll in well under a second
@@ -88,9 +88,10 @@ class TfeventsReader:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._decoder = EventDecoder()  # first: one sentence if tensorboardX is missing
+        event_class()  # first: one sentence if the extra is missing
         self._tails: dict[Path, RecordTail] = {}
         self._history: SpanHistory[EventPiece] | None = None
+        self._history_spans: list[tuple[Path, int, int]] = []  # the history, until the first poll has read the rest
         self._open()
 
     def _open(self) -> None:
@@ -109,7 +110,7 @@ class TfeventsReader:
                 spans += file_spans(path, sizes[path])
         else:
             self._tails = {path: RecordTail(path) for path in files}
-        self._history = SpanHistory(spans, parse_span) if spans else None
+        self._history_spans = spans
 
     def poll(self) -> LogBatch:
         batch = LogBatch()
@@ -137,6 +138,8 @@ class TfeventsReader:
                     skipped.update(piece.skipped)
                     batch.bad_records += piece.bad_records
         batch.skipped = dict(skipped)
+        if self._history_spans:  # started now: helpers starting beside it would slow the first poll down
+            self._history, self._history_spans = SpanHistory(self._history_spans, parse_span), []
         batch.more = any(tail.behind for tail in self._tails.values()) or (
             self._history is not None and self._history.pending
         )
@@ -144,6 +147,7 @@ class TfeventsReader:
 
     def close(self) -> None:
         """Stops the helper processes still decoding the history."""
+        self._history_spans = []
         if self._history is not None:
             self._history.close()
             self._history = None
