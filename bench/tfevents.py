@@ -11,8 +11,10 @@ memory can be read from the kernel as it exits:
   until `more` is false (the whole history; the helper processes' memory is
   the largest helper's).
 
-The times include each process's imports, not the Python interpreter's start.
-Prints a table with the ratios; no thresholds. Another reader (`ganterm watch`
+The times include each process's imports, not the Python interpreter's start;
+the CPU seconds are those of the process and its helpers, which on a machine
+that others share say more than the time. Prints a table with the ratios (of
+time, and of CPU seconds); no thresholds. Another reader (`ganterm watch`
 end to end, say) is one more entry in READERS: a snippet that prints one JSON
 object of seconds and counts.
 
@@ -95,7 +97,9 @@ while True:  # reap the helpers, so that the kernel counts their peak memory as 
         break
 with open("/proc/self/status") as status:
     result["peak_mb"] = int(next(line.split()[1] for line in status if line.startswith("VmHWM"))) / 1024
-result["child_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+children, own = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+result["child_peak_mb"] = children.ru_maxrss / 1024
+result["cpu_s"] = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 print(json.dumps(result))
 """
 
@@ -149,18 +153,19 @@ def measure(reader: str, folder: Path) -> dict[str, float]:
 
 
 def table(figures: dict[str, dict[str, float]]) -> list[str]:
-    """The figures as lines; a reader of every point is set against TensorBoard's time."""
+    """The figures as lines; a reader of every point is set against TensorBoard, in seconds and in CPU seconds."""
     baseline = figures.get("tensorboard")
-    lines = [f"{'reader':<13} {'first poll':>10} {'time':>9} {'points':>10} {'us/point':>8} {'vs TB':>6} "
-             f"{'peak RSS':>9} {'helpers':>9}"]  # fmt: skip
+    lines = [f"{'reader':<13} {'first poll':>10} {'time':>9} {'CPU':>9} {'points':>10} {'CPU us/pt':>9} "
+             f"{'vs TB':>13} {'peak RSS':>9} {'helpers':>9}"]  # fmt: skip
     for name, got in figures.items():
         first = f"{got['first_s']:.2f} s" if "first_s" in got else "-"
-        whole = baseline is not None and got["points"] == baseline["points"]
-        ratio = f"{baseline['all_s'] / got['all_s']:.1f}x" if whole else "-"  # type: ignore[index]
+        ratio = "-"
+        if baseline is not None and got["points"] == baseline["points"]:
+            ratio = f"{baseline['all_s'] / got['all_s']:.1f}x, {baseline['cpu_s'] / got['cpu_s']:.1f}x"
         helpers = f"{got['child_peak_mb']:.0f} MB" if got["child_peak_mb"] else "-"
-        per_point = got["all_s"] / got["points"] * 1e6
-        lines.append(f"{name:<13} {first:>10} {got['all_s']:>7.1f} s {got['points']:>10,} {per_point:>8.2f} "
-                     f"{ratio:>6} {got['peak_mb']:>6.0f} MB {helpers:>9}")  # fmt: skip
+        per_point = got["cpu_s"] / got["points"] * 1e6
+        lines.append(f"{name:<13} {first:>10} {got['all_s']:>7.1f} s {got['cpu_s']:>7.1f} s {got['points']:>10,} "
+                     f"{per_point:>9.2f} {ratio:>13} {got['peak_mb']:>6.0f} MB {helpers:>9}")  # fmt: skip
     return lines
 
 
