@@ -65,8 +65,6 @@ import json, sys, time
 from pathlib import Path
 started = time.perf_counter()
 from ganterm.sources.tfevents import TfeventsReader
-from ganterm.sources.tfevents_decode import event_class
-event_class()
 imports_s = time.perf_counter() - started
 reader = TfeventsReader(Path(sys.argv[1]))
 batch = reader.poll()

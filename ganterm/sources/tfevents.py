@@ -19,7 +19,7 @@ from typing import NamedTuple
 from ganterm.sources.columns import in_step_order, merge_columns
 from ganterm.sources.history import CHUNK_BYTES, SpanHistory
 from ganterm.sources.logbatch import LogBatch, LogImage, Series
-from ganterm.sources.tfevents_decode import Decoded, EventDecoder, event_class
+from ganterm.sources.tfevents_decode import Decoded, EventDecoder, require_extra
 from ganterm.sources.tfrecords import CHAIN, RecordTail, read_span, record_start
 
 NEWEST_FIRST_BYTES = 1 << 20  # about 3,000 steps of 8 scalars: decoded in the first poll in well under a second
@@ -88,7 +88,7 @@ class TfeventsReader:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        event_class()  # first: one sentence if the extra is missing
+        require_extra()
         self._tails: dict[Path, RecordTail] = {}
         self._history: SpanHistory[EventPiece] | None = None
         self._history_spans: list[tuple[Path, int, int]] = []  # the history, until the first poll has read the rest

@@ -14,9 +14,9 @@ value tells the kinds apart by the tensor's shape.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,11 +72,20 @@ def import_tensorboardx() -> None:
             del sys.modules["torch"]
 
 
+def require_extra() -> None:
+    """Before anything is read: the tensorboard extra is installed, or one sentence says how to get it.
+
+    Only looked up, not imported: a run of scalars alone is read without tensorboardX (tfevents_fast), and
+    importing it costs the first poll a third of a second.
+    """
+    if any(importlib.util.find_spec(name) is None for name in ("tensorboardX", "crc32c")):
+        raise UserError(NEEDS_EXTRA)
+
+
 def event_class() -> Any:
-    """tensorboardX's Event message class, with crc32c checked too; one sentence when either is missing."""
+    """tensorboardX's Event message class; one sentence when it is missing."""
     try:
         import_tensorboardx()
-        importlib.import_module("crc32c")
         from tensorboardX.proto.event_pb2 import Event
     except ImportError:
         raise UserError(NEEDS_EXTRA) from None
@@ -114,7 +123,7 @@ class EventDecoder:
     """Decodes records into a `Decoded`, remembering each tensor tag's plugin from its first value."""
 
     def __init__(self) -> None:
-        self._parse = event_class().FromString
+        self._parse: Any = None  # Event.FromString, imported when a record first needs it
         self._plugins: dict[str, str] = {}
 
     def decode(self, found: Scan, into: Decoded) -> None:
@@ -126,8 +135,12 @@ class EventDecoder:
         rest = np.flatnonzero(~done).tolist()
         self.decode_records([found.buf[found.starts[i] : found.ends[i]] for i in rest], into)
 
-    def decode_records(self, records: Iterable[bytes | memoryview], into: Decoded) -> None:
+    def decode_records(self, records: list[memoryview], into: Decoded) -> None:
         """Each record through the protobuf classes."""
+        if not records:
+            return
+        if self._parse is None:
+            self._parse = event_class().FromString
         from google.protobuf.message import DecodeError
 
         points, images, skipped = into.points, into.images, into.skipped

@@ -22,6 +22,7 @@ VALUE = 0x0A  # Summary.value, length-delimited
 TAG = 0x0A  # Summary.Value.tag, length-delimited
 SIMPLE_VALUE = 0x15  # Summary.Value.simple_value, 4 bytes
 STEP_BYTES = 9  # a varint this long holds any step below 2**63
+PAST_END = 512  # zeros after the buffer: every byte the shape is looked at in lies within 300 of a record's start
 _HASH_WEIGHTS = np.random.default_rng(0).integers(1, 2**63, size=128, dtype=np.uint64) | np.uint64(1)
 
 
@@ -32,12 +33,12 @@ def common_scalars(
 
     `starts` and `ends`: where each record's data lies in `buf`.
     """
-    data = np.frombuffer(buf, dtype=np.uint8)
-    if len(starts) == 0 or len(data) == 0:
-        return {}, np.zeros(len(starts), dtype=bool)
+    if len(starts) == 0:
+        return {}, np.zeros(0, dtype=bool)
+    data = np.concatenate([np.frombuffer(buf, dtype=np.uint8), np.zeros(PAST_END, dtype=np.uint8)])
 
     def byte(at: np.ndarray) -> np.ndarray:
-        return data[np.minimum(at, len(data) - 1)].astype(np.int64)
+        return data[at].astype(np.int64)
 
     ok = (byte(starts) == WALL_TIME) & (byte(starts + 9) == STEP)
     steps, step_bytes, going = np.zeros(len(starts), np.int64), np.zeros(len(starts), np.int64), ok.copy()
@@ -46,6 +47,8 @@ def common_scalars(
         steps |= np.where(going, (part & 0x7F) << (7 * index), 0)
         step_bytes += going
         going &= part >= 0x80
+        if not going.any():
+            break
     at = starts + 10 + step_bytes  # the summary's key
     tag_length = byte(at + 5)
     ok &= ~going & (byte(at) == SUMMARY) & (byte(at + 1) == tag_length + 9) & (byte(at + 2) == VALUE)

@@ -7,7 +7,9 @@ waited for, never counted as corrupt. Bytes that fail a checksum are passed
 over and reading picks up at the next position where a whole record checks
 out, two 32-bit checksums over its header and its data; where a wrong pick
 would cost the rest of a file (a boundary found in the middle of it), the
-records after it must check out too. Reads only; needs the `crc32c` package.
+records after it must check out too. The checksums of many short records are
+computed together with numpy, a byte column at a time (a call per record was
+most of the time of reading a long run); long and single ones by the `crc32c` package.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ except ImportError:  # the tensorboard extra is missing: the reader says so in a
 HEADER = 12  # length, and its checksum
 FOOTER = 4  # the data's checksum
 MAX_RECORD = 1 << 31  # a length past this is no record's: garbage whose bytes happened to pass the header's checksum
+SAMPLE = 64  # records walked one at a time before their lengths are looked at for a cycle
+FIRST_STRETCH = 256  # records predicted from a cycle at first; doubled each time a prediction holds
 CHAIN = 3  # records that must check out in a row where a boundary is looked for in the middle of a file
 
 _length = struct.Struct("<Q").unpack_from
@@ -90,9 +94,6 @@ class Scan:
     bad: int = 0  # stretches of corrupt bytes passed over
     in_corrupt: bool = False  # the buffer ended inside corrupt bytes, already counted
 
-    def records(self) -> list[memoryview]:
-        return [self.buf[start:end] for start, end in zip(self.starts, self.ends, strict=True)]
-
 
 def scan(buf: memoryview, pos: int = 0, in_corrupt: bool = False) -> Scan:
     """The records from `pos` on: each that checks out, corrupt stretches counted once and passed over.
@@ -123,16 +124,50 @@ def scan(buf: memoryview, pos: int = 0, in_corrupt: bool = False) -> Scan:
 
 
 def _walk(buf: memoryview, pos: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where the records from `pos` start, by their lengths alone, as far as whole records go."""
-    heads, lengths, end = [], [], len(buf)
-    while pos + HEADER <= end:
-        (length,) = _length(buf, pos)
-        if pos + HEADER + length + FOOTER > end:
-            break
-        heads.append(pos)
-        lengths.append(length)
-        pos += HEADER + length + FOOTER
-    return np.array(heads, dtype=np.int64), np.array(lengths, dtype=np.int64)
+    """Where the records from `pos` start, by their lengths alone, as far as whole records go.
+
+    A long run's records repeat a few lengths in a cycle (one event per tag per step). Once the last
+    SAMPLE records walked show a cycle, the next stretch is predicted from it and checked against the
+    lengths written there, all at once; from the first that differs, walking goes on one at a time.
+    A stretch that held doubles the next one's length, one that failed starts again short.
+    """
+    heads: list[int] = []
+    lengths: list[int] = []
+    stretch, end = FIRST_STRETCH, len(buf)
+    while True:
+        for _ in range(SAMPLE):
+            if pos + HEADER > end:
+                break
+            (length,) = _length(buf, pos)
+            if pos + HEADER + length + FOOTER > end:
+                break
+            heads.append(pos)
+            lengths.append(length)
+            pos += HEADER + length + FOOTER
+        else:
+            predicted, pos = _predicted(buf, pos, lengths[-SAMPLE:], stretch)
+            heads += predicted[0].tolist()
+            lengths += predicted[1].tolist()
+            stretch = stretch * 2 if len(predicted[0]) == stretch else FIRST_STRETCH
+            continue
+        return np.array(heads, dtype=np.int64), np.array(lengths, dtype=np.int64)
+
+
+def _predicted(buf: memoryview, pos: int, recent: list[int], stretch: int) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+    """Up to `stretch` records from `pos` whose lengths continue the cycle of `recent`, and where they end."""
+    period = next((p for p in range(1, len(recent) // 2 + 1) if recent[p:] == recent[:-p]), 0)
+    if period == 0:
+        return (np.zeros(0, np.int64), np.zeros(0, np.int64)), pos
+    cycle = np.array(recent[-period:], dtype=np.int64)
+    lengths = np.tile(cycle, stretch // period + 1)[:stretch]
+    ends = pos + np.cumsum(lengths + HEADER + FOOTER)
+    fits = int(np.searchsorted(ends, len(buf), side="right"))
+    lengths, ends = lengths[:fits], ends[:fits]
+    heads = ends - lengths - HEADER - FOOTER
+    data = np.frombuffer(buf, dtype=np.uint8)
+    written = data[heads[:, None] + np.arange(8)].copy().view("<u8")[:, 0]
+    held = len(heads) if (written == lengths).all() else int(np.argmin(written == lengths))
+    return (heads[:held], lengths[:held]), int(ends[held - 1]) if held else pos
 
 
 def _first_unchecked(data: np.ndarray, heads: np.ndarray, lengths: np.ndarray) -> int:
