@@ -20,9 +20,10 @@ from PIL import Image
 from ganterm.errors import UserError
 from ganterm.sources import history as history_module
 from ganterm.sources import tfevents as tfevents_module
-from ganterm.sources import tfevents_decode
+from ganterm.sources import tfevents_decode, tfevents_fast
 from ganterm.sources.logbatch import LogBatch
 from ganterm.sources.tfevents import TfeventsReader, find_event_runs
+from ganterm.sources.tfrecords import read_span
 
 tensorboardX = pytest.importorskip("tensorboardX")
 from tensorboardX.event_file_writer import EventsWriter  # noqa: E402
@@ -205,13 +206,14 @@ def test_a_corrupt_record_in_the_middle_is_skipped_counted_and_the_rest_read(tmp
     data = bytearray(write_scalars(tmp_path / "whole", range(40), tags=("loss",)).read_bytes())
     ends = record_ends(bytes(data))
     data[ends[10] + 20] ^= 0xFF  # inside the 12th record's data: the event of step 10 (the 1st is file_version)
+    data[ends[20] + 9] ^= 0xFF  # the checksum of the length of step 20's record: its data still checks out
     folder = tmp_path / "run"
     folder.mkdir()
     garbage = b"\x00\x13garbage\xff" * 5  # and junk between the records of steps 30 and 31
     (folder / "events.out.tfevents.1.host").write_bytes(bytes(data[: ends[31]]) + garbage + bytes(data[ends[31] :]))
     shown = read_all(TfeventsReader(folder))
-    assert shown.steps("loss") == [step for step in range(40) if step != 10]
-    assert shown.bad_records == 2
+    assert shown.steps("loss") == [step for step in range(40) if step not in (10, 20)]
+    assert shown.bad_records == 3
 
 
 def test_a_file_cut_back_or_replaced_is_read_again_from_the_start(tmp_path: Path):
@@ -314,3 +316,54 @@ def test_the_bulk_decoding_of_the_common_scalar_event_gives_what_the_protobuf_cl
     one_by_one = read_all(TfeventsReader(tmp_path))
     assert bulk.points == one_by_one.points
     assert len(bulk.points) == 8 and bulk.steps(long_tag + "y")[-1] == 2**40
+
+
+def test_tags_of_one_length_are_told_apart_even_when_their_hashes_collide(tmp_path: Path, monkeypatch):
+    """The bulk decoder groups tags by a hash of their bytes; a collision must not merge two tags."""
+    monkeypatch.setattr(tfevents_fast, "_HASH_WEIGHTS", np.zeros(128, dtype=np.uint64))  # every tag collides
+    write_scalars(tmp_path, range(1, 4), tags=("loss/D", "loss/G", "errD_x"))
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.points == {
+        "loss/D": [(1, 0.125), (2, 0.25), (3, 0.375)],
+        "loss/G": [(1, 1.125), (2, 1.25), (3, 1.375)],
+        "errD_x": [(1, 2.125), (2, 2.25), (3, 2.375)],
+    }
+
+
+def test_a_record_belongs_to_the_piece_it_starts_in_and_is_read_whole_there(tmp_path: Path):
+    """The history is cut into pieces at any byte; each piece reads on past its end to finish its last record."""
+    path = write_scalars(tmp_path, range(1, 30), tags=("loss",))
+    data = bytearray(path.read_bytes())
+    ends = record_ends(bytes(data))
+    cut = ends[10] + 5  # inside the record of step 11
+    first, second = read_span(path, 0, cut), read_span(path, cut, len(data))
+    assert len(first.starts) == 12 and len(second.starts) == len(ends) - 12
+    data[ends[10] + 20] ^= 0xFF  # that record, corrupt: counted by the piece it starts in, once
+    path.write_bytes(bytes(data))
+    first, second = read_span(path, 0, cut), read_span(path, cut, len(data))
+    assert (len(first.starts), first.bad) == (11, 1)
+    assert (len(second.starts), second.bad) == (len(ends) - 12, 0)
+
+
+def test_a_last_record_longer_than_the_newest_stretch_is_read_and_so_is_what_follows(tmp_path: Path, monkeypatch):
+    """A big image at the end: no record starts in the newest bytes, so the boundary is looked for further back."""
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 3_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 5_000)
+    noise = np.random.default_rng(0).integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    picture = io.BytesIO()
+    Image.fromarray(noise).save(picture, format="PNG")  # about 10 kB that do not compress
+    writer = EventsWriter(str(tmp_path / "events"))
+    for step in range(1, 100):
+        writer.write_event(scalar_event("loss", step, step))
+    image = Summary.Image(height=60, width=60, colorspace=3, encoded_image_string=picture.getvalue())
+    writer.write_event(Event(step=99, wall_time=1.7e9, summary=Summary(value=[Summary.Value(tag="fake", image=image)])))
+    writer.flush()
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    writer.write_event(scalar_event("loss", 100, 100))
+    writer.close()
+    read_all(reader, shown)
+    assert shown.steps("loss") == list(range(1, 101))
+    assert [(tag, step, data) for tag, step, data in shown.images] == [("fake", 99, picture.getvalue())]
+    assert shown.bad_records == 0
+    reader.close()

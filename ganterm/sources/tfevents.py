@@ -20,7 +20,7 @@ from ganterm.sources.columns import in_step_order, merge_columns
 from ganterm.sources.history import CHUNK_BYTES, SpanHistory
 from ganterm.sources.logbatch import LogBatch, LogImage, Series
 from ganterm.sources.tfevents_decode import Decoded, EventDecoder, require_extra
-from ganterm.sources.tfrecords import CHAIN, RecordTail, read_span, record_start
+from ganterm.sources.tfrecords import CHAIN, HEADER, RecordTail, read_span, record_start
 
 NEWEST_FIRST_BYTES = 1 << 20  # about 3,000 steps of 8 scalars: decoded in the first poll in well under a second
 READ_BYTES = 4 << 20  # at most this much of a file each poll: a long file appearing later fills in over a few polls
@@ -72,15 +72,22 @@ def file_spans(path: Path, end: int) -> list[tuple[Path, int, int]]:
 
 
 def newest_boundary(path: Path, size: int) -> int:
-    """A record boundary about NEWEST_FIRST_BYTES before the end, where a chain of records checks out; 0 if none."""
-    start = max(0, size - NEWEST_FIRST_BYTES)
-    if start == 0:
-        return 0
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        buf = memoryview(handle.read(size - start))
-    found = record_start(buf, 0, CHAIN)
-    return 0 if found >= len(buf) else start + found
+    """A record boundary about NEWEST_FIRST_BYTES before the end, where a chain of records checks out.
+
+    A position is taken only with a whole header there: the last bytes of a long record still being
+    written cannot be told from a record's start. When the stretch holds no boundary (it lies inside
+    one long record, a big image), the search looks four times further back, and so on.
+    """
+    window = NEWEST_FIRST_BYTES
+    while size > window:
+        with open(path, "rb") as handle:
+            handle.seek(size - window)
+            buf = memoryview(handle.read(window))
+        found = record_start(buf, 0, CHAIN)
+        if found <= len(buf) - HEADER:
+            return size - window + found
+        window *= 4
+    return 0
 
 
 class TfeventsReader:

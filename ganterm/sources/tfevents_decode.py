@@ -83,12 +83,10 @@ def require_extra() -> None:
 
 
 def event_class() -> Any:
-    """tensorboardX's Event message class; one sentence when it is missing."""
-    try:
-        import_tensorboardx()
-        from tensorboardX.proto.event_pb2 import Event
-    except ImportError:
-        raise UserError(NEEDS_EXTRA) from None
+    """tensorboardX's Event message class (`require_extra` has made sure it is there)."""
+    import_tensorboardx()
+    from tensorboardX.proto.event_pb2 import Event
+
     return Event
 
 

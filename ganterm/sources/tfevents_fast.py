@@ -51,8 +51,10 @@ def common_scalars(
             break
     at = starts + 10 + step_bytes  # the summary's key
     tag_length = byte(at + 5)
+    # each length is one byte: a summary of 128 bytes or more writes its length in two, and the second,
+    # 0x01 or more, is then where the value's key 0x0A is looked for
     ok &= ~going & (byte(at) == SUMMARY) & (byte(at + 1) == tag_length + 9) & (byte(at + 2) == VALUE)
-    ok &= (byte(at + 3) == tag_length + 7) & (byte(at + 4) == TAG) & (tag_length + 9 < 0x80)
+    ok &= (byte(at + 3) == tag_length + 7) & (byte(at + 4) == TAG)
     ok &= (byte(at + 6 + tag_length) == SIMPLE_VALUE) & (at + 11 + tag_length == ends)
     picked = np.flatnonzero(ok)
     values_at = (at + 7 + tag_length)[picked]
