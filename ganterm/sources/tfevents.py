@@ -6,8 +6,9 @@ as they appear. Opening a long run reads the last NEWEST_FIRST_BYTES of its
 newest file first, from a record boundary found by checking a chain of
 records, so the newest steps show at once; everything before that boundary
 (the older files, and the start of the newest one) is decoded by helper
-processes (`ganterm.sources.history`) and handed out newest piece first, in
-`LogBatch.history`. Nothing here imports torch.
+processes (`ganterm.sources.history`), started once the first poll is done,
+and handed out newest piece first, in `LogBatch.history`. Nothing here imports
+torch.
 """
 
 from __future__ import annotations
