@@ -367,3 +367,16 @@ def test_a_last_record_longer_than_the_newest_stretch_is_read_and_so_is_what_fol
     assert [(tag, step, data) for tag, step, data in shown.images] == [("fake", 99, picture.getvalue())]
     assert shown.bad_records == 0
     reader.close()
+
+
+def test_events_that_hold_no_summary_are_counted_by_kind_but_each_files_version_is_not(tmp_path: Path):
+    from tensorboardX.proto.event_pb2 import SessionLog
+
+    writer = EventsWriter(str(tmp_path / "events"))  # writes file_version first, as every writer does
+    writer.write_event(Event(step=0, wall_time=1.7e9, graph_def=b"\x0a\x00"))
+    writer.write_event(Event(step=0, wall_time=1.7e9, session_log=SessionLog(status=SessionLog.START)))
+    writer.write_event(scalar_event("loss", 1, 0.5))
+    writer.close()
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.skipped == {"graph": 1, "session log": 1}
+    assert shown.points == {"loss": [(1, 0.5)]}
