@@ -37,7 +37,7 @@ def require_extra(fmt: str) -> None:
     """Before anything is read or written: the writer of `fmt` is installed, or one sentence says how to get it."""
     if fmt not in EXTRAS:
         return
-    from ganterm.export.tensorboard import import_tensorboardx
+    from ganterm.sources.tfevents_decode import import_tensorboardx
 
     module, extra = EXTRAS[fmt]
     try:

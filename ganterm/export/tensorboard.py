@@ -13,10 +13,8 @@ a million-row export nearly three times slower.
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.schema import tag
 from ganterm.run.settings import read_settings, setting_text
 from ganterm.sources.ganterm_run import PinnedRows
+from ganterm.sources.tfevents_decode import import_tensorboardx
 
 SAMPLES_TAG = "samples"
 ALERTS_TAG = "alerts"  # tensorboardX's text summaries append /text_summary
@@ -37,24 +36,6 @@ CONFIG_TAG = "config"  # the run's settings: a loop's config=, or ganterm's conf
 LOSS_TAG = "loss"  # how to read D's outputs, for a loss family other than probability (ganterm.families)
 _EVENT_FILE = "events.out.tfevents."
 _COLORSPACE = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
-
-
-def import_tensorboardx() -> None:
-    """Import tensorboardX without torch (ImportError when it is not installed).
-
-    tensorboardX imports torch, where it is installed, only to accept torch
-    tensors, which the export never hands it; torch would cost each export
-    1.5 s and about 500 MB. Blocked while tensorboardX loads, torch stays
-    importable afterwards; a process that already holds torch keeps it.
-    """
-    blocked = "torch" not in sys.modules
-    if blocked:
-        sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError: "no torch"
-    try:
-        importlib.import_module("tensorboardX")
-    finally:
-        if blocked:
-            del sys.modules["torch"]
 
 
 def write_event_folders(histories: list[PinnedRows], out: Path, advance: Callable[[int], None]) -> list[str]:

@@ -88,11 +88,16 @@ def columns_from_rows(
     for name, pieces in parts.items():
         steps = np.concatenate([p[0] for p in pieces]) if len(pieces) > 1 else pieces[0][0]
         values = np.concatenate([p[1] for p in pieces]) if len(pieces) > 1 else pieces[0][1]
-        if len(steps) > 1 and (steps[1:] < steps[:-1]).any():
-            order = np.argsort(steps, kind="stable")
-            steps, values = steps[order], values[order]
-        columns[name] = (steps, values)
+        columns[name] = in_step_order(steps, values)
     return columns, bad
+
+
+def in_step_order(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted by step, stably (points of one step keep their order); sorted arrays come back as they are."""
+    if len(steps) > 1 and (steps[1:] < steps[:-1]).any():
+        order = np.argsort(steps, kind="stable")
+        return steps[order], values[order]
+    return steps, values
 
 
 def merge_columns(pieces: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -1,24 +1,29 @@
-"""The older part of a long metrics.jsonl, parsed by helper processes while the viewer runs.
+"""The older part of a long file, parsed by helper processes while the viewer runs.
 
 Parsing a million rows is seconds of work that holds the GIL: in the viewer's
 process it would starve the screen, and two cores do it in half the time of
-one. Each helper is `python -m ganterm.sources.history PATH START:END ...`,
+one. Each helper is `python -m ganterm.sources.history MODULE:FUNCTION START:END:PATH ...`,
 a plain child process (multiprocessing would re-import the user's `__main__`
-and trips over the file descriptors Textual replaces), which writes one
-pickled piece per span to its stdout. Pieces are handed out round-robin,
-newest first, and come back in that order, so each can go in front of what
-the viewer already shows.
+and trips over the file descriptors Textual replaces), which calls the named
+parser on each span and writes one pickled piece per span to its stdout.
+Pieces are handed out round-robin, newest first, and come back in that order,
+so each can go in front of what the viewer already shows. A metrics.jsonl
+(`MetricsHistory`) and TensorBoard event files (`ganterm.sources.tfevents`)
+are read this way.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import pickle
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -30,6 +35,8 @@ CHUNK_BYTES = 8 << 20
 
 Columns = dict[str, tuple[np.ndarray, np.ndarray]]
 Piece = tuple[Columns, int, int]  # columns, rows, unreadable or malformed lines
+Span = tuple[Path, int, int]  # a file, and the bytes [start, end) of it that one piece holds
+P = TypeVar("P")
 
 
 def parse_span(path: Path, start: int, end: int) -> Piece:
@@ -59,14 +66,17 @@ def spans(path: Path, end: int) -> list[tuple[int, int]]:
     return [(start, stop) for stop, start in itertools.pairwise(cuts)]
 
 
-class MetricsHistory:
-    """Bytes [0, end) of a metrics file, delivered as parsed pieces, newest first."""
+class SpanHistory(Generic[P]):
+    """Spans of files, given newest first, delivered as parsed pieces in that order.
 
-    def __init__(self, path: Path, end: int) -> None:
-        self.path = path
-        self._spans = spans(path, end)
+    `parse(path, start, end)` must be a module-level function: the helpers import it by name.
+    """
+
+    def __init__(self, spans: list[Span], parse: Callable[[Path, int, int], P]) -> None:
+        self._spans = spans
+        self._parse = parse
         self._next = 0  # index of the next piece to hand over
-        self._parsed: dict[int, Piece] = {}
+        self._parsed: dict[int, P] = {}
         self._helpers: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -76,7 +86,7 @@ class MetricsHistory:
     def pending(self) -> bool:
         return self._next < len(self._spans)
 
-    def ready(self) -> list[Piece]:
+    def ready(self) -> list[P]:
         """The pieces parsed so far, newest first, up to the first one still being parsed."""
         with self._lock:
             done = []
@@ -89,11 +99,12 @@ class MetricsHistory:
         if not self._spans:
             return
         count = max(1, min(HELPERS, os.cpu_count() or 1, len(self._spans)))
+        parser = f"{self._parse.__module__}:{self._parse.__qualname__}"
         for helper in range(count):
             indices = list(range(helper, len(self._spans), count))
-            args = [f"{start}:{end}" for start, end in (self._spans[i] for i in indices)]
+            args = [f"{start}:{end}:{path}" for path, start, end in (self._spans[i] for i in indices)]
             process = subprocess.Popen(
-                [sys.executable, "-m", "ganterm.sources.history", str(self.path), *args],
+                [sys.executable, "-m", "ganterm.sources.history", parser, *args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -110,7 +121,7 @@ class MetricsHistory:
             except Exception:  # the helper died (killed, out of memory) or `close` stopped it
                 if self._closed:
                     return
-                piece = parse_span(self.path, *self._spans[index])
+                piece = self._parse(*self._spans[index])
             with self._lock:
                 self._parsed[index] = piece
 
@@ -123,11 +134,21 @@ class MetricsHistory:
         self._next = len(self._spans)
 
 
+class MetricsHistory(SpanHistory[Piece]):
+    """Bytes [0, end) of a metrics file, delivered as parsed pieces, newest first."""
+
+    def __init__(self, path: Path, end: int) -> None:
+        self.path = path
+        super().__init__([(path, start, stop) for start, stop in spans(path, end)], parse_span)
+
+
 def main(argv: list[str]) -> None:
-    path = Path(argv[0])
+    module, name = argv[0].split(":")
+    parse = getattr(importlib.import_module(module), name)
     for span in argv[1:]:
-        start, end = (int(part) for part in span.split(":"))
-        pickle.dump(parse_span(path, start, end), sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        start, end, path = span.split(":", 2)
+        piece = parse(Path(path), int(start), int(end))
+        pickle.dump(piece, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
         sys.stdout.buffer.flush()
 
 

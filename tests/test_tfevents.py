@@ -1,0 +1,382 @@
+"""Reading TensorBoard event files: what torch's and tensorboardX's writers write, followed as it grows.
+
+The files are written by the writers themselves (torch's SummaryWriter,
+tensorboardX's SummaryWriter and its synchronous EventsWriter); torn, corrupt,
+cut back and replaced files are made from their bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganterm.errors import UserError
+from ganterm.sources import history as history_module
+from ganterm.sources import tfevents as tfevents_module
+from ganterm.sources import tfevents_decode, tfevents_fast
+from ganterm.sources.logbatch import LogBatch
+from ganterm.sources.tfevents import TfeventsReader, find_event_runs
+from ganterm.sources.tfrecords import read_span
+
+tensorboardX = pytest.importorskip("tensorboardX")
+from tensorboardX.event_file_writer import EventsWriter  # noqa: E402
+from tensorboardX.proto.event_pb2 import Event  # noqa: E402
+from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata  # noqa: E402
+from tensorboardX.proto.tensor_pb2 import TensorProto  # noqa: E402
+
+
+class Shown:
+    """What a viewer holds after applying each batch as the seam says: new points after, history in front."""
+
+    def __init__(self) -> None:
+        self.points: dict[str, list[tuple[int, float]]] = {}
+        self.images: list[tuple[str, int, bytes]] = []
+        self.skipped: dict[str, int] = {}
+        self.bad_records = 0
+        self.resets = 0
+
+    def apply(self, batch: LogBatch) -> LogBatch:
+        if batch.reset:
+            self.__init__()  # type: ignore[misc]
+            self.resets = 1
+        for tag, (steps, values) in batch.history.items():
+            self.points[tag] = list(zip(steps.tolist(), values.tolist(), strict=True)) + self.points.get(tag, [])
+        for tag, (steps, values) in batch.scalars.items():
+            self.points.setdefault(tag, []).extend(zip(steps.tolist(), values.tolist(), strict=True))
+        self.images += [(image.tag, image.step, image.image) for image in batch.images]  # type: ignore[misc]
+        for kind, count in batch.skipped.items():
+            self.skipped[kind] = self.skipped.get(kind, 0) + count
+        self.bad_records += batch.bad_records
+        return batch
+
+    def steps(self, tag: str) -> list[int]:
+        return [step for step, _ in self.points[tag]]
+
+
+def read_all(reader: TfeventsReader, shown: Shown | None = None) -> Shown:
+    """Polls until `more` is false, as the viewer does."""
+    shown = shown or Shown()
+    deadline = time.monotonic() + 60
+    while shown.apply(reader.poll()).more:
+        assert time.monotonic() < deadline, "the history never finished loading"
+        time.sleep(0.01)
+    return shown
+
+
+def png(color: tuple[int, int, int] = (255, 0, 0)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def write_scalars(folder: Path, steps: range, tags: tuple[str, ...] = ("loss/D", "loss/G")) -> Path:
+    """One event per tag per step, as add_scalar writes them, through tensorboardX's synchronous writer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = EventsWriter(str(folder / "events"))
+    for step in steps:
+        for index, name in enumerate(tags):
+            writer.write_event(scalar_event(name, step, step / 8 + index))
+    writer.close()
+    return Path(writer._file_name)
+
+
+def scalar_event(name: str, step: int, value: float) -> Event:
+    summary = Summary(value=[Summary.Value(tag=name, simple_value=value)])
+    return Event(step=step, wall_time=1.7e9 + step, summary=summary)
+
+
+def record_ends(data: bytes) -> list[int]:
+    """Where each record of an event file ends, by the lengths in its headers."""
+    ends, pos = [], 0
+    while pos < len(data):
+        pos += 16 + struct.unpack_from("<Q", data, pos)[0]
+        ends.append(pos)
+    return ends
+
+
+def test_what_torchs_summary_writer_writes_is_read(tmp_path: Path):
+    """Scalars old and new style, an image; histograms and text are counted, not shown."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(20):
+        writer.add_scalar("Loss/D", 0.5 + step / 100, step)
+        writer.add_scalar("D(x)", 0.25 * step, step, new_style=True)
+    writer.add_histogram("weights", np.arange(10.0), 3)
+    writer.add_text("notes", "a note", 4)
+    writer.add_image("samples", np.zeros((3, 4, 4), dtype=np.uint8), 7)
+    writer.close()
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.steps("Loss/D") == list(range(20))
+    assert shown.points["Loss/D"][5][1] == pytest.approx(0.55)
+    assert shown.points["D(x)"] == [(step, pytest.approx(0.25 * step)) for step in range(20)]
+    assert shown.skipped == {"histogram": 1, "text": 1}
+    [(tag, step, image)] = shown.images
+    assert (tag, step) == ("samples", 7) and Image.open(io.BytesIO(image)).size == (4, 4)
+    assert shown.bad_records == 0
+
+
+def test_what_tensorboardxs_summary_writer_writes_is_read(tmp_path: Path):
+    writer = tensorboardX.SummaryWriter(str(tmp_path))
+    for step in range(30):
+        writer.add_scalar("Loss_D", step * 0.5, step)
+        writer.add_scalar("errG", -step, step)
+    writer.add_histogram("grads", np.arange(5.0), 2)
+    writer.add_histogram("grads", np.arange(5.0), 3)
+    writer.add_text("config", "lr=2e-4", 0)
+    writer.add_image("fake", np.ones((3, 8, 8)), 29)
+    writer.close()
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.points["Loss_D"] == [(step, step * 0.5) for step in range(30)]
+    assert shown.points["errG"] == [(step, -step) for step in range(30)]
+    assert shown.skipped == {"histogram": 2, "text": 1}
+    assert [(tag, step) for tag, step, _ in shown.images] == [("fake", 29)]
+
+
+def test_tensor_scalars_and_image_tensors_of_tensorflow_2_are_read(tmp_path: Path):
+    """float, double and int tensors, listed or as raw bytes; the plugin's name only in each tag's first value."""
+    scalars = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="scalars"))
+    images = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="images"))
+    writer = EventsWriter(str(tmp_path / "events"))
+    for step in range(3):
+        tensors = {
+            "float": TensorProto(dtype=1, float_val=[step + 0.5]),
+            "double": TensorProto(dtype=2, tensor_content=struct.pack("<d", step + 0.25)),
+            "int": TensorProto(dtype=9, int64_val=[step * 10]),
+        }
+        for name, tensor in tensors.items():
+            value = Summary.Value(tag=name, tensor=tensor, metadata=scalars if step == 0 else None)
+            writer.write_event(Event(step=step, summary=Summary(value=[value])))
+    picture = TensorProto(dtype=7, string_val=[b"4", b"4", png()])
+    value = Summary.Value(tag="gen", tensor=picture, metadata=images)
+    writer.write_event(Event(step=5, summary=Summary(value=[value])))
+    writer.close()
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.points == {
+        "float": [(0, 0.5), (1, 1.5), (2, 2.5)],
+        "double": [(0, 0.25), (1, 1.25), (2, 2.25)],
+        "int": [(0, 0.0), (1, 10.0), (2, 20.0)],
+    }
+    assert shown.images == [("gen", 5, png())]
+
+
+def test_points_appended_between_polls_arrive_exactly_once(tmp_path: Path):
+    writer = EventsWriter(str(tmp_path / "events"))
+    reader = TfeventsReader(tmp_path)
+    shown = Shown()
+    for start in (0, 10, 20):
+        for step in range(start, start + 10):
+            writer.write_event(scalar_event("loss", step, step))
+        writer.flush()
+        shown.apply(reader.poll())
+        assert shown.steps("loss") == list(range(start + 10))
+    assert not reader.poll()
+    writer.close()
+
+
+def test_a_half_written_last_record_is_waited_for_then_read_whole_once(tmp_path: Path):
+    whole = write_scalars(tmp_path / "whole", range(10), tags=("loss",)).read_bytes()
+    ends = record_ends(whole)
+    torn_at = ends[-2] + 7  # inside the last record's header
+    folder = tmp_path / "run"
+    folder.mkdir()
+    path = folder / "events.out.tfevents.1.host"
+    path.write_bytes(whole[:torn_at])
+    reader = TfeventsReader(folder)
+    shown = Shown()
+    shown.apply(reader.poll())
+    assert shown.steps("loss") == list(range(9)) and shown.bad_records == 0
+    with open(path, "ab") as handle:
+        handle.write(whole[torn_at : ends[-1] - 3])  # all but the last bytes of its checksum
+    assert not shown.apply(reader.poll())
+    with open(path, "ab") as handle:
+        handle.write(whole[ends[-1] - 3 :])
+    shown.apply(reader.poll())
+    assert shown.steps("loss") == list(range(10)) and shown.bad_records == 0
+
+
+def test_a_corrupt_record_in_the_middle_is_skipped_counted_and_the_rest_read(tmp_path: Path):
+    data = bytearray(write_scalars(tmp_path / "whole", range(40), tags=("loss",)).read_bytes())
+    ends = record_ends(bytes(data))
+    data[ends[10] + 20] ^= 0xFF  # inside the 12th record's data: the event of step 10 (the 1st is file_version)
+    data[ends[20] + 9] ^= 0xFF  # the checksum of the length of step 20's record: its data still checks out
+    folder = tmp_path / "run"
+    folder.mkdir()
+    garbage = b"\x00\x13garbage\xff" * 5  # and junk between the records of steps 30 and 31
+    (folder / "events.out.tfevents.1.host").write_bytes(bytes(data[: ends[31]]) + garbage + bytes(data[ends[31] :]))
+    shown = read_all(TfeventsReader(folder))
+    assert shown.steps("loss") == [step for step in range(40) if step not in (10, 20)]
+    assert shown.bad_records == 3
+
+
+def test_a_file_cut_back_or_replaced_is_read_again_from_the_start(tmp_path: Path):
+    path = write_scalars(tmp_path, range(20), tags=("loss",))
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    data = path.read_bytes()
+    path.write_bytes(data[: record_ends(data)[5]])  # cut back to steps 0 to 4
+    batch = shown.apply(reader.poll())
+    assert batch.reset and shown.steps("loss") == list(range(5))
+    replacement = tmp_path / "new"
+    replacement.write_bytes(data)
+    replacement.replace(path)  # another file under the same name, longer than before
+    batch = shown.apply(reader.poll())
+    assert batch.reset and shown.steps("loss") == list(range(20))
+    assert not reader.poll().reset
+
+
+def test_hundreds_of_tags_and_names_nobody_knows_come_as_they_are(tmp_path: Path):
+    tags = tuple(f"my metric {index}/ü" for index in range(300))
+    write_scalars(tmp_path, range(3), tags=tags)
+    shown = read_all(TfeventsReader(tmp_path))
+    assert set(shown.points) == set(tags)
+    assert shown.points["my metric 299/ü"] == [(0, 299.0), (1, 299.125), (2, 299.25)]
+
+
+def test_a_new_event_file_in_a_watched_folder_is_followed(tmp_path: Path):
+    write_scalars(tmp_path, range(5), tags=("loss",))
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    writer = EventsWriter(str(tmp_path / "events"), filename_suffix=".second")  # a restarted run's new file
+    for step in range(5, 8):
+        writer.write_event(scalar_event("loss", step, step))
+    writer.close()
+    shown.apply(reader.poll())
+    assert shown.steps("loss") == list(range(8))
+
+
+def test_nested_run_folders_are_found_as_tensorboard_logdir_finds_them(tmp_path: Path):
+    for run in ("a", "b/seed1", "b/seed2", "c/deeper/still"):
+        write_scalars(tmp_path / run, range(1))
+    (tmp_path / "empty/sub").mkdir(parents=True)
+    (tmp_path / "b/notes.txt").write_text("no events here")
+    found = [path.relative_to(tmp_path).as_posix() for path in find_event_runs(tmp_path)]
+    assert found == ["a", "b/seed1", "b/seed2", "c/deeper/still"]
+    assert find_event_runs(tmp_path / "a") == [tmp_path / "a"]
+    assert find_event_runs(tmp_path / "empty") == []
+
+
+def test_a_long_run_shows_its_newest_steps_first_then_its_whole_history(tmp_path: Path, monkeypatch):
+    """Over the threshold, the first poll holds only the newest steps; the helpers deliver the rest, each once."""
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 3_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 5_000)
+    write_scalars(tmp_path, range(200), tags=("loss", "errD"))
+    reader = TfeventsReader(tmp_path)
+    shown = Shown()
+    first = shown.apply(reader.poll())
+    assert first.more and 0 < len(shown.steps("loss")) < 50 and shown.steps("loss")[-1] == 199
+    read_all(reader, shown)
+    assert shown.steps("loss") == list(range(200)) and shown.steps("errD") == list(range(200))
+    assert shown.points["errD"][150] == (150, 150 / 8 + 1)
+    assert shown.bad_records == 0
+    reader.close()
+
+
+def test_a_long_run_over_several_files_with_a_corrupt_record_in_its_history(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 3_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 4_000)
+    older = write_scalars(tmp_path / "a", range(100), tags=("loss",))
+    data = bytearray(older.read_bytes())
+    data[record_ends(bytes(data))[50] + 20] ^= 0xFF  # the event of step 50
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(bytes(data))
+    newer = write_scalars(tmp_path / "b", range(100, 200), tags=("loss",))
+    newer.rename(tmp_path / "events.out.tfevents.2.host")
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.steps("loss") == [step for step in range(200) if step != 50]
+    assert shown.bad_records == 1
+
+
+@pytest.mark.parametrize("missing", ["tensorboardX", "crc32c"])
+def test_without_the_extra_one_sentence_says_what_to_install(monkeypatch, tmp_path: Path, missing: str):
+    monkeypatch.setitem(sys.modules, missing, None)
+    with pytest.raises(UserError, match=r"pip install 'ganterm\[tensorboard\]'"):
+        TfeventsReader(tmp_path)
+
+
+def test_the_bulk_decoding_of_the_common_scalar_event_gives_what_the_protobuf_classes_give(tmp_path: Path, monkeypatch):
+    """Step 0 (not written at all), big steps, two values in one event, long and non-ASCII tags: the same points."""
+    writer = EventsWriter(str(tmp_path / "events"))
+    long_tag = "x" * 118  # the longest tag whose summary length is still one byte
+    for step in [0, 1, 127, 128, 2**31 + 5, 2**40]:
+        for name in ("loss/D", "D(G(z)) ünïcode", long_tag, long_tag + "y", ""):
+            writer.write_event(scalar_event(name, step, step % 1000 - 0.5))
+        values = [Summary.Value(tag="pair/a", simple_value=1.0), Summary.Value(tag="pair/b", simple_value=2.0)]
+        writer.write_event(Event(step=step, wall_time=1.7e9, summary=Summary(value=values)))
+        writer.write_event(Event(step=step, summary=Summary(value=[Summary.Value(tag="no time", simple_value=3)])))
+    writer.close()
+    bulk = read_all(TfeventsReader(tmp_path))
+    monkeypatch.setattr(tfevents_decode, "FAST_SCALARS", False)
+    one_by_one = read_all(TfeventsReader(tmp_path))
+    assert bulk.points == one_by_one.points
+    assert len(bulk.points) == 8 and bulk.steps(long_tag + "y")[-1] == 2**40
+
+
+def test_tags_of_one_length_are_told_apart_even_when_their_hashes_collide(tmp_path: Path, monkeypatch):
+    """The bulk decoder groups tags by a hash of their bytes; a collision must not merge two tags."""
+    monkeypatch.setattr(tfevents_fast, "_HASH_WEIGHTS", np.zeros(128, dtype=np.uint64))  # every tag collides
+    write_scalars(tmp_path, range(1, 4), tags=("loss/D", "loss/G", "errD_x"))
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.points == {
+        "loss/D": [(1, 0.125), (2, 0.25), (3, 0.375)],
+        "loss/G": [(1, 1.125), (2, 1.25), (3, 1.375)],
+        "errD_x": [(1, 2.125), (2, 2.25), (3, 2.375)],
+    }
+
+
+def test_a_record_belongs_to_the_piece_it_starts_in_and_is_read_whole_there(tmp_path: Path):
+    """The history is cut into pieces at any byte; each piece reads on past its end to finish its last record."""
+    path = write_scalars(tmp_path, range(1, 30), tags=("loss",))
+    data = bytearray(path.read_bytes())
+    ends = record_ends(bytes(data))
+    cut = ends[10] + 5  # inside the record of step 11
+    first, second = read_span(path, 0, cut), read_span(path, cut, len(data))
+    assert len(first.starts) == 12 and len(second.starts) == len(ends) - 12
+    data[ends[10] + 20] ^= 0xFF  # that record, corrupt: counted by the piece it starts in, once
+    path.write_bytes(bytes(data))
+    first, second = read_span(path, 0, cut), read_span(path, cut, len(data))
+    assert (len(first.starts), first.bad) == (11, 1)
+    assert (len(second.starts), second.bad) == (len(ends) - 12, 0)
+
+
+def test_a_last_record_longer_than_the_newest_stretch_is_read_and_so_is_what_follows(tmp_path: Path, monkeypatch):
+    """A big image at the end: no record starts in the newest bytes, so the boundary is looked for further back."""
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 3_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 5_000)
+    noise = np.random.default_rng(0).integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    picture = io.BytesIO()
+    Image.fromarray(noise).save(picture, format="PNG")  # about 10 kB that do not compress
+    writer = EventsWriter(str(tmp_path / "events"))
+    for step in range(1, 100):
+        writer.write_event(scalar_event("loss", step, step))
+    image = Summary.Image(height=60, width=60, colorspace=3, encoded_image_string=picture.getvalue())
+    writer.write_event(Event(step=99, wall_time=1.7e9, summary=Summary(value=[Summary.Value(tag="fake", image=image)])))
+    writer.flush()
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    writer.write_event(scalar_event("loss", 100, 100))
+    writer.close()
+    read_all(reader, shown)
+    assert shown.steps("loss") == list(range(1, 101))
+    assert [(tag, step, data) for tag, step, data in shown.images] == [("fake", 99, picture.getvalue())]
+    assert shown.bad_records == 0
+    reader.close()
+
+
+def test_events_that_hold_no_summary_are_counted_by_kind_but_each_files_version_is_not(tmp_path: Path):
+    from tensorboardX.proto.event_pb2 import SessionLog
+
+    writer = EventsWriter(str(tmp_path / "events"))  # writes file_version first, as every writer does
+    writer.write_event(Event(step=0, wall_time=1.7e9, graph_def=b"\x0a\x00"))
+    writer.write_event(Event(step=0, wall_time=1.7e9, session_log=SessionLog(status=SessionLog.START)))
+    writer.write_event(scalar_event("loss", 1, 0.5))
+    writer.close()
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.skipped == {"graph": 1, "session log": 1}
+    assert shown.points == {"loss": [(1, 0.5)]}
