@@ -108,6 +108,19 @@ def merge_columns(pieces: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dic
     }
 
 
+def history_table(columns: Columns) -> dict[str, np.ndarray]:
+    """One array per metric over every logged step, NaN where a step did not log it, and a `step` column."""
+    if not columns:
+        return {"step": np.zeros(0, dtype=np.int64)}
+    steps = np.unique(np.concatenate([steps for steps, _ in columns.values()]))
+    table: dict[str, np.ndarray] = {"step": steps}
+    for name, (metric_steps, values) in columns.items():
+        full = np.full(len(steps), math.nan, dtype=np.float64)
+        full[np.searchsorted(steps, metric_steps)] = values  # a step logged twice keeps its newest value
+        table[name] = full
+    return table
+
+
 def _by_shape(rows: list[dict]) -> Iterator[tuple[tuple[str, ...], list[dict]]]:
     """Rows grouped by their exact key sequence; the common one-or-two-shape case stays in C loops."""
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
