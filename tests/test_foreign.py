@@ -19,6 +19,7 @@ from ganterm.errors import UserError
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import TAGS
 from ganterm.sources import Format, find_runs, open_run
+from ganterm.sources import foreign
 from ganterm.sources.foreign import LIVE_SECONDS, ForeignRun
 from ganterm.sources.roles import ROLES_FILE, Roles, guess_family, load_roles
 from tests.dashboard_runs import append_metrics, metric_rows
@@ -336,3 +337,20 @@ def test_pinned_rows_are_what_an_export_writes(tmp_path: Path, fake_formats: Non
 def test_the_tag_that_claims_a_role_first_keeps_it_and_a_second_keeps_its_name(tmp_path: Path, fake_formats: None):
     write_log(tmp_path / "run", [{"tag": "loss/D", "step": 1, "value": 1.0}, {"tag": "errD", "step": 1, "value": 2.0}])
     assert sorted(ganterm.open_run(tmp_path / "run").metrics()) == ["errD", "loss_d"]
+
+
+def test_a_long_history_is_checked_a_stretch_a_poll_and_its_alerts_ring_no_bell(
+    tmp_path: Path, fake_formats: None, monkeypatch: pytest.MonkeyPatch
+):
+    """The checks read 100 steps a poll here: the reader says there is more until they are through."""
+    monkeypatch.setattr(foreign, "ALERT_ROWS_A_POLL", 100)
+    winning = [{"tag": tag, "step": step, "value": value} for step in range(1, 501)
+               for tag, value in (("Loss_D", 0.05), ("Loss_G", 0.9), ("D(x)", 0.99), ("D_G_z1", 0.01))]  # fmt: skip
+    write_log(tmp_path / "run", winning)
+    reader = ganterm.open_run(tmp_path / "run").follow()
+    updates = _poll_all(reader)
+    checking = [update for update in updates if not update.history and not update.columns]
+    assert len(checking) >= 4 and all(update.more for update in checking[:-1]) and not checking[-1].more
+    (alert,) = [event for update in updates for event in update.events]
+    assert alert["check"] == "d_overpowering" and alert["t"] == reader.opened  # from before the viewer opened
+    reader.close()

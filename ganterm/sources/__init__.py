@@ -21,13 +21,16 @@ from pathlib import Path
 
 from ganterm.errors import UserError
 from ganterm.run.layout import DEFAULT_ROOT, RunDir, list_runs, resolve_run
-from ganterm.sources.foreign import ForeignRun, ReaderFactory
-from ganterm.sources.ganterm_run import GantermRun
+from ganterm.sources.follow import RunReader
+from ganterm.sources.foreign import ForeignReader, ForeignRows, ForeignRun, ReaderFactory
+from ganterm.sources.ganterm_run import GantermRun, PinnedRows
 from ganterm.sources.roles import load_roles, roles_for
 
-__all__ = ["ForeignRun", "GantermRun", "Source", "find_runs", "open_run"]
+__all__ = ["ForeignRun", "GantermRun", "Pinned", "Reader", "Source", "find_runs", "open_run", "open_runs"]
 
 Source = GantermRun | ForeignRun
+Reader = RunReader | ForeignReader  # what `follow()` gives: `poll()` → RunUpdate, `close()`
+Pinned = PinnedRows | ForeignRows  # what `pinned_rows()` gives: the rows an export writes
 
 
 @dataclass(frozen=True)
@@ -102,3 +105,20 @@ def find_runs(folder: str | Path, roles: str | Path | None = None) -> list[Sourc
         return [GantermRun(RunDir(folder))]
     ganterm_runs: list[Source] = [GantermRun(run) for run in list_runs(folder)]
     return ganterm_runs + list(foreign_runs(folder, roles))
+
+
+def open_runs(
+    arguments: list[str] | None, root: str | Path = DEFAULT_ROOT, roles: str | Path | None = None
+) -> list[Source]:
+    """The runs a command line names: each argument a run, or a folder of runs (every run at or under it, as
+    `tensorboard --logdir` takes it); the newest run under `root` when there is none."""
+    if not arguments:
+        return [GantermRun(resolve_run(None, Path(root)))]
+    sources: list[Source] = []
+    for argument in arguments:
+        folder = Path(argument).expanduser()
+        if folder.is_dir() and not RunDir(folder).exists() and (found := find_runs(folder, roles)):
+            sources += found
+        else:
+            sources.append(open_run(argument, root, roles))
+    return sources

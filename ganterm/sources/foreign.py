@@ -36,6 +36,7 @@ WRITERS = {"tensorboard": "TensorBoard's writer", "stylegan": "StyleGAN's traini
 HEALTH_INPUTS = frozenset({"loss_d", "loss_g", "loss_d_real", "loss_d_fake", *D_OUTPUTS, "grad_norm_g", "diversity",
                            "modes_covered", "modes_total", "hq_share", "classifier_confidence", "class_coverage",
                            "nonfinite", *SERIES})  # fmt: skip
+ALERT_ROWS_A_POLL = 2_000  # steps the health checks read in one poll: about 0.1 s (100 µs a step)
 WAIT_SECONDS = 0.01  # between polls of a reader whose history is still being parsed
 ReaderFactory = Callable[[Path], LogReader]
 
@@ -169,6 +170,11 @@ class ForeignRun:
         return ForeignRows(self)
 
 
+def read_only_reason(run: ForeignRun) -> str:
+    """Why a command cannot reach the run: one sentence for the CLI and the viewer."""
+    return f"{run.name} is read-only: {run.writer} writes it, and ganterm only watches it"
+
+
 def collect(reader: LogReader, names: TagNames) -> Collected:
     """Polls a fresh reader until it has handed over everything written so far, then closes it."""
     collected = Collected()
@@ -222,13 +228,32 @@ def table_rows(table: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
 
 def alert_events(monitor: HealthMonitor, columns: Columns, t: float) -> list[dict[str, Any]]:
     """The monitor's alerts over these columns, in step order, as events.jsonl records (`t`: when raised)."""
-    health = {name: columns[name] for name in HEALTH_INPUTS if name in columns}
-    if not health:
-        return []
-    rows = list(table_rows(history_table(health)))
-    every = max(1, monitor.config.window // 10)  # as a loop flushes: each alert near the step its condition began
-    alerts = [alert for start in range(0, len(rows), every) for alert in monitor.update(rows[start : start + every])]
-    return [{"t": t, "step": alert.step, "kind": "alert", **alert.event()} for alert in alerts]
+    table = health_table(columns)
+    return alerts_over(monitor, table, 0, len(table["step"]), t)
+
+
+def health_table(columns: Columns) -> dict[str, np.ndarray]:
+    """What the health checks read of these columns, as one table by step."""
+    return history_table({name: columns[name] for name in HEALTH_INPUTS if name in columns})
+
+
+def alerts_over(monitor: HealthMonitor, table: dict[str, np.ndarray], start: int, stop: int, t: float) -> list[dict]:
+    """The monitor's alerts over rows [start, stop) of a table, fed a few rows at a time as a loop flushes them,
+    so each alert lands near the step its condition began; a million rows are never held as dicts at once."""
+    every = max(1, monitor.config.window // 10)
+    events = []
+    for first in range(start, stop, every):
+        rows = list(table_rows({name: values[first : min(first + every, stop)] for name, values in table.items()}))
+        events += [{"t": t, "step": alert.step, "kind": "alert", **alert.event()} for alert in monitor.update(rows)]
+    return events
+
+
+def after(columns: Columns, step: int | None) -> Columns:
+    """The points of each column past `step` (columns in step order); all of them for None."""
+    if step is None:
+        return columns
+    cut = {name: int(np.searchsorted(steps, step, side="right")) for name, (steps, _) in columns.items()}
+    return {name: (steps[cut[name] :], values[cut[name] :]) for name, (steps, values) in columns.items()}
 
 
 def files_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
@@ -299,9 +324,12 @@ class ForeignReader:
         self.reader = run.reader_factory(run.folder)
         self.names = TagNames(run.roles)
         self.opened = time.time()  # the `t` of alerts over the history: before the viewer opened, none rings
-        self._health: Columns = {}  # what the monitor reads, kept whole until the history is in
+        self._health: Columns = {}  # what the monitor reads, in step order
         self._monitor: HealthMonitor | None = None
         self._family: str | None = None
+        self._checked: int | None = None  # the last step the monitor has read
+        self._backlog: dict[str, np.ndarray] | None = None  # rows being read, a stretch a poll
+        self._cursor = 0
         self._images: list[LogImage] = []
         self._status: dict[str, Any] | None = None
         self._history_in = False
@@ -311,6 +339,7 @@ class ForeignReader:
         update = RunUpdate(reset=batch.reset, more=batch.more, log_lines=batch.log_lines, skipped=batch.bad_records)
         if batch.reset:
             self._health, self._monitor, self._family, self._images, self._history_in = {}, None, None, [], False
+            self._checked, self._backlog = None, None
         update.columns = self.names.columns(batch.scalars)
         update.rows = _steps(update.columns)
         update.history = self.names.columns(batch.history)
@@ -320,31 +349,43 @@ class ForeignReader:
             update.samples = [path for _, path in image_files(self.run.folder, self._images)]
         if batch.config is not None:
             update.settings = shown_settings(batch.config)
-        update.events = self._alerts(update.history, update.columns, batch.more)
+        update.events, checking = self._alerts(update.history, update.columns, batch.more)
+        update.more = update.more or checking
         update.status = self._new_status()
         return update
 
-    def _alerts(self, history: Columns, columns: Columns, more: bool) -> list[dict[str, Any]]:
-        """Alerts over what came: the whole history once it is in, then each new stretch as it comes.
+    def _alerts(self, history: Columns, columns: Columns, more: bool) -> tuple[list[dict[str, Any]], bool]:
+        """Alerts over what came, and whether some rows are still to be checked.
 
-        The family is guessed again as D's outputs arrive; when it changes, the monitor reads everything
-        again with the new family's checks.
+        Once the history is in, the monitor reads it in stretches of ALERT_ROWS_A_POLL (a million steps would
+        hold the reader, and every other run's updates, for a minute), then each new stretch as it comes. The
+        family is guessed again as D's outputs arrive; when it changes, the monitor reads everything again
+        with the new family's checks.
         """
         new = {name: pair for name, pair in columns.items() if name in HEALTH_INPUTS}
         old = {name: pair for name, pair in history.items() if name in HEALTH_INPUTS}
-        self._health = in_step_order(merge_columns([piece for piece in (old, self._health, new) if piece]))
+        if new or old:
+            self._health = in_step_order(merge_columns([piece for piece in (old, self._health, new) if piece]))
         outputs = [values for name, (_, values) in self._health.items() if name in D_OUTPUTS]
         family = guess_family(self.run.kind, self.run.roles, outputs)
         if family != self._family:
             self._family, self._monitor = family, HealthMonitor(HealthConfig(), own_loop=True, family=family)
-            if self._history_in:
-                return alert_events(self._monitor, self._health, time.time())
-        if not self._history_in:
-            if more:
-                return []
-            self._history_in = True
-            return alert_events(self._monitor, self._health, self.opened)
-        return alert_events(self._monitor, new, time.time())
+            self._checked, self._backlog = None, None
+        if more or self._monitor is None:
+            return [], False  # the history is still coming: the checks need the steps in order
+        if self._backlog is None:
+            unchecked = after(self._health, self._checked)
+            if not any(len(steps) for steps, _ in unchecked.values()):
+                return [], False
+            self._backlog, self._cursor = health_table(unchecked), 0
+        table = self._backlog
+        stop = min(self._cursor + ALERT_ROWS_A_POLL, len(table["step"]))
+        t = time.time() if self._history_in else self.opened  # alerts of the history, from before the viewer
+        events = alerts_over(self._monitor, table, self._cursor, stop, t)
+        self._cursor = stop
+        if stop == len(table["step"]):
+            self._checked, self._backlog, self._history_in = int(table["step"][-1]), None, True
+        return events, self._backlog is not None
 
     def _new_status(self) -> dict[str, Any] | None:
         """The state from file times and the family, told only when they changed."""

@@ -32,6 +32,7 @@ class GantermRun:
     """One ganterm run folder: status, config, history as arrays, events, samples, checkpoints."""
 
     kind = "ganterm"
+    read_only = False  # its writer (the worker, `ganterm.Run`) takes commands while it runs: see `controls`
 
     def __init__(self, run: RunDir) -> None:
         self.run = run
