@@ -18,8 +18,7 @@ import ganterm
 from ganterm.errors import UserError
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import TAGS
-from ganterm.sources import Format, find_runs, open_run
-from ganterm.sources import foreign
+from ganterm.sources import find_runs, foreign, open_run
 from ganterm.sources.foreign import LIVE_SECONDS, ForeignRun
 from ganterm.sources.roles import ROLES_FILE, Roles, guess_family, load_roles
 from tests.dashboard_runs import append_metrics, metric_rows
@@ -128,7 +127,7 @@ def test_a_foreign_run_reads_in_ganterms_names(tmp_path: Path, fake_formats: Non
     assert "pw" not in run.config()["hook"] and "pw" not in run.settings()["hook"]  # a secret is never shown
     status = run.status()
     assert status["state"] == "live" and status["loss"] == "probability" and status["step"] == 50
-    assert status["writer"] == "TensorBoard's writer"
+    assert status["writer"] == "TensorBoard's writer" and status["skipped"] == {"histogram": 1}
 
 
 def test_the_state_is_idle_since_the_last_write_after_the_live_window(tmp_path: Path, fake_formats: None):
@@ -245,12 +244,28 @@ def test_a_folder_with_no_run_of_any_kind_is_one_sentence(tmp_path: Path, fake_f
         ganterm.open_run(tmp_path / "empty")
 
 
-def test_the_readers_that_are_not_installed_are_left_out_and_others_would_load():
-    """Each format's reader is imported on first use; a missing one is no error, a broken one is not hidden."""
-    from ganterm.sources import FORMAT_MODULES, formats
+def test_a_reader_whose_dependency_is_missing_is_left_out_and_said_where_it_would_have_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`ganterm runs` goes on listing; a folder nothing could read says what to install."""
+    import ganterm.sources
 
-    assert {fmt.kind for fmt in formats()} <= {kind for kind, *_ in FORMAT_MODULES}
-    assert all(isinstance(fmt, Format) for fmt in formats())
+    (tmp_path / "needs_more.py").write_text("import not_installed_here_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(
+        ganterm.sources,
+        "FORMAT_MODULES",
+        (("tensorboard", "needs_more", "find", "Reader"), ("stylegan", "ganterm.sources.not_there", "f", "R")),
+    )
+    monkeypatch.setattr(ganterm.sources, "MISSING", {})
+    (tmp_path / "logs").mkdir()
+    assert find_runs(tmp_path / "logs") == []
+    with pytest.raises(
+        UserError,
+        match=r"no run directory at that path.* \(reading tensorboard runs needs "
+        r"not_installed_here_xyz, which is not installed\)$",
+    ):
+        ganterm.open_run(tmp_path / "logs")
 
 
 # ----- following ---------------------------------------------------------------------------------

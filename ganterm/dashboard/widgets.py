@@ -30,7 +30,10 @@ MIN_SAMPLE_PIXELS = 8  # across one sample: below this an MNIST digit stops bein
 def ending_text(state: str, status: dict[str, Any], run_name: str) -> Text | None:
     """Why a run is not running (or not moving), in words, for the top of the alerts panel."""
     if status.get("read_only"):
-        return Text(f"read-only: {status.get('writer', 'another tool')} writes it; ganterm only watches it")
+        skipped = status.get("skipped") or {}
+        passed = ", ".join(f"{count} {what}" for what, count in skipped.items())
+        return Text(f"read-only: {status.get('writer', 'another tool')} writes it; ganterm only watches it"
+                    + (f" (passed over records it does not draw: {passed})" if passed else ""))  # fmt: skip
     if state == "failed":
         return Text(f"failed: {status.get('error', 'see worker.log')}", style="bold red")
     # only a run ganterm's own worker trained can be continued by ganterm; a user's loop resumes itself

@@ -49,15 +49,22 @@ FORMAT_MODULES = (
 )
 
 
+MISSING: dict[str, str] = {}  # format -> the module its reader needs and could not import
+
+
 def formats() -> list[Format]:
-    """The formats whose readers are installed, imported on first use (a ganterm run needs none of them)."""
+    """The formats whose readers are installed, imported on first use (a ganterm run needs none of them).
+
+    A reader whose own dependency is missing is left out, not fatal: `ganterm runs` still lists the others,
+    and a folder no reader could claim says what is missing.
+    """
     found = []
     for kind, module_name, finder, reader in FORMAT_MODULES:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
             if error.name != module_name:
-                raise
+                MISSING[kind] = str(error.name)
             continue
         found.append(Format(kind, getattr(module, finder), getattr(module, reader)))
     return found
@@ -83,7 +90,14 @@ def open_run(path: str | Path, root: str | Path = DEFAULT_ROOT, roles: str | Pat
                 f"{str(candidate)!r} holds {len(runs)} runs ({names}{', ...' if len(runs) > 5 else ''}): "
                 "name one, or watch them all with: ganterm watch " + str(candidate)
             )
-    return GantermRun(resolve_run(str(path), Path(root)))
+    try:
+        return GantermRun(resolve_run(str(path), Path(root)))
+    except UserError as error:
+        if not MISSING or not Path(path).expanduser().is_dir():
+            raise
+        missing = "; ".join(f"reading {kind} runs needs {module}, which is not installed" for kind, module in
+                            MISSING.items())  # fmt: skip
+        raise UserError(f"{error} ({missing})") from None
 
 
 def foreign_runs(folder: Path, roles: str | Path | None = None) -> list[ForeignRun]:

@@ -103,6 +103,8 @@ class ForeignRun:
         """`live` while its files change (within LIVE_SECONDS), else `idle` since the last change; step, loss."""
         family = self.family()
         status = {**file_status(self), "loss": family, "loss_reason": family_reason(self.kind, self.roles, family)}
+        if skipped := self._collected().skipped:
+            status["skipped"] = skipped  # records no scalar nor image (histograms, text), by kind: not shown
         latest = self.latest(("step",))
         if "step" in latest:
             status["step"] = latest["step"]
@@ -331,6 +333,7 @@ class ForeignReader:
         self._backlog: dict[str, np.ndarray] | None = None  # rows being read, a stretch a poll
         self._cursor = 0
         self._images: list[LogImage] = []
+        self._skipped: dict[str, int] = {}
         self._status: dict[str, Any] | None = None
         self._history_in = False
 
@@ -349,6 +352,8 @@ class ForeignReader:
             update.samples = [path for _, path in image_files(self.run.folder, self._images)]
         if batch.config is not None:
             update.settings = shown_settings(batch.config)
+        for what, count in batch.skipped.items():
+            self._skipped[what] = self._skipped.get(what, 0) + count
         update.events, checking = self._alerts(update.history, update.columns, batch.more)
         update.more = update.more or checking
         update.status = self._new_status()
@@ -390,6 +395,8 @@ class ForeignReader:
     def _new_status(self) -> dict[str, Any] | None:
         """The state from file times and the family, told only when they changed."""
         status = {**file_status(self.run), "loss": self._family}
+        if self._skipped:
+            status["skipped"] = dict(self._skipped)
         if status == self._status:
             return None
         self._status = status
