@@ -46,6 +46,7 @@ async def test_a_read_only_run_is_offered_no_control_keys_and_they_say_why(tmp_p
         said = {notification.message for notification in app._notifications}
         assert said == {"tb is read-only: TensorBoard's writer writes it, and ganterm only watches it"}
         assert {"losses", "d_outputs"} <= {plot.panel.key for plot in app.query(MetricPlot)}
+        assert app.query_one("#log").border_title == "log"  # no worker.log: TensorBoard's writer keeps none
         assert "D(x), D(G(z)) · 0.5 = equilibrium" in str(app.query_one("#plot-d_outputs", MetricPlot).render())
 
 

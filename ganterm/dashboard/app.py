@@ -44,6 +44,7 @@ from ganterm.sources.foreign import ForeignRun, read_only_reason
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 ZOOM_WINDOWS = (None, 500, 2_000, 10_000)
 HISTORY_REDRAW_SECONDS = 1.0
+LOG_NAMES = {"ganterm": "worker.log", "stylegan": "log.txt"}  # the log panel's title: the file it shows
 NOTIFY_CLOSE_SECONDS = 3.0  # how long leaving the viewer waits for a read-only run's last alerts to go out
 # what the worker keys say they asked for; every name is one of control.COMMANDS (a test checks both ways)
 ASKED = {
@@ -159,7 +160,7 @@ class Dashboard(App[str]):
     def on_mount(self) -> None:
         self._laid_out = True
         self.query_one("#alerts").border_title = "alerts"
-        self.query_one("#log").border_title = "worker.log"
+        self.query_one("#log").border_title = LOG_NAMES.get(self.primary.source.kind, "log")
         self.query_one("#samples").border_title = "samples"
         # the screen owns the timer, so it stops with the widgets it draws (an app's timers outlive them at exit)
         self.screen.set_interval(self.refresh_interval, self._redraw)
@@ -334,6 +335,7 @@ class Dashboard(App[str]):
         self._dirty = True
         self.sub_title = ", ".join(run.name for run in runs)
         if self._laid_out:
+            self.query_one("#log").border_title = LOG_NAMES.get(self.primary.source.kind, "log")
             self.query_one("#log", RichLog).clear()
             self.query_one(SamplesPanel).set_files([])
 
