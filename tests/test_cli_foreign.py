@@ -44,12 +44,12 @@ def test_runs_lists_the_runs_under_a_logdir_beside_ganterms(tmp_path: Path, fake
     result = _invoke("runs", "--root", str(tmp_path / "logs"), "--json")
     assert result.exit_code == 0, result.output
     records = {record["name"]: record for record in json.loads(result.output)}
-    assert records["mine"]["kind"] == "ganterm" and records["seed1"]["kind"] == "tensorboard"
-    assert records["seed1"]["state"] == "live" and records["seed1"]["step"] == 30
-    assert records["seed1"]["loss"] == "probability" and set(records["seed1"]["statistics"]) == {
+    assert records["mine"]["kind"] == "ganterm" and records["gan/seed1"]["kind"] == "tensorboard"
+    assert records["gan/seed1"]["state"] == "live" and records["gan/seed1"]["step"] == 30
+    assert records["gan/seed1"]["loss"] == "probability" and set(records["gan/seed1"]["statistics"]) == {
         "loss_d", "loss_g", "d_x", "d_g_z1"}  # fmt: skip
     table = _invoke("runs", "--root", str(tmp_path / "logs")).output
-    assert "seed1" in table and "LIVE" in table.upper() and "mine" in table
+    assert "gan/seed1" in table and "LIVE" in table.upper() and "mine" in table
 
 
 def test_export_writes_a_foreign_runs_rows_in_ganterms_names(tmp_path: Path, fake_formats: None):

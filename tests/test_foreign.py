@@ -212,8 +212,10 @@ def test_a_ganterm_run_folder_comes_first_and_a_logdir_of_runs_asks_for_one(tmp_
     with pytest.raises(UserError, match=r"holds 2 runs \(a, b/seed1\): name one, or watch them all with: "):
         ganterm.open_run(tmp_path / "logs")
     assert [(run.kind, run.name) for run in find_runs(tmp_path / "logs")] == [
-        ("ganterm", "mine"), ("tensorboard", "a"), ("tensorboard", "seed1")
-    ]  # fmt: skip
+        ("ganterm", "mine"),
+        ("tensorboard", "a"),
+        ("tensorboard", "b/seed1"),
+    ]  # named as TensorBoard names runs: two seed1 folders under a logdir stay apart
     assert ganterm.open_run("a", root=tmp_path / "logs").kind == "tensorboard"  # a name under a root
 
 

@@ -108,8 +108,18 @@ def foreign_runs(folder: Path, roles: str | Path | None = None) -> list[ForeignR
         for run_folder in fmt.find(folder):
             key = run_folder.resolve()
             if key not in claimed and not RunDir(run_folder).exists():
-                claimed[key] = ForeignRun(run_folder, fmt.reader, fmt.kind, given or roles_for(run_folder))
+                roles_here = given or roles_for(run_folder)
+                claimed[key] = ForeignRun(run_folder, fmt.reader, fmt.kind, roles_here, _name_under(run_folder, folder))
     return sorted(claimed.values(), key=lambda run: str(run.path))
+
+
+def _name_under(run_folder: Path, folder: Path) -> str:
+    """A run's path under the folder searched (`exp1/seed1`), as TensorBoard names runs; '' for the folder itself."""
+    try:
+        name = run_folder.relative_to(folder).as_posix()
+    except ValueError:  # a finder that resolved a link out of the folder: its own name
+        return ""
+    return "" if name == "." else name
 
 
 def find_runs(folder: str | Path, roles: str | Path | None = None) -> list[Source]:

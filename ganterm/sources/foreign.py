@@ -63,16 +63,20 @@ class ForeignRun:
     read_only = True
     controls: tuple[str, ...] = ()  # nothing ganterm sends reaches the writer
 
-    def __init__(self, folder: Path, reader_factory: ReaderFactory, kind: str, roles: Roles | None = None) -> None:
+    def __init__(
+        self, folder: Path, reader_factory: ReaderFactory, kind: str, roles: Roles | None = None, name: str = ""
+    ) -> None:
         self.folder = Path(folder)
         self.reader_factory = reader_factory
         self.kind = kind
         self.roles = roles or Roles()
+        self._name = name
         self._cached: tuple[tuple[tuple[str, int, int], ...], Collected] | None = None
 
     @property
     def name(self) -> str:
-        return self.folder.name
+        """The folder's name; for a run found under a logdir, its path there (`exp1/seed1`), as TensorBoard names it."""
+        return self._name or self.folder.name
 
     @property
     def path(self) -> Path:
