@@ -371,3 +371,16 @@ def test_a_long_history_is_checked_a_stretch_a_poll_and_its_alerts_ring_no_bell(
     (alert,) = [event for update in updates for event in update.events]
     assert alert["check"] == "d_overpowering" and alert["t"] == reader.opened  # from before the viewer opened
     reader.close()
+
+
+def test_alerts_are_checked_once_until_a_file_changes(tmp_path: Path, fake_formats: None,
+                                                       monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+    """A million steps take the checks minutes: a script asking twice waits once."""
+    write_log(tmp_path / "run", dcgan_records(1, 300))
+    run = ganterm.open_run(tmp_path / "run")
+    assert run.events() == []
+    checked: list[int] = []
+    monkeypatch.setattr(foreign, "alert_events", lambda monitor, columns, t: checked.append(1) or [])
+    assert run.events("alert") == [] and checked == []
+    write_log(tmp_path / "run", dcgan_records(301, 302))
+    assert run.events() == [] and checked == [1]

@@ -55,6 +55,7 @@ class Collected:
     config: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)  # non-scalar records passed over, by kind
     bad_records: int = 0
+    alerts: list[dict[str, Any]] | None = None  # the health checks' alerts, once asked for
 
 
 class ForeignRun:
@@ -116,7 +117,7 @@ class ForeignRun:
 
     def settings(self) -> dict[str, Any]:
         """The settings as dotted keys, as listings and exports show them; secrets left out."""
-        return shown_settings(self.config())
+        return shown_settings(self._collected().config)
 
     def config(self) -> dict[str, Any]:
         """The run's settings as its writer saved them (StyleGAN's training_options.json); empty when none."""
@@ -143,12 +144,17 @@ class ForeignRun:
         return latest
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """The alerts ganterm's health checks raise over its history (no writer of this format records any)."""
+        """The alerts ganterm's health checks raise over its history (no writer of this format records any).
+
+        The checks read about 10,000 steps a second; their alerts are kept until a file of the run changes.
+        """
         if kind not in (None, "alert"):
             return []
-        columns = self._collected().columns
-        monitor = HealthMonitor(HealthConfig(), own_loop=True, family=family_named(self.family()))
-        return alert_events(monitor, columns, time.time())
+        collected = self._collected()
+        if collected.alerts is None:
+            monitor = HealthMonitor(HealthConfig(), own_loop=True, family=family_named(self.family()))
+            collected.alerts = alert_events(monitor, collected.columns, time.time())
+        return list(collected.alerts)
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per step, holding the metrics that step logged (for a few thousand steps; `metrics` for more)."""
