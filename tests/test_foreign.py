@@ -384,3 +384,11 @@ def test_alerts_are_checked_once_until_a_file_changes(tmp_path: Path, fake_forma
     assert run.events("alert") == [] and checked == []
     write_log(tmp_path / "run", dcgan_records(301, 302))
     assert run.events() == [] and checked == [1]
+
+
+def test_a_tag_named_step_or_t_is_not_taken_for_the_rows_coordinates(tmp_path: Path, fake_formats: None):
+    write_log(tmp_path / "run", [{"tag": "step", "step": 5, "value": 3.0}, {"tag": "T", "step": 5, "value": 9.0},
+                                 {"tag": "t", "step": 6, "value": 1.0}])  # fmt: skip
+    run = ganterm.open_run(tmp_path / "run")
+    assert run.history()["step"].tolist() == [5, 6]
+    assert run.rows() == [{"step": 5, "own/step": 3.0, "T": 9.0}, {"step": 6, "own/t": 1.0}]

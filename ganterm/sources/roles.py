@@ -32,6 +32,7 @@ from ganterm.run.schema import QUALITY_MEASURES, RATES, STEP_STATISTICS, TAGS
 
 ROLES_FILE = "ganterm-roles.toml"  # looked for in the run's folder
 IGNORE = "ignore"
+RESERVED = ("step", "t")  # every row's coordinates, never a tag's name
 D_OUTPUTS = ("d_x", "d_g_z1", "d_g_z2")
 # every role a tag may take: ganterm's own numbers, as its loop and `ganterm.Run` log them
 ROLES = frozenset({*STEP_STATISTICS, *SERIES, *RATES, *QUALITY_MEASURES, "epoch", "nonfinite"})
@@ -117,6 +118,8 @@ class TagNames:
         name = self.roles.role(tag)
         if name is not None and name != tag and name in self._claimed:
             name = tag
+        if name in RESERVED:  # a loop's own `step` or `t` would be read as every row's coordinates
+            name = f"own/{name}"
         if name is not None:
             self._claimed.add(name)
         self._names[tag] = name
