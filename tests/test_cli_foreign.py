@@ -98,3 +98,20 @@ def test_timelapse_animates_a_foreign_runs_images(tmp_path: Path, fake_formats: 
     assert result.exit_code == 0, result.output
     with Image.open(out) as gif:
         assert gif.n_frames == 3
+
+
+def test_serve_gives_each_tab_the_runs_and_the_roles_file_and_serves_their_images(tmp_path: Path,
+                                                                                   fake_formats: None):  # fmt: skip
+    from ganterm.serve import _served_grids, watch_command
+    from ganterm.sources import open_run
+
+    folder = tmp_path / "sg"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "fakes000040.png")
+    write_log(folder, [{"tag": "fakes", "step": 40, "image": str(folder / "fakes000040.png")}])
+    roles = tmp_path / "roles.toml"
+    roles.write_text('loss = "wgan-gp"\n')
+    run = open_run(folder, roles=roles)
+    argv = watch_command([run], tmp_path, roles)
+    assert argv[-3:] == ["--roles", str(roles.resolve()), str(folder.resolve())]
+    assert _served_grids(run) == [folder / "fakes000040.png"]
