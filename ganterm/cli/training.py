@@ -259,7 +259,9 @@ def watch(
     runs: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Runs (names or paths) to watch; several overlay their curves. Newest if omitted.", show_default=False
+            help="Runs (names or paths) to watch, or a folder of runs (a TensorBoard --logdir); several overlay their "
+            "curves. Newest if omitted.",
+            show_default=False,
         ),
     ] = None,
     no_dashboard: NoDashboardOption = False,
