@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 import ganterm
@@ -19,6 +21,7 @@ from ganterm.errors import UserError
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import TAGS
 from ganterm.sources import find_runs, foreign, open_run
+from ganterm.sources.columns import distinct
 from ganterm.sources.foreign import LIVE_SECONDS, ForeignRun
 from ganterm.sources.roles import ROLES_FILE, Roles, guess_family, load_roles
 from tests.dashboard_runs import append_metrics, metric_rows
@@ -392,3 +395,21 @@ def test_a_tag_named_step_or_t_is_not_taken_for_the_rows_coordinates(tmp_path: P
     run = ganterm.open_run(tmp_path / "run")
     assert run.history()["step"].tolist() == [5, 6]
     assert run.rows() == [{"step": 5, "own/step": 3.0, "T": 9.0}, {"step": 6, "own/t": 1.0}]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50), max_size=40))
+def test_distinct_steps_are_np_uniques_answer(steps: list[int]):
+    values = np.array(steps, dtype=np.int64)
+    assert distinct(values).tolist() == np.unique(values).tolist()
+
+
+def test_a_long_history_is_in_without_merging_at_every_poll(monkeypatch: pytest.MonkeyPatch):
+    """While the history arrives newest first (more=True), the health columns wait in pieces; merged once."""
+    merged: list[int] = []
+    real = foreign.in_step_order
+    monkeypatch.setattr(foreign, "in_step_order", lambda columns: merged.append(1) or real(columns))
+    reader = ForeignRun(Path("unused"), FakeReader, "tensorboard").follow()  # fed by hand below, never polled
+    pieces = [{"d_x": (np.arange(start, start + 100), np.full(100, 0.5))} for start in range(900, -1, -100)]
+    for index, piece in enumerate(pieces):
+        reader._alerts(piece if index else {}, {} if index else piece, more=index < len(pieces) - 1)
+    assert merged == [1] and reader._health["d_x"][0].tolist() == list(range(1000))

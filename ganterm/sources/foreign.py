@@ -25,10 +25,10 @@ from ganterm.config import HealthConfig
 from ganterm.families import SERIES, family_named
 from ganterm.health import HealthMonitor
 from ganterm.run.settings import shown_config, shown_settings
-from ganterm.sources.columns import Columns, history_table, merge_columns
+from ganterm.sources.columns import Columns, distinct, history_table, merge_columns
 from ganterm.sources.follow import RunUpdate
 from ganterm.sources.logbatch import LogImage, LogReader
-from ganterm.sources.roles import D_OUTPUTS, Roles, TagNames, family_reason, guess_family
+from ganterm.sources.roles import D_OUTPUTS, DReadings, Roles, TagNames, family_from, family_reason, guess_family
 
 LIVE_SECONDS = 120.0  # a file changed this recently: its writer is live (StyleGAN writes once a tick, minutes apart)
 WRITERS = {"tensorboard": "TensorBoard's writer", "stylegan": "StyleGAN's training loop"}
@@ -337,6 +337,8 @@ class ForeignReader:
         self.names = TagNames(run.roles)
         self.opened = time.time()  # the `t` of alerts over the history: before the viewer opened, none rings
         self._health: Columns = {}  # what the monitor reads, in step order
+        self._pieces: list[Columns] = []  # ... and what came since, to merge in
+        self._readings = DReadings()
         self._monitor: HealthMonitor | None = None
         self._family: str | None = None
         self._checked: int | None = None  # the last step the monitor has read
@@ -352,7 +354,7 @@ class ForeignReader:
         update = RunUpdate(reset=batch.reset, more=batch.more, log_lines=batch.log_lines, skipped=batch.bad_records)
         if batch.reset:
             self._health, self._monitor, self._family, self._images, self._history_in = {}, None, None, [], False
-            self._checked, self._backlog = None, None
+            self._checked, self._backlog, self._pieces, self._readings = None, None, [], DReadings()
         update.columns = self.names.columns(batch.scalars)
         update.rows = _steps(update.columns)
         update.history = self.names.columns(batch.history)
@@ -379,17 +381,19 @@ class ForeignReader:
         """
         new = {name: pair for name, pair in columns.items() if name in HEALTH_INPUTS}
         old = {name: pair for name, pair in history.items() if name in HEALTH_INPUTS}
-        if new or old:
-            self._health = in_step_order(merge_columns([piece for piece in (old, self._health, new) if piece]))
-        outputs = [values for name, (_, values) in self._health.items() if name in D_OUTPUTS]
-        family = guess_family(self.run.kind, self.run.roles, outputs)
+        for piece in (new, old):
+            for name in D_OUTPUTS:
+                if name in piece:
+                    self._readings.add(piece[name][1])
+        self._pieces += [piece for piece in (old, new) if piece]  # merged once the history is in, not at each poll
+        family = family_from(self.run.kind, self.run.roles, self._readings)
         if family != self._family:
             self._family, self._monitor = family, HealthMonitor(HealthConfig(), own_loop=True, family=family)
             self._checked, self._backlog = None, None
         if more or self._monitor is None:
             return [], False  # the history is still coming: the checks need the steps in order
         if self._backlog is None:
-            unchecked = after(self._health, self._checked)
+            unchecked = after(self._health_columns(), self._checked)
             if not any(len(steps) for steps, _ in unchecked.values()):
                 return [], False
             self._backlog, self._cursor = health_table(unchecked), 0
@@ -401,6 +405,13 @@ class ForeignReader:
         if stop == len(table["step"]):
             self._checked, self._backlog, self._history_in = int(table["step"][-1]), None, True
         return events, self._backlog is not None
+
+    def _health_columns(self) -> Columns:
+        """Everything the checks read so far, in step order: the pieces that came merged in."""
+        if self._pieces:
+            pieces = [self._health, *self._pieces]
+            self._health, self._pieces = in_step_order(merge_columns([piece for piece in pieces if piece])), []
+        return self._health
 
     def _new_status(self) -> dict[str, Any] | None:
         """The state from file times and the family, told only when they changed."""
@@ -420,7 +431,7 @@ def _steps(columns: Columns) -> int:
     """How many steps a batch of columns holds (metrics logged at different steps count once per step)."""
     if not columns:
         return 0
-    return len(np.unique(np.concatenate([steps for steps, _ in columns.values()])))
+    return len(distinct(np.concatenate([steps for steps, _ in columns.values()])))
 
 
 PINNED_CHUNK_ROWS = 4096

@@ -169,20 +169,41 @@ def roles_for(folder: Path, given: Path | None = None) -> Roles:
     return load_roles(beside) if beside.is_file() else Roles()
 
 
+@dataclass
+class DReadings:
+    """What D's outputs logged so far say of the loss: whether any were logged, and whether all lay in [0, 1].
+
+    Kept up as points arrive, so a long history is looked at once, not again at each poll.
+    """
+
+    logged: bool = False
+    within_unit: bool = True
+
+    def add(self, values: np.ndarray) -> None:
+        finite = values[np.isfinite(values)]
+        if len(finite):
+            self.logged = True
+            self.within_unit = self.within_unit and bool(((finite >= 0) & (finite <= 1)).all())
+
+
 def guess_family(kind: str, roles: Roles, d_outputs: Iterable[np.ndarray]) -> str:
     """The loss family of a run that did not record one: the user's word, else a reading that never misreads.
 
     `d_outputs`: the values logged so far under D's output roles.
     """
+    readings = DReadings()
+    for values in d_outputs:
+        readings.add(values)
+    return family_from(kind, roles, readings)
+
+
+def family_from(kind: str, roles: Roles, readings: DReadings) -> str:
+    """`guess_family` over readings kept up as points arrive."""
     if roles.loss is not None:
         return family_named(roles.loss).name
     if kind == "stylegan":
         return "logit"
-    seen = [values[np.isfinite(values)] for values in d_outputs]
-    if not any(len(values) for values in seen):
-        return "raw"
-    inside = all(((values >= 0) & (values <= 1)).all() for values in seen)
-    return "probability" if inside else "raw"
+    return "probability" if readings.logged and readings.within_unit else "raw"
 
 
 def family_reason(kind: str, roles: Roles, family: str) -> str:
