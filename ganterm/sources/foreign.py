@@ -36,6 +36,7 @@ WRITERS = {"tensorboard": "TensorBoard's writer", "stylegan": "StyleGAN's traini
 HEALTH_INPUTS = frozenset({"loss_d", "loss_g", "loss_d_real", "loss_d_fake", *D_OUTPUTS, "grad_norm_g", "diversity",
                            "modes_covered", "modes_total", "hq_share", "classifier_confidence", "class_coverage",
                            "nonfinite", *SERIES})  # fmt: skip
+MERGE_PIECES = 256  # pieces of columns kept apart before they are merged (a minute of polls, on a live run)
 ALERT_ROWS_A_POLL = 2_000  # steps the health checks read in one poll: about 0.1 s (100 µs a step)
 WAIT_SECONDS = 0.01  # between polls of a reader whose history is still being parsed
 ReaderFactory = Callable[[Path], LogReader]
@@ -338,6 +339,7 @@ class ForeignReader:
         self.opened = time.time()  # the `t` of alerts over the history: before the viewer opened, none rings
         self._health: Columns = {}  # what the monitor reads, in step order
         self._pieces: list[Columns] = []  # ... and what came since, to merge in
+        self._unchecked: list[Columns] = []  # what came since the monitor last read
         self._readings = DReadings()
         self._monitor: HealthMonitor | None = None
         self._family: str | None = None
@@ -355,6 +357,7 @@ class ForeignReader:
         if batch.reset:
             self._health, self._monitor, self._family, self._images, self._history_in = {}, None, None, [], False
             self._checked, self._backlog, self._pieces, self._readings = None, None, [], DReadings()
+            self._unchecked = []
         update.columns = self.names.columns(batch.scalars)
         update.rows = _steps(update.columns)
         update.history = self.names.columns(batch.history)
@@ -385,7 +388,11 @@ class ForeignReader:
             for name in D_OUTPUTS:
                 if name in piece:
                     self._readings.add(piece[name][1])
-        self._pieces += [piece for piece in (old, new) if piece]  # merged once the history is in, not at each poll
+        came = [piece for piece in (old, new) if piece]
+        self._pieces += came  # merged when all is read again, not at each poll: a long run's columns are big
+        self._unchecked += came
+        if len(self._pieces) > MERGE_PIECES:
+            self._health_columns()
         family = family_from(self.run.kind, self.run.roles, self._readings)
         if family != self._family:
             self._family, self._monitor = family, HealthMonitor(HealthConfig(), own_loop=True, family=family)
@@ -393,7 +400,11 @@ class ForeignReader:
         if more or self._monitor is None:
             return [], False  # the history is still coming: the checks need the steps in order
         if self._backlog is None:
-            unchecked = after(self._health_columns(), self._checked)
+            if self._checked is None:  # everything, the first time or with another family's checks
+                unchecked = self._health_columns()
+            else:  # only what came since
+                unchecked = after(in_step_order(merge_columns(self._unchecked)), self._checked)
+            self._unchecked = []
             if not any(len(steps) for steps, _ in unchecked.values()):
                 return [], False
             self._backlog, self._cursor = health_table(unchecked), 0
