@@ -413,3 +413,19 @@ def test_a_long_history_is_in_without_merging_at_every_poll(monkeypatch: pytest.
     for index, piece in enumerate(pieces):
         reader._alerts(piece if index else {}, {} if index else piece, more=index < len(pieces) - 1)
     assert merged == [1] and reader._health["d_x"][0].tolist() == list(range(1000))
+
+
+def test_steps_that_come_while_the_history_is_being_checked_are_checked_after_it(
+    tmp_path: Path, fake_formats: None, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(foreign, "ALERT_ROWS_A_POLL", 100)
+    write_log(tmp_path / "run", dcgan_records(1, 500))
+    reader = ganterm.open_run(tmp_path / "run").follow()
+    while not reader.poll().events and reader._backlog is None:
+        pass  # until the checks have started on the history
+    write_log(tmp_path / "run", [{"tag": tag, "step": step, "value": value} for step in range(501, 800)
+                                 for tag, value in (("Loss_D", 0.05), ("Loss_G", 0.9), ("D(x)", 0.99),
+                                                    ("D_G_z1", 0.01))])  # fmt: skip
+    events = [event for update in _poll_all(reader) for event in update.events]
+    assert [event["check"] for event in events] == ["d_overpowering"] and events[0]["step"] > 500
+    reader.close()

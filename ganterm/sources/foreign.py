@@ -415,7 +415,7 @@ class ForeignReader:
         self._cursor = stop
         if stop == len(table["step"]):
             self._checked, self._backlog, self._history_in = int(table["step"][-1]), None, True
-        return events, self._backlog is not None
+        return events, self._backlog is not None or bool(self._unchecked)  # what came meanwhile: next poll
 
     def _health_columns(self) -> Columns:
         """Everything the checks read so far, in step order: the pieces that came merged in."""
