@@ -116,3 +116,22 @@ async def test_a_tensorboard_run_and_a_ganterm_run_overlay_on_one_step_axis(tmp_
         losses = app.query_one("#plot-losses", MetricPlot)
         assert "x: steps" in _text(app, "#header") and "comparing 2 runs" in _text(app, "#header")
         assert plot_ends(losses, "loss_d") == {"mine": pytest.approx(200, rel=0.02), "tb": pytest.approx(150, rel=0.02)}
+
+
+async def test_a_notify_url_that_refuses_the_alert_is_said_once_on_screen(tmp_path: Path, fake_formats: None):
+    refusing = Receiver(statuses=[404])
+    folder = tmp_path / "tb"
+    write_log(folder, dcgan_records(1, 300))
+    app = Dashboard([ganterm.open_run(folder)], tmp_path, refresh_per_second=20, notify_url=refusing.url)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, app)
+            write_log(folder, _winning(301, 700))
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if any("could not notify" in note.message for note in app._notifications):
+                    break
+            (said,) = [note.message for note in app._notifications if "could not notify" in note.message]
+            assert "HTTP 404" in said and "/services/" not in said  # the URL shown without its secret path
+    finally:
+        refusing.stop()

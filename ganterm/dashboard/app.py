@@ -9,6 +9,7 @@ and the reactive fields below) and binds it into the `Header` and the
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -232,12 +233,13 @@ class Dashboard(App[str]):
 
     def _say_skipped(self, watched: WatchedRun, count: int) -> None:
         """Once per run: lines another writer got wrong are left out, and the viewer goes on."""
-        line = (
-            f"viewer: left out {count} malformed line(s) of {watched.name}'s metrics.jsonl or events.jsonl "
-            f"(a row needs {ROW_RULE}); later ones are left out silently"
-        )
-        if watched.source.read_only:
+        if watched.source.read_only:  # another tool's format: its records, not ganterm's lines
             line = f"viewer: passed over {count} corrupt record(s) of {watched.name}'s files; later ones silently"
+        else:
+            line = (
+                f"viewer: left out {count} malformed line(s) of {watched.name}'s metrics.jsonl or events.jsonl "
+                f"(a row needs {ROW_RULE}); later ones are left out silently"
+            )
         if watched is self.primary:
             self.query_one("#log", RichLog).write(Text(line, style="yellow"))
         else:
@@ -260,14 +262,14 @@ class Dashboard(App[str]):
             return
         notifier = self._notifiers.get(watched.name)
         if notifier is None:
-            notifier = self._notifiers[watched.name] = Notifier(
-                self.notify_url, watched.name, this_host(), lambda line: self.call_from_thread(self._warn, line)
-            )
+            notifier = self._notifiers[watched.name] = Notifier(self.notify_url, watched.name, this_host(), self._warn)
         fields = {key: alert[key] for key in ("check", "severity", "message") if key in alert}
         notifier.notice("alert", int(alert.get("step", 0)), **fields)
 
     def _warn(self, line: str) -> None:
-        self.notify(line, severity="warning", markup=False)
+        """What the notifier's thread has to say (a URL that is down), on screen; nothing once the app has ended."""
+        with contextlib.suppress(RuntimeError):  # no app loop left to run it on
+            self.call_from_thread(self.notify, line, severity="warning", markup=False)
 
     def on_unmount(self) -> None:
         for notifier in self._notifiers.values():
