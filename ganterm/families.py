@@ -198,6 +198,31 @@ FAMILIES = {
                 ),
             },
         ),
+        # Two readings for runs ganterm did not train (ganterm.sources.roles), so no loss of its loop names them.
+        # A non-saturating loss logged before the sigmoid (StyleGAN's Loss/scores/*): the losses mean what the
+        # probability family's do, so the checks that read only losses and spread keep; those that read D's
+        # outputs as probabilities do not (the mean of logits is no logit of the mean probability).
+        Family(
+            "logit",
+            (),
+            "D's raw logit, before the sigmoid, of a non-saturating loss: 0 is chance, above 0 says real",
+            "D(x), D(G(z)) raw logits · 0 = chance",
+            (0.0,),
+            ("D(x) logit", "D(G(z)) logit"),
+            (),
+            ("mode_collapse", "divergence", "oscillation"),
+        ),
+        # D's outputs of a loss the run did not name: shown as they are, read by no check.
+        Family(
+            "raw",
+            (),
+            "D's raw output, of a loss the run did not name",
+            "D(x), D(G(z)) as logged · loss not named",
+            (),
+            ("D(x)", "D(G(z))"),
+            (),
+            ("mode_collapse",),
+        ),
     )
 }
 DEFAULT_FAMILY = "probability"

@@ -11,11 +11,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ganterm.families import FAMILIES, family_of
-from ganterm.run.layout import RunDir, list_runs
+from ganterm.run.layout import RunDir
 from ganterm.run.schema import STATE_STYLE
 from ganterm.run.settings import settings_line
 from ganterm.run.text import visible
-from ganterm.sources import GantermRun
+from ganterm.sources import GantermRun, Source, find_runs
 
 
 def age(seconds: float) -> str:
@@ -34,13 +34,13 @@ def _number(row: dict[str, Any], name: str, digits: int) -> str:
 CSV_STATISTICS = ("loss_d", "loss_g", "d_x", "d_g_z1", "img_per_s")  # also the table's
 
 
-def run_record(run: RunDir, now: float) -> dict[str, Any]:
+def run_record(run: RunDir | Source, now: float) -> dict[str, Any]:
     """What `ganterm runs --json` says of a run: plain values, the latest statistics by name."""
-    source = GantermRun(run)
+    source = GantermRun(run) if isinstance(run, RunDir) else run
     status = source.status()
     # each statistic's newest value: a quality row may come last, and some are logged every few steps only
     row = source.latest(CSV_STATISTICS)
-    started = status.get("started") or (run.path.stat().st_mtime if run.path.exists() else now)
+    started = status.get("started") or (source.path.stat().st_mtime if source.path.exists() else now)
     statistics = {k: v for k, v in row.items() if k not in ("step", "t") and isinstance(v, (int, float))}
     return {
         "name": run.name,
@@ -53,13 +53,14 @@ def run_record(run: RunDir, now: float) -> dict[str, Any]:
         "loss": family_of(status).name,  # how to read d_x and d_g_z1: sigmoid means, or D's raw outputs
         "started": started,
         "heartbeat": status.get("heartbeat"),
-        "path": str(run.path.resolve()),
+        "path": str(source.path.resolve()),
         "config": source.settings(),
+        "kind": source.kind,  # ganterm, or the tool that writes it (tensorboard, stylegan): read-only
     }
 
 
 CSV_COLUMNS = ("name", "state", "step", "total", *CSV_STATISTICS, "loss", "device", "world_size", "started",
-               "heartbeat", "path")  # fmt: skip
+               "heartbeat", "path", "kind")  # fmt: skip
 
 
 def csv_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def csv_row(record: dict[str, Any]) -> dict[str, Any]:
     return {column: visible(flat[column]) if isinstance(flat[column], str) else flat[column] for column in CSV_COLUMNS}
 
 
-def run_summary(run: RunDir, now: float) -> dict[str, str]:
+def run_summary(run: RunDir | Source, now: float) -> dict[str, str]:
     """The cells of a run's row in the `ganterm runs` table, each `visible`: a folder's name or a status may hold
     anything, and the cells' widths are measured as they will be shown."""
     record = run_record(run, now)
@@ -88,7 +89,7 @@ def run_summary(run: RunDir, now: float) -> dict[str, str]:
         "age": age(now - float(record["started"])),
         "device": str(record["device"] or "-").split(" (")[0],  # cuda:0, not the full GPU name
         # a user loop's own settings; ganterm's runs have dozens, which `ganterm runs --json` gives
-        "config": settings_line(record["config"]) if run.loop_config.exists() else "-",
+        "config": settings_line(record["config"]) if _own_loop(run) else "-",
     }
     shown = {key: visible(cell) for key, cell in cells.items()}
     shown["config"] = _cut(shown["config"], CONFIG_CELLS)  # cut as it is shown
@@ -96,6 +97,12 @@ def run_summary(run: RunDir, now: float) -> dict[str, str]:
 
 
 CONFIG_CELLS = 60
+
+
+def _own_loop(run: RunDir | Source) -> bool:
+    """A user loop's run (it saved its `config=`): its settings are few enough for a cell."""
+    folder = run if isinstance(run, RunDir) else run.run if isinstance(run, GantermRun) else None
+    return folder is not None and folder.loop_config.exists()
 
 
 def _cut(text: str, cells: int) -> str:
@@ -129,14 +136,14 @@ DROPPED_FIRST = (
 )  # when too narrow for all
 
 
-def runs_table(root: Path, width: int = 200) -> Table | Text:
+def runs_table(root: Path, width: int = 200, roles: Path | None = None) -> Table | Text:
     """The `ganterm runs` table; a one-line hint instead of an empty table.
 
     Columns that do not fit in `width` are left out whole, least useful first:
     squeezed to fit, every number would shrink to one digit and an ellipsis.
     """
     now = time.time()
-    summaries = [run_summary(run, now) for run in list_runs(root)]
+    summaries = [run_summary(run, now) for run in find_runs(root, roles)]
     if not summaries:
         return Text(f"no runs in {root}/ yet; start one with: ganterm train")
     columns = [column for column in COLUMNS if column[0] != "config" or any(s["config"] != "-" for s in summaries)]

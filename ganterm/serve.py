@@ -35,7 +35,8 @@ from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 from yarl import URL
 
-from ganterm.run.layout import RunDir, list_runs
+from ganterm.run.layout import list_runs
+from ganterm.sources import GantermRun, Source
 
 WEB_FONT_LINK = re.compile(r'<link\s+rel="stylesheet"\s+href="https://fonts\.googleapis\.com[^"]*"\s*/>')
 LOCAL_FONT = (
@@ -52,10 +53,11 @@ TAB_MEMORY = 2 << 30  # resident memory a tab's dashboard may hold (it needs abo
 MEMORY_CHECK_S = 2.0
 
 
-def watch_command(runs: list[RunDir], root: Path) -> list[str]:
-    """What each tab runs: `ganterm watch` with the runs given, by absolute path."""
+def watch_command(runs: list[Source], root: Path, roles: Path | None = None) -> list[str]:
+    """What each tab runs: `ganterm watch` with the runs given, by absolute path (and their roles file)."""
     paths = [str(run.path.resolve()) for run in runs]
-    return [sys.executable, "-m", "ganterm", "watch", "--root", str(root.resolve()), *paths]
+    given = ["--roles", str(roles.resolve())] if roles is not None else []
+    return [sys.executable, "-m", "ganterm", "watch", "--root", str(root.resolve()), *given, *paths]
 
 
 def screen_size(width: object, height: object) -> tuple[int, int]:
@@ -218,27 +220,27 @@ class DashboardServer(Server):
 
     def __init__(
         self,
-        runs: list[RunDir] | None,
+        runs: list[Source] | None,
         root: Path,
         host: str,
         port: int,
         token: str | None,
         on_start: Callable[[], None],
+        roles: Path | None = None,
     ) -> None:
         """`runs` None: each tab shows the newest run under `root` when it opens."""
-        self.argv = watch_command(runs or [], root)
+        self.argv = watch_command(runs or [], root, roles)
         super().__init__(" ".join(self.argv), host=host, port=port, title="ganterm")
         self.runs = runs
         self.root = root
         self.token = token
         self.on_start = on_start
 
-    def shown_runs(self) -> list[RunDir]:
+    def shown_runs(self) -> list[Source]:
         """The runs a tab opening now shows: those given, or the newest."""
         if self.runs is not None:
             return self.runs
-        runs = list_runs(self.root)
-        return runs[-1:]
+        return [GantermRun(run) for run in list_runs(self.root)[-1:]]
 
     async def handle_sample_list(self, request: web.Request) -> web.StreamResponse:
         """Each shown run's sample grids by file name, oldest first, for the page's picture beside the terminal."""
@@ -346,6 +348,6 @@ class DashboardServer(Server):
         return await handler(request)
 
 
-def _served_grids(run: RunDir) -> list[Path]:
+def _served_grids(run: Source) -> list[Path]:
     """The grids the run wrote, as plain files: a link placed among them (to /etc/passwd, say) is not served."""
-    return [path for path in run.sample_files() if not path.is_symlink() and path.is_file()]
+    return [path for _, path in run.samples() if not path.is_symlink() and path.is_file()]

@@ -11,6 +11,8 @@ from pathlib import Path
 import orjson
 from PIL import Image
 
+from ganterm.dashboard.app import Dashboard
+from ganterm.dashboard.plots import MetricPlot
 from ganterm.run.layout import RunDir
 from ganterm.run.status import write_status
 
@@ -90,3 +92,26 @@ def make_run(root: Path, name: str, state: str, steps: int = 200, total: int = 4
         status["error"] = "RuntimeError: out of memory"
     write_status(run, status)
     return run
+
+
+async def settle(pilot, app: Dashboard) -> None:
+    """Wait until the reader thread has delivered everything on disk and the timer has redrawn."""
+    for _ in range(100):
+        await pilot.pause(0.05)
+        if all(not watched.loading for watched in app.watched.values()):
+            break
+    app._dirty = True
+    app._redraw()
+    await pilot.pause()
+
+
+def offered(app: Dashboard) -> set[str]:
+    """The keys the footer shows."""
+    return {key for key, active in app.active_bindings.items() if active.binding.show and active.enabled}
+
+
+def plot_ends(plot: MetricPlot, metric: str) -> dict[str, float]:
+    """Where each run's drawn `metric` line ends on the x axis, by the run name its label starts with."""
+    monitor = plot.plt.monitor
+    return {label.split()[0]: xs[-1] for xs, label in zip(monitor.x, monitor.label, strict=True)
+            if f" {metric} " in f" {label} "}  # fmt: skip

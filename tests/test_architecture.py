@@ -179,9 +179,10 @@ def test_the_classifier_child_loads_only_what_training_the_classifier_needs():
 
 def test_the_dashboard_imports_of_ganterm_only_what_the_architecture_table_names():
     """docs/architecture.md's row for dashboard/: of ganterm, `run/`, `sources/`, `listing`, `progress`, `errors`,
-    `families`."""
+    `families`, `notify`."""
     allowed = (
         "ganterm.families",
+        "ganterm.notify",
         "ganterm.run",
         "ganterm.sources",
         "ganterm.listing",

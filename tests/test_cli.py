@@ -237,7 +237,7 @@ def test_runs_piped_shows_every_column_and_json_and_csv_hold_every_run(tmp_path:
         "name": run.name, "state": "finished", "step": 3500, "total": 3500,
         "statistics": {"loss_d": 1.336, "loss_g": 0.944, "d_x": 0.5, "d_g_z1": 0.47},
         "device": "cpu", "world_size": 2, "loss": "probability", "started": 5.0, "heartbeat": 9.0,
-        "path": str(run.path.resolve()), "config": {},
+        "path": str(run.path.resolve()), "config": {}, "kind": "ganterm",
     }]  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["runs", "--csv", *root]).output)))
     assert len(rows) == 1 and rows[0]["name"] == run.name and rows[0]["loss_d"] == "1.336"
@@ -316,7 +316,7 @@ def test_runs_of_another_tool_or_with_nothing_logged_yet_read_as_external_and_un
     assert records["theirs"] == {
         "name": "theirs", "state": "external", "step": 7, "total": None, "statistics": {"accuracy": 0.9},
         "device": None, "world_size": 1, "started": external.path.stat().st_mtime, "heartbeat": None,
-        "path": str(external.path.resolve()), "config": {}, "loss": "probability",
+        "path": str(external.path.resolve()), "config": {}, "loss": "probability", "kind": "ganterm",
     }  # fmt: skip
     assert (records["empty"]["state"], records["empty"]["step"], records["empty"]["statistics"]) == ("unknown", 0, {})
     summary = run_summary(external, now=external.path.stat().st_mtime + 5)

@@ -39,22 +39,11 @@ from ganterm.sources import history as history_module
 from ganterm.sources.columns import columns_from_rows
 from ganterm.sources.follow import RunReader
 from ganterm.training.sample import image_grid, save_png
-from tests.dashboard_runs import START, append_metrics, make_run, metric_rows
+from tests.dashboard_runs import START, append_metrics, make_run, metric_rows, offered, plot_ends, settle
 
 
 def _text(app: Dashboard, selector: str) -> str:
     return str(app.query_one(selector).render())
-
-
-async def settle(pilot, app: Dashboard) -> None:
-    """Wait until the reader thread has delivered everything on disk and the timer has redrawn."""
-    for _ in range(100):
-        await pilot.pause(0.05)
-        if all(not watched.loading for watched in app.watched.values()):
-            break
-    app._dirty = True
-    app._redraw()
-    await pilot.pause()
 
 
 def _commands(run: RunDir) -> list[str]:
@@ -439,11 +428,6 @@ async def test_pause_key_pauses_a_running_run_and_resumes_a_paused_one(root: Pat
         assert _commands(run) == [expected]
 
 
-def _offered(app: Dashboard) -> set[str]:
-    """The keys the footer shows."""
-    return {key for key, active in app.active_bindings.items() if active.binding.show and active.enabled}
-
-
 @pytest.mark.parametrize("state", ["finished", "stopped", "failed", "lost", "external"])
 async def test_a_run_without_a_worker_is_offered_no_worker_keys_and_they_refuse_if_pressed(root: Path, state: str):
     """No pause, checkpoint, sample or stop in the footer; pressed anyway, one sentence each and nothing sent."""
@@ -451,7 +435,7 @@ async def test_a_run_without_a_worker_is_offered_no_worker_keys_and_they_refuse_
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        assert not {"p", "c", "g", "x"} & _offered(app) and {"s", "q"} <= _offered(app)
+        assert not {"p", "c", "g", "x"} & offered(app) and {"s", "q"} <= offered(app)
         for key in "pcgx":
             await pilot.press(key)
         await pilot.pause(0.1)
@@ -461,19 +445,19 @@ async def test_a_run_without_a_worker_is_offered_no_worker_keys_and_they_refuse_
                         ("pause", "checkpoint", "snapshot", "stop")]  # fmt: skip
 
 
-async def test_the_worker_keys_leave_the_footer_when_the_run_ends(root: Path):
+async def test_the_worker_keys_leave_the_footer_when_the_runplot_ends(root: Path):
     run = make_run(root, "live", "running")
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        assert {"p", "c", "g", "x"} <= _offered(app)
+        assert {"p", "c", "g", "x"} <= offered(app)
         write_status(run, {**read_status(run), "state": "finished"})
         for _ in range(200):  # up to 10 s: a loaded machine polls late
             await pilot.pause(0.05)
             if "FINISHED" in _text(app, "#header"):
                 break
         await pilot.pause()
-        assert not {"p", "c", "g", "x"} & _offered(app)
+        assert not {"p", "c", "g", "x"} & offered(app)
 
 
 async def test_stop_asks_first_and_no_is_the_default(root: Path):
@@ -538,13 +522,6 @@ def _run_of_batch(root: Path, name: str, steps: int, seconds_per_step: float, im
     return run
 
 
-def _ends(plot: MetricPlot, metric: str) -> dict[str, float]:
-    """Where each run's drawn `metric` line ends on the x axis, by the run name its label starts with."""
-    monitor = plot.plt.monitor
-    return {label.split()[0]: xs[-1] for xs, label in zip(monitor.x, monitor.label, strict=True)
-            if f" {metric} " in f" {label} "}  # fmt: skip
-
-
 async def test_the_x_axis_key_lines_runs_of_other_batch_sizes_up_by_time_and_images(root: Path):
     """Same images per second, batch 32 against 128: apart by step, together by wall-clock time and images seen."""
     runs = [
@@ -557,19 +534,20 @@ async def test_the_x_axis_key_lines_runs_of_other_batch_sizes_up_by_time_and_ima
         await settle(pilot, app)
         losses = app.query_one("#plot-losses", MetricPlot)
         assert "x: steps" in _text(app, "#header")
-        assert _ends(losses, "loss_d") == {"b32": pytest.approx(400, rel=0.02), "b128": pytest.approx(100, rel=0.02),
-                                           "ownloop": pytest.approx(100, rel=0.02)}  # fmt: skip
+        assert plot_ends(losses, "loss_d") == {"b32": pytest.approx(400, rel=0.02),
+                                               "b128": pytest.approx(100, rel=0.02),
+                                               "ownloop": pytest.approx(100, rel=0.02)}  # fmt: skip
         await pilot.press("a")
         await settle(pilot, app)
         assert "x: wall-clock time" in _text(app, "#header")
-        ends = _ends(losses, "loss_d")
+        ends = plot_ends(losses, "loss_d")
         assert ends["b32"] == pytest.approx(ends["b128"], rel=0.03) and ends["b32"] == pytest.approx(40, rel=0.03)
         assert "time (s)" in str(losses.render())
         await pilot.press("a")
         await settle(pilot, app)
         header = _text(app, "#header")
         assert "x: images seen" in header and "ownloop: images per step unknown, not drawn" in header
-        ends = _ends(losses, "loss_d")
+        ends = plot_ends(losses, "loss_d")
         assert set(ends) == {"b32", "b128"}
         assert ends["b32"] == pytest.approx(ends["b128"], rel=0.03) and ends["b32"] == pytest.approx(12_800, rel=0.03)
         assert "10k" in str(losses.render())  # ticks read as images, not as a long number
@@ -658,7 +636,7 @@ async def test_the_time_axis_follows_training_rows_not_a_quality_row_written_lat
         await settle(pilot, app)
         await pilot.press("a")
         await settle(pilot, app)
-        assert _ends(app.query_one("#plot-losses", MetricPlot), "loss_d")["loss_d"] == pytest.approx(3.9, abs=0.2)
+        assert plot_ends(app.query_one("#plot-losses", MetricPlot), "loss_d")["loss_d"] == pytest.approx(3.9, abs=0.2)
 
 
 async def test_a_run_with_no_images_per_step_says_why_it_is_not_drawn_against_images(root: Path):
@@ -852,10 +830,10 @@ async def test_next_and_previous_run(root: Path):
         await settle(pilot, app)
         await pilot.press("n")
         await settle(pilot, app)
-        assert app.primary.run.name == "b-second" and "STOPPED" in _text(app, "#header")
+        assert app.primary.name == "b-second" and "STOPPED" in _text(app, "#header")
         await pilot.press("N")
         await settle(pilot, app)
-        assert app.primary.run.name == "a-first"
+        assert app.primary.name == "a-first"
     del second
 
 
@@ -873,10 +851,10 @@ async def test_picker_filters_switches_and_compares(root: Path):
         assert listing.option_count == 1
         await pilot.press("enter")
         await settle(pilot, app)
-        assert app.primary.run.name == "ring-b"
+        assert app.primary.name == "ring-b"
         await pilot.press("r", *"mnist", "down", "space", "down", "space", "enter")
         await settle(pilot, app)
-        assert sorted(w.run.name for w in app.watched.values()) == ["mnist-a", "mnist-c"]
+        assert sorted(w.name for w in app.watched.values()) == ["mnist-a", "mnist-c"]
         assert "comparing 2 runs" in _text(app, "#header")
         rendered = str(app.query_one("#plot-losses", MetricPlot).render())
         assert "mnist-a loss_d" in rendered and "mnist-c loss_d" in rendered
@@ -1022,8 +1000,8 @@ async def test_a_users_loop_gets_only_the_keys_that_act_on_it(root: Path):
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        offered = _offered(app)
-        assert {"p", "x"} <= offered and not {"c", "g"} & offered
+        keys = offered(app)
+        assert {"p", "x"} <= keys and not {"c", "g"} & keys
         await pilot.press("c")
         await pilot.press("g")
         await pilot.pause(0.1)

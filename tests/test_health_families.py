@@ -205,3 +205,29 @@ def test_every_loss_the_worker_trains_has_a_family_and_every_family_names_real_c
         assert set(family.checks) <= known, family.name
         assert set(family.series) <= set(SERIES), family.name
         assert set(family.advice) <= set(family.checks), family.name
+
+
+def stylegan_row(step: int, rng: random.Random, loss_g: float = 1.0) -> Row:
+    """StyleGAN's non-saturating loss logged before the sigmoid: mean logits, real about +4, fake about −4."""
+    real, fake = rng.gauss(4.0, 0.5), rng.gauss(-4.0, 0.5)
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    return {"step": step, "d_x": real, "d_g_z1": fake, "loss_d": softplus(fake) + softplus(-real),
+            "loss_g": rng.gauss(loss_g, 0.05)}  # fmt: skip
+
+
+def test_logits_are_not_read_as_probabilities_and_the_losses_still_are_watched():
+    """Logits of ±4 are sigmoid 0.98 and 0.02 on average, but a mean logit is no mean probability: the
+    probability checks stay off; G's loss climbing stretch after stretch is told as it is for any nonsat loss."""
+    rng = random.Random(0)
+    steady = [stylegan_row(step, rng) for step in range(1, 1001)]
+    assert alerts_as("logit", steady) == []
+    assert "d_overpowering" in checks(alerts_as("probability", steady))
+    climbing = [stylegan_row(step, rng, loss_g=1.0 + step / 100) for step in range(1, 1001)]
+    assert checks(alerts_as("logit", climbing)) == ["divergence"]
+
+
+def test_a_raw_run_reads_no_d_output_at_all():
+    """A loss nobody named: scores that would alarm as probabilities, or as a critic's, raise nothing."""
+    rows = critic_stream(2000, level=lambda step: 3.0 + step / 50)
+    assert alerts_as("critic", rows) and alerts_as("probability", rows)
+    assert alerts_as("raw", rows) == []

@@ -34,6 +34,15 @@ RootOption = Annotated[Path, typer.Option("--root", help="Folder that holds the 
 NoDashboardOption = Annotated[
     bool, typer.Option("--no-dashboard", help="Show a progress line instead of the dashboard.")
 ]
+RolesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--roles",
+        help="TOML file mapping a TensorBoard or StyleGAN run's tags to ganterm's roles, and naming its loss "
+        "(default: ganterm-roles.toml in the run's folder); see docs/watching.md.",
+        show_default=False,
+    ),
+]
 RunArgument = Annotated[
     str | None, typer.Argument(help="Run name or path; the newest run if omitted.", show_default=False)
 ]

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from ganterm.cli.common import (
+    RolesOption,
     RootOption,
     RunArgument,
     app,
@@ -142,10 +143,11 @@ def export(
         ),
     ] = None,
     root: RootOption = Path("runs"),
+    roles: RolesOption = None,
 ) -> None:
     """Write the generator alone, or every number the runs logged as CSV, Parquet or TensorBoard event files."""
     if format_ is not ExportFormat.generator:
-        _export_history(runs or [], format_.value, out, root)
+        _export_history(runs or [], format_.value, out, root, roles)
         return
     if runs and len(runs) > 1:
         raise UserError(
@@ -163,14 +165,13 @@ def export(
     say(f"wrote {out} (generator at step {checkpoint.step}, {len(checkpoint.sampling_weights)} tensors)")
 
 
-def _export_history(arguments: list[str], fmt: str, out: Path | None, root: Path) -> None:
+def _export_history(arguments: list[str], fmt: str, out: Path | None, root: Path, roles: Path | None) -> None:
     """Every metrics row of the runs, streamed to `out`; the writer's extra is checked before anything is read."""
     from ganterm.export import SUFFIX, export_history, open_histories, require_extra, work_bytes
-    from ganterm.run.layout import resolve_run
-    from ganterm.sources import GantermRun
+    from ganterm.sources import open_runs
 
     require_extra(fmt)
-    runs = [GantermRun(resolve_run(argument, root)) for argument in arguments or [None]]
+    runs = open_runs(arguments, root, roles)
     if fmt == "tensorboard":
         out = out or Path("tensorboard")
         output_folder(out)
@@ -204,13 +205,14 @@ def timelapse(
     out: Annotated[Path | None, typer.Option(help="GIF to write; <run>.gif if omitted.", show_default=False)] = None,
     frame_ms: Annotated[int, typer.Option(min=10, help="Milliseconds per frame.")] = 120,
     root: RootOption = Path("runs"),
+    roles: RolesOption = None,
 ) -> None:
-    """Make an animated GIF of a run's sample grids."""
-    from ganterm.run.layout import resolve_run
+    """Make an animated GIF of a run's sample grids (or a TensorBoard or StyleGAN run's images)."""
+    from ganterm.sources import open_run, open_runs
     from ganterm.training.sample import timelapse as make_timelapse
 
-    target = resolve_run(run, root)
-    frames = target.sample_files()
+    target = open_run(run, root, roles) if run is not None else open_runs(None, root)[0]
+    frames = [path for _, path in target.samples()]
     if not frames:
         raise UserError(f"run {target.name!r} has no sample grids yet")
     out = out or Path(f"{target.name}.gif")

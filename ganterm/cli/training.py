@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 from ganterm.cli.common import (
     NoDashboardOption,
+    RolesOption,
     RootOption,
     app,
     console,
@@ -154,8 +155,12 @@ def _worker_line(run, line: str) -> str:
     return f"{run.name}: {line[stamped.end() :] if stamped else line}"
 
 
-def _attach(runs: list, root: Path, dashboard: bool) -> None:
-    """Follow the runs until the first ends or the viewer leaves; training goes on either way."""
+def _attach(runs: list, root: Path, dashboard: bool, notify: str = "") -> None:
+    """Follow the runs until the first ends or the viewer leaves; training goes on either way.
+
+    `runs`: run folders, or sources (`open_runs`); a read-only run (another tool writes it) is shown only
+    in the dashboard, and `notify` gets the alerts the viewer raises on it.
+    """
     from ganterm import progress
     from ganterm.dashboard.browser import in_browser
 
@@ -163,7 +168,7 @@ def _attach(runs: list, root: Path, dashboard: bool) -> None:
     if in_browser():  # a tab of `ganterm serve`: the page is the terminal, and nothing may be printed after it
         from ganterm.dashboard.app import Dashboard
 
-        viewer = Dashboard(runs, root)
+        viewer = Dashboard(runs, root, notify_url=notify)
         viewer.run()
         raise typer.Exit(viewer.return_code or 0)
     if dashboard and console.is_terminal and sys.stdin.isatty():
@@ -171,15 +176,21 @@ def _attach(runs: list, root: Path, dashboard: bool) -> None:
         from ganterm.dashboard.app import Dashboard
 
         probe.join()
-        viewer = Dashboard(runs, root)
+        viewer = Dashboard(runs, root, notify_url=notify)
         ended = viewer.run()
         if viewer.return_code:  # the viewer crashed (Textual printed why): say so in the exit status
             raise typer.Exit(viewer.return_code)
         if ended == "stopped":
             say(f"asked {run.name} to checkpoint and stop")
-        else:
-            _still_training(run)
+        elif not getattr(run, "read_only", False):
+            _still_training(getattr(run, "run", run))
         return
+    if getattr(run, "read_only", False):
+        raise UserError(
+            f"{run.name} is written by another tool and shows only in the dashboard; "
+            "watch it from a terminal, without --no-dashboard"
+        )
+    run = getattr(run, "run", run)  # the progress line follows a run folder
     try:
         follow = progress.follow_rich if console.is_terminal else progress.follow_plain
         snap = follow(run, console)
@@ -247,20 +258,31 @@ def watch(
     runs: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Runs (names or paths) to watch; several overlay their curves. Newest if omitted.", show_default=False
+            help="Runs (names or paths) to watch, or a folder of runs (a TensorBoard --logdir); several overlay their "
+            "curves. Newest if omitted.",
+            show_default=False,
         ),
     ] = None,
     no_dashboard: NoDashboardOption = False,
     root: RootOption = Path("runs"),
+    roles: RolesOption = None,
+    notify: Annotated[
+        str,
+        typer.Option(
+            help="POST the alerts the viewer raises on read-only runs (TensorBoard, StyleGAN) here as JSON; "
+            "a ganterm run's own worker tells its notify.url itself.",
+            show_default=False,
+        ),
+    ] = "",
 ) -> None:
-    """Attach to runs (running or not); quitting the viewer never stops training."""
-    from ganterm.run.layout import resolve_run
+    """Attach to runs (running or not): ganterm's, TensorBoard event files, StyleGAN training folders;
+    quitting the viewer never stops training."""
+    from ganterm.sources import open_runs
+    from ganterm.urls import url_problem
 
-    _attach(
-        [resolve_run(run, root) for run in runs] if runs else [resolve_run(None, root)],
-        root,
-        dashboard=not no_dashboard,
-    )
+    if notify and (problem := url_problem(notify)):
+        raise UserError(f"--notify {shown_url(notify)!r} {problem}")
+    _attach(open_runs(runs, root, roles), root, dashboard=not no_dashboard, notify=notify)
 
 
 @app.command()
@@ -283,9 +305,10 @@ def serve(
         ),
     ] = None,
     root: RootOption = Path("runs"),
+    roles: RolesOption = None,
 ) -> None:
     """Serve the dashboard to a browser; each tab is its own ganterm watch."""
-    from ganterm.run.layout import resolve_run
+    from ganterm.sources import open_runs
 
     try:
         from ganterm import serve as serving
@@ -294,7 +317,7 @@ def serve(
             f"ganterm serve needs the textual-serve package ({error.name} is missing); "
             "install it with: pip install 'ganterm[serve]'"
         ) from None
-    targets = [resolve_run(run, root) for run in runs] if runs else [resolve_run(None, root)]
+    targets = open_runs(runs, root, roles)
     if token is not None and not token.strip():
         raise UserError("--token must not be empty; give a secret, or leave --token out")
     if not serving.is_loopback(host):
@@ -308,7 +331,7 @@ def serve(
     address = serving.address(host, port, token)
     names = ", ".join(target.name for target in targets) if runs else "the newest run"
     on_start = lambda: say(f"serving the dashboard of {names} at {address} (Ctrl-C stops)")  # noqa: E731
-    server = serving.DashboardServer(targets if runs else None, root, host, port, token, on_start)
+    server = serving.DashboardServer(targets if runs else None, root, host, port, token, on_start, roles)
     try:
         serving.check_free(host, port)
         server.serve()

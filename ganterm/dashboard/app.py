@@ -9,6 +9,7 @@ and the reactive fields below) and binds it into the `Header` and the
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,16 +33,20 @@ from ganterm.dashboard.series import SeriesStore
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
 from ganterm.errors import UserError
 from ganterm.families import family_of
+from ganterm.notify import Notifier
 from ganterm.run import control
 from ganterm.run.jsonl import ROW_RULE
 from ganterm.run.layout import RunDir, list_runs
-from ganterm.run.status import ACTIVE_STATES, effective_state
-from ganterm.sources import GantermRun
-from ganterm.sources.follow import RunReader, RunUpdate
+from ganterm.run.status import ACTIVE_STATES, effective_state, this_host
+from ganterm.sources import GantermRun, Reader, Source
+from ganterm.sources.follow import RunUpdate
+from ganterm.sources.foreign import ForeignRun, read_only_reason
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 ZOOM_WINDOWS = (None, 500, 2_000, 10_000)
 HISTORY_REDRAW_SECONDS = 1.0
+LOG_NAMES = {"ganterm": "worker.log", "stylegan": "log.txt"}  # the log panel's title: the file it shows
+NOTIFY_CLOSE_SECONDS = 3.0  # how long leaving the viewer waits for a read-only run's last alerts to go out
 # what the worker keys say they asked for; every name is one of control.COMMANDS (a test checks both ways)
 ASKED = {
     "pause": "asked the worker to pause",
@@ -68,9 +73,9 @@ class RunUpdated(Message):
 class WatchedRun:
     """Everything the viewer knows of one run; touched only on the app thread (the reader aside)."""
 
-    run: RunDir
+    source: Source
     colour: str
-    reader: RunReader
+    reader: Reader
     store: SeriesStore = field(default_factory=SeriesStore)
     status: dict[str, Any] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -80,7 +85,13 @@ class WatchedRun:
     settings: dict[str, Any] = field(default_factory=dict)  # its config, as dotted keys
 
     @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
     def state(self) -> str:
+        if self.source.read_only:  # another tool writes it: live or idle, from its file times
+            return str(self.status.get("state", "unknown"))
         if self.status:
             return effective_state(self.status)
         return "external" if self.store.rows else "unknown"
@@ -119,7 +130,9 @@ class Dashboard(App[str]):
     runs: var[tuple[PlottedRun, ...]] = var(tuple)
     data_version: var[int] = var(0)  # bumped when the runs' stores have new points to draw
 
-    def __init__(self, runs: list[RunDir], root: Path, refresh_per_second: float = 4.0) -> None:
+    def __init__(
+        self, runs: list[RunDir] | list[Source], root: Path, refresh_per_second: float = 4.0, notify_url: str = ""
+    ) -> None:
         super().__init__()
         self.root = root
         self.refresh_interval = 1.0 / refresh_per_second
@@ -129,7 +142,9 @@ class Dashboard(App[str]):
         self._drawn_at = 0.0
         self._opened = time.time()
         self._laid_out = False
-        self._show(runs)
+        self.notify_url = notify_url  # where a read-only run's alerts go: no writer of ganterm's pushes them
+        self._notifiers: dict[str, Notifier] = {}
+        self._show([GantermRun(run) if isinstance(run, RunDir) else run for run in runs])
 
     # ----- layout -------------------------------------------------------------------------------
 
@@ -146,7 +161,7 @@ class Dashboard(App[str]):
     def on_mount(self) -> None:
         self._laid_out = True
         self.query_one("#alerts").border_title = "alerts"
-        self.query_one("#log").border_title = "worker.log"
+        self.query_one("#log").border_title = LOG_NAMES.get(self.primary.source.kind, "log")
         self.query_one("#samples").border_title = "samples"
         # the screen owns the timer, so it stops with the widgets it draws (an app's timers outlive them at exit)
         self.screen.set_interval(self.refresh_interval, self._redraw)
@@ -218,10 +233,13 @@ class Dashboard(App[str]):
 
     def _say_skipped(self, watched: WatchedRun, count: int) -> None:
         """Once per run: lines another writer got wrong are left out, and the viewer goes on."""
-        line = (
-            f"viewer: left out {count} malformed line(s) of {watched.run.name}'s metrics.jsonl or events.jsonl "
-            f"(a row needs {ROW_RULE}); later ones are left out silently"
-        )
+        if watched.source.read_only:  # another tool's format: its records, not ganterm's lines
+            line = f"viewer: passed over {count} corrupt record(s) of {watched.name}'s files; later ones silently"
+        else:
+            line = (
+                f"viewer: left out {count} malformed line(s) of {watched.name}'s metrics.jsonl or events.jsonl "
+                f"(a row needs {ROW_RULE}); later ones are left out silently"
+            )
         if watched is self.primary:
             self.query_one("#log", RichLog).write(Text(line, style="yellow"))
         else:
@@ -233,15 +251,35 @@ class Dashboard(App[str]):
             watched.alerts.append(event)
             if event.get("t", 0) > self._opened:  # raised while the viewer is open: the older ones were on screen
                 self._ring(watched, event)
+                self._push(watched, event)
         if event.get("ack") and watched is self.primary and event.get("t", 0) > self._opened:
             what = {"checkpoint": "checkpoint written", "sample": "sample grid written"}.get(str(kind))
             self.notify(f"{what or event.get('state', kind)} at step {event.get('step')}", timeout=4, markup=False)
+
+    def _push(self, watched: WatchedRun, alert: dict[str, Any]) -> None:
+        """A read-only run's new alert goes to --notify's URL: the viewer raised it, so only the viewer can tell."""
+        if not (self.notify_url and watched.source.read_only):
+            return
+        notifier = self._notifiers.get(watched.name)
+        if notifier is None:
+            notifier = self._notifiers[watched.name] = Notifier(self.notify_url, watched.name, this_host(), self._warn)
+        fields = {key: alert[key] for key in ("check", "severity", "message") if key in alert}
+        notifier.notice("alert", int(alert.get("step", 0)), **fields)
+
+    def _warn(self, line: str) -> None:
+        """What the notifier's thread has to say (a URL that is down), on screen; nothing once the app has ended."""
+        with contextlib.suppress(RuntimeError):  # no app loop left to run it on
+            self.call_from_thread(self.notify, line, severity="warning", markup=False)
+
+    def on_unmount(self) -> None:
+        for notifier in self._notifiers.values():
+            notifier.close(NOTIFY_CLOSE_SECONDS)
 
     def _ring(self, watched: WatchedRun, alert: dict[str, Any]) -> None:
         """A new alert rings the terminal's bell and pops up, so it is noticed from another window."""
         self.bell()
         self.notify(
-            f"{watched.run.name}, step {alert.get('step')}: {alert.get('message', alert.get('check'))}",
+            f"{watched.name}, step {alert.get('step')}: {alert.get('message', alert.get('check'))}",
             title="new alert",
             severity="error" if alert.get("severity") == "error" else "warning",
             timeout=15,
@@ -266,7 +304,7 @@ class Dashboard(App[str]):
         gpu = gpu_usage(primary.status)
         unplaced = tuple(run.name for run in self.plotted_runs() if not run.images_per_step)
         self.headline = Headline.of(
-            primary.run.name, state, primary.status, primary.store, gpu, len(self.watched), unplaced
+            primary.name, state, primary.status, primary.store, gpu, len(self.watched), unplaced
         ).told_settings(primary.status, [w.settings for w in self.watched.values()])
         if not self._dirty:
             return  # the clocks in the header tick; the plots wait for data
@@ -278,27 +316,28 @@ class Dashboard(App[str]):
         with self.batch_update():
             self.runs = tuple(self.plotted_runs())  # a new tuple only when a run was switched or rewound
             self.data_version += 1
-            self.query_one(AlertsPanel).show(primary.alerts, ending_text(state, primary.status, primary.run.name))
+            self.query_one(AlertsPanel).show(primary.alerts, ending_text(state, primary.status, primary.name))
 
     def plotted_runs(self) -> list[PlottedRun]:
         return [
-            PlottedRun(w.run.name, w.store, w.colour, _whole(w.status.get("images_per_step")), family_of(w.status))
+            PlottedRun(w.name, w.store, w.colour, _whole(w.status.get("images_per_step")), family_of(w.status))
             for w in self.watched.values()
         ]
 
     # ----- runs ---------------------------------------------------------------------------------
 
-    def _show(self, runs: list[RunDir]) -> None:
+    def _show(self, runs: list[Source]) -> None:
         for watched in self.watched.values():
             watched.reader.close()
         self.watched = {
-            str(run.path): WatchedRun(run, RUN_COLOURS[i % len(RUN_COLOURS)], GantermRun(run).follow())
+            str(run.path): WatchedRun(run, RUN_COLOURS[i % len(RUN_COLOURS)], run.follow())
             for i, run in enumerate(runs)
         }
         self._opened = time.time()
         self._dirty = True
         self.sub_title = ", ".join(run.name for run in runs)
         if self._laid_out:
+            self.query_one("#log").border_title = LOG_NAMES.get(self.primary.source.kind, "log")
             self.query_one("#log", RichLog).clear()
             self.query_one(SamplesPanel).set_files([])
 
@@ -307,9 +346,9 @@ class Dashboard(App[str]):
         if not runs:
             return
         names = [str(run.path.resolve()) for run in runs]
-        current = str(self.primary.run.path.resolve())
+        current = str(self.primary.source.path.resolve())
         index = names.index(current) if current in names else 0
-        self._show([runs[(index + offset) % len(runs)]])
+        self._show([GantermRun(runs[(index + offset) % len(runs)])])
 
     def action_next_run(self) -> None:
         self._cycle_run(1)
@@ -320,11 +359,12 @@ class Dashboard(App[str]):
     def action_pick_runs(self) -> None:
         def chosen(runs: list[RunDir] | None) -> None:
             if runs:
-                self._show(runs)
+                self._show([GantermRun(run) for run in runs])
 
         from ganterm.dashboard.screens import RunPicker  # modal screens load on first use: 40 ms off startup
 
-        self.push_screen(RunPicker(self.root, [w.run for w in self.watched.values()]), chosen)
+        showing = [w.source.run for w in self.watched.values() if isinstance(w.source, GantermRun)]
+        self.push_screen(RunPicker(self.root, showing), chosen)
 
     # ----- view keys ----------------------------------------------------------------------------
 
@@ -385,19 +425,22 @@ class Dashboard(App[str]):
 
     def _send(self, command: str) -> bool:
         watched = self.primary
+        if isinstance(watched.source, ForeignRun):
+            self.notify(read_only_reason(watched.source), severity="warning", markup=False)
+            return False
         if watched.state not in ACTIVE_STATES:
             self.notify(
-                f"{watched.run.name} is {watched.state}: there is no worker to {command}",
+                f"{watched.name} is {watched.state}: there is no worker to {command}",
                 severity="warning",
                 markup=False,
             )
             return False
         if not self._takes(command):
-            self.notify(f"{watched.run.name} is fed by its own training loop, which does not take {command!r}",
+            self.notify(f"{watched.name} is fed by its own training loop, which does not take {command!r}",
                         severity="warning", markup=False)  # fmt: skip
             return False
         try:
-            control.send(watched.run, command)
+            control.send(watched.source.run, command)
         except UserError as error:  # someone else's run, say: the viewer goes on showing it
             self.notify(str(error), severity="error", timeout=6)
             return False
@@ -424,7 +467,7 @@ class Dashboard(App[str]):
 
         own_loop = watched.status.get("loop") == "own"
         then = "Its loop is asked to stop." if own_loop else "It checkpoints first."
-        self.push_screen(ConfirmScreen(f"Stop training {watched.run.name}? {then}"), answered)
+        self.push_screen(ConfirmScreen(f"Stop training {watched.name}? {then}"), answered)
 
     def action_interrupt(self) -> None:
         """Ctrl-C asks before it stops anything; the default leaves training running."""
@@ -441,7 +484,7 @@ class Dashboard(App[str]):
 
         from ganterm.dashboard.screens import ConfirmScreen
 
-        self.push_screen(ConfirmScreen(f"Quit the viewer. Stop training {watched.run.name} too?"), answered)
+        self.push_screen(ConfirmScreen(f"Quit the viewer. Stop training {watched.name} too?"), answered)
 
     def action_quit(self) -> None:
         self.exit("left")

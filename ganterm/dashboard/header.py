@@ -49,6 +49,7 @@ class Headline:
     waiting_for: str = ""  # what the worker waits for before it can measure something (status.json)
     settings: str = ""  # a user loop's config= (ganterm's own runs have dozens of settings: not here)
     differences: str = ""  # the settings that differ among the compared runs, each run's value in turn
+    since: str = ""  # a read-only run's last write, as a clock time, while it is idle
 
     @classmethod
     def of(cls, name: str, state: str, status: dict[str, Any], store: SeriesStore, gpu: str | None,
@@ -76,6 +77,7 @@ class Headline:
             compared=compared,
             unplaced=unplaced,
             waiting_for=str(status.get("waiting_for") or ""),
+            since=idle_since(state, status.get("since")),
         )
 
     def told_settings(self, status: dict[str, Any], runs_settings: list[dict[str, Any]]) -> Headline:
@@ -88,6 +90,15 @@ class Headline:
         return dataclasses.replace(self, settings=own, differences=", ".join(differences))
 
 
+def idle_since(state: str, since: object) -> str:
+    """`14:02` (or `2026-12-04 14:02` before today) for an idle read-only run; '' otherwise."""
+    if state != "idle" or not isinstance(since, (int, float)):
+        return ""
+    then = time.localtime(since)
+    today = time.localtime()[:3] == then[:3]
+    return time.strftime("%H:%M" if today else "%Y-%m-%d %H:%M", then)
+
+
 def header_text(line: Headline, view: View) -> Text:
     """Two lines: where the run is, then how the plots are drawn."""
     step, total = line.step, line.total
@@ -95,6 +106,8 @@ def header_text(line: Headline, view: View) -> Text:
     text.append(line.name, style="bold")
     text.append("  ")
     text.append(f" {line.state.upper()} ", style=f"reverse {STATE_STYLE.get(line.state, '')}".strip())
+    if line.since:
+        text.append(f" since {line.since}")
     text.append(f"  step {step:,}" + (f"/{total:,} ({100 * step / total:.0f}%)" if total else ""))
     if line.epoch is not None:
         text.append(f" · epoch {line.epoch:.1f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ MIN_SAMPLE_PIXELS = 8  # across one sample: below this an MNIST digit stops bein
 
 def ending_text(state: str, status: dict[str, Any], run_name: str) -> Text | None:
     """Why a run is not running (or not moving), in words, for the top of the alerts panel."""
+    if status.get("read_only"):
+        skipped = status.get("skipped") or {}
+        passed = ", ".join(f"{count} {what}" for what, count in skipped.items())
+        return Text(f"read-only: {status.get('writer', 'another tool')} writes it; ganterm only watches it"
+                    + (f" (passed over records it does not draw: {passed})" if passed else ""))  # fmt: skip
     if state == "failed":
         return Text(f"failed: {status.get('error', 'see worker.log')}", style="bold red")
     # only a run ganterm's own worker trained can be continued by ganterm; a user's loop resumes itself
@@ -126,7 +132,7 @@ class SamplesPanel(Vertical):
         index = len(self.files) - 1 if self.index is None else self.index
         path = self.files[index]
         where = "newest" if self.index is None else f"{index + 1}/{len(self.files)} ] newer"
-        step = path.stem.removeprefix("step_").lstrip("0") or "0"
+        step = _step_of(path)
         try:
             with PILImage.open(path) as image:
                 image.load()
@@ -143,5 +149,11 @@ class SamplesPanel(Vertical):
             scale = min(pixels[0] / picture.width, pixels[1] / picture.height)  # fit, keeping the aspect
             widget.styles.width = max(1, round(picture.width * scale))
             widget.styles.height = max(1, round(picture.height * scale / 2))
-        self.query_one("#samples-title", Label).update(f"step {step} · {where}{shown}")
+        self.query_one("#samples-title", Label).update(f"{step} · {where}{shown}")
         widget.image = picture
+
+
+def _step_of(path: Path) -> str:
+    """`step 200` from ganterm's step_0000200.png, StyleGAN's fakes000200.png (its kimg); else the file's name."""
+    digits = re.search(r"(\d+)$", path.stem)
+    return f"step {int(digits.group(1))}" if digits else path.stem

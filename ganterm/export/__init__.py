@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ganterm.errors import UserError
-from ganterm.sources import GantermRun
-from ganterm.sources.ganterm_run import PinnedRows
+from ganterm.sources import Pinned, Source
 
 SUFFIX = {"csv": ".csv", "parquet": ".parquet"}
 # the module each format needs beyond ganterm's own dependencies, and the extra that installs it
@@ -48,7 +47,7 @@ def require_extra(fmt: str) -> None:
         ) from None
 
 
-def open_histories(runs: list[GantermRun]) -> list[PinnedRows]:
+def open_histories(runs: list[Source]) -> list[Pinned]:
     """Each run's metrics as they stand now; runs are told apart by name, so a name may come only once."""
     seen: set[str] = set()
     for run in runs:
@@ -58,12 +57,12 @@ def open_histories(runs: list[GantermRun]) -> list[PinnedRows]:
     return [run.pinned_rows() for run in runs]
 
 
-def work_bytes(histories: list[PinnedRows], fmt: str) -> int:
+def work_bytes(histories: list[Pinned], fmt: str) -> int:
     """Bytes the export reads in all, for a progress bar."""
     return PASSES[fmt] * sum(history.size for history in histories)
 
 
-def export_history(histories: list[PinnedRows], fmt: str, target: Path, advance: Callable[[int], None]) -> Exported:
+def export_history(histories: list[Pinned], fmt: str, target: Path, advance: Callable[[int], None]) -> Exported:
     """Write the histories as `fmt` to `target` (a file for tables, a folder of run folders for TensorBoard)."""
     from ganterm.export import table, tensorboard
 

@@ -22,17 +22,17 @@ from typing import Any
 
 from ganterm.families import family_of
 from ganterm.run.files import replacing
-from ganterm.run.layout import RunDir
 from ganterm.run.schema import column_order
-from ganterm.run.settings import read_settings, setting_text
-from ganterm.sources.ganterm_run import PinnedRows, Rows
+from ganterm.run.settings import setting_text
+from ganterm.sources import GantermRun, Pinned, Source
+from ganterm.sources.ganterm_run import Rows
 
 ROW_GROUP_ROWS = 1 << 16  # Parquet rows per row group: readers skip whole groups, memory stays a few MB
 NAN = float("nan")
 _ABSENT = object()
 
 
-def table_columns(histories: list[PinnedRows], advance: Callable[[int], None]) -> list[str]:
+def table_columns(histories: list[Pinned], advance: Callable[[int], None]) -> list[str]:
     """`run`, then every metric name of every run in `schema.column_order`: the first pass."""
     names: dict[str, None] = {}
     for history in histories:
@@ -40,44 +40,44 @@ def table_columns(histories: list[PinnedRows], advance: Callable[[int], None]) -
     return ["run", *column_order(name for name in names if name != "run")]
 
 
-def loop_settings(run: RunDir) -> dict[str, str | None]:
-    """A user loop's settings as `config.<key>` cells (text, as written in its config); {} for ganterm's runs."""
-    if not run.loop_config.exists():
+def loop_settings(source: Source) -> dict[str, str | None]:
+    """A user loop's or another tool's settings as `config.<key>` cells (text, as written); {} for ganterm's runs."""
+    if isinstance(source, GantermRun) and not source.run.loop_config.exists():
         return {}
-    return {f"config.{key}": None if v is None else setting_text(v) for key, v in read_settings(run).items()}
+    return {f"config.{key}": None if v is None else setting_text(v) for key, v in source.settings().items()}
 
 
 def setting_columns(settings: list[dict[str, str | None]]) -> list[str]:
     return list(dict.fromkeys(key for cells in settings for key in cells))
 
 
-def shadowed_notes(histories: list[PinnedRows]) -> list[str]:
+def shadowed_notes(histories: list[Pinned]) -> list[str]:
     """Runs whose rows hold a metric named `run`, which the table's run column hides (ganterm refuses the name now)."""
     return [
-        f"{history.run.name}: left out its metric 'run' (the table's run column holds the run's name)"
+        f"{history.source.name}: left out its metric 'run' (the table's run column holds the run's name)"
         for history in histories
         if "run" in history.found
     ]
 
 
-def run_cells(histories: list[PinnedRows]) -> list[dict[str, str | None]]:
+def run_cells(histories: list[Pinned]) -> list[dict[str, str | None]]:
     """Each run's text cells: its loss family where any run's is not probability, then a loop's settings."""
     families = [family_of(history.source.status()).name for history in histories]
     named = any(family != "probability" for family in families)
     return [{"loss": family} if named else {} for family in families]
 
 
-def write_csv(histories: list[PinnedRows], target: Path, advance: Callable[[int], None]) -> list[str]:
+def write_csv(histories: list[Pinned], target: Path, advance: Callable[[int], None]) -> list[str]:
     """The table as CSV (pandas, trackio and spreadsheets read it); returns its columns."""
     columns = table_columns(histories, advance)
     names = columns[1:]
-    settings = [cells | loop_settings(h.run) for h, cells in zip(histories, run_cells(histories), strict=True)]
+    settings = [cells | loop_settings(h.source) for h, cells in zip(histories, run_cells(histories), strict=True)]
     configured = setting_columns(settings)
     with replacing(target) as temp, open(temp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow([columns[0], *configured, *names])
         for history, cells in zip(histories, settings, strict=True):
-            run = [history.run.name, *(cells.get(key) for key in configured)]  # None: an empty cell
+            run = [history.source.name, *(cells.get(key) for key in configured)]  # None: an empty cell
             for chunk in history.chunks(advance):
                 writer.writerows([*run, *map(_cell, map(row.get, names, repeat("")))] for row in chunk)
     return [columns[0], *configured, *names]
@@ -90,13 +90,13 @@ def _cell(value: Any) -> Any:
     return int(value) if value.__class__ is bool else value
 
 
-def write_parquet(histories: list[PinnedRows], target: Path, advance: Callable[[int], None]) -> list[str]:
+def write_parquet(histories: list[Pinned], target: Path, advance: Callable[[int], None]) -> list[str]:
     """The table as Parquet, in row groups of ROW_GROUP_ROWS: step int64, every other number float64."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     columns = table_columns(histories, advance)
-    settings = [cells | loop_settings(h.run) for h, cells in zip(histories, run_cells(histories), strict=True)]
+    settings = [cells | loop_settings(h.source) for h, cells in zip(histories, run_cells(histories), strict=True)]
     configured = setting_columns(settings)
     columns = [columns[0], *configured, *columns[1:]]
     types = {"run": pa.string(), "step": pa.int64(), **dict.fromkeys(configured, pa.string())}
@@ -106,7 +106,7 @@ def write_parquet(histories: list[PinnedRows], target: Path, advance: Callable[[
         held = 0
         for history, cells in zip(histories, settings, strict=True):
             for chunk in history.chunks(advance):
-                pending.append(_batch(chunk, history.run.name, schema, cells))
+                pending.append(_batch(chunk, history.source.name, schema, cells))
                 held += len(chunk)
                 if held >= ROW_GROUP_ROWS:
                     writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=held)

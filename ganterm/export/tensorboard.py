@@ -24,10 +24,9 @@ from PIL import Image
 from ganterm.errors import UserError
 from ganterm.families import family_of
 from ganterm.run.files import temp_name
-from ganterm.run.layout import RunDir
 from ganterm.run.schema import tag
-from ganterm.run.settings import read_settings, setting_text
-from ganterm.sources.ganterm_run import PinnedRows
+from ganterm.run.settings import setting_text
+from ganterm.sources import GantermRun, Pinned, Source
 from ganterm.sources.tfevents_decode import import_tensorboardx
 
 SAMPLES_TAG = "samples"
@@ -38,18 +37,18 @@ _EVENT_FILE = "events.out.tfevents."
 _COLORSPACE = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 
 
-def write_event_folders(histories: list[PinnedRows], out: Path, advance: Callable[[int], None]) -> list[str]:
+def write_event_folders(histories: list[Pinned], out: Path, advance: Callable[[int], None]) -> list[str]:
     """`out/<run>/` for each run, all written before any is moved into place; returns notes for the user."""
     import_tensorboardx()
     for history in histories:
-        _check_replaceable(out / history.run.name, out)
+        _check_replaceable(out / history.source.name, out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[tuple[Path, Path]] = []
     notes: list[str] = []
     try:
         for history in histories:
-            folder = temp_name(out / history.run.name)
-            written.append((folder, out / history.run.name))
+            folder = temp_name(out / history.source.name)
+            written.append((folder, out / history.source.name))
             folder.mkdir()
             notes += write_run(history, folder, advance)
         for folder, final in written:
@@ -82,13 +81,13 @@ def _move_into_place(folder: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_run(history: PinnedRows, folder: Path, advance: Callable[[int], None]) -> list[str]:
+def write_run(history: Pinned, folder: Path, advance: Callable[[int], None]) -> list[str]:
     """One run's event file in `folder`: its settings, its scalars row by row, then its sample grids and alerts."""
     from tensorboardX.event_file_writer import EventsWriter
 
     writer = EventsWriter(str(folder / "events"))
     try:
-        _write_settings(writer, history.run)
+        _write_settings(writer, history.source)
         _write_loss_family(writer, history)
         _write_scalars(writer, history, advance)
         events = history.source.events()
@@ -96,17 +95,17 @@ def write_run(history: PinnedRows, folder: Path, advance: Callable[[int], None])
         _write_alerts(writer, alerts_of_the_branch(events))
     finally:
         writer.close()
-    return [f"{history.run.name}: left out {unreadable} unreadable sample grid(s)"] if unreadable else []
+    return [f"{history.source.name}: left out {unreadable} unreadable sample grid(s)"] if unreadable else []
 
 
-def _write_scalars(writer: Any, history: PinnedRows, advance: Callable[[int], None]) -> None:
+def _write_scalars(writer: Any, history: Pinned, advance: Callable[[int], None]) -> None:
     """One event per metrics row, holding all its numbers: a million rows take half a minute."""
     from tensorboardX.proto.event_pb2 import Event
 
     nan, tags = float("nan"), {}
     for chunk in history.chunks(advance):
         for row in chunk:
-            event = Event(step=int(row["step"]), wall_time=row["t"])
+            event = Event(step=int(row["step"]), wall_time=row.get("t", 0.0))  # another tool's rows keep no time
             add = event.summary.value.add  # twice as fast as building each Summary.Value and then the list
             for name, value in row.items():
                 if name != "step" and name != "t":
@@ -115,7 +114,7 @@ def _write_scalars(writer: Any, history: PinnedRows, advance: Callable[[int], No
             writer.write_event(event)
 
 
-def _write_samples(writer: Any, history: PinnedRows, sampled: dict[int, float]) -> int:
+def _write_samples(writer: Any, history: Pinned, sampled: dict[int, float]) -> int:
     """The sample grids on disk at their steps, timed by their `sample` events; returns how many were unreadable."""
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.summary_pb2 import Summary
@@ -147,20 +146,27 @@ def alerts_of_the_branch(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return alerts
 
 
-def _write_settings(writer: Any, run: RunDir) -> None:
+def _write_settings(writer: Any, source: Source) -> None:
     """A text summary at step 0, timed when the settings were written: a table TensorBoard's Text tab draws."""
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.summary import text
 
-    settings = read_settings(run)
+    settings = source.settings()
     if settings:
-        written = (run.loop_config if run.loop_config.exists() else run.config).stat().st_mtime
         lines = ["| setting | value |", "| --- | --- |"]
         lines += [f"| {key} | {setting_text(value).replace('|', '&#124;')} |" for key, value in settings.items()]
-        writer.write_event(Event(step=0, wall_time=written, summary=text(CONFIG_TAG, "\n".join(lines))))
+        writer.write_event(Event(step=0, wall_time=_written(source), summary=text(CONFIG_TAG, "\n".join(lines))))
 
 
-def _write_loss_family(writer: Any, history: PinnedRows) -> None:
+def _written(source: Source, status: bool = False) -> float:
+    """When a run's settings (or, `status`, its state) were written: the file's time; another tool's run's folder's."""
+    if isinstance(source, GantermRun):
+        run = source.run
+        return (run.status if status else run.loop_config if run.loop_config.exists() else run.config).stat().st_mtime
+    return source.path.stat().st_mtime
+
+
+def _write_loss_family(writer: Any, history: Pinned) -> None:
     """How to read D/x and D/G(z), as text at step 0, for a run whose D outputs are raw (not probabilities)."""
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.summary import text
@@ -169,7 +175,7 @@ def _write_loss_family(writer: Any, history: PinnedRows) -> None:
     if family.probability:
         return
     reading = f"{family.name}: D/x and D/G(z) are {family.output}"
-    writer.write_event(Event(step=0, wall_time=history.run.status.stat().st_mtime, summary=text(LOSS_TAG, reading)))
+    writer.write_event(Event(step=0, wall_time=_written(history.source, status=True), summary=text(LOSS_TAG, reading)))
 
 
 def _write_alerts(writer: Any, alerts: list[dict[str, Any]]) -> None:

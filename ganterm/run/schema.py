@@ -115,7 +115,7 @@ IN_PANELS = frozenset(name for panel in PANELS for name in panel.metrics)
 # Columns the dashboard does not plot: coordinates, and rates (the header shows those).
 NOT_PLOTTED_ALONE = frozenset({*BOOKKEEPING, *RATES})
 
-# The states a writer records in status.json, and the two a viewer derives (stalled, lost).
+# The states a writer records in status.json, the two a viewer derives (stalled, lost), and a read-only run's.
 STATE_STYLE = {
     "running": "green",
     "paused": "yellow",
@@ -125,6 +125,8 @@ STATE_STYLE = {
     "stopped": "magenta",
     "failed": "bold red",
     "lost": "bold red",
+    "live": "green",  # a run another tool writes (read-only): its files changed within the last minutes
+    "idle": "blue",  # ... or not
 }
 
 

@@ -115,6 +115,16 @@ def read_settings(run: RunDir) -> dict[str, Any]:
     return _flat(read_nested_settings(run))
 
 
+def shown_config(nested: dict[str, Any]) -> dict[str, Any]:
+    """Settings another tool wrote (StyleGAN's training_options.json) as they may be shown: no secrets."""
+    return _without_hidden(nested)
+
+
+def shown_settings(nested: dict[str, Any]) -> dict[str, Any]:
+    """Settings another tool wrote, as dotted keys, the hidden ones left out."""
+    return _flat(_without_hidden(nested))
+
+
 def _flat(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in nested.items():

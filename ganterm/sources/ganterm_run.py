@@ -7,7 +7,6 @@ the row rule are left out and counted, as every viewer does).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from ganterm.run.jsonl import ROW_RULE, JsonlTail, latest_values, valid_event, v
 from ganterm.run.layout import RunDir
 from ganterm.run.settings import read_nested_settings, read_settings
 from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
-from ganterm.sources.columns import Columns, columns_from_rows, merge_columns, parse_lines
+from ganterm.sources.columns import Columns, columns_from_rows, history_table, merge_columns, parse_lines
 from ganterm.sources.follow import RunReader
 
 CHUNK_BYTES = 8 << 20  # read at a time by `metrics`
@@ -33,6 +32,7 @@ class GantermRun:
     """One ganterm run folder: status, config, history as arrays, events, samples, checkpoints."""
 
     kind = "ganterm"
+    read_only = False  # its writer (the worker, `ganterm.Run`) takes commands while it runs: see `controls`
 
     def __init__(self, run: RunDir) -> None:
         self.run = run
@@ -85,16 +85,7 @@ class GantermRun:
 
         Equal lengths with a `step` column: `pandas.DataFrame(run.history())` is the table.
         """
-        columns = self.metrics(names)
-        if not columns:
-            return {"step": np.zeros(0, dtype=np.int64)}
-        steps = np.unique(np.concatenate([steps for steps, _ in columns.values()]))
-        table: dict[str, np.ndarray] = {"step": steps}
-        for name, (metric_steps, values) in columns.items():
-            full = np.full(len(steps), math.nan, dtype=np.float64)
-            full[np.searchsorted(steps, metric_steps)] = values  # a step logged twice keeps its newest value
-            table[name] = full
-        return table
+        return history_table(self.metrics(names))
 
     def latest(self, names: Collection[str]) -> dict[str, Any]:
         """Each metric's newest value (and `step`, `t`), read back from the end of the rows, not the whole file.
