@@ -80,6 +80,36 @@ result = {"imports_s": imports_s, "first_s": first_s, "first_points": first, "ne
           "all_s": time.perf_counter() - started, "points": points}
 reader.close()
 """,
+    # what `ganterm watch` gets: the run opened as the dashboard opens it, its tags in ganterm's names, and
+    # the viewer's health checks over the history (they go on after the last point is in: checked_s)
+    "watch": """
+import json, sys, time
+started = time.perf_counter()
+import ganterm
+follower = ganterm.open_run(sys.argv[1]).follow()
+files = {"more": True}
+read = follower.reader.poll
+def poll():
+    batch = read()
+    files["more"] = batch.more
+    return batch
+follower.reader.poll = poll
+points, first_s, all_s, newest = 0, None, None, -1
+while True:
+    update = follower.poll()
+    got = sum(len(steps) for steps, _ in (*update.columns.values(), *update.history.values()) if len(steps))
+    points += got
+    if first_s is None and update.columns:
+        first_s, newest = time.perf_counter() - started, max(int(steps[-1]) for steps, _ in update.columns.values())
+    if all_s is None and not files["more"]:
+        all_s = time.perf_counter() - started
+    if not update.more:
+        break
+    time.sleep(0.005)
+result = {"first_s": first_s, "newest_step": newest, "all_s": all_s, "points": points,
+          "checked_s": time.perf_counter() - started}
+follower.close()
+""",
     # what the bulk decoding of the common scalar event (ganterm/sources/tfevents_fast.py) saves: the first
     # 8 MB piece of the history decoded in this one process, with it and through the protobuf classes alone
     "piece": PIECE.format(fast=True),
@@ -188,6 +218,13 @@ def main() -> None:
             print(
                 f"ganterm's first poll: {got['first_points']:,} points, up to step {got['newest_step']:,}, "
                 f"{got['first_s']:.2f} s after the process started its imports, {got['imports_s']:.2f} s of them"
+            )
+        watched = figures.get("watch")
+        if watched:
+            print(
+                f"ganterm watch: the newest steps (to step {watched['newest_step']:,}) in its first update "
+                f"{watched['first_s']:.2f} s after the process started, every point in after {watched['all_s']:.1f} s, "
+                f"the health checks over the whole history done after {watched['checked_s']:.1f} s"
             )
         print("\n".join(table(figures)))
     finally:
