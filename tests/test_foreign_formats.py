@@ -1,0 +1,58 @@
+"""The real formats through the public way in: files torch's SummaryWriter, tensorboardX and StyleGAN's loop
+write, opened with `ganterm.open_run`, read in ganterm's names, with the loss family each one logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorboardX
+from torch.utils.tensorboard import SummaryWriter
+
+import ganterm
+from ganterm.sources import find_runs
+from tests.stylegan_folder import write_stylegan_folder
+
+STEPS = 60
+
+
+def _dcgan_tutorial_loop(writer: SummaryWriter | tensorboardX.SummaryWriter) -> None:
+    """The names of PyTorch's DCGAN tutorial, D's outputs as probabilities, and a histogram."""
+    for step in range(STEPS):
+        writer.add_scalar("Loss_D", 1.0 + step / 100, step)
+        writer.add_scalar("Loss_G", 2.0 - step / 100, step)
+        writer.add_scalar("D(x)", 0.7, step)
+        writer.add_scalar("D_G_z1", 0.3, step)
+        writer.add_scalar("momentum", 0.5, step)
+        if step % 20 == 0:
+            writer.add_histogram("weights", np.arange(10.0), step)
+    writer.close()
+
+
+def test_summary_writer_runs_of_torch_and_tensorboardx_read_in_ganterm_names(tmp_path: Path):
+    _dcgan_tutorial_loop(SummaryWriter(str(tmp_path / "logs" / "torch")))
+    _dcgan_tutorial_loop(tensorboardX.SummaryWriter(str(tmp_path / "logs" / "tbx")))
+    runs = find_runs(tmp_path / "logs")
+    assert sorted(run.name for run in runs) == ["tbx", "torch"]
+    for run in runs:
+        assert run.kind == "tensorboard" and run.read_only and run.controls == ()
+        history = run.history()
+        assert history["step"].tolist() == list(range(STEPS))
+        assert history["loss_d"][-1] == np.float32(1.0 + (STEPS - 1) / 100)  # Loss_D, read as D's loss
+        assert set(history) == {"step", "loss_d", "loss_g", "d_x", "d_g_z1", "momentum"}
+        status = run.status()
+        assert status["loss"] == "probability"  # D(x) in [0, 1]: the tutorial's sigmoid means
+        assert status["skipped"] == {"histogram": 3}
+
+
+def test_a_stylegan_folder_reads_as_stylegan_with_its_logits_not_as_probabilities(tmp_path: Path):
+    folder = write_stylegan_folder(tmp_path / "00000-mnist", ticks=5).path
+    SummaryWriter(str(folder)).close()  # StyleGAN2-ADA writes event files beside stats.jsonl, the same numbers
+    run = ganterm.open_run(folder)
+    assert run.kind == "stylegan"
+    history = run.history()
+    assert {"loss_d", "loss_g", "d_x", "d_g_z1"} <= set(history)  # Loss/D/loss ... Loss/scores/fake
+    assert "Loss/r1_penalty" in history  # before its γ/2 weight: not ganterm's r1
+    assert run.status()["loss"] == "logit"
+    assert [step for step, _ in run.samples()] == sorted(step for step, _ in run.samples())
+    assert run.samples()  # its fakes grids
