@@ -115,3 +115,16 @@ def test_serve_gives_each_tab_the_runs_and_the_roles_file_and_serves_their_image
     argv = watch_command([run], tmp_path, roles)
     assert argv[-3:] == ["--roles", str(roles.resolve()), str(folder.resolve())]
     assert _served_grids(run) == [folder / "fakes000040.png"]
+
+
+def test_watch_hands_the_dashboard_the_logdir_to_look_in_for_new_runs(tmp_path: Path, fake_formats: None,
+                                                                      monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+    import ganterm.cli.training
+
+    write_log(tmp_path / "logs" / "exp1", dcgan_records(1, 3))
+    attached: dict = {}
+    monkeypatch.setattr(ganterm.cli.training, "_attach", lambda runs, root, **options: attached.update(options))
+    result = _invoke("watch", str(tmp_path / "logs"))
+    assert result.exit_code == 0, result.output
+    new_runs = attached["new_runs"]
+    assert new_runs.folders == [tmp_path / "logs"] and new_runs.known == {(tmp_path / "logs" / "exp1").resolve()}

@@ -17,6 +17,7 @@ from ganterm.urls import shown_url
 
 if TYPE_CHECKING:
     from ganterm import launch
+    from ganterm.sources.new_runs import NewRuns
 
 
 from ganterm.cli.common import (
@@ -155,11 +156,12 @@ def _worker_line(run, line: str) -> str:
     return f"{run.name}: {line[stamped.end() :] if stamped else line}"
 
 
-def _attach(runs: list, root: Path, dashboard: bool, notify: str = "") -> None:
+def _attach(runs: list, root: Path, dashboard: bool, notify: str = "", new_runs: NewRuns | None = None) -> None:
     """Follow the runs until the first ends or the viewer leaves; training goes on either way.
 
     `runs`: run folders, or sources (`open_runs`); a read-only run (another tool writes it) is shown only
-    in the dashboard, and `notify` gets the alerts the viewer raises on it.
+    in the dashboard, and `notify` gets the alerts the viewer raises on it. `new_runs`: where the dashboard
+    looks for runs that appear later under a folder given whole.
     """
     from ganterm import progress
     from ganterm.dashboard.browser import in_browser
@@ -168,7 +170,7 @@ def _attach(runs: list, root: Path, dashboard: bool, notify: str = "") -> None:
     if in_browser():  # a tab of `ganterm serve`: the page is the terminal, and nothing may be printed after it
         from ganterm.dashboard.app import Dashboard
 
-        viewer = Dashboard(runs, root, notify_url=notify)
+        viewer = Dashboard(runs, root, notify_url=notify, new_runs=new_runs)
         viewer.run()
         raise typer.Exit(viewer.return_code or 0)
     if dashboard and console.is_terminal and sys.stdin.isatty():
@@ -176,7 +178,7 @@ def _attach(runs: list, root: Path, dashboard: bool, notify: str = "") -> None:
         from ganterm.dashboard.app import Dashboard
 
         probe.join()
-        viewer = Dashboard(runs, root, notify_url=notify)
+        viewer = Dashboard(runs, root, notify_url=notify, new_runs=new_runs)
         ended = viewer.run()
         if viewer.return_code:  # the viewer crashed (Textual printed why): say so in the exit status
             raise typer.Exit(viewer.return_code)
@@ -278,11 +280,14 @@ def watch(
     """Attach to runs (running or not): ganterm's, TensorBoard event files, StyleGAN training folders;
     quitting the viewer never stops training."""
     from ganterm.sources import open_runs
+    from ganterm.sources.new_runs import NewRuns, logdirs
     from ganterm.urls import url_problem
 
     if notify and (problem := url_problem(notify)):
         raise UserError(f"--notify {shown_url(notify)!r} {problem}")
-    _attach(open_runs(runs, root, roles), root, dashboard=not no_dashboard, notify=notify)
+    sources = open_runs(runs, root, roles)
+    new_runs = NewRuns(logdirs(runs or []), sources, roles)
+    _attach(sources, root, dashboard=not no_dashboard, notify=notify, new_runs=new_runs)
 
 
 @app.command()

@@ -41,6 +41,7 @@ from ganterm.run.status import ACTIVE_STATES, effective_state, this_host
 from ganterm.sources import GantermRun, Reader, Source
 from ganterm.sources.follow import RunUpdate
 from ganterm.sources.foreign import ForeignRun, read_only_reason
+from ganterm.sources.new_runs import NewRuns
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 ZOOM_WINDOWS = (None, 500, 2_000, 10_000)
@@ -67,6 +68,14 @@ class RunUpdated(Message):
         super().__init__()
         self.key = key
         self.update = update
+
+
+class RunsAppeared(Message):
+    """The reader thread found runs under a watched logdir that were not there when the viewer opened."""
+
+    def __init__(self, runs: list[Source]) -> None:
+        super().__init__()
+        self.runs = runs
 
 
 @dataclass
@@ -131,8 +140,14 @@ class Dashboard(App[str]):
     data_version: var[int] = var(0)  # bumped when the runs' stores have new points to draw
 
     def __init__(
-        self, runs: list[RunDir] | list[Source], root: Path, refresh_per_second: float = 4.0, notify_url: str = ""
+        self,
+        runs: list[RunDir] | list[Source],
+        root: Path,
+        refresh_per_second: float = 4.0,
+        notify_url: str = "",
+        new_runs: NewRuns | None = None,
     ) -> None:
+        """`new_runs`: where to look for runs that appear later under the folders given whole (a --logdir)."""
         super().__init__()
         self.root = root
         self.refresh_interval = 1.0 / refresh_per_second
@@ -144,6 +159,7 @@ class Dashboard(App[str]):
         self._laid_out = False
         self.notify_url = notify_url  # where a read-only run's alerts go: no writer of ganterm's pushes them
         self._notifiers: dict[str, Notifier] = {}
+        self.new_runs = new_runs
         self._show([GantermRun(run) if isinstance(run, RunDir) else run for run in runs])
 
     # ----- layout -------------------------------------------------------------------------------
@@ -191,6 +207,9 @@ class Dashboard(App[str]):
                 busy |= update.more
                 if update or watched.loading:
                     self.post_message(RunUpdated(key, update))
+            new_runs = self.new_runs  # the app thread drops it when the user picks other runs
+            if new_runs is not None and (appeared := new_runs.poll()):
+                self.post_message(RunsAppeared(appeared))
             time.sleep(0.02 if busy else self.refresh_interval)  # busy: history is still being parsed
         for watched in list(self.watched.values()):
             watched.reader.close()
@@ -230,6 +249,18 @@ class Dashboard(App[str]):
             self._dirty = True
         if first_points and watched is self.primary and self._laid_out:
             self._redraw()  # the first points of a run go on screen now, not at the next tick
+
+    def on_runs_appeared(self, message: RunsAppeared) -> None:
+        """Runs new under a watched logdir join the view, each in a colour of its own, said in one line."""
+        if self.new_runs is None:
+            return  # the user picked other runs meanwhile
+        watched = dict(self.watched)  # a new dict: the reader thread goes on with the one it holds
+        for run in message.runs:
+            watched[str(run.path)] = WatchedRun(run, RUN_COLOURS[len(watched) % len(RUN_COLOURS)], run.follow())
+        self.watched, self._dirty = watched, True
+        self.sub_title = ", ".join(w.name for w in watched.values())
+        names = ", ".join(run.name for run in message.runs)
+        self.notify(f"new run{'s' if len(message.runs) > 1 else ''} in the watched folder: {names}", markup=False)
 
     def _say_skipped(self, watched: WatchedRun, count: int) -> None:
         """Once per run: lines another writer got wrong are left out, and the viewer goes on."""
@@ -348,7 +379,12 @@ class Dashboard(App[str]):
         names = [str(run.path.resolve()) for run in runs]
         current = str(self.primary.source.path.resolve())
         index = names.index(current) if current in names else 0
-        self._show([GantermRun(runs[(index + offset) % len(runs)])])
+        self._switch([GantermRun(runs[(index + offset) % len(runs)])])
+
+    def _switch(self, runs: list[Source]) -> None:
+        """The runs the user picked, in place of those shown: no more runs join from a watched logdir."""
+        self.new_runs = None
+        self._show(runs)
 
     def action_next_run(self) -> None:
         self._cycle_run(1)
@@ -359,7 +395,7 @@ class Dashboard(App[str]):
     def action_pick_runs(self) -> None:
         def chosen(runs: list[RunDir] | None) -> None:
             if runs:
-                self._show([GantermRun(run) for run in runs])
+                self._switch([GantermRun(run) for run in runs])
 
         from ganterm.dashboard.screens import RunPicker  # modal screens load on first use: 40 ms off startup
 

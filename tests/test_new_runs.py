@@ -1,0 +1,69 @@
+"""Runs that appear under a watched logdir after the viewer opened: found, shown with their own colour, said once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+from ganterm.dashboard.app import Dashboard
+from ganterm.sources import open_runs
+from ganterm.sources.new_runs import NewRuns, logdirs
+from tests.dashboard_runs import settle
+from tests.stylegan_folder import write_stylegan_folder
+
+
+def _summary_writer_run(folder: Path, steps: int) -> None:
+    writer = SummaryWriter(str(folder))
+    for step in range(steps):
+        writer.add_scalar("Loss_D", 1.0 + step / 100, step)
+        writer.add_scalar("Loss_G", 2.0 - step / 100, step)
+    writer.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_new_run_is_found_once_and_the_folders_are_walked_only_when_a_walk_is_due(tmp_path: Path):
+    logdir = tmp_path / "logs"
+    _summary_writer_run(logdir / "exp1", 3)
+    clock = Clock()
+    shown = open_runs([str(logdir)])
+    new_runs = NewRuns(logdirs([str(logdir)]), shown, every=5.0, clock=clock)
+    _summary_writer_run(logdir / "exp2" / "seed1", 3)
+    clock.now = 4.9
+    assert new_runs.poll() == [] and new_runs.walks == 0  # polled at every refresh, it walks only now and then
+    clock.now = 5.0
+    assert [run.name for run in new_runs.poll()] == ["exp2/seed1"]
+    clock.now = 10.0
+    assert new_runs.poll() == [] and new_runs.walks == 2  # each run once
+
+
+async def test_runs_that_appear_under_a_watched_logdir_join_the_view_with_their_own_colour(tmp_path: Path):
+    logdir = tmp_path / "logs"
+    _summary_writer_run(logdir / "exp1", 40)
+    shown = open_runs([str(logdir)])
+    app = Dashboard(shown, tmp_path, refresh_per_second=20, new_runs=NewRuns(logdirs([str(logdir)]), shown, every=0.1))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert [watched.name for watched in app.watched.values()] == ["exp1"]
+        _summary_writer_run(logdir / "exp2", 30)
+        write_stylegan_folder(logdir / "00001-mnist", ticks=4)
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if len(app.watched) == 3:
+                break
+        await settle(pilot, app)
+        watched = {w.name: w for w in app.watched.values()}
+        assert set(watched) == {"exp1", "exp2", "00001-mnist"}
+        assert len({w.colour for w in watched.values()}) == 3
+        assert watched["exp2"].store.rows == 30 and watched["00001-mnist"].source.kind == "stylegan"
+        said = [notification.message for notification in app._notifications if "new run" in notification.message]
+        assert len(said) in (1, 2) and all(line.count("\n") == 0 for line in said)
+        assert "exp2" in " ".join(said) and "00001-mnist" in " ".join(said)
+        assert "comparing 3 runs" in str(app.query_one("#header").render())
