@@ -128,3 +128,17 @@ def test_watch_hands_the_dashboard_the_logdir_to_look_in_for_new_runs(tmp_path: 
     assert result.exit_code == 0, result.output
     new_runs = attached["new_runs"]
     assert new_runs.folders == [tmp_path / "logs"] and new_runs.known == {(tmp_path / "logs" / "exp1").resolve()}
+
+
+def test_serve_gives_each_tab_a_logdir_as_the_folder_so_its_viewer_finds_new_runs_too(tmp_path: Path,
+                                                                                       fake_formats: None):  # fmt: skip
+    from ganterm.serve import watch_command
+    from ganterm.sources import open_runs
+    from ganterm.sources.new_runs import logdirs
+
+    write_log(tmp_path / "logs" / "exp1", dcgan_records(1, 3))
+    write_log(tmp_path / "logs" / "exp2", dcgan_records(1, 3))
+    write_log(tmp_path / "tb", dcgan_records(1, 3))
+    arguments = [str(tmp_path / "tb"), str(tmp_path / "logs")]
+    argv = watch_command(open_runs(arguments), tmp_path, logdirs=logdirs(arguments[1:]))
+    assert argv[-2:] == [str((tmp_path / "tb").resolve()), str((tmp_path / "logs").resolve())]

@@ -314,6 +314,7 @@ def serve(
 ) -> None:
     """Serve the dashboard to a browser; each tab is its own ganterm watch."""
     from ganterm.sources import open_runs
+    from ganterm.sources.new_runs import logdirs
 
     try:
         from ganterm import serve as serving
@@ -336,7 +337,8 @@ def serve(
     address = serving.address(host, port, token)
     names = ", ".join(target.name for target in targets) if runs else "the newest run"
     on_start = lambda: say(f"serving the dashboard of {names} at {address} (Ctrl-C stops)")  # noqa: E731
-    server = serving.DashboardServer(targets if runs else None, root, host, port, token, on_start, roles)
+    server = serving.DashboardServer(targets if runs else None, root, host, port, token, on_start, roles,
+                                     logdirs(runs or []))  # fmt: skip
     try:
         serving.check_free(host, port)
         server.serve()
