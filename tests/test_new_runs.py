@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
 from ganterm.dashboard.app import Dashboard
@@ -67,3 +72,33 @@ async def test_runs_that_appear_under_a_watched_logdir_join_the_view_with_their_
         assert len(said) in (1, 2) and all(line.count("\n") == 0 for line in said)
         assert "exp2" in " ".join(said) and "00001-mnist" in " ".join(said)
         assert "comparing 3 runs" in str(app.query_one("#header").render())
+
+
+def test_without_the_dashboard_a_run_that_appears_gets_its_lines_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import ganterm.progress
+
+    logdir = tmp_path / "logs"
+    _summary_writer_run(logdir / "exp1", 40)
+    shown = open_runs([str(logdir)])
+    waits = 0
+
+    def sleep(seconds: float) -> None:
+        """A poll once all is read is followed by a short real wait (the folder is walked at most every 20
+        walks' time), the first by a new run, the fourth by Ctrl-C."""
+        nonlocal waits
+        waits += seconds >= 1.0
+        time.sleep(0.2 if seconds >= 1.0 else 0.0)
+        if waits == 1 and not (logdir / "exp2").exists():
+            _summary_writer_run(logdir / "exp2", 30)
+        if waits == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ganterm.progress, "time", SimpleNamespace(time=time.time, monotonic=time.monotonic,
+                                                                  sleep=sleep))  # fmt: skip
+    out = io.StringIO()
+    console = Console(file=out, width=300)
+    ganterm.progress.follow_read_only(shown, console, new_runs=NewRuns(logdirs([str(logdir)]), shown, every=0.0))
+    lines = out.getvalue().splitlines()
+    assert "exp2: a new run in the watched folder" in lines
+    assert any(line.startswith("exp2: step 29  loss_d ") for line in lines)
+    assert lines[-2:] == ["exp1: left at step 39; its writer goes on", "exp2: left at step 29; its writer goes on"]

@@ -159,9 +159,9 @@ def _worker_line(run, line: str) -> str:
 def _attach(runs: list, root: Path, dashboard: bool, notify: str = "", new_runs: NewRuns | None = None) -> None:
     """Follow the runs until the first ends or the viewer leaves; training goes on either way.
 
-    `runs`: run folders, or sources (`open_runs`); a read-only run (another tool writes it) is shown only
-    in the dashboard, and `notify` gets the alerts the viewer raises on it. `new_runs`: where the dashboard
-    looks for runs that appear later under a folder given whole.
+    `runs`: run folders, or sources (`open_runs`); `notify` gets the alerts the viewer raises on a read-only
+    run (another tool writes it). Without the dashboard, read-only runs are followed until Ctrl-C: they never
+    end for ganterm. `new_runs`: where to look for runs that appear later under a folder given whole.
     """
     from ganterm import progress
     from ganterm.dashboard.browser import in_browser
@@ -187,11 +187,10 @@ def _attach(runs: list, root: Path, dashboard: bool, notify: str = "", new_runs:
         elif not getattr(run, "read_only", False):
             _still_training(getattr(run, "run", run))
         return
-    if getattr(run, "read_only", False):
-        raise UserError(
-            f"{run.name} is written by another tool and shows only in the dashboard; "
-            "watch it from a terminal, without --no-dashboard"
-        )
+    if getattr(run, "read_only", False):  # other tools write them: their lines, until Ctrl-C
+        read_only = [source for source in runs if getattr(source, "read_only", False)]
+        progress.follow_read_only(read_only, console, notify_url=notify, new_runs=new_runs)
+        return
     run = getattr(run, "run", run)  # the progress line follows a run folder
     try:
         follow = progress.follow_rich if console.is_terminal else progress.follow_plain

@@ -295,6 +295,15 @@ def file_status(run: ForeignRun) -> dict[str, Any]:
     return {"state": state, "since": since, "kind": run.kind, "writer": run.writer, "read_only": True}
 
 
+def idle_since(state: str, since: object) -> str:
+    """`14:02` (or `2026-12-04 14:02` before today) for an idle read-only run; '' otherwise."""
+    if state != "idle" or not isinstance(since, (int, float)):
+        return ""
+    then = time.localtime(since)
+    today = time.localtime()[:3] == then[:3]
+    return time.strftime("%H:%M" if today else "%Y-%m-%d %H:%M", then)
+
+
 def image_files(folder: Path, images: list[LogImage]) -> list[tuple[int, Path]]:
     """(step, file) for each image, oldest first; encoded bytes go to a file in the cache, once."""
     cache = cache_root() / hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
