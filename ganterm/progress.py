@@ -5,6 +5,8 @@ plain periodic log lines when stdout is a pipe or a file; the run's texts
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -282,7 +284,7 @@ def follow_read_only(
     """Log lines for runs another tool writes, for pipes, files and --no-dashboard: each run's state as it
     changes (live, idle since when), its newest values now and then, the alerts the health checks raise on it
     (pushed to `notify_url` too: only a viewer sees them), and runs that appear in `new_runs`' folders. Such a
-    run never ends for ganterm: Ctrl-C ends the watch."""
+    run never ends for ganterm: Ctrl-C (or SIGTERM, how a nohup job is ended) ends the watch."""
     from ganterm.notify import Notifier
     from ganterm.run.status import this_host
 
@@ -297,6 +299,8 @@ def follow_read_only(
         return ReadOnlyFollow(run, reader, ReadOnlyLines(run.name, say, reader.opened), notifier)
 
     followed = [start(run) for run in runs]
+    in_main = threading.current_thread() is threading.main_thread()  # where a signal handler may be set
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if in_main else None  # kill: Ctrl-C's end
     try:
         while True:
             more = [follow.poll() for follow in followed]
@@ -311,3 +315,5 @@ def follow_read_only(
     finally:
         for follow in followed:
             follow.close()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +14,7 @@ import pytest
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
+import ganterm
 from ganterm.dashboard.app import Dashboard
 from ganterm.sources import open_runs
 from ganterm.sources.new_runs import NewRuns, logdirs
@@ -102,3 +106,23 @@ def test_without_the_dashboard_a_run_that_appears_gets_its_lines_too(tmp_path: P
     assert "exp2: a new run in the watched folder" in lines
     assert any(line.startswith("exp2: step 29  loss_d ") for line in lines)
     assert lines[-2:] == ["exp1: left at step 39; its writer goes on", "exp2: left at step 29; its writer goes on"]
+
+
+def test_watch_into_a_file_follows_a_logdir_until_it_is_killed(tmp_path: Path):
+    _summary_writer_run(tmp_path / "logs" / "exp1", 50)
+    code = Path(ganterm.__file__).parents[1]
+    with open(tmp_path / "watch.log", "wb") as out:  # as `nohup ganterm watch logs > watch.log &` leaves it
+        watcher = subprocess.Popen([sys.executable, "-m", "ganterm", "watch", "logs"], cwd=tmp_path, stdout=out,
+                                   stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(code)})  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while b"step 49  loss_d" not in (tmp_path / "watch.log").read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            watcher.terminate()  # kill's SIGTERM
+            assert watcher.wait(timeout=30) == 0
+        finally:
+            watcher.kill()
+    lines = (tmp_path / "watch.log").read_text().splitlines()
+    assert lines[0].startswith("exp1: watching it read-only (TensorBoard's writer writes it): it never finishes")
+    assert lines[1:] == ["exp1: live at step 49", "exp1: step 49  loss_d 1.490  loss_g 1.510",
+                         "exp1: left at step 49; its writer goes on"]  # fmt: skip
