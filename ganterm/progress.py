@@ -232,11 +232,12 @@ class ReadOnlyLines:
         from ganterm.sources.foreign import idle_since
 
         state = str(status.get("state", "unknown"))
-        if state == self.state or self.step is None:
+        if state == self.state:
             return
         self.state = state
         since = idle_since(state, status.get("since"))
-        self.say(f"{self.name}: {state}{f' since {since}' if since else ''} at step {self.step}")
+        where = ", no step yet" if self.step is None else f" at step {self.step}"
+        self.say(f"{self.name}: {state}{f' since {since}' if since else ''}{where}")
 
     def _progress(self) -> None:
         now = time.monotonic()

@@ -185,3 +185,31 @@ def test_serve_gives_each_tab_a_logdir_as_the_folder_so_its_viewer_finds_new_run
     arguments = [str(tmp_path / "tb"), str(tmp_path / "logs")]
     argv = watch_command(open_runs(arguments), tmp_path, logdirs=logdirs(arguments[1:]))
     assert argv[-2:] == [str((tmp_path / "tb").resolve()), str((tmp_path / "logs").resolve())]
+
+
+def test_watch_without_the_dashboard_says_the_state_of_a_run_that_has_no_steps_yet(
+    tmp_path: Path, fake_formats: None, monkeypatch: pytest.MonkeyPatch
+):
+    import ganterm.progress
+
+    folder = tmp_path / "sg"
+    write_log(folder, [{"config": {"batch_size": 32}}])  # StyleGAN's options, before its first tick
+    waits = 0
+
+    def sleep(seconds: float) -> None:
+        nonlocal waits
+        waits += 1
+        if waits == 2:
+            write_log(folder, dcgan_records(1, 5))
+        if waits == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ganterm.progress, "time", SimpleNamespace(time=time.time, monotonic=time.monotonic,
+                                                                  sleep=sleep))  # fmt: skip
+    result = _invoke("watch", str(folder), "--no-dashboard")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "sg: live, no step yet",
+        "sg: step 5  loss_d 1.266  loss_g 0.966  D(x) 0.63  D(G(z)) 0.43",
+        "sg: left at step 5; its writer goes on",
+    ]
