@@ -126,3 +126,23 @@ def test_watch_into_a_file_follows_a_logdir_until_it_is_killed(tmp_path: Path):
     assert lines[0].startswith("exp1: watching it read-only (TensorBoard's writer writes it): it never finishes")
     assert lines[1:] == ["exp1: live at step 49", "exp1: step 49  loss_d 1.490  loss_g 1.510",
                          "exp1: left at step 49; its writer goes on"]  # fmt: skip
+
+
+def test_a_walk_that_fails_finds_nothing_and_the_next_one_tries_again(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+    import ganterm.sources.new_runs
+
+    logdir = tmp_path / "logs"
+    _summary_writer_run(logdir / "exp1", 3)
+    clock = Clock()
+    new_runs = NewRuns([logdir], [], every=5.0, clock=clock)
+    clock.now = 5.0
+
+    def removed_meanwhile(folder: Path, roles: object) -> list:
+        raise FileNotFoundError(2, "No such file or directory", str(folder / "exp0"))
+
+    monkeypatch.setattr(ganterm.sources.new_runs, "find_runs", removed_meanwhile)
+    assert new_runs.poll() == []  # the viewer's reader thread goes on
+    monkeypatch.undo()
+    clock.now = 10.0
+    assert [run.name for run in new_runs.poll()] == ["exp1"]

@@ -52,7 +52,11 @@ class NewRuns:
             return []
         found = []
         for folder in self.folders:
-            for run in find_runs(folder, self.roles):
+            try:
+                runs = find_runs(folder, self.roles)
+            except OSError:  # a folder removed or made unreadable during the walk: the next walk looks again
+                continue
+            for run in runs:
                 key = run.path.resolve()
                 if key not in self.known:
                     self.known.add(key)
