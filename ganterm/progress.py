@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 LINES_PER_RUN = 20  # plain mode prints about this many progress lines over a whole run
 ETA_WINDOW = 200  # logged steps the rate is taken over: recent enough to follow a slowdown or a pause
 READ_ONLY_LINE_SECONDS = 30.0  # a read-only run has no total to count 5% of: a progress line at most this often
-NOTIFY_CLOSE_SECONDS = 3.0  # how long leaving waits for the last alerts to go out
 
 
 def eta_seconds(steps: Sequence[float], seconds: Sequence[float], total: int) -> float | None:
@@ -266,13 +265,14 @@ class ReadOnlyFollow:
 
     def push(self, alert: dict[str, Any]) -> None:
         if self.notifier is not None:
-            fields = {key: alert[key] for key in ("check", "severity", "message") if key in alert}
-            self.notifier.notice("alert", int(alert.get("step", 0)), **fields)
+            self.notifier.alert(int(alert.get("step", 0)), alert)
 
     def close(self) -> None:
+        from ganterm.notify import VIEWER_CLOSE_SECONDS
+
         self.reader.close()
         if self.notifier is not None:
-            self.notifier.close(NOTIFY_CLOSE_SECONDS)
+            self.notifier.close(VIEWER_CLOSE_SECONDS)
 
 
 def follow_read_only(
@@ -299,10 +299,11 @@ def follow_read_only(
         notifier = Notifier(notify_url, run.name, this_host(), say) if notify_url else None
         return ReadOnlyFollow(run, reader, ReadOnlyLines(run.name, say, reader.opened), notifier)
 
-    followed = [start(run) for run in runs]
+    followed: list[ReadOnlyFollow] = []
     in_main = threading.current_thread() is threading.main_thread()  # where a signal handler may be set
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if in_main else None  # kill: Ctrl-C's end
     try:
+        followed += [start(run) for run in runs]
         while True:
             more = [follow.poll() for follow in followed]
             for run in new_runs.poll() if new_runs is not None else []:
@@ -312,7 +313,8 @@ def follow_read_only(
             time.sleep(0.02 if any(more) else interval)  # more: a history is still being read
     except KeyboardInterrupt:
         for follow in followed:
-            say(f"{follow.run.name}: left at step {follow.lines.step}; its writer goes on")
+            where = "" if follow.lines.step is None else f" at step {follow.lines.step}"
+            say(f"{follow.run.name}: left{where}; its writer goes on")
     finally:
         for follow in followed:
             follow.close()

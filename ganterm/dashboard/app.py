@@ -33,7 +33,7 @@ from ganterm.dashboard.series import SeriesStore
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
 from ganterm.errors import UserError
 from ganterm.families import family_of
-from ganterm.notify import Notifier
+from ganterm.notify import VIEWER_CLOSE_SECONDS, Notifier
 from ganterm.run import control
 from ganterm.run.jsonl import ROW_RULE
 from ganterm.run.layout import RunDir, list_runs
@@ -47,7 +47,6 @@ SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 ZOOM_WINDOWS = (None, 500, 2_000, 10_000)
 HISTORY_REDRAW_SECONDS = 1.0
 LOG_NAMES = {"ganterm": "worker.log", "stylegan": "log.txt"}  # the log panel's title: the file it shows
-NOTIFY_CLOSE_SECONDS = 3.0  # how long leaving the viewer waits for a read-only run's last alerts to go out
 # what the worker keys say they asked for; every name is one of control.COMMANDS (a test checks both ways)
 ASKED = {
     "pause": "asked the worker to pause",
@@ -294,8 +293,7 @@ class Dashboard(App[str]):
         notifier = self._notifiers.get(watched.name)
         if notifier is None:
             notifier = self._notifiers[watched.name] = Notifier(self.notify_url, watched.name, this_host(), self._warn)
-        fields = {key: alert[key] for key in ("check", "severity", "message") if key in alert}
-        notifier.notice("alert", int(alert.get("step", 0)), **fields)
+        notifier.alert(int(alert.get("step", 0)), alert)
 
     def _warn(self, line: str) -> None:
         """What the notifier's thread has to say (a URL that is down), on screen; nothing once the app has ended."""
@@ -304,7 +302,7 @@ class Dashboard(App[str]):
 
     def on_unmount(self) -> None:
         for notifier in self._notifiers.values():
-            notifier.close(NOTIFY_CLOSE_SECONDS)
+            notifier.close(VIEWER_CLOSE_SECONDS)
 
     def _ring(self, watched: WatchedRun, alert: dict[str, Any]) -> None:
         """A new alert rings the terminal's bell and pops up, so it is noticed from another window."""
