@@ -37,6 +37,8 @@ TIMEOUT_SECONDS = 5.0  # per attempt, whole: connecting, sending and the answer;
 NOTICE_SECONDS = 15.0  # per notice, its retries and the waits between them included
 BACKOFF_SECONDS = (0.5, 2.0, 5.0)  # waits before the retries; after the last, the notice is dropped
 CLOSE_WAIT_SECONDS = 10.0  # how long a finishing worker waits for its last notices to go out
+VIEWER_CLOSE_SECONDS = 3.0  # how long a viewer that leaves waits for a read-only run's last alerts to go out
+ALERT_FIELDS = ("check", "severity", "message")  # what an alert's notice tells of it
 QUEUE_LIMIT = 100  # notices waiting beyond this are dropped: a run raising that many has said enough
 END_EVENTS = {"finished": "info", "stopped": "info", "failed": "error", "stalled": "warning", "lost": "error"}
 NTFY_HEADERS = {"X-Template": "yes", "X-Title": "{{.title}}", "X-Message": "{{.text}}"}
@@ -95,6 +97,10 @@ class Notifier:
             self._queue.put_nowait(payload(self.run, event, step, self.host, **fields))
         except queue.Full:
             self._give_up("too many notices waiting")
+
+    def alert(self, step: int, alert: dict[str, Any]) -> None:
+        """Queue an alert (an events.jsonl record, or the fields of one) as a notice: its check, severity, message."""
+        self.notice("alert", step, **{key: alert[key] for key in ALERT_FIELDS if key in alert})
 
     def close(self, wait: float | None = None) -> None:
         """Let the queued notices go out, waiting at most `wait` seconds: the run's end is the one people wait for."""

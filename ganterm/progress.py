@@ -5,11 +5,13 @@ plain periodic log lines when stdout is a pipe or a file; the run's texts
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -19,8 +21,15 @@ from ganterm.run.schema import stats_line
 from ganterm.run.status import ACTIVE_STATES, effective_state, read_status
 from ganterm.run.text import visible
 
+if TYPE_CHECKING:
+    from ganterm.notify import Notifier
+    from ganterm.sources.follow import RunUpdate
+    from ganterm.sources.foreign import ForeignReader, ForeignRun
+    from ganterm.sources.new_runs import NewRuns
+
 LINES_PER_RUN = 20  # plain mode prints about this many progress lines over a whole run
 ETA_WINDOW = 200  # logged steps the rate is taken over: recent enough to follow a slowdown or a pause
+READ_ONLY_LINE_SECONDS = 30.0  # a read-only run has no total to count 5% of: a progress line at most this often
 
 
 def eta_seconds(steps: Sequence[float], seconds: Sequence[float], total: int) -> float | None:
@@ -171,3 +180,143 @@ def follow_rich(run: RunDir, console: Console, interval: float = 0.25) -> Snapsh
             if not follower.active:
                 return snap
             time.sleep(interval)
+
+
+@dataclass
+class ReadOnlyLines:
+    """What the plain lines of a read-only run have said so far, and what they say of each poll."""
+
+    name: str
+    say: Callable[[str], None]
+    opened: float  # alerts raised before are the history's
+    latest: dict[str, float] = field(default_factory=dict)  # each metric's newest value
+    step: int | None = None
+    state: str = ""
+    printed_step: int | None = None
+    printed_at: float = float("-inf")
+    history_alerts: list[dict[str, Any]] = field(default_factory=list)
+    corrupt_said: bool = False
+
+    def take(self, update: RunUpdate, new_alert: Callable[[dict[str, Any]], None]) -> None:
+        if update.reset:
+            self.latest.clear()
+        for name, (steps, values) in update.columns.items():
+            if len(steps):
+                self.latest[name] = float(values[-1])
+                self.step = max(self.step or 0, int(steps[-1]))
+        if self.step is None and update.history:  # only history so far: its newest step
+            self.step = max(int(steps[-1]) for steps, _ in update.history.values() if len(steps))
+        if update.status is not None:
+            self._state(update.status)
+        for event in update.events:
+            if event.get("kind") != "alert":
+                continue
+            if event.get("t", 0) > self.opened:
+                self.say(f"{self.name}: alert at step {event.get('step')}: {event.get('message', event.get('check'))}")
+                new_alert(event)
+            else:
+                self.history_alerts.append(event)
+        if self.history_alerts and not update.more:
+            last = self.history_alerts[-1]
+            count = len(self.history_alerts)
+            self.say(f"{self.name}: {count} alert{'s' if count > 1 else ''} over its history, the last at step "
+                     f"{last.get('step')}: {last.get('message', last.get('check'))}")  # fmt: skip
+            self.history_alerts = []
+        if update.skipped and not self.corrupt_said:
+            self.corrupt_said = True
+            self.say(f"{self.name}: passed over {update.skipped} corrupt record(s) of its files; later ones silently")
+        self._progress()
+
+    def _state(self, status: dict[str, Any]) -> None:
+        from ganterm.sources.foreign import idle_since
+
+        state = str(status.get("state", "unknown"))
+        if state == self.state:
+            return
+        self.state = state
+        since = idle_since(state, status.get("since"))
+        where = ", no step yet" if self.step is None else f" at step {self.step}"
+        self.say(f"{self.name}: {state}{f' since {since}' if since else ''}{where}")
+
+    def _progress(self) -> None:
+        now = time.monotonic()
+        if self.step is None or self.step == self.printed_step or now - self.printed_at < READ_ONLY_LINE_SECONDS:
+            return
+        values = stats_line(self.latest) or "  ".join(f"{name} {value:.4g}" for name, value in
+                                                      sorted(self.latest.items())[:4])  # fmt: skip
+        self.say(f"{self.name}: step {self.step}  {values}".rstrip())
+        self.printed_step, self.printed_at = self.step, now
+
+
+@dataclass
+class ReadOnlyFollow:
+    """One read-only run followed for the plain lines: its reader, what was said, where its alerts go."""
+
+    run: ForeignRun
+    reader: ForeignReader
+    lines: ReadOnlyLines
+    notifier: Notifier | None
+
+    def poll(self) -> bool:
+        """Reads what came and says it; whether more history is still to read."""
+        update = self.reader.poll()
+        self.lines.take(update, self.push)
+        return update.more
+
+    def push(self, alert: dict[str, Any]) -> None:
+        if self.notifier is not None:
+            self.notifier.alert(int(alert.get("step", 0)), alert)
+
+    def close(self) -> None:
+        from ganterm.notify import VIEWER_CLOSE_SECONDS
+
+        self.reader.close()
+        if self.notifier is not None:
+            self.notifier.close(VIEWER_CLOSE_SECONDS)
+
+
+def follow_read_only(
+    runs: list[ForeignRun],
+    console: Console,
+    interval: float = 1.0,
+    notify_url: str = "",
+    new_runs: NewRuns | None = None,
+) -> None:
+    """Log lines for runs another tool writes, for pipes, files and --no-dashboard: each run's state as it
+    changes (live, idle since when), its newest values now and then, the alerts the health checks raise on it
+    (pushed to `notify_url` too: only a viewer sees them), and runs that appear in `new_runs`' folders. Such a
+    run never ends for ganterm: Ctrl-C (or SIGTERM, how a nohup job is ended) ends the watch."""
+    from ganterm.notify import Notifier
+    from ganterm.run.status import this_host
+
+    def say(line: str) -> None:
+        console.print(visible(line), highlight=False, markup=False)
+
+    def start(run: ForeignRun) -> ReadOnlyFollow:
+        say(f"{run.name}: watching it read-only ({run.writer} writes it): it never finishes for ganterm, "
+            "so the watch goes on until Ctrl-C")  # fmt: skip
+        reader = run.follow()
+        notifier = Notifier(notify_url, run.name, this_host(), say) if notify_url else None
+        return ReadOnlyFollow(run, reader, ReadOnlyLines(run.name, say, reader.opened), notifier)
+
+    followed: list[ReadOnlyFollow] = []
+    in_main = threading.current_thread() is threading.main_thread()  # where a signal handler may be set
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if in_main else None  # kill: Ctrl-C's end
+    try:
+        followed += [start(run) for run in runs]
+        while True:
+            more = [follow.poll() for follow in followed]
+            for run in new_runs.poll() if new_runs is not None else []:
+                if run.read_only:
+                    say(f"{run.name}: a new run in the watched folder")
+                    followed.append(start(run))
+            time.sleep(0.02 if any(more) else interval)  # more: a history is still being read
+    except KeyboardInterrupt:
+        for follow in followed:
+            where = "" if follow.lines.step is None else f" at step {follow.lines.step}"
+            say(f"{follow.run.name}: left{where}; its writer goes on")
+    finally:
+        for follow in followed:
+            follow.close()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)

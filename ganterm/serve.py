@@ -53,9 +53,19 @@ TAB_MEMORY = 2 << 30  # resident memory a tab's dashboard may hold (it needs abo
 MEMORY_CHECK_S = 2.0
 
 
-def watch_command(runs: list[Source], root: Path, roles: Path | None = None) -> list[str]:
-    """What each tab runs: `ganterm watch` with the runs given, by absolute path (and their roles file)."""
-    paths = [str(run.path.resolve()) for run in runs]
+def watch_command(runs: list[Source], root: Path, roles: Path | None = None, logdirs: list[Path] = ()) -> list[str]:
+    """What each tab runs: `ganterm watch` with the runs given, by absolute path (and their roles file).
+
+    A run found under a folder given whole (`logdirs`) goes as that folder, in its place: the tab's viewer
+    then shows the runs that appear there later too.
+    """
+    folders = [folder.resolve() for folder in logdirs]
+    paths: list[str] = []
+    for run in runs:
+        path = run.path.resolve()
+        given = next((folder for folder in folders if path.is_relative_to(folder)), path)
+        if str(given) not in paths:
+            paths.append(str(given))
     given = ["--roles", str(roles.resolve())] if roles is not None else []
     return [sys.executable, "-m", "ganterm", "watch", "--root", str(root.resolve()), *given, *paths]
 
@@ -227,9 +237,11 @@ class DashboardServer(Server):
         token: str | None,
         on_start: Callable[[], None],
         roles: Path | None = None,
+        logdirs: list[Path] = (),
     ) -> None:
-        """`runs` None: each tab shows the newest run under `root` when it opens."""
-        self.argv = watch_command(runs or [], root, roles)
+        """`runs` None: each tab shows the newest run under `root` when it opens; `logdirs`: the folders given
+        whole, where each tab looks for new runs."""
+        self.argv = watch_command(runs or [], root, roles, logdirs)
         super().__init__(" ".join(self.argv), host=host, port=port, title="ganterm")
         self.runs = runs
         self.root = root

@@ -6,6 +6,7 @@ import csv
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -14,8 +15,9 @@ from typer.testing import CliRunner
 from ganterm.cli import app
 from tests.dashboard_runs import make_run
 from tests.foreign_runs import dcgan_records, fake_formats, write_log
+from tests.test_notify import Receiver, receiver
 
-__all__ = ["fake_formats"]  # the fixture, used by name
+__all__ = ["fake_formats", "receiver"]  # fixtures, used by name
 
 runner = CliRunner()
 
@@ -62,14 +64,55 @@ def test_export_writes_a_foreign_runs_rows_in_ganterms_names(tmp_path: Path, fak
     assert {"loss_d", "loss_g", "d_x", "d_g_z1", "config.lr"} <= set(rows[0]) and rows[0]["config.lr"] == "0.0002"
 
 
-def test_watch_shows_a_read_only_run_only_in_the_dashboard(tmp_path: Path, fake_formats: None):
-    write_log(tmp_path / "tb", dcgan_records(1, 3))
-    result = _invoke("watch", str(tmp_path / "tb"), "--no-dashboard")
-    assert result.exit_code == 1
-    assert result.output.strip() == (
-        "error: tb is written by another tool and shows only in the dashboard; "
-        "watch it from a terminal, without --no-dashboard"
+def _winning(first: int, last: int) -> list[dict]:
+    """D near-certain of real and fake: a probability D overpowering G (an alert of the health checks)."""
+    return [{"tag": tag, "step": step, "value": value} for step in range(first, last + 1)
+            for tag, value in (("Loss_D", 0.05), ("Loss_G", 0.9), ("D(x)", 0.99), ("D_G_z1", 0.01))]  # fmt: skip
+
+
+def test_watch_without_the_dashboard_prints_a_read_only_runs_progress_until_ctrl_c(
+    tmp_path: Path, fake_formats: None, monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+):
+    import ganterm.progress
+
+    folder = tmp_path / "tb"
+    write_log(folder, _winning(1, 300))  # an alert over the history: said once, not pushed
+    waits = 0
+
+    def sleep(seconds: float) -> None:
+        """Between polls once all is read (not the short waits while the history comes): the writer goes on
+        with G's loss rising, then the user presses Ctrl-C."""
+        nonlocal waits
+        if seconds < 1.0:
+            return
+        waits += 1
+        if waits == 1:
+            write_log(folder, [{"tag": "Loss_G", "step": step, "value": 0.9 + step / 50} for step in range(301, 800)])
+        if waits == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ganterm.progress, "READ_ONLY_LINE_SECONDS", 0.0)  # a line at every new step
+    monkeypatch.setattr(ganterm.progress, "time", SimpleNamespace(time=time.time, monotonic=time.monotonic,
+                                                                  sleep=sleep))  # fmt: skip
+    result = _invoke("watch", str(folder), "--no-dashboard", "--notify", receiver.url)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        "tb: watching it read-only (TensorBoard's writer writes it): it never finishes for ganterm, "
+        "so the watch goes on until Ctrl-C"
     )
+    assert lines[1] == "tb: live at step 300"
+    assert lines[2].startswith("tb: step 300  loss_d 0.050  loss_g 0.900  D(x) 0.99  D(G(z)) 0.01")
+    assert any(line.startswith("tb: 1 alert over its history, the last at step ") and "overpowering" in line
+               for line in lines)  # fmt: skip
+    assert any(line.startswith("tb: alert at step ") and "diverging" in line for line in lines)
+    assert any(line.startswith("tb: step 799  ") for line in lines)
+    assert lines[-1] == "tb: left at step 799; its writer goes on"
+    for _ in range(100):
+        if receiver.received:
+            break
+        time.sleep(0.05)
+    assert [body["check"] for body, _ in receiver.received] == ["divergence"]
 
 
 @pytest.mark.parametrize(
@@ -115,3 +158,58 @@ def test_serve_gives_each_tab_the_runs_and_the_roles_file_and_serves_their_image
     argv = watch_command([run], tmp_path, roles)
     assert argv[-3:] == ["--roles", str(roles.resolve()), str(folder.resolve())]
     assert _served_grids(run) == [folder / "fakes000040.png"]
+
+
+def test_watch_hands_the_dashboard_the_logdir_to_look_in_for_new_runs(tmp_path: Path, fake_formats: None,
+                                                                      monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+    import ganterm.cli.training
+
+    write_log(tmp_path / "logs" / "exp1", dcgan_records(1, 3))
+    attached: dict = {}
+    monkeypatch.setattr(ganterm.cli.training, "_attach", lambda runs, root, **options: attached.update(options))
+    result = _invoke("watch", str(tmp_path / "logs"))
+    assert result.exit_code == 0, result.output
+    new_runs = attached["new_runs"]
+    assert new_runs.folders == [tmp_path / "logs"] and new_runs.known == {(tmp_path / "logs" / "exp1").resolve()}
+
+
+def test_serve_gives_each_tab_a_logdir_as_the_folder_so_its_viewer_finds_new_runs_too(tmp_path: Path,
+                                                                                       fake_formats: None):  # fmt: skip
+    from ganterm.serve import watch_command
+    from ganterm.sources import open_runs
+    from ganterm.sources.new_runs import logdirs
+
+    write_log(tmp_path / "logs" / "exp1", dcgan_records(1, 3))
+    write_log(tmp_path / "logs" / "exp2", dcgan_records(1, 3))
+    write_log(tmp_path / "tb", dcgan_records(1, 3))
+    arguments = [str(tmp_path / "tb"), str(tmp_path / "logs")]
+    argv = watch_command(open_runs(arguments), tmp_path, logdirs=logdirs(arguments[1:]))
+    assert argv[-2:] == [str((tmp_path / "tb").resolve()), str((tmp_path / "logs").resolve())]
+
+
+def test_watch_without_the_dashboard_says_the_state_of_a_run_that_has_no_steps_yet(
+    tmp_path: Path, fake_formats: None, monkeypatch: pytest.MonkeyPatch
+):
+    import ganterm.progress
+
+    folder = tmp_path / "sg"
+    write_log(folder, [{"config": {"batch_size": 32}}])  # StyleGAN's options, before its first tick
+    waits = 0
+
+    def sleep(seconds: float) -> None:
+        nonlocal waits
+        waits += 1
+        if waits == 2:
+            write_log(folder, dcgan_records(1, 5))
+        if waits == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ganterm.progress, "time", SimpleNamespace(time=time.time, monotonic=time.monotonic,
+                                                                  sleep=sleep))  # fmt: skip
+    result = _invoke("watch", str(folder), "--no-dashboard")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "sg: live, no step yet",
+        "sg: step 5  loss_d 1.266  loss_g 0.966  D(x) 0.63  D(G(z)) 0.43",
+        "sg: left at step 5; its writer goes on",
+    ]

@@ -13,9 +13,11 @@ import ganterm
 from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import MetricPlot
 from ganterm.dashboard.widgets import SamplesPanel
+from ganterm.run.status import read_status, write_status
 from ganterm.sources.foreign import LIVE_SECONDS
 from tests.dashboard_runs import make_run, offered, plot_ends, settle
 from tests.foreign_runs import dcgan_records, fake_formats, write_log
+from tests.stylegan_folder import write_stylegan_folder
 from tests.test_notify import Receiver, receiver
 
 __all__ = ["fake_formats", "receiver"]  # fixtures, used by name
@@ -135,3 +137,17 @@ async def test_a_notify_url_that_refuses_the_alert_is_said_once_on_screen(tmp_pa
             assert "HTTP 404" in said and "/services/" not in said  # the URL shown without its secret path
     finally:
         refusing.stop()
+
+
+async def test_a_stylegan_run_overlays_a_ganterm_run_on_the_images_seen_axis(tmp_path: Path):
+    mine = make_run(tmp_path / "runs", "mine", "finished", steps=200)
+    write_status(mine, {**read_status(mine), "images_per_step": 64})  # 200 steps of 64: 12,800 images
+    write_stylegan_folder(tmp_path / "00000-mnist", ticks=4)  # its step is the kimg: 0, 4, 8, 12
+    app = Dashboard([mine, ganterm.open_run(tmp_path / "00000-mnist")], tmp_path / "runs")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("a", "a")
+        await settle(pilot, app)
+        assert "x: images seen" in _text(app, "#header") and "not drawn" not in _text(app, "#header")
+        ends = plot_ends(app.query_one("#plot-losses", MetricPlot), "loss_d")
+        assert ends["00000-mnist"] / ends["mine"] == pytest.approx(12_000 / 12_800, rel=0.02)

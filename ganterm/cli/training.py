@@ -17,6 +17,7 @@ from ganterm.urls import shown_url
 
 if TYPE_CHECKING:
     from ganterm import launch
+    from ganterm.sources.new_runs import NewRuns
 
 
 from ganterm.cli.common import (
@@ -155,11 +156,12 @@ def _worker_line(run, line: str) -> str:
     return f"{run.name}: {line[stamped.end() :] if stamped else line}"
 
 
-def _attach(runs: list, root: Path, dashboard: bool, notify: str = "") -> None:
+def _attach(runs: list, root: Path, dashboard: bool, notify: str = "", new_runs: NewRuns | None = None) -> None:
     """Follow the runs until the first ends or the viewer leaves; training goes on either way.
 
-    `runs`: run folders, or sources (`open_runs`); a read-only run (another tool writes it) is shown only
-    in the dashboard, and `notify` gets the alerts the viewer raises on it.
+    `runs`: run folders, or sources (`open_runs`); `notify` gets the alerts the viewer raises on a read-only
+    run (another tool writes it). Without the dashboard, read-only runs are followed until Ctrl-C: they never
+    end for ganterm. `new_runs`: where to look for runs that appear later under a folder given whole.
     """
     from ganterm import progress
     from ganterm.dashboard.browser import in_browser
@@ -168,7 +170,7 @@ def _attach(runs: list, root: Path, dashboard: bool, notify: str = "") -> None:
     if in_browser():  # a tab of `ganterm serve`: the page is the terminal, and nothing may be printed after it
         from ganterm.dashboard.app import Dashboard
 
-        viewer = Dashboard(runs, root, notify_url=notify)
+        viewer = Dashboard(runs, root, notify_url=notify, new_runs=new_runs)
         viewer.run()
         raise typer.Exit(viewer.return_code or 0)
     if dashboard and console.is_terminal and sys.stdin.isatty():
@@ -176,7 +178,7 @@ def _attach(runs: list, root: Path, dashboard: bool, notify: str = "") -> None:
         from ganterm.dashboard.app import Dashboard
 
         probe.join()
-        viewer = Dashboard(runs, root, notify_url=notify)
+        viewer = Dashboard(runs, root, notify_url=notify, new_runs=new_runs)
         ended = viewer.run()
         if viewer.return_code:  # the viewer crashed (Textual printed why): say so in the exit status
             raise typer.Exit(viewer.return_code)
@@ -185,11 +187,10 @@ def _attach(runs: list, root: Path, dashboard: bool, notify: str = "") -> None:
         elif not getattr(run, "read_only", False):
             _still_training(getattr(run, "run", run))
         return
-    if getattr(run, "read_only", False):
-        raise UserError(
-            f"{run.name} is written by another tool and shows only in the dashboard; "
-            "watch it from a terminal, without --no-dashboard"
-        )
+    if getattr(run, "read_only", False):  # other tools write them: their lines, until Ctrl-C
+        read_only = [source for source in runs if getattr(source, "read_only", False)]
+        progress.follow_read_only(read_only, console, notify_url=notify, new_runs=new_runs)
+        return
     run = getattr(run, "run", run)  # the progress line follows a run folder
     try:
         follow = progress.follow_rich if console.is_terminal else progress.follow_plain
@@ -278,11 +279,14 @@ def watch(
     """Attach to runs (running or not): ganterm's, TensorBoard event files, StyleGAN training folders;
     quitting the viewer never stops training."""
     from ganterm.sources import open_runs
+    from ganterm.sources.new_runs import NewRuns, logdirs
     from ganterm.urls import url_problem
 
     if notify and (problem := url_problem(notify)):
         raise UserError(f"--notify {shown_url(notify)!r} {problem}")
-    _attach(open_runs(runs, root, roles), root, dashboard=not no_dashboard, notify=notify)
+    sources = open_runs(runs, root, roles)
+    new_runs = NewRuns(logdirs(runs or []), sources, roles)
+    _attach(sources, root, dashboard=not no_dashboard, notify=notify, new_runs=new_runs)
 
 
 @app.command()
@@ -309,6 +313,7 @@ def serve(
 ) -> None:
     """Serve the dashboard to a browser; each tab is its own ganterm watch."""
     from ganterm.sources import open_runs
+    from ganterm.sources.new_runs import logdirs
 
     try:
         from ganterm import serve as serving
@@ -331,7 +336,8 @@ def serve(
     address = serving.address(host, port, token)
     names = ", ".join(target.name for target in targets) if runs else "the newest run"
     on_start = lambda: say(f"serving the dashboard of {names} at {address} (Ctrl-C stops)")  # noqa: E731
-    server = serving.DashboardServer(targets if runs else None, root, host, port, token, on_start, roles)
+    server = serving.DashboardServer(targets if runs else None, root, host, port, token, on_start, roles,
+                                     logdirs(runs or []))  # fmt: skip
     try:
         serving.check_free(host, port)
         server.serve()

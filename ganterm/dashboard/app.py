@@ -33,7 +33,7 @@ from ganterm.dashboard.series import SeriesStore
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
 from ganterm.errors import UserError
 from ganterm.families import family_of
-from ganterm.notify import Notifier
+from ganterm.notify import VIEWER_CLOSE_SECONDS, Notifier
 from ganterm.run import control
 from ganterm.run.jsonl import ROW_RULE
 from ganterm.run.layout import RunDir, list_runs
@@ -41,12 +41,12 @@ from ganterm.run.status import ACTIVE_STATES, effective_state, this_host
 from ganterm.sources import GantermRun, Reader, Source
 from ganterm.sources.follow import RunUpdate
 from ganterm.sources.foreign import ForeignRun, read_only_reason
+from ganterm.sources.new_runs import NewRuns
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 ZOOM_WINDOWS = (None, 500, 2_000, 10_000)
 HISTORY_REDRAW_SECONDS = 1.0
 LOG_NAMES = {"ganterm": "worker.log", "stylegan": "log.txt"}  # the log panel's title: the file it shows
-NOTIFY_CLOSE_SECONDS = 3.0  # how long leaving the viewer waits for a read-only run's last alerts to go out
 # what the worker keys say they asked for; every name is one of control.COMMANDS (a test checks both ways)
 ASKED = {
     "pause": "asked the worker to pause",
@@ -67,6 +67,14 @@ class RunUpdated(Message):
         super().__init__()
         self.key = key
         self.update = update
+
+
+class RunsAppeared(Message):
+    """The reader thread found runs under a watched logdir that were not there when the viewer opened."""
+
+    def __init__(self, runs: list[Source]) -> None:
+        super().__init__()
+        self.runs = runs
 
 
 @dataclass
@@ -131,8 +139,14 @@ class Dashboard(App[str]):
     data_version: var[int] = var(0)  # bumped when the runs' stores have new points to draw
 
     def __init__(
-        self, runs: list[RunDir] | list[Source], root: Path, refresh_per_second: float = 4.0, notify_url: str = ""
+        self,
+        runs: list[RunDir] | list[Source],
+        root: Path,
+        refresh_per_second: float = 4.0,
+        notify_url: str = "",
+        new_runs: NewRuns | None = None,
     ) -> None:
+        """`new_runs`: where to look for runs that appear later under the folders given whole (a --logdir)."""
         super().__init__()
         self.root = root
         self.refresh_interval = 1.0 / refresh_per_second
@@ -144,6 +158,7 @@ class Dashboard(App[str]):
         self._laid_out = False
         self.notify_url = notify_url  # where a read-only run's alerts go: no writer of ganterm's pushes them
         self._notifiers: dict[str, Notifier] = {}
+        self.new_runs = new_runs
         self._show([GantermRun(run) if isinstance(run, RunDir) else run for run in runs])
 
     # ----- layout -------------------------------------------------------------------------------
@@ -191,6 +206,9 @@ class Dashboard(App[str]):
                 busy |= update.more
                 if update or watched.loading:
                     self.post_message(RunUpdated(key, update))
+            new_runs = self.new_runs  # the app thread drops it when the user picks other runs
+            if new_runs is not None and (appeared := new_runs.poll()):
+                self.post_message(RunsAppeared(appeared))
             time.sleep(0.02 if busy else self.refresh_interval)  # busy: history is still being parsed
         for watched in list(self.watched.values()):
             watched.reader.close()
@@ -231,6 +249,18 @@ class Dashboard(App[str]):
         if first_points and watched is self.primary and self._laid_out:
             self._redraw()  # the first points of a run go on screen now, not at the next tick
 
+    def on_runs_appeared(self, message: RunsAppeared) -> None:
+        """Runs new under a watched logdir join the view, each in a colour of its own, said in one line."""
+        if self.new_runs is None:
+            return  # the user picked other runs meanwhile
+        watched = dict(self.watched)  # a new dict: the reader thread goes on with the one it holds
+        for run in message.runs:
+            watched[str(run.path)] = WatchedRun(run, RUN_COLOURS[len(watched) % len(RUN_COLOURS)], run.follow())
+        self.watched, self._dirty = watched, True
+        self.sub_title = ", ".join(w.name for w in watched.values())
+        names = ", ".join(run.name for run in message.runs)
+        self.notify(f"new run{'s' if len(message.runs) > 1 else ''} in the watched folder: {names}", markup=False)
+
     def _say_skipped(self, watched: WatchedRun, count: int) -> None:
         """Once per run: lines another writer got wrong are left out, and the viewer goes on."""
         if watched.source.read_only:  # another tool's format: its records, not ganterm's lines
@@ -263,8 +293,7 @@ class Dashboard(App[str]):
         notifier = self._notifiers.get(watched.name)
         if notifier is None:
             notifier = self._notifiers[watched.name] = Notifier(self.notify_url, watched.name, this_host(), self._warn)
-        fields = {key: alert[key] for key in ("check", "severity", "message") if key in alert}
-        notifier.notice("alert", int(alert.get("step", 0)), **fields)
+        notifier.alert(int(alert.get("step", 0)), alert)
 
     def _warn(self, line: str) -> None:
         """What the notifier's thread has to say (a URL that is down), on screen; nothing once the app has ended."""
@@ -273,7 +302,7 @@ class Dashboard(App[str]):
 
     def on_unmount(self) -> None:
         for notifier in self._notifiers.values():
-            notifier.close(NOTIFY_CLOSE_SECONDS)
+            notifier.close(VIEWER_CLOSE_SECONDS)
 
     def _ring(self, watched: WatchedRun, alert: dict[str, Any]) -> None:
         """A new alert rings the terminal's bell and pops up, so it is noticed from another window."""
@@ -348,7 +377,12 @@ class Dashboard(App[str]):
         names = [str(run.path.resolve()) for run in runs]
         current = str(self.primary.source.path.resolve())
         index = names.index(current) if current in names else 0
-        self._show([GantermRun(runs[(index + offset) % len(runs)])])
+        self._switch([GantermRun(runs[(index + offset) % len(runs)])])
+
+    def _switch(self, runs: list[Source]) -> None:
+        """The runs the user picked, in place of those shown: no more runs join from a watched logdir."""
+        self.new_runs = None
+        self._show(runs)
 
     def action_next_run(self) -> None:
         self._cycle_run(1)
@@ -359,7 +393,7 @@ class Dashboard(App[str]):
     def action_pick_runs(self) -> None:
         def chosen(runs: list[RunDir] | None) -> None:
             if runs:
-                self._show([GantermRun(run) for run in runs])
+                self._switch([GantermRun(run) for run in runs])
 
         from ganterm.dashboard.screens import RunPicker  # modal screens load on first use: 40 ms off startup
 

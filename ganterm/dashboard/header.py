@@ -21,6 +21,7 @@ from ganterm.progress import clock, eta_seconds
 from ganterm.run.schema import STATE_STYLE
 from ganterm.run.settings import differing, setting_text, settings_line
 from ganterm.run.status import ACTIVE_STATES
+from ganterm.sources.foreign import idle_since
 
 X_AXIS_NAMES = {"step": "steps", "time": "wall-clock time", "images": "images seen"}
 
@@ -88,15 +89,6 @@ class Headline:
         ]
         own = settings_line(runs_settings[0]) if status.get("loop") == "own" and runs_settings else ""
         return dataclasses.replace(self, settings=own, differences=", ".join(differences))
-
-
-def idle_since(state: str, since: object) -> str:
-    """`14:02` (or `2026-12-04 14:02` before today) for an idle read-only run; '' otherwise."""
-    if state != "idle" or not isinstance(since, (int, float)):
-        return ""
-    then = time.localtime(since)
-    today = time.localtime()[:3] == then[:3]
-    return time.strftime("%H:%M" if today else "%Y-%m-%d %H:%M", then)
 
 
 def header_text(line: Headline, view: View) -> Text:

@@ -32,6 +32,8 @@ from ganterm.sources.roles import D_OUTPUTS, DReadings, Roles, TagNames, family_
 
 LIVE_SECONDS = 120.0  # a file changed this recently: its writer is live (StyleGAN writes once a tick, minutes apart)
 WRITERS = {"tensorboard": "TensorBoard's writer", "stylegan": "StyleGAN's training loop"}
+# images one step stands for, where the format says: StyleGAN's step is the kimg (its readers make it so)
+IMAGES_PER_STEP = {"stylegan": 1000}
 # what the health checks read: every other column stays out of the monitor's rows
 HEALTH_INPUTS = frozenset({"loss_d", "loss_g", "loss_d_real", "loss_d_fake", *D_OUTPUTS, "grad_norm_g", "diversity",
                            "modes_covered", "modes_total", "hq_share", "classifier_confidence", "class_coverage",
@@ -288,11 +290,24 @@ def files_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
 
 def file_status(run: ForeignRun) -> dict[str, Any]:
     """What file times say of a run: `live` when a file changed within LIVE_SECONDS, else `idle` since
-    `since` (seconds since the epoch); `unknown` while the folder holds no file."""
+    `since` (seconds since the epoch); `unknown` while the folder holds no file. With the images a step
+    stands for, where the format says."""
     stamp = files_stamp(run.folder)
     since = max(mtime for _, mtime, _ in stamp) / 1e9 if stamp else None
     state = "unknown" if since is None else "live" if time.time() - since <= LIVE_SECONDS else "idle"
-    return {"state": state, "since": since, "kind": run.kind, "writer": run.writer, "read_only": True}
+    status = {"state": state, "since": since, "kind": run.kind, "writer": run.writer, "read_only": True}
+    if run.kind in IMAGES_PER_STEP:  # the images-seen axis places the run beside others
+        status["images_per_step"] = IMAGES_PER_STEP[run.kind]
+    return status
+
+
+def idle_since(state: str, since: object) -> str:
+    """`14:02` (or `2026-12-04 14:02` before today) for an idle read-only run; '' otherwise."""
+    if state != "idle" or not isinstance(since, (int, float)):
+        return ""
+    then = time.localtime(since)
+    today = time.localtime()[:3] == then[:3]
+    return time.strftime("%H:%M" if today else "%Y-%m-%d %H:%M", then)
 
 
 def image_files(folder: Path, images: list[LogImage]) -> list[tuple[int, Path]]:
