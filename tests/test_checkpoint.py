@@ -302,3 +302,40 @@ def test_rolling_back_moves_later_checkpoints_aside_and_points_latest_at_the_bra
     assert [s for s, _ in step_files(run.checkpoints)] == [5, 6, 7]
     assert len(list(folder.iterdir())) == 2
     assert abandon_after(run, 7) is None
+
+
+def test_a_loops_run_gives_its_newest_ganterm_checkpoint_still_there_or_one_sentence_why_not(tmp_path: Path):
+    """`ganterm sample own` of a run fed by a user's loop: the files the loop saved through on_checkpoint count, the
+    newest that holds a ganterm generator; files since deleted and saves that named no file are passed over."""
+    import ganterm
+
+    ours = save_checkpoint(RunDir(tmp_path / "trained"), _trainer().checkpoint(), keep=1)
+    saves = {4: "ganterm", 8: "own", 12: "deleted", 16: None}
+
+    def save(step: int) -> Path | None:
+        if saves[step] is None:
+            return None
+        path = tmp_path / f"loop_{step}.safetensors"
+        path.write_bytes(ours.read_bytes() if saves[step] == "ganterm" else b"the loop's own networks")
+        return path
+
+    root = tmp_path / "runs"
+    with ganterm.Run("own", root=root, on_checkpoint=save) as run:
+        run.log(1, loss_d=0.5)
+        with pytest.raises(CheckpointError, match=r"^run 'own' is fed by its own training loop, which has saved no "):
+            find_checkpoint("own", root)
+        for step in saves:
+            run.checkpoint(step)
+        (tmp_path / "loop_12.safetensors").unlink()
+    checked: list[Path] = []
+    assert find_checkpoint("own", root, checked.append) == tmp_path / "loop_4.safetensors" and checked == [
+        tmp_path / "loop_4.safetensors"
+    ]
+    (tmp_path / "loop_4.safetensors").unlink()
+    with pytest.raises(CheckpointError) as refused:
+        find_checkpoint("own", root)
+    assert str(refused.value) == (
+        f"run 'own' is fed by its own training loop, whose checkpoints (the newest: "
+        f"{str(tmp_path / 'loop_8.safetensors')!r}, step 8) hold the loop's own networks, not a ganterm generator; "
+        "sample it from the loop instead (ganterm snapshot own, or run.images in the loop)"
+    )

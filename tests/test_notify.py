@@ -337,7 +337,7 @@ class TestNotifier:
         notifier.notice("finished", 7)
         notifier.close(wait=5)
         assert receiver.events() == ["finished"] and notifier.failed == 1
-        assert len(logged) == 1 and "not JSON serializable" in logged[0]
+        assert len(logged) == 1 and "(TypeError: Object of type int64 is not JSON serializable)" in logged[0]
 
     def test_ntfy_is_asked_for_the_title_and_text_and_an_error_comes_with_a_higher_priority(self):
         served = Receiver()
@@ -397,6 +397,48 @@ class TestNotifier:
         assert notifier.failed >= 10 and logged == [f"warning: could not notify {shown} (too many notices "
                                                      "waiting); training goes on, later failures unlogged"]  # fmt: skip
         notifier.close(wait=0.1)
+
+    def test_an_alerts_own_severity_is_what_the_receiver_reads(self):
+        """An error alert (a NaN loss) goes out as an error, at ntfy's high priority; one without, a warning."""
+        served = Receiver()
+        notifier = notify.Notifier(served.url, "r", "h", [].append)
+        notifier.notice("alert", 3, check="nan", severity="error", message="loss_d is NaN")
+        notifier.notice("alert", 4, check="custom", message="something")
+        notifier.close(wait=5)
+        served.stop()
+        (nan, nan_headers), (custom, custom_headers) = served.received
+        assert (nan["severity"], nan_headers["X-Priority"]) == ("error", "4")
+        assert nan["text"] == "ganterm r on h, step 3, error (nan): loss_d is NaN (see: ganterm watch r)"
+        assert (custom["severity"], custom_headers["X-Priority"]) == ("warning", "3")
+
+    def test_a_finishing_run_waits_for_its_last_notice_no_longer_than_the_close_wait(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        """A receiver that takes the connection and never answers holds the end of the run CLOSE_WAIT_SECONDS, not
+        the attempt's whole timeout."""
+        monkeypatch.setattr(notify, "CLOSE_WAIT_SECONDS", 0.2)
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+            notifier = notify.Notifier(url, "r", "h", [].append, timeout=4.0, backoff=())
+            notifier.notice("finished", 7)
+            started = time.monotonic()
+            notifier.close()
+            assert time.monotonic() - started < 2
+
+    def test_a_script_that_never_closes_its_notifier_still_exits(self):
+        """Its threads do not hold the interpreter open: a loop that ends without `finish()` is not left hanging."""
+        before = set(threading.enumerate())
+        with socket.socket() as silent:  # the attempt's thread is alive too while the receiver stays silent
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+            notifier = notify.Notifier(url, "r", "h", [].append, timeout=1.0, backoff=())
+            notifier.notice("finished", 7)
+            wait_for(lambda: len(set(threading.enumerate()) - before) >= 2, timeout=5, what="the attempt's thread")
+            assert [thread for thread in set(threading.enumerate()) - before if not thread.daemon] == []
+            notifier.close(wait=5)
 
     def test_an_end_without_a_message_says_how_the_run_ended_with_its_severity(self):
         severities = {event: notify.payload("r", event, 5, "h")["severity"] for event in notify.END_EVENTS}
