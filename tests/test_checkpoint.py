@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.numpy import save_file as save_arrays
 from safetensors.torch import load_file, save_file
 
+from ganterm.errors import UserError
 from ganterm.run.checkpoints import (
     CheckpointError,
     find_checkpoint,
@@ -224,7 +228,7 @@ def test_a_run_with_no_checkpoint_or_only_damaged_ones_says_so(tmp_path: Path):
     with pytest.raises(CheckpointError, match=r"^run 'r' has no checkpoint yet \(it writes one every checkpoint"):
         find_checkpoint("r", tmp_path / "runs")
     trainer = _trainer()
-    for step in (4, 8):
+    for step in (2, 4, 8):
         trainer.step = step
         save_checkpoint(run, trainer.checkpoint(), keep=5)
     warnings: list[str] = []
@@ -293,7 +297,8 @@ def test_rolling_back_moves_later_checkpoints_aside_and_points_latest_at_the_bra
         trainer.step = step
         save_checkpoint(run, trainer.checkpoint(), keep=3)
     folder = abandon_after(run, 4)
-    assert folder is not None and folder.parent == run.checkpoints and folder.name.startswith("abandoned-")
+    assert folder is not None and folder.parent == run.checkpoints
+    assert re.fullmatch(r"abandoned-\d{8}-\d{6}", folder.name)  # abandoned-20261205-120000: when it was set aside
     assert sorted(p.name for p in folder.iterdir()) == ["step_0000008.safetensors", "step_0000012.safetensors"]
     assert (run.checkpoints / "latest.safetensors").resolve().name == "step_0000004.safetensors"
     for step in (5, 6, 7):  # the new branch is what pruning keeps now
@@ -339,3 +344,15 @@ def test_a_loops_run_gives_its_newest_ganterm_checkpoint_still_there_or_one_sent
         f"{str(tmp_path / 'loop_8.safetensors')!r}, step 8) hold the loop's own networks, not a ganterm generator; "
         "sample it from the loop instead (ganterm snapshot own, or run.images in the loop)"
     )
+
+
+def test_rolling_back_a_run_that_has_no_checkpoints_yet_moves_nothing(tmp_path: Path):
+    assert abandon_after(RunDir(tmp_path), 0) is None and not (tmp_path / "checkpoints").exists()
+
+
+def test_a_checkpoint_whose_stored_config_is_damaged_is_named_in_one_sentence(tmp_path: Path):
+    path = tmp_path / "step_0000004.safetensors"
+    metadata = {"format": "ganterm-checkpoint", "format_version": "1", "step": "4", "config": "{not json"}
+    save_arrays({"w": np.zeros(1, dtype=np.float32)}, str(path), metadata=metadata)
+    with pytest.raises(UserError, match=rf"^checkpoint {re.escape(repr(str(path)))} holds a config that is not valid"):
+        read_resumable(path)

@@ -258,6 +258,22 @@ def test_the_lock_holder_is_named_while_it_holds_the_run_and_nobody_after(tmp_pa
     assert lock_holder(run) is None
 
 
+@pytest.mark.parametrize(("content", "holder"), [(b"", "unknown"), (b"\xff4242\n", "\ufffd4242")])
+def test_a_lock_held_by_a_process_that_wrote_no_pid_or_no_text_still_reads_as_held(
+    tmp_path: Path, content: bytes, holder: str
+):
+    """Another tool, or a worker caught between taking the lock and writing its pid: held, said as best it can be."""
+    import fcntl
+
+    run = RunDir(tmp_path)
+    run.lock.write_bytes(content)
+    with open(run.lock, "rb+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert lock_holder(run) == holder
+        with pytest.raises(RunLocked, match=f"^run '{tmp_path.name}' is already being trained by process {holder}$"):
+            acquire_lock(run)
+
+
 def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_in_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -268,6 +284,8 @@ def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_i
 
     monkeypatch.setattr("ganterm.run.layout.datetime.datetime", Frozen)
     assert new_run_name("~/data/My Faces!/", tmp_path) == "my-faces-20261205-123000"
+    assert new_run_name("XRAY-X", tmp_path) == "xray-x-20261205-123000"  # only what is not a letter or digit goes
+    assert new_run_name("~/données/画像/", tmp_path) == "run-20261205-123000"  # nothing left of the name
     (tmp_path / "mnist5k-20261205-123000").mkdir()
     (tmp_path / "mnist5k-20261205-123000-2").mkdir()
     assert new_run_name("mnist5k", tmp_path) == "mnist5k-20261205-123000-3"

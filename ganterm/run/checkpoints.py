@@ -172,11 +172,6 @@ def read_metadata(path: Path) -> dict[str, str]:
     return metadata
 
 
-def read_config(path: Path) -> tuple[Config, int]:
-    """The config and step stored in a checkpoint's header."""
-    return config_and_step(read_metadata(path), path)
-
-
 def read_resumable(path: Path) -> tuple[Config, int]:
     """The config and step of a checkpoint training can go on from; one sentence for any other file."""
     metadata = read_metadata(path)
