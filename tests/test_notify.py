@@ -399,17 +399,20 @@ class TestNotifier:
         notifier.close(wait=0.1)
 
     def test_an_alerts_own_severity_is_what_the_receiver_reads(self):
-        """An error alert (a NaN loss) goes out as an error, at ntfy's high priority; one without, a warning."""
+        """An error alert (a NaN loss) goes out as an error, at ntfy's high priority; one without, a warning; a
+        severity of a user's own health check as it is, at the default priority."""
         served = Receiver()
         notifier = notify.Notifier(served.url, "r", "h", [].append)
         notifier.notice("alert", 3, check="nan", severity="error", message="loss_d is NaN")
         notifier.notice("alert", 4, check="custom", message="something")
+        notifier.notice("alert", 5, check="own", severity="critical", message="a check of the user's own")
         notifier.close(wait=5)
         served.stop()
-        (nan, nan_headers), (custom, custom_headers) = served.received
+        (nan, nan_headers), (custom, custom_headers), (own, own_headers) = served.received
         assert (nan["severity"], nan_headers["X-Priority"]) == ("error", "4")
         assert nan["text"] == "ganterm r on h, step 3, error (nan): loss_d is NaN (see: ganterm watch r)"
         assert (custom["severity"], custom_headers["X-Priority"]) == ("warning", "3")
+        assert (own["severity"], own_headers["X-Priority"]) == ("critical", "3")  # a severity ntfy has no level for
 
     def test_a_finishing_run_waits_for_its_last_notice_no_longer_than_the_close_wait(
         self, monkeypatch: pytest.MonkeyPatch
