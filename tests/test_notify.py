@@ -268,6 +268,33 @@ class TestNotifier:
         served.stop()
         assert served.events() == ["finished"] and logged == [] and notifier.failed == 0
 
+    def test_the_urls_user_and_password_go_as_basic_auth(self):
+        served = Receiver()
+        notifier = notify.Notifier(with_password(served.url), "r", "h", [].append)
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        served.stop()
+        ((_, headers),) = served.received
+        assert headers["Authorization"] == "Basic YWxpY2U6UzNjcmV0UFc="  # alice:S3cretPW
+
+    def test_a_receiver_that_keeps_failing_is_given_up_on_when_the_notices_time_is_up(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        """The retries share the notice's time (NOTICE_SECONDS here 2 s): the wait before a retry is cut short at the
+        end of it, and no attempt starts after it; the failure is said."""
+        monkeypatch.setattr(notify, "NOTICE_SECONDS", 2.0)
+        served = Receiver(statuses=[503] * 10)
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=(0.5, 10.0, 10.0))
+        started = time.monotonic()
+        notifier.notice("finished", 7)
+        wait_for(lambda: notifier.failed == 1, timeout=8, what="the notice to be given up")
+        took = time.monotonic() - started
+        notifier.close(wait=1)
+        served.stop()
+        assert 10 - len(served.statuses) == 2 and took < 6, (served.statuses, took)  # at once, after 0.5 s; no more
+        assert len(logged) == 1 and "(HTTP 503 Service Unavailable)" in logged[0]
+
     def test_a_refusal_of_the_request_itself_is_not_retried_and_is_logged_once(self):
         served = Receiver(statuses=[404])
         logged: list[str] = []
