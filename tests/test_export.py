@@ -151,11 +151,12 @@ def test_parquet_takes_integers_past_double_precision(tmp_path: Path):
     """A loop may log a big counter as an int: float64 holds it rounded, as the CSV's readers would."""
     pq = reader("pyarrow.parquet")
     rows = [{"step": 1, "t": START, "images_seen": 2**53 + 1}, {"step": 2, "t": START + 1, "images_seen": 2**63 + 5}]
+    rows.append({"step": 3, "t": START + 2, "loss_d": 0.5})  # a row without it, in the same chunk: null there
     make_run(tmp_path / "runs", "counted", rows)
     out = tmp_path / "counted.parquet"
     result = _export("counted", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert pq.read_table(out).column("images_seen").to_pylist() == [float(2**53 + 1), float(2**63 + 5)]
+    assert pq.read_table(out).column("images_seen").to_pylist() == [float(2**53 + 1), float(2**63 + 5), None]
 
 
 def test_several_runs_make_one_tidy_table(tmp_path: Path):
@@ -271,6 +272,7 @@ def test_tensorboard_holds_every_value_grid_and_alert(tmp_path: Path):
     images = accumulator.Images("samples")
     assert [(image.step, image.wall_time) for image in images] == [(s, START + s + 0.5) for s in (5, 10, 20)]
     assert [image.encoded_image_string for image in images] == [p.read_bytes() for p in run.sample_files()]
+    assert {(image.width, image.height) for image in images} == {(32, 32)}
     tensor_util = reader("tensorboard.util.tensor_util")
     alerts = accumulator.Tensors("alerts/text_summary")
     assert [(a.step, tensor_util.make_ndarray(a.tensor_proto)[0].decode()) for a in alerts] == [
