@@ -389,11 +389,14 @@ class TestNotifier:
             silent.listen()
             logged: list[str] = []
             url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+            before = set(threading.enumerate())
             notifier = notify.Notifier(url, "r", "h", logged.append, timeout=0.2, backoff=(0.05,))
             started = time.monotonic()
             notifier.notice("finished", 7)
             wait_for(lambda: notifier.failed == 1, timeout=5, what="the notice to be given up")
             assert time.monotonic() - started < 2  # two attempts of 0.2 s, not of the default 5 s
+            # the attempts' sockets time out too: nothing is left waiting on the silent receiver but the notifier
+            wait_for(lambda: len(set(threading.enumerate()) - before) == 1, timeout=5, what="the attempts to end")
             notifier.close(wait=1)
         assert len(logged) == 1 and "timed out" in logged[0] and "training goes on" in logged[0]
 
