@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import stat
 import subprocess
 import time
@@ -14,7 +15,7 @@ import pytest
 
 from ganterm.errors import UserError
 from ganterm.run.jsonl import JsonlTail, JsonlWriter, TextTail, latest_values
-from ganterm.run.layout import RunDir, check_run_name, list_runs, new_run_name, resolve_run
+from ganterm.run.layout import RunDir, check_run_name, claim_new_run, list_runs, new_run_name, resolve_run
 from ganterm.run.lock import RunLocked, acquire_lock, lock_holder
 from ganterm.run.rewind import rewind
 from ganterm.run.status import (
@@ -294,6 +295,25 @@ def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_i
         check_run_name("a b")
     with pytest.raises(UserError, match=r"^--name '\.hidden' is not a valid run name: use letters, digits"):
         check_run_name(".hidden", "--name")
+    for name, shown in (("a" * 159 + "!", "a" * 159 + "!"), ("a" * 130 + "!" + "b" * 30, "a" * 120 + "..." + "b" * 20)):
+        with pytest.raises(UserError, match=rf"^run name '{re.escape(shown)}' is not a valid run name"):
+            check_run_name(name)  # up to 160 characters said whole, a longer one by its two ends
+
+
+def test_a_new_run_claims_a_folder_made_by_hand_and_loses_a_name_another_start_took_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "mine").mkdir()  # empty: made by hand, or holding only a multi-machine run's nodes/
+    old_mask = os.umask(0o022)
+    try:
+        claimed = claim_new_run(tmp_path, "mine", "mnist")
+    finally:
+        os.umask(old_mask)
+    assert claimed is not None and claimed.path == tmp_path / "mine"
+    assert claimed.metrics.read_bytes() == b"" and stat.S_IMODE(claimed.metrics.stat().st_mode) == 0o644
+    # another start created metrics.jsonl right after this one looked: the exclusive create decides
+    monkeypatch.setattr(RunDir, "exists", lambda run: False)
+    assert claim_new_run(tmp_path, "mine", "mnist") is None
 
 
 def test_a_status_that_is_json_but_no_object_reads_as_a_problem(tmp_path: Path):
