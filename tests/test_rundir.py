@@ -222,19 +222,23 @@ def test_a_dead_worker_reads_as_lost_and_a_silent_live_one_as_stalled():
 
 def test_runs_resolve_by_name_path_or_newest(tmp_path: Path):
     root = tmp_path / "runs"
-    for name in ("older", "newer"):
+    for name in ("oldest", "older", "newer"):
         (root / name).mkdir(parents=True)
         (root / name / "config.toml").write_text("")
         time.sleep(0.02)
     (root / "notes").mkdir()  # a folder of the user's, with nothing of a run in it
-    assert [run.name for run in list_runs(root)] == ["older", "newer"]
+    assert [run.name for run in list_runs(root)] == ["oldest", "older", "newer"]
     assert resolve_run(None, root).name == "newer"
     assert resolve_run("older", root).name == "older"
     assert resolve_run(str(root / "older"), root).name == "older"
-    with pytest.raises(UserError, match=r"no run named 'nope' under .* \(runs there: older, newer\)"):
+    with pytest.raises(UserError, match=r"no run named 'nope' under .* \(runs there: oldest, older, newer\)"):
         resolve_run("nope", root)
+    with pytest.raises(UserError, match=r"no run named 'notes' under .* \(runs there: oldest, older, newer\)"):
+        resolve_run("notes", root)
     with pytest.raises(UserError, match="there are no runs under"):
         resolve_run(None, tmp_path / "empty")
+    with pytest.raises(UserError, match=r"no run named 'nope' under .* and no run directory at that path$"):
+        resolve_run("nope", tmp_path / "empty")  # no runs to hint at
 
 
 def test_a_second_worker_cannot_take_the_run(tmp_path: Path):
