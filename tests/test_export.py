@@ -287,7 +287,8 @@ def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
     run = make_run(tmp_path / "runs", "resumed", _rows(12))
     started = {"kind": "status", "state": "running", "total": 12}
     alert = {"kind": "alert", "check": "d_overpowers_g", "severity": "warning"}
-    events = [{**started, "step": 0}, {**alert, "step": 4, "message": "kept"}, {**alert, "step": 9, "message": "gone"}]
+    events = [{**started, "step": 0}, {**alert, "step": 4, "message": "kept"}, {**alert, "step": 6, "message": "at it"}]
+    events += [{**alert, "step": 9, "message": "gone"}]
     events += [{**started, "step": 6}, {**alert, "step": 10, "message": "new branch"}]
     run.events.write_bytes(b"".join(orjson.dumps({"t": START + i, **e}) + b"\n" for i, e in enumerate(events)))
     out = tmp_path / "tb"
@@ -296,7 +297,7 @@ def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
     tensor_util = reader("tensorboard.util.tensor_util")
     alerts = _accumulator(out / "resumed").Tensors("alerts/text_summary")
     messages = [tensor_util.make_ndarray(a.tensor_proto)[0].decode().rsplit(": ", 1)[1] for a in alerts]
-    assert messages == ["kept", "new branch"]
+    assert messages == ["kept", "at it", "new branch"]  # the checkpoint's own step is in the history kept
 
 
 def test_tensorboard_tags_of_a_real_run(trained_run: RunDir, tmp_path: Path):
@@ -340,24 +341,26 @@ def test_tensorboard_replaces_an_earlier_export_and_keeps_anything_else(tmp_path
     (out / "b").mkdir()
     (out / "b" / "notes.txt").write_text("mine")
     result = _export("a", "b", *args)
-    assert result.exit_code == 1 and f"--out {str(out)!r} already holds {str(out / 'b')!r}, which is not an " \
-                                      "earlier export's event folder" in " ".join(result.output.split())  # fmt: skip
+    refused = (
+        f"--out {str(out)!r} already holds {str(out / 'b')!r}, which is not an earlier export's event folder; "
+        "move it or give another --out"
+    )
+    assert result.exit_code == 1 and "".join(refused.split()) in "".join(result.output.split())  # however wrapped
     assert (out / "b" / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.iterdir()) == ["a", "b"]  # no temp folders left
 
 
 def test_tensorboard_export_into_new_folders_says_which_run_left_out_an_unreadable_grid(tmp_path: Path):
     """--out may name folders that are not there yet; a grid that is no PNG is left out and said, run by run."""
-    first = make_run(tmp_path / "runs", "a", _rows(6), grids=(2, 4))
-    first.sample_path(4).write_bytes(b"not a png: a copy cut short")
+    first = make_run(tmp_path / "runs", "a", _rows(6), grids=(2, 4, 6))
+    for step in (2, 4):
+        first.sample_path(step).write_bytes(b"not a png: a copy cut short")
     make_run(tmp_path / "runs", "b", _rows(6), grids=(2,))
     out = tmp_path / "exports" / "tb"
     result = _export("a", "b", "--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert (
-        "a: left out 1 unreadable sample grid(s)" in result.output and "b: left out 1 unreadable" not in result.output
-    )
-    assert [image.step for image in _accumulator(out / "a").Images("samples")] == [2]
+    assert "a: left out 2 unreadable sample grid(s)" in result.output and result.output.count("unreadable") == 1
+    assert [image.step for image in _accumulator(out / "a").Images("samples")] == [6]
     assert [image.step for image in _accumulator(out / "b").Images("samples")] == [2]
 
 
@@ -469,6 +472,7 @@ def test_a_loops_config_is_a_column_in_tables_and_a_text_table_in_tensorboard(tm
     out = tmp_path / "tb"
     assert _export("configured", *root, "--format", "tensorboard", "--out", str(out)).exit_code == 0
     (config,) = _accumulator(out / "configured").Tensors("config/text_summary")
+    assert config.wall_time == configured.loop_config.stat().st_mtime  # when the settings were written
     assert config.step == 0 and tensor_util.make_ndarray(config.tensor_proto)[0].decode().splitlines() == [
         "| setting | value |",
         "| --- | --- |",
