@@ -175,3 +175,61 @@ def test_a_notify_url_is_never_in_the_settings_a_script_reads(tmp_path: Path):
     run = _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
     run.config.write_text('[train]\nsteps = 5\n\n[notify]\nurl = "https://hooks.example/T0/S3cret"\n')
     assert ganterm.open_run(run.path).config() == {"train": {"steps": 5}, "notify": {}}
+
+
+def test_following_a_run_hands_out_only_what_changed_poll_by_poll(tmp_path: Path):
+    """`open_run(path).follow()`, what the dashboard polls: each poll holds what is new since the last, and a poll
+    with nothing new is falsy, so a viewer can skip redrawing."""
+    run = RunDir(tmp_path / "r")
+    run.samples.mkdir(parents=True)
+    run.metrics.write_bytes(b'{"step":1,"t":1.0,"loss_d":0.5}\n{"step":2,"t":2.0,"loss_d":0.25}\n')
+    run.events.write_bytes(b'{"t":1.0,"step":1,"kind":"log","message":"started"}\n')
+    write_status(run, {"state": "running", "step": 2})
+    run.loop_config.write_text('{"lr": 0.1}')
+    run.log.write_text("step 1\n")
+    run.sample_path(1).write_bytes(b"png")
+    follower = ganterm.open_run(run.path).follow()
+    first = follower.poll()
+    assert (first.rows, first.columns["loss_d"][0].tolist(), [event["step"] for event in first.events]) == (
+        2,
+        [1, 2],
+        [1],
+    )
+    assert (first.status, first.settings, first.log_lines) == ({"state": "running", "step": 2}, {"lr": 0.1}, ["step 1"])
+    assert first.samples == [run.sample_path(1)] and first.skipped == 0 and not first.more
+    nothing = follower.poll()
+    assert not nothing and (nothing.status, nothing.samples, nothing.settings, nothing.log_lines) == (
+        None,
+        None,
+        None,
+        [],
+    )
+    changes = [
+        (lambda: _append(run.metrics, b'{"step":3,"t":3.0,"loss_d":0.125}\n'), "rows", 1),
+        (lambda: _append(run.events, b'{"t":3.0,"step":3,"kind":"alert","check":"nan"}\n'), "events", 1),
+        (lambda: write_status(run, {"state": "paused", "step": 3}), "status", {"state": "paused", "step": 3}),
+        (lambda: _append(run.log, b"step 3\n"), "log_lines", ["step 3"]),
+        (lambda: _new_sample(run, 3), "samples", [run.sample_path(1), run.sample_path(3)]),
+        (lambda: run.loop_config.write_text('{"lr": 0.05}'), "settings", {"lr": 0.05}),
+        (lambda: _append(run.events, b"not json\n"), "skipped", 1),
+    ]
+    for change, field, value in changes:
+        change()
+        update = follower.poll()
+        got = getattr(update, field)
+        assert update and (len(got) if field == "events" else got) == value, field
+        assert not follower.poll(), field
+    run.metrics.write_bytes(b'{"step":1,"t":1.0,"loss_d":0.5}\n')  # cut back by a resume
+    assert follower.poll().reset
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as handle:
+        handle.write(data)
+
+
+def _new_sample(run: RunDir, step: int) -> None:
+    """A grid written a second later: the folder's time says so even where the clock's steps are coarse."""
+    before = run.samples.stat().st_mtime_ns
+    run.sample_path(step).write_bytes(b"png")
+    os.utime(run.samples, ns=(before + 10**9, before + 10**9))
