@@ -243,7 +243,12 @@ def test_runs_resolve_by_name_path_or_newest(tmp_path: Path):
 
 def test_a_second_worker_cannot_take_the_run(tmp_path: Path):
     run = RunDir(tmp_path)
-    held = acquire_lock(run)
+    old_mask = os.umask(0o022)
+    try:
+        held = acquire_lock(run)
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(run.lock.stat().st_mode) == 0o644  # anyone may read who holds the run
     try:
         with pytest.raises(RunLocked, match=f"already being trained by process {os.getpid()}"):
             acquire_lock(run)
