@@ -78,6 +78,19 @@ def test_history_pieces_count_malformed_rows_as_unreadable(tmp_path: Path):
     assert (rows, bad) == (4, len(BAD_ROWS) + 1) and columns["loss_g"][0].tolist() == [1, 2, 3, 10]
 
 
+def test_a_history_piece_is_the_whole_lines_of_its_span_with_time_and_the_plotted_metrics(tmp_path: Path):
+    """What a helper parses for the plots: t for a wall-clock axis; the header's rates come from the newest rows."""
+    lines = [
+        orjson.dumps({"step": s, "t": START + s, "loss_d": s / 10, "lr_d": 2e-4, "epoch": 1}) + b"\n" for s in (1, 2, 3)
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b"".join(lines))
+    start = len(lines[0])
+    columns, rows, bad = parse_span(path, start, start + len(lines[1]))  # the second line alone
+    assert (rows, bad, sorted(columns)) == (1, 0, ["loss_d", "t"])
+    assert columns["loss_d"][0].tolist() == [2] and columns["t"][1].tolist() == [START + 2]
+
+
 def test_reader_skips_bad_rows_and_events_and_says_how_many(tmp_path: Path):
     reader = RunReader(_run(tmp_path, garbage=b"not json\n"))
     update = reader.poll()
