@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import re
 import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -349,12 +351,23 @@ def test_the_status_board_beats_while_the_loop_is_busy_and_stops_when_closed(
     board = StatusBoard(run, state="running", step=3)
     board.update()
     first = read_status(run)["heartbeat"]
+    before = set(threading.enumerate())
+    full = iter([True])  # the first beat meets a full disk; the ones after it get through
+
+    def write(run: RunDir, status: dict) -> None:
+        if next(full, False):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_status(run, status)
+
+    monkeypatch.setattr("ganterm.run.status.write_status", write)
     board.start()
-    wait_for(lambda: read_status(run)["heartbeat"] > first, timeout=5, what="a heartbeat")
+    wait_for(lambda: read_status(run)["heartbeat"] > first, timeout=5, what="a heartbeat after the full disk")
+    assert [thread.daemon for thread in set(threading.enumerate()) - before] == [True]  # never holds the exit
     board.close()
     last = read_status(run)
     time.sleep(0.2)
     assert read_status(run) == last and (last["state"], last["step"], last["pid"]) == ("running", 3, os.getpid())
+    assert last["host"] == this_host()  # a viewer on this machine judges the worker by its pid
     assert board.state == "running"
 
 
