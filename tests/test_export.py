@@ -122,6 +122,13 @@ def test_csv_holds_every_row_and_value_of_metrics_jsonl(tmp_path: Path):
     assert raw.at[2, "step"] == "3" and raw.at[2, "loss_g"] == "nan" and raw.at[2, "precision"] == ""
 
 
+def test_csv_writes_true_and_false_as_1_and_0_in_lines_ended_the_unix_way(tmp_path: Path):
+    make_run(tmp_path / "runs", "flags", [{"step": 1, "t": 5.0, "done": False}, {"step": 2, "t": 6.0, "done": True}])
+    out = tmp_path / "flags.csv"
+    assert _export("flags", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(out)).exit_code == 0
+    assert out.read_bytes() == b"run,step,t,done\nflags,1,5.0,0\nflags,2,6.0,1\n"
+
+
 def test_parquet_holds_every_row_and_value_in_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pq = reader("pyarrow.parquet")
     monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 300)  # many chunks and row groups from a small file
@@ -280,6 +287,7 @@ def test_tensorboard_holds_every_value_grid_and_alert(tmp_path: Path):
         (4, "warning (mode_collapse): G collapses (0)"),
         (5, "warning (mode_collapse): G collapses (1)"),
     ]
+    assert [alert.wall_time for alert in alerts] == [START + 10, START + 11]  # when they were raised
 
 
 def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
@@ -288,7 +296,7 @@ def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
     started = {"kind": "status", "state": "running", "total": 12}
     alert = {"kind": "alert", "check": "d_overpowers_g", "severity": "warning"}
     events = [{**started, "step": 0}, {**alert, "step": 4, "message": "kept"}, {**alert, "step": 6, "message": "at it"}]
-    events += [{**alert, "step": 9, "message": "gone"}]
+    events += [{"kind": "alert", "step": 5}, {**alert, "step": 9, "message": "gone"}]  # one of another writer's, bare
     events += [{**started, "step": 6}, {**alert, "step": 10, "message": "new branch"}]
     run.events.write_bytes(b"".join(orjson.dumps({"t": START + i, **e}) + b"\n" for i, e in enumerate(events)))
     out = tmp_path / "tb"
@@ -296,8 +304,10 @@ def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
     assert result.exit_code == 0, result.output
     tensor_util = reader("tensorboard.util.tensor_util")
     alerts = _accumulator(out / "resumed").Tensors("alerts/text_summary")
-    messages = [tensor_util.make_ndarray(a.tensor_proto)[0].decode().rsplit(": ", 1)[1] for a in alerts]
-    assert messages == ["kept", "at it", "new branch"]  # the checkpoint's own step is in the history kept
+    texts = [tensor_util.make_ndarray(a.tensor_proto)[0].decode() for a in alerts]
+    assert texts[2] == "warning (alert): "  # what a bare alert defaults to
+    messages = [text.rsplit(": ", 1)[1] for text in texts]
+    assert messages == ["kept", "at it", "", "new branch"]  # the checkpoint's own step is in the history kept
 
 
 def test_tensorboard_tags_of_a_real_run(trained_run: RunDir, tmp_path: Path):
@@ -492,6 +502,10 @@ def test_a_metric_named_run_from_an_older_record_is_said_not_silently_dropped(tm
     result = _export("old", "--root", str(tmp_path / "runs"), "--format", fmt, "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "old: left out its metric 'run' (the table's run column holds the run's name)" in result.output
+    header = (
+        out.read_text().splitlines()[0] if fmt == "csv" else ",".join(reader("pyarrow.parquet").read_schema(out).names)
+    )
+    assert header.split(",").count("run") == 1
 
 
 def test_runs_of_a_raw_score_loss_say_their_family_in_tables_and_tensorboard(tmp_path: Path):
@@ -511,6 +525,7 @@ def test_runs_of_a_raw_score_loss_say_their_family_in_tables_and_tensorboard(tmp
     out = tmp_path / "tb"
     assert _export("critic", "plain", *root, "--format", "tensorboard", "--out", str(out)).exit_code == 0
     (loss,) = _accumulator(out / "critic").Tensors("loss/text_summary")
+    assert (loss.step, loss.wall_time) == (0, critic.status.stat().st_mtime)  # at the start, timed by its status
     assert tensor_util.make_ndarray(loss.tensor_proto)[0].decode().startswith("critic: D/x and D/G(z) are the critic's")
     assert "loss/text_summary" not in _accumulator(out / "plain").Tags()["tensors"]
 
