@@ -468,14 +468,22 @@ def test_a_loops_config_is_a_column_in_tables_and_a_text_table_in_tensorboard(tm
     tensor_util = reader("tensorboard.util.tensor_util")
     rows = _rows(6)
     configured = make_run(tmp_path / "runs", "configured", rows)
-    configured.loop_config.write_text('{"lr": 0.0002, "betas": [0.5, 0.999], "data": {"root": "a|b"}}')
+    configured.loop_config.write_text('{"lr": 0.0002, "betas": [0.5, 0.999], "data": {"root": "a|b"}, "seed": null}')
     make_run(tmp_path / "runs", "plain", _rows(4))
     root = ["--root", str(tmp_path / "runs")]
     for fmt, read in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
         out = tmp_path / f"t.{fmt}"
         assert _export("configured", "plain", *root, "--format", fmt, "--out", str(out)).exit_code == 0
         table = read(out)
-        assert list(table.columns[:5]) == ["run", "config.lr", "config.betas", "config.data.root", "step"]
+        assert list(table.columns[:6]) == [
+            "run",
+            "config.lr",
+            "config.betas",
+            "config.data.root",
+            "config.seed",
+            "step",
+        ]
+        assert table["config.seed"].isna().all()  # a setting left unset is an empty cell, not the text null
         assert list(table["config.lr"].astype(str)[: len(rows)]) == ["0.0002"] * len(rows)
         assert table["config.lr"][len(rows) :].isna().all()  # a run without config= has empty cells
         assert table["config.betas"][0] == "[0.5,0.999]"
@@ -489,6 +497,7 @@ def test_a_loops_config_is_a_column_in_tables_and_a_text_table_in_tensorboard(tm
         "| lr | 0.0002 |",
         "| betas | [0.5,0.999] |",
         "| data.root | a&#124;b |",
+        "| seed | null |",
     ]
 
 
