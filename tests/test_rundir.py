@@ -179,6 +179,9 @@ def test_corrupted_status_reads_as_unknown_with_the_problem_named(tmp_path: Path
     assert effective_state(status) == "unknown"
     assert "status.json is not valid JSON" in status["problem"]
     assert capsys.readouterr().err == ""
+    run.status.unlink()
+    run.status.mkdir()  # there, but no file to read
+    assert read_status(run) == {"problem": f"{run.status} cannot be read (Is a directory)"}
 
 
 def test_files_the_run_did_not_write_are_not_its_samples(tmp_path: Path):
@@ -202,6 +205,7 @@ def test_status_is_replaced_atomically(tmp_path: Path):
     write_status(run, {"state": "running", "step": 3})
     assert read_status(run) == {"state": "running", "step": 3}
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+    assert run.status.read_text() == '{\n  "state": "running",\n  "step": 3\n}'  # for a person who opens it
 
 
 def test_a_dead_worker_reads_as_lost_and_a_silent_live_one_as_stalled():
