@@ -48,6 +48,19 @@ def test_the_history_is_one_table_with_a_gap_where_a_step_logged_nothing(tmp_pat
     assert frame["fid"].isna().tolist() == [True, True, True, True, False, True]
     assert frame.loc[frame["step"] == 5, "fid"].item() == 42.0
     assert frame["loss_d"].round(3).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    assert frame["step"].dtype == np.int64 and frame["fid"].dtype == np.float64  # values in double precision
+    picked = ganterm.open_run(run.path).history(["fid"])  # only what is asked for, over the steps that logged it
+    assert sorted(picked) == ["fid", "step"] and picked["step"].tolist() == [5]
+
+
+def test_a_run_that_logged_nothing_yet_reads_as_unknown_with_an_empty_history(tmp_path: Path):
+    run = RunDir(tmp_path / "new")
+    run.path.mkdir()
+    run.config.write_text("")  # a run folder, its worker not yet started
+    source = ganterm.open_run(run.path)
+    assert source.status() == {"state": "unknown"}
+    empty = source.history()
+    assert list(empty) == ["step"] and empty["step"].dtype == np.int64 and len(empty["step"]) == 0
 
 
 def test_a_run_name_is_found_under_the_root_and_a_wrong_one_is_one_sentence(tmp_path: Path):
