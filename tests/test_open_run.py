@@ -49,6 +49,9 @@ def test_the_history_is_one_table_with_a_gap_where_a_step_logged_nothing(tmp_pat
     assert frame.loc[frame["step"] == 5, "fid"].item() == 42.0
     assert frame["loss_d"].round(3).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     assert frame["step"].dtype == np.int64 and frame["fid"].dtype == np.float64  # values in double precision
+    steps, values = ganterm.open_run(run.path).metrics()["fid"]  # a long run's arrays: values in half the memory
+    assert (steps.dtype, values.dtype, ganterm.open_run(run.path).metrics()["t"][1].dtype) == (
+        np.int64, np.float32, np.float64)  # fmt: skip
     picked = ganterm.open_run(run.path).history(["fid"])  # only what is asked for, over the steps that logged it
     assert sorted(picked) == ["fid", "step"] and picked["step"].tolist() == [5]
 
