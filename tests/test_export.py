@@ -295,7 +295,11 @@ def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
     run = make_run(tmp_path / "runs", "resumed", _rows(12))
     started = {"kind": "status", "state": "running", "total": 12}
     alert = {"kind": "alert", "check": "d_overpowers_g", "severity": "warning"}
-    events = [{**started, "step": 0}, {**alert, "step": 4, "message": "kept"}, {**alert, "step": 6, "message": "at it"}]
+    events = [
+        {**started, "step": 0},
+        {**alert, "step": 4, "message": "kept"},
+        {**alert, "step": 6, "message": "at it", "severity": "error"},
+    ]
     events += [{"kind": "alert", "step": 5}, {**alert, "step": 9, "message": "gone"}]  # one of another writer's, bare
     events += [{**started, "step": 6}, {**alert, "step": 10, "message": "new branch"}]
     run.events.write_bytes(b"".join(orjson.dumps({"t": START + i, **e}) + b"\n" for i, e in enumerate(events)))
@@ -305,7 +309,7 @@ def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
     tensor_util = reader("tensorboard.util.tensor_util")
     alerts = _accumulator(out / "resumed").Tensors("alerts/text_summary")
     texts = [tensor_util.make_ndarray(a.tensor_proto)[0].decode() for a in alerts]
-    assert texts[2] == "warning (alert): "  # what a bare alert defaults to
+    assert texts[1] == "error (d_overpowers_g): at it" and texts[2] == "warning (alert): "  # a bare alert's defaults
     messages = [text.rsplit(": ", 1)[1] for text in texts]
     assert messages == ["kept", "at it", "", "new branch"]  # the checkpoint's own step is in the history kept
 
