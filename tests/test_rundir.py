@@ -245,6 +245,12 @@ def test_runs_resolve_by_name_path_or_newest(tmp_path: Path):
         resolve_run(None, tmp_path / "empty")
     with pytest.raises(UserError, match=r"no run named 'nope' under .* and no run directory at that path$"):
         resolve_run("nope", tmp_path / "empty")  # no runs to hint at
+    for name in ("fourth", "fifth", "sixth"):
+        time.sleep(0.02)
+        (root / name).mkdir()
+        (root / name / "config.toml").write_text("")
+    with pytest.raises(UserError, match=r"\(runs there: older, newer, fourth, fifth, sixth\)$"):  # the newest five
+        resolve_run("nope", root)
 
 
 def test_a_second_worker_cannot_take_the_run(tmp_path: Path):
