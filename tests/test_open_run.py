@@ -252,3 +252,13 @@ def _new_sample(run: RunDir, step: int) -> None:
     before = run.samples.stat().st_mtime_ns
     run.sample_path(step).write_bytes(b"png")
     os.utime(run.samples, ns=(before + 10**9, before + 10**9))
+
+
+def test_following_a_run_with_a_long_log_starts_at_a_whole_line_of_its_last_32_kib(tmp_path: Path):
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    run.metrics.write_bytes(b'{"step":1,"t":1.0,"loss_d":0.5}\n')
+    lines = [f"line {i:05d} " + "x" * 90 for i in range(400)]  # 100 bytes a line, 40,000 in all
+    run.log.write_text("".join(line + "\n" for line in lines))
+    shown = ganterm.open_run(run.path).follow().poll().log_lines
+    assert shown == lines[-len(shown) :] and 300 < len(shown) < 328  # the newest 32 KiB, the cut line left out

@@ -50,6 +50,13 @@ class RunUpdate:
                     or self.settings is not None)  # fmt: skip
 
 
+def _first_whole_line(path: Path, size: int, window: int) -> int:
+    """The offset of the first whole line in the last `window` bytes of a file `size` bytes long."""
+    with open(path, "rb") as handle:
+        handle.seek(size - window)
+        return size - window + handle.read(window).find(b"\n") + 1
+
+
 def _log_tail(path: Path) -> TextTail:
     """Starts near the end of worker.log: the viewer shows its tail, not its whole history."""
     tail = TextTail(path)
@@ -58,8 +65,7 @@ def _log_tail(path: Path) -> TextTail:
     except FileNotFoundError:
         return tail
     if size > LOG_TAIL_BYTES:
-        tail.start_at(size - LOG_TAIL_BYTES)
-        tail.read()  # drop the partial first line
+        tail.start_at(_first_whole_line(path, size, LOG_TAIL_BYTES))
     return tail
 
 
@@ -72,9 +78,7 @@ def _metrics_tail(path: Path) -> tuple[LineTail, MetricsHistory | None]:
         return tail, None
     if size <= NEWEST_FIRST_BYTES:
         return tail, None
-    with open(path, "rb") as handle:
-        handle.seek(size - NEWEST_FIRST_BYTES)
-        start = size - NEWEST_FIRST_BYTES + handle.read(NEWEST_FIRST_BYTES).find(b"\n") + 1
+    start = _first_whole_line(path, size, NEWEST_FIRST_BYTES)
     tail.start_at(start)
     return tail, MetricsHistory(path, start)
 
