@@ -138,6 +138,8 @@ def test_parquet_holds_every_row_and_value_in_row_groups(tmp_path: Path, monkeyp
     out = tmp_path / "faces.parquet"
     result = _export("faces", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
     assert result.exit_code == 0, result.output
+    assert f"({len(rows)} rows of 1 run" in result.output  # counted over every chunk, as the lines left out are
+    assert "left out 3 malformed line(s) of metrics.jsonl" in result.output
     groups = [pq.ParquetFile(out).metadata.row_group(i).num_rows for i in range(pq.ParquetFile(out).num_row_groups)]
     assert len(groups) > 3 and min(groups[:-1]) >= 7, groups  # each but the last holds ROW_GROUP_ROWS rows or more
     table = pq.read_table(out)
@@ -240,6 +242,7 @@ def test_a_file_cut_back_during_the_export_leaves_the_old_output(tmp_path: Path,
     result = _export("rewound", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(out))
     assert result.exit_code == 1
     assert "metrics.jsonl of run 'rewound' was rewritten during the export" in result.output
+    assert "export again" in result.output
     assert out.read_text() == "the earlier export\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rewound.csv", "runs"]
 
@@ -261,7 +264,7 @@ def test_tensorboard_holds_every_value_grid_and_alert(tmp_path: Path):
     out = tmp_path / "tb"
     result = _export("faces", "--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert [p.name for p in out.iterdir()] == ["faces"]
+    assert [p.name for p in out.iterdir()] == ["faces"] and f"({len(rows)} metrics rows of 1 run)" in result.output
     accumulator = _accumulator(out / "faces")
     tags = accumulator.Tags()
     assert {"loss/d", "loss/g", "D/x", "D/G(z)", "grad_norm/d", "quality/precision", "my_metric"} <= set(
