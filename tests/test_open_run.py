@@ -185,6 +185,7 @@ def test_a_loop_run_reads_with_its_own_settings_and_the_checkpoints_it_saved(tmp
     run.finish()
     source = ganterm.open_run(tmp_path / "runs" / "loop")
     assert source.config() == {"lr": 2e-4, "arch": {"width": 64}}
+    assert source.settings() == {"lr": 2e-4, "arch.width": 64}  # dotted, as listings and exports show them
     assert source.checkpoints() == [(4, saved)]
     assert source.status()["state"] == "finished" and source.history()["step"].tolist() == [1, 2, 3, 4]
 
