@@ -185,7 +185,6 @@ def test_a_loop_run_reads_with_its_own_settings_and_the_checkpoints_it_saved(tmp
     run.finish()
     source = ganterm.open_run(tmp_path / "runs" / "loop")
     assert source.config() == {"lr": 2e-4, "arch": {"width": 64}}
-    assert source.settings() == {"lr": 2e-4, "arch.width": 64}  # dotted, as listings and exports show them
     assert source.checkpoints() == [(4, saved)]
     assert source.status()["state"] == "finished" and source.history()["step"].tolist() == [1, 2, 3, 4]
 
@@ -263,3 +262,10 @@ def test_following_a_run_with_a_long_log_starts_at_a_whole_line_of_its_last_32_k
     run.log.write_text("".join(line + "\n" for line in lines))
     shown = ganterm.open_run(run.path).follow().poll().log_lines
     assert shown == lines[-len(shown) :] and 300 < len(shown) < 328  # the newest 32 KiB, the cut line left out
+
+
+def test_the_settings_of_a_loops_run_are_its_config_as_dotted_keys(tmp_path: Path):
+    """As `ganterm runs` and the exports show them."""
+    with ganterm.Run("own", root=tmp_path, config={"lr": 0.1, "arch": {"width": 64}}, capture_output=False) as run:
+        run.log(1, loss_d=0.5)
+    assert ganterm.open_run(tmp_path / "own").settings() == {"lr": 0.1, "arch.width": 64}
