@@ -58,8 +58,9 @@ KNOWN_ANSWERS = (
 )
 
 # the dashboard's tests of reading a run as it grows (RunReader), without the screen; not those of a long run's
-# history helpers: mutmut runs the tests once in its own process, and the helpers they kill are left for it to
-# reap, which it takes for a mutant's result and stops on (KeyError in wait_for_result)
+# history helpers: mutmut runs the tests once in its own process, where a helper is a child that mutmut, waiting on
+# any child, may take for one of its own workers (it did, and stopped with KeyError in wait_for_result, while the
+# viewer left its helpers unreaped)
 DASHBOARD_READER = (
     "test_rows_of_several_shapes_become_columns_with_gaps_as_nan",
     "test_reader_waits_for_a_torn_line_and_skips_a_bad_one",
