@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.numpy import save_file as save_arrays
 from safetensors.torch import load_file, save_file
 
+from ganterm.errors import UserError
 from ganterm.run.checkpoints import (
     CheckpointError,
     find_checkpoint,
@@ -95,15 +99,21 @@ def test_truncated_file(tmp_path: Path):
 def test_safetensors_that_is_not_a_ganterm_checkpoint(tmp_path: Path):
     path = tmp_path / "other.safetensors"
     save_file({"weight": torch.zeros(3)}, str(path))
-    with pytest.raises(CheckpointError, match="not a ganterm checkpoint"):
+    with pytest.raises(
+        CheckpointError, match=rf"^{re.escape(repr(str(path)))} is a safetensors file but not a ganterm"
+    ):
         load_checkpoint(path)
 
 
 def test_newer_format_is_refused(tmp_path: Path):
     path = tmp_path / "future.safetensors"
     save_file({"weight": torch.zeros(3)}, str(path), metadata={"format": "ganterm-checkpoint", "format_version": "99"})
-    with pytest.raises(CheckpointError, match="has format 99, newer than this ganterm reads"):
+    with pytest.raises(CheckpointError) as refused:
         load_checkpoint(path)
+    assert (
+        str(refused.value)
+        == f"checkpoint {str(path)!r} has format 99, newer than this ganterm reads (1); upgrade ganterm"
+    )
 
 
 def test_other_architecture(tmp_path: Path):
@@ -228,7 +238,7 @@ def test_a_run_with_no_checkpoint_or_only_damaged_ones_says_so(tmp_path: Path):
     with pytest.raises(CheckpointError, match=r"^run 'r' has no checkpoint yet \(it writes one every checkpoint"):
         find_checkpoint("r", tmp_path / "runs")
     trainer = _trainer()
-    for step in (4, 8):
+    for step in (2, 4, 8):
         trainer.step = step
         save_checkpoint(run, trainer.checkpoint(), keep=5)
     warnings: list[str] = []
@@ -297,7 +307,8 @@ def test_rolling_back_moves_later_checkpoints_aside_and_points_latest_at_the_bra
         trainer.step = step
         save_checkpoint(run, trainer.checkpoint(), keep=3)
     folder = abandon_after(run, 4)
-    assert folder is not None and folder.parent == run.checkpoints and folder.name.startswith("abandoned-")
+    assert folder is not None and folder.parent == run.checkpoints
+    assert re.fullmatch(r"abandoned-\d{8}-\d{6}", folder.name)  # abandoned-20261205-120000: when it was set aside
     assert sorted(p.name for p in folder.iterdir()) == ["step_0000008.safetensors", "step_0000012.safetensors"]
     assert (run.checkpoints / "latest.safetensors").resolve().name == "step_0000004.safetensors"
     for step in (5, 6, 7):  # the new branch is what pruning keeps now
@@ -306,3 +317,56 @@ def test_rolling_back_moves_later_checkpoints_aside_and_points_latest_at_the_bra
     assert [s for s, _ in step_files(run.checkpoints)] == [5, 6, 7]
     assert len(list(folder.iterdir())) == 2
     assert abandon_after(run, 7) is None
+
+
+def test_a_loops_run_gives_its_newest_ganterm_checkpoint_still_there_or_one_sentence_why_not(tmp_path: Path):
+    """`ganterm sample own` of a run fed by a user's loop: the files the loop saved through on_checkpoint count, the
+    newest that holds a ganterm generator; files since deleted and saves that named no file are passed over."""
+    import ganterm
+
+    ours = save_checkpoint(RunDir(tmp_path / "trained"), _trainer().checkpoint(), keep=1)
+    saves = {4: "ganterm", 8: "own", 12: "deleted", 16: None}
+
+    def save(step: int) -> Path | None:
+        if saves[step] is None:
+            return None
+        path = tmp_path / f"loop_{step}.safetensors"
+        path.write_bytes(ours.read_bytes() if saves[step] == "ganterm" else b"the loop's own networks")
+        return path
+
+    root = tmp_path / "runs"
+    with ganterm.Run("own", root=root, on_checkpoint=save) as run:
+        run.log(1, loss_d=0.5)
+        with pytest.raises(CheckpointError) as nothing_saved:
+            find_checkpoint("own", root)
+        assert str(nothing_saved.value) == (
+            "run 'own' is fed by its own training loop, which has saved no checkpoint file through ganterm.Run's "
+            "on_checkpoint (run.checkpoint() or `ganterm checkpoint`) that is still there"
+        )
+        for step in saves:
+            run.checkpoint(step)
+        (tmp_path / "loop_12.safetensors").unlink()
+    checked: list[Path] = []
+    assert find_checkpoint("own", root, checked.append) == tmp_path / "loop_4.safetensors" and checked == [
+        tmp_path / "loop_4.safetensors"
+    ]
+    (tmp_path / "loop_4.safetensors").unlink()
+    with pytest.raises(CheckpointError) as refused:
+        find_checkpoint("own", root)
+    assert str(refused.value) == (
+        f"run 'own' is fed by its own training loop, whose checkpoints (the newest: "
+        f"{str(tmp_path / 'loop_8.safetensors')!r}, step 8) hold the loop's own networks, not a ganterm generator; "
+        "sample it from the loop instead (ganterm snapshot own, or run.images in the loop)"
+    )
+
+
+def test_rolling_back_a_run_that_has_no_checkpoints_yet_moves_nothing(tmp_path: Path):
+    assert abandon_after(RunDir(tmp_path), 0) is None and not (tmp_path / "checkpoints").exists()
+
+
+def test_a_checkpoint_whose_stored_config_is_damaged_is_named_in_one_sentence(tmp_path: Path):
+    path = tmp_path / "step_0000004.safetensors"
+    metadata = {"format": "ganterm-checkpoint", "step": "4", "config": "{not json"}  # no format_version: as 0
+    save_arrays({"w": np.zeros(1, dtype=np.float32)}, str(path), metadata=metadata)
+    with pytest.raises(UserError, match=rf"^checkpoint {re.escape(repr(str(path)))} holds a config that is not valid"):
+        read_resumable(path)

@@ -39,6 +39,7 @@ from ganterm.sources import history as history_module
 from ganterm.sources.columns import columns_from_rows
 from ganterm.sources.follow import RunReader
 from ganterm.training.sample import image_grid, save_png
+from tests.conftest import wait_for
 from tests.dashboard_runs import START, append_metrics, make_run, metric_rows, offered, plot_ends, settle
 
 
@@ -176,15 +177,27 @@ def test_history_pieces_of_a_killed_helper_are_parsed_by_the_viewer(long_run: Ru
     assert np.array_equal(store.get("loss_d").steps, np.arange(1, 3001))
 
 
-def test_closing_a_reader_stops_its_history_helpers(long_run: RunDir):
+def _gone(pids: list[int]) -> bool:
+    """No such process, not even a zombie (`<defunct>`) left for its parent to reap."""
+    return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_closing_a_reader_stops_its_history_helpers_and_reaps_them(long_run: RunDir):
     reader = RunReader(long_run)
     assert reader.history is not None
-    helpers = reader.history._helpers
+    helpers = [helper.pid for helper in reader.history._helpers]
     assert helpers
     reader.close()
-    for helper in helpers:
-        assert helper.wait(timeout=10) is not None
+    wait_for(lambda: _gone(helpers), timeout=10, what="the helpers to be stopped and reaped")
     assert not reader.poll().more
+
+
+def test_history_helpers_that_delivered_everything_are_reaped(long_run: RunDir):
+    reader = RunReader(long_run)
+    assert reader.history is not None
+    helpers = [helper.pid for helper in reader.history._helpers]
+    _read_all(reader)
+    wait_for(lambda: _gone(helpers), timeout=10, what="the helpers to be reaped")
 
 
 def test_reader_notices_a_rewound_run(root: Path):

@@ -122,6 +122,13 @@ def test_csv_holds_every_row_and_value_of_metrics_jsonl(tmp_path: Path):
     assert raw.at[2, "step"] == "3" and raw.at[2, "loss_g"] == "nan" and raw.at[2, "precision"] == ""
 
 
+def test_csv_writes_true_and_false_as_1_and_0_in_lines_ended_the_unix_way(tmp_path: Path):
+    make_run(tmp_path / "runs", "flags", [{"step": 1, "t": 5.0, "done": False}, {"step": 2, "t": 6.0, "done": True}])
+    out = tmp_path / "flags.csv"
+    assert _export("flags", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(out)).exit_code == 0
+    assert out.read_bytes() == b"run,step,t,done\nflags,1,5.0,0\nflags,2,6.0,1\n"
+
+
 def test_parquet_holds_every_row_and_value_in_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pq = reader("pyarrow.parquet")
     monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 300)  # many chunks and row groups from a small file
@@ -131,7 +138,10 @@ def test_parquet_holds_every_row_and_value_in_row_groups(tmp_path: Path, monkeyp
     out = tmp_path / "faces.parquet"
     result = _export("faces", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert pq.ParquetFile(out).num_row_groups > 3
+    assert f"({len(rows)} rows of 1 run" in result.output  # counted over every chunk, as the lines left out are
+    assert "left out 3 malformed line(s) of metrics.jsonl" in result.output
+    groups = [pq.ParquetFile(out).metadata.row_group(i).num_rows for i in range(pq.ParquetFile(out).num_row_groups)]
+    assert len(groups) > 3 and min(groups[:-1]) >= 7, groups  # each but the last holds ROW_GROUP_ROWS rows or more
     table = pq.read_table(out)
     assert str(table.schema.field("step").type) == "int64" and str(table.schema.field("loss_d").type) == "double"
     written = table.to_pylist()
@@ -151,11 +161,12 @@ def test_parquet_takes_integers_past_double_precision(tmp_path: Path):
     """A loop may log a big counter as an int: float64 holds it rounded, as the CSV's readers would."""
     pq = reader("pyarrow.parquet")
     rows = [{"step": 1, "t": START, "images_seen": 2**53 + 1}, {"step": 2, "t": START + 1, "images_seen": 2**63 + 5}]
+    rows.append({"step": 3, "t": START + 2, "loss_d": 0.5})  # a row without it, in the same chunk: null there
     make_run(tmp_path / "runs", "counted", rows)
     out = tmp_path / "counted.parquet"
     result = _export("counted", "--root", str(tmp_path / "runs"), "--format", "parquet", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert pq.read_table(out).column("images_seen").to_pylist() == [float(2**53 + 1), float(2**63 + 5)]
+    assert pq.read_table(out).column("images_seen").to_pylist() == [float(2**53 + 1), float(2**63 + 5), None]
 
 
 def test_several_runs_make_one_tidy_table(tmp_path: Path):
@@ -231,6 +242,7 @@ def test_a_file_cut_back_during_the_export_leaves_the_old_output(tmp_path: Path,
     result = _export("rewound", "--root", str(tmp_path / "runs"), "--format", "csv", "--out", str(out))
     assert result.exit_code == 1
     assert "metrics.jsonl of run 'rewound' was rewritten during the export" in result.output
+    assert result.output.rstrip().endswith("(a resume cuts it back); export again")
     assert out.read_text() == "the earlier export\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rewound.csv", "runs"]
 
@@ -252,7 +264,7 @@ def test_tensorboard_holds_every_value_grid_and_alert(tmp_path: Path):
     out = tmp_path / "tb"
     result = _export("faces", "--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert [p.name for p in out.iterdir()] == ["faces"]
+    assert [p.name for p in out.iterdir()] == ["faces"] and f"({len(rows)} metrics rows of 1 run)" in result.output
     accumulator = _accumulator(out / "faces")
     tags = accumulator.Tags()
     assert {"loss/d", "loss/g", "D/x", "D/G(z)", "grad_norm/d", "quality/precision", "my_metric"} <= set(
@@ -271,12 +283,14 @@ def test_tensorboard_holds_every_value_grid_and_alert(tmp_path: Path):
     images = accumulator.Images("samples")
     assert [(image.step, image.wall_time) for image in images] == [(s, START + s + 0.5) for s in (5, 10, 20)]
     assert [image.encoded_image_string for image in images] == [p.read_bytes() for p in run.sample_files()]
+    assert {(image.width, image.height) for image in images} == {(32, 32)}
     tensor_util = reader("tensorboard.util.tensor_util")
     alerts = accumulator.Tensors("alerts/text_summary")
     assert [(a.step, tensor_util.make_ndarray(a.tensor_proto)[0].decode()) for a in alerts] == [
         (4, "warning (mode_collapse): G collapses (0)"),
         (5, "warning (mode_collapse): G collapses (1)"),
     ]
+    assert [alert.wall_time for alert in alerts] == [START + 10, START + 11]  # when they were raised
 
 
 def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
@@ -284,7 +298,12 @@ def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
     run = make_run(tmp_path / "runs", "resumed", _rows(12))
     started = {"kind": "status", "state": "running", "total": 12}
     alert = {"kind": "alert", "check": "d_overpowers_g", "severity": "warning"}
-    events = [{**started, "step": 0}, {**alert, "step": 4, "message": "kept"}, {**alert, "step": 9, "message": "gone"}]
+    events = [
+        {**started, "step": 0},
+        {**alert, "step": 4, "message": "kept"},
+        {**alert, "step": 6, "message": "at it", "severity": "error"},
+    ]
+    events += [{"kind": "alert", "step": 5}, {**alert, "step": 9, "message": "gone"}]  # one of another writer's, bare
     events += [{**started, "step": 6}, {**alert, "step": 10, "message": "new branch"}]
     run.events.write_bytes(b"".join(orjson.dumps({"t": START + i, **e}) + b"\n" for i, e in enumerate(events)))
     out = tmp_path / "tb"
@@ -292,8 +311,10 @@ def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
     assert result.exit_code == 0, result.output
     tensor_util = reader("tensorboard.util.tensor_util")
     alerts = _accumulator(out / "resumed").Tensors("alerts/text_summary")
-    messages = [tensor_util.make_ndarray(a.tensor_proto)[0].decode().rsplit(": ", 1)[1] for a in alerts]
-    assert messages == ["kept", "new branch"]
+    texts = [tensor_util.make_ndarray(a.tensor_proto)[0].decode() for a in alerts]
+    assert texts[1] == "error (d_overpowers_g): at it" and texts[2] == "warning (alert): "  # a bare alert's defaults
+    messages = [text.rsplit(": ", 1)[1] for text in texts]
+    assert messages == ["kept", "at it", "", "new branch"]  # the checkpoint's own step is in the history kept
 
 
 def test_tensorboard_tags_of_a_real_run(trained_run: RunDir, tmp_path: Path):
@@ -337,9 +358,27 @@ def test_tensorboard_replaces_an_earlier_export_and_keeps_anything_else(tmp_path
     (out / "b").mkdir()
     (out / "b" / "notes.txt").write_text("mine")
     result = _export("a", "b", *args)
-    assert result.exit_code == 1 and "is not an earlier export's event folder" in result.output
+    refused = (
+        f"--out {str(out)!r} already holds {str(out / 'b')!r}, which is not an earlier export's event folder; "
+        "move it or give another --out"
+    )
+    assert result.exit_code == 1 and "".join(refused.split()) in "".join(result.output.split())  # however wrapped
     assert (out / "b" / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.iterdir()) == ["a", "b"]  # no temp folders left
+
+
+def test_tensorboard_export_into_new_folders_says_which_run_left_out_an_unreadable_grid(tmp_path: Path):
+    """--out may name folders that are not there yet; a grid that is no PNG is left out and said, run by run."""
+    first = make_run(tmp_path / "runs", "a", _rows(6), grids=(2, 4, 6))
+    for step in (2, 4):
+        first.sample_path(step).write_bytes(b"not a png: a copy cut short")
+    make_run(tmp_path / "runs", "b", _rows(6), grids=(2,))
+    out = tmp_path / "exports" / "tb"
+    result = _export("a", "b", "--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "a: left out 2 unreadable sample grid(s)" in result.output and result.output.count("unreadable") == 1
+    assert [image.step for image in _accumulator(out / "a").Images("samples")] == [6]
+    assert [image.step for image in _accumulator(out / "b").Images("samples")] == [2]
 
 
 # ----- what a user gets wrong, and missing extras ----------------------------------------------------------------
@@ -436,26 +475,36 @@ def test_a_loops_config_is_a_column_in_tables_and_a_text_table_in_tensorboard(tm
     tensor_util = reader("tensorboard.util.tensor_util")
     rows = _rows(6)
     configured = make_run(tmp_path / "runs", "configured", rows)
-    configured.loop_config.write_text('{"lr": 0.0002, "betas": [0.5, 0.999], "data": {"root": "a|b"}}')
+    configured.loop_config.write_text('{"lr": 0.0002, "betas": [0.5, 0.999], "data": {"root": "a|b"}, "seed": null}')
     make_run(tmp_path / "runs", "plain", _rows(4))
     root = ["--root", str(tmp_path / "runs")]
     for fmt, read in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
         out = tmp_path / f"t.{fmt}"
         assert _export("configured", "plain", *root, "--format", fmt, "--out", str(out)).exit_code == 0
         table = read(out)
-        assert list(table.columns[:5]) == ["run", "config.lr", "config.betas", "config.data.root", "step"]
+        assert list(table.columns[:6]) == [
+            "run",
+            "config.lr",
+            "config.betas",
+            "config.data.root",
+            "config.seed",
+            "step",
+        ]
+        assert table["config.seed"].isna().all()  # a setting left unset is an empty cell, not the text null
         assert list(table["config.lr"].astype(str)[: len(rows)]) == ["0.0002"] * len(rows)
         assert table["config.lr"][len(rows) :].isna().all()  # a run without config= has empty cells
         assert table["config.betas"][0] == "[0.5,0.999]"
     out = tmp_path / "tb"
     assert _export("configured", *root, "--format", "tensorboard", "--out", str(out)).exit_code == 0
     (config,) = _accumulator(out / "configured").Tensors("config/text_summary")
+    assert config.wall_time == configured.loop_config.stat().st_mtime  # when the settings were written
     assert config.step == 0 and tensor_util.make_ndarray(config.tensor_proto)[0].decode().splitlines() == [
         "| setting | value |",
         "| --- | --- |",
         "| lr | 0.0002 |",
         "| betas | [0.5,0.999] |",
         "| data.root | a&#124;b |",
+        "| seed | null |",
     ]
 
 
@@ -469,6 +518,10 @@ def test_a_metric_named_run_from_an_older_record_is_said_not_silently_dropped(tm
     result = _export("old", "--root", str(tmp_path / "runs"), "--format", fmt, "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "old: left out its metric 'run' (the table's run column holds the run's name)" in result.output
+    header = (
+        out.read_text().splitlines()[0] if fmt == "csv" else ",".join(reader("pyarrow.parquet").read_schema(out).names)
+    )
+    assert header.split(",").count("run") == 1
 
 
 def test_runs_of_a_raw_score_loss_say_their_family_in_tables_and_tensorboard(tmp_path: Path):
@@ -488,6 +541,7 @@ def test_runs_of_a_raw_score_loss_say_their_family_in_tables_and_tensorboard(tmp
     out = tmp_path / "tb"
     assert _export("critic", "plain", *root, "--format", "tensorboard", "--out", str(out)).exit_code == 0
     (loss,) = _accumulator(out / "critic").Tensors("loss/text_summary")
+    assert (loss.step, loss.wall_time) == (0, critic.status.stat().st_mtime)  # at the start, timed by its status
     assert tensor_util.make_ndarray(loss.tensor_proto)[0].decode().startswith("critic: D/x and D/G(z) are the critic's")
     assert "loss/text_summary" not in _accumulator(out / "plain").Tags()["tensors"]
 

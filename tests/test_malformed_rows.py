@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import orjson
+import pytest
 from typer.testing import CliRunner
 
 from ganterm.cli import app as cli_app
@@ -18,7 +19,7 @@ from ganterm.dashboard.app import Dashboard
 from ganterm.run.jsonl import valid_event, valid_row
 from ganterm.run.layout import RunDir
 from ganterm.run.status import write_status
-from ganterm.sources.columns import columns_from_rows
+from ganterm.sources.columns import columns_from_rows, parse_lines
 from ganterm.sources.follow import RunReader
 from ganterm.sources.history import parse_span
 from tests.dashboard_runs import START, dead_pid
@@ -76,6 +77,29 @@ def test_history_pieces_count_malformed_rows_as_unreadable(tmp_path: Path):
     run = _run(tmp_path, garbage=b"not json\n")
     columns, rows, bad = parse_span(run.metrics, 0, run.metrics.stat().st_size)
     assert (rows, bad) == (4, len(BAD_ROWS) + 1) and columns["loss_g"][0].tolist() == [1, 2, 3, 10]
+
+
+def test_lines_after_a_bad_one_are_still_read_and_a_step_0_row_and_rows_out_of_order_are_kept_in_step_order():
+    lines = [b'{"step":0,"t":1.0,"loss_d":0.5}', b"not json", b'{"step":3,"t":3.0,"loss_d":0.3}']
+    lines.append(b'{"step":2,"t":2.0,"loss_d":0.2}')  # a rewound writer's row, or a user's loop logging late
+    rows, bad = parse_lines(lines)
+    assert bad == 1 and [row["step"] for row in rows] == [0, 3, 2]
+    columns, malformed = columns_from_rows(rows)
+    steps, values = columns["loss_d"]
+    assert malformed == 0 and steps.tolist() == [0, 2, 3] and values.tolist() == pytest.approx([0.5, 0.2, 0.3])
+
+
+def test_a_history_piece_is_the_whole_lines_of_its_span_with_time_and_the_plotted_metrics(tmp_path: Path):
+    """What a helper parses for the plots: t for a wall-clock axis; the header's rates come from the newest rows."""
+    lines = [
+        orjson.dumps({"step": s, "t": START + s, "loss_d": s / 10, "lr_d": 2e-4, "epoch": 1}) + b"\n" for s in (1, 2, 3)
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b"".join(lines))
+    start = len(lines[0])
+    columns, rows, bad = parse_span(path, start, start + len(lines[1]))  # the second line alone
+    assert (rows, bad, sorted(columns)) == (1, 0, ["loss_d", "t"])
+    assert columns["loss_d"][0].tolist() == [2] and columns["t"][1].tolist() == [START + 2]
 
 
 def test_reader_skips_bad_rows_and_events_and_says_how_many(tmp_path: Path):

@@ -270,6 +270,33 @@ class TestNotifier:
         served.stop()
         assert served.events() == ["finished"] and logged == [] and notifier.failed == 0
 
+    def test_the_urls_user_and_password_go_as_basic_auth(self):
+        served = Receiver()
+        notifier = notify.Notifier(with_password(served.url), "r", "h", [].append)
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        served.stop()
+        ((_, headers),) = served.received
+        assert headers["Authorization"] == "Basic YWxpY2U6UzNjcmV0UFc="  # alice:S3cretPW
+
+    def test_a_receiver_that_keeps_failing_is_given_up_on_when_the_notices_time_is_up(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        """The retries share the notice's time (NOTICE_SECONDS here 2 s): the wait before a retry is cut short at the
+        end of it, and no attempt starts after it; the failure is said."""
+        monkeypatch.setattr(notify, "NOTICE_SECONDS", 2.0)
+        served = Receiver(statuses=[503] * 10)
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=(0.5, 10.0, 10.0))
+        started = time.monotonic()
+        notifier.notice("finished", 7)
+        wait_for(lambda: notifier.failed == 1, timeout=8, what="the notice to be given up")
+        took = time.monotonic() - started
+        notifier.close(wait=1)
+        served.stop()
+        assert 10 - len(served.statuses) == 2 and took < 6, (served.statuses, took)  # at once, after 0.5 s; no more
+        assert len(logged) == 1 and "(HTTP 503 Service Unavailable)" in logged[0]
+
     def test_a_refusal_of_the_request_itself_is_not_retried_and_is_logged_once(self):
         served = Receiver(statuses=[404])
         logged: list[str] = []
@@ -279,7 +306,21 @@ class TestNotifier:
         notifier.close(wait=5)
         served.stop()
         assert served.events() == ["finished"]  # the first 404 ended the alert's attempts; the end went through
-        assert notifier.failed == 1 and len(logged) == 1 and "HTTP 404" in logged[0]
+        assert notifier.failed == 1 and len(logged) == 1 and "(HTTP 404 Not Found)" in logged[0]
+
+    @pytest.mark.parametrize(
+        ("status", "said"), [(300, "HTTP 300 Multiple Choices to "), (400, "HTTP 400 Bad Request")]
+    )
+    def test_the_edges_of_the_answers_not_tried_again(self, status: int, said: str):
+        """Every 3xx and 4xx but 429 is the receiver's final word; only a 3xx says where it points."""
+        served = Receiver(statuses=[status])
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=(0.05,))
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        served.stop()
+        assert served.events() == [] and notifier.failed == 1
+        assert len(logged) == 1 and f"({said})" in logged[0], logged
 
     def test_a_redirect_is_said_as_a_failure_not_followed_as_a_get_without_the_notice(self):
         """urllib turns a redirected POST into a bodiless GET: the notice would be lost while counted as sent."""
@@ -290,7 +331,7 @@ class TestNotifier:
         notifier.close(wait=5)
         served.stop()
         assert served.gets == [] and notifier.failed == 1
-        assert len(logged) == 1 and "HTTP 302 Found" in logged[0] and "landing" not in logged[0]
+        assert len(logged) == 1 and "(HTTP 302 Found to /…)" in logged[0] and "landing" not in logged[0]
 
     def test_an_endless_answer_is_read_no_further_than_its_beginning(self):
         """The notice arrived; the answer's 100 GB are not the trainer's to hold, nor worth a time-out."""
@@ -328,7 +369,17 @@ class TestNotifier:
         notifier.close(wait=5)
         served.stop()
         assert served.events() == ["finished"] and notifier.failed == 1
-        assert len(logged) == 1 and "not an HTTP answer" in logged[0]
+        assert len(logged) == 1 and "(not an HTTP answer: BadStatusLine " in logged[0]
+
+    def test_an_answer_that_is_not_http_is_tried_again(self):
+        """It may be a proxy's hiccup: the retry goes through, and nothing is said."""
+        served = Receiver(garbled=1)
+        logged: list[str] = []
+        notifier = notify.Notifier(served.url, "r", "h", logged.append, backoff=(0.05,))
+        notifier.notice("finished", 7)
+        notifier.close(wait=5)
+        served.stop()
+        assert served.events() == ["finished"] and notifier.failed == 0 and logged == []
 
     def test_a_notice_that_cannot_be_sent_is_said_and_the_next_one_still_goes_out(self, receiver: Receiver):
         import numpy
@@ -339,7 +390,7 @@ class TestNotifier:
         notifier.notice("finished", 7)
         notifier.close(wait=5)
         assert receiver.events() == ["finished"] and notifier.failed == 1
-        assert len(logged) == 1 and "not JSON serializable" in logged[0]
+        assert len(logged) == 1 and "(TypeError: Object of type int64 is not JSON serializable)" in logged[0]
 
     def test_ntfy_is_asked_for_the_title_and_text_and_an_error_comes_with_a_higher_priority(self):
         served = Receiver()
@@ -364,11 +415,14 @@ class TestNotifier:
             silent.listen()
             logged: list[str] = []
             url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+            before = set(threading.enumerate())
             notifier = notify.Notifier(url, "r", "h", logged.append, timeout=0.2, backoff=(0.05,))
             started = time.monotonic()
             notifier.notice("finished", 7)
             wait_for(lambda: notifier.failed == 1, timeout=5, what="the notice to be given up")
-            assert time.monotonic() - started < 2  # two attempts of 0.2 s, not of the default 5 s
+            assert time.monotonic() - started < 2  # one attempt of 0.2 s (a timed-out one is not sent again), not 5 s
+            # the attempts' sockets time out too: nothing is left waiting on the silent receiver but the notifier
+            wait_for(lambda: len(set(threading.enumerate()) - before) == 1, timeout=5, what="the attempts to end")
             notifier.close(wait=1)
         assert len(logged) == 1 and "timed out" in logged[0] and "training goes on" in logged[0]
 
@@ -388,7 +442,7 @@ class TestNotifier:
         started = time.monotonic()
         notifier.close(wait=0.3)
         wait_for(lambda: notifier.failed == 1, timeout=5, what="the retry to be dropped")
-        assert time.monotonic() - started < 3 and len(logged) == 1 and "refused" in logged[0]
+        assert time.monotonic() - started < 3 and len(logged) == 1 and "] Connection refused)" in logged[0]
 
     def test_more_notices_than_the_queue_holds_are_dropped_and_said_once(self):
         logged: list[str] = []
@@ -399,6 +453,51 @@ class TestNotifier:
         assert notifier.failed >= 10 and logged == [f"warning: could not notify {shown} (too many notices "
                                                      "waiting); training goes on, later failures unlogged"]  # fmt: skip
         notifier.close(wait=0.1)
+
+    def test_an_alerts_own_severity_is_what_the_receiver_reads(self):
+        """An error alert (a NaN loss) goes out as an error, at ntfy's high priority; one without, a warning; a
+        severity of a user's own health check as it is, at the default priority."""
+        served = Receiver()
+        notifier = notify.Notifier(served.url, "r", "h", [].append)
+        notifier.notice("alert", 3, check="nan", severity="error", message="loss_d is NaN")
+        notifier.notice("alert", 4, check="custom", message="something")
+        notifier.notice("alert", 5, check="own", severity="critical", message="a check of the user's own")
+        notifier.close(wait=5)
+        served.stop()
+        (nan, nan_headers), (custom, custom_headers), (own, own_headers) = served.received
+        assert (nan["severity"], nan_headers["X-Priority"]) == ("error", "4")
+        assert nan["text"] == "ganterm r on h, step 3, error (nan): loss_d is NaN (see: ganterm watch r)"
+        assert (custom["severity"], custom_headers["X-Priority"]) == ("warning", "3")
+        assert (own["severity"], own_headers["X-Priority"]) == ("critical", "3")  # a severity ntfy has no level for
+
+    def test_a_finishing_run_waits_for_its_last_notice_no_longer_than_the_close_wait(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        """A receiver that takes the connection and never answers holds the end of the run CLOSE_WAIT_SECONDS, not
+        the attempt's whole timeout."""
+        monkeypatch.setattr(notify, "CLOSE_WAIT_SECONDS", 0.2)
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+            notifier = notify.Notifier(url, "r", "h", [].append, timeout=4.0, backoff=())
+            notifier.notice("finished", 7)
+            started = time.monotonic()
+            notifier.close()
+            assert time.monotonic() - started < 2
+
+    def test_a_script_that_never_closes_its_notifier_still_exits(self):
+        """Its threads do not hold the interpreter open: a loop that ends without `finish()` is not left hanging."""
+        before = set(threading.enumerate())
+        with socket.socket() as silent:  # the attempt's thread is alive too while the receiver stays silent
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+            notifier = notify.Notifier(url, "r", "h", [].append, timeout=1.0, backoff=())
+            notifier.notice("finished", 7)
+            wait_for(lambda: len(set(threading.enumerate()) - before) >= 2, timeout=5, what="the attempt's thread")
+            assert [thread for thread in set(threading.enumerate()) - before if not thread.daemon] == []
+            notifier.close(wait=5)
 
     def test_an_end_without_a_message_says_how_the_run_ended_with_its_severity(self):
         severities = {event: notify.payload("r", event, 5, "h")["severity"] for event in notify.END_EVENTS}

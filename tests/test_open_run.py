@@ -48,6 +48,22 @@ def test_the_history_is_one_table_with_a_gap_where_a_step_logged_nothing(tmp_pat
     assert frame["fid"].isna().tolist() == [True, True, True, True, False, True]
     assert frame.loc[frame["step"] == 5, "fid"].item() == 42.0
     assert frame["loss_d"].round(3).tolist() == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    assert frame["step"].dtype == np.int64 and frame["fid"].dtype == np.float64  # values in double precision
+    steps, values = ganterm.open_run(run.path).metrics()["fid"]  # a long run's arrays: values in half the memory
+    assert (steps.dtype, values.dtype, ganterm.open_run(run.path).metrics()["t"][1].dtype) == (
+        np.int64, np.float32, np.float64)  # fmt: skip
+    picked = ganterm.open_run(run.path).history(["fid"])  # only what is asked for, over the steps that logged it
+    assert sorted(picked) == ["fid", "step"] and picked["step"].tolist() == [5]
+
+
+def test_a_run_that_logged_nothing_yet_reads_as_unknown_with_an_empty_history(tmp_path: Path):
+    run = RunDir(tmp_path / "new")
+    run.path.mkdir()
+    run.config.write_text("")  # a run folder, its worker not yet started
+    source = ganterm.open_run(run.path)
+    assert source.status() == {"state": "unknown"}
+    empty = source.history()
+    assert list(empty) == ["step"] and empty["step"].dtype == np.int64 and len(empty["step"]) == 0
 
 
 def test_a_run_name_is_found_under_the_root_and_a_wrong_one_is_one_sentence(tmp_path: Path):
@@ -153,7 +169,9 @@ def test_a_loop_run_reads_with_its_own_settings_and_the_checkpoints_it_saved(tmp
     """A `ganterm.Run` loop keeps its config= and saves checkpoints where it likes: open_run finds both."""
     saved = tmp_path / "mine" / "ckpt-4.pt"
 
-    def save(step: int) -> Path:
+    def save(step: int) -> Path | None:
+        if step != 4:  # a save that does not say where: no file to list
+            return None
         saved.parent.mkdir(exist_ok=True)
         saved.write_bytes(b"the loop's own format")
         return saved
@@ -162,7 +180,8 @@ def test_a_loop_run_reads_with_its_own_settings_and_the_checkpoints_it_saved(tmp
                       on_checkpoint=save, capture_output=False)  # fmt: skip
     for step in range(1, 5):
         run.log(step, loss_d=1.0 / step)
-    run.checkpoint()
+        if step in (2, 4):
+            run.checkpoint()
     run.finish()
     source = ganterm.open_run(tmp_path / "runs" / "loop")
     assert source.config() == {"lr": 2e-4, "arch": {"width": 64}}
@@ -175,3 +194,78 @@ def test_a_notify_url_is_never_in_the_settings_a_script_reads(tmp_path: Path):
     run = _run_with_rows(tmp_path, [{"step": 1, "t": START, "loss_d": 1.0}])
     run.config.write_text('[train]\nsteps = 5\n\n[notify]\nurl = "https://hooks.example/T0/S3cret"\n')
     assert ganterm.open_run(run.path).config() == {"train": {"steps": 5}, "notify": {}}
+
+
+def test_following_a_run_hands_out_only_what_changed_poll_by_poll(tmp_path: Path):
+    """`open_run(path).follow()`, what the dashboard polls: each poll holds what is new since the last, and a poll
+    with nothing new is falsy, so a viewer can skip redrawing."""
+    run = RunDir(tmp_path / "r")
+    run.samples.mkdir(parents=True)
+    run.metrics.write_bytes(b'{"step":1,"t":1.0,"loss_d":0.5}\n{"step":2,"t":2.0,"loss_d":0.25}\n')
+    run.events.write_bytes(b'{"t":1.0,"step":1,"kind":"log","message":"started"}\n')
+    write_status(run, {"state": "running", "step": 2})
+    run.loop_config.write_text('{"lr": 0.1}')
+    run.log.write_text("step 1\n")
+    run.sample_path(1).write_bytes(b"png")
+    follower = ganterm.open_run(run.path).follow()
+    first = follower.poll()
+    assert (first.rows, first.columns["loss_d"][0].tolist(), [event["step"] for event in first.events]) == (
+        2,
+        [1, 2],
+        [1],
+    )
+    assert (first.status, first.settings, first.log_lines) == ({"state": "running", "step": 2}, {"lr": 0.1}, ["step 1"])
+    assert first.samples == [run.sample_path(1)] and first.skipped == 0 and not first.more
+    nothing = follower.poll()
+    assert not nothing and (nothing.status, nothing.samples, nothing.settings, nothing.log_lines) == (
+        None,
+        None,
+        None,
+        [],
+    )
+    changes = [
+        (lambda: _append(run.metrics, b'{"step":3,"t":3.0,"loss_d":0.125}\n'), "rows", 1),
+        (lambda: _append(run.events, b'{"t":3.0,"step":3,"kind":"alert","check":"nan"}\n'), "events", 1),
+        (lambda: write_status(run, {"state": "paused", "step": 3}), "status", {"state": "paused", "step": 3}),
+        (lambda: _append(run.log, b"step 3\n"), "log_lines", ["step 3"]),
+        (lambda: _new_sample(run, 3), "samples", [run.sample_path(1), run.sample_path(3)]),
+        (lambda: run.loop_config.write_text('{"lr": 0.05}'), "settings", {"lr": 0.05}),
+        (lambda: _append(run.events, b"not json\n"), "skipped", 1),
+    ]
+    for change, field, value in changes:
+        change()
+        update = follower.poll()
+        got = getattr(update, field)
+        assert update and (len(got) if field == "events" else got) == value, field
+        assert not follower.poll(), field
+    run.metrics.write_bytes(b'{"step":1,"t":1.0,"loss_d":0.5}\n')  # cut back by a resume
+    assert follower.poll().reset
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as handle:
+        handle.write(data)
+
+
+def _new_sample(run: RunDir, step: int) -> None:
+    """A grid written a second later: the folder's time says so even where the clock's steps are coarse."""
+    before = run.samples.stat().st_mtime_ns
+    run.sample_path(step).write_bytes(b"png")
+    os.utime(run.samples, ns=(before + 10**9, before + 10**9))
+
+
+def test_following_a_run_with_a_long_log_starts_at_a_whole_line_of_its_last_32_kib(tmp_path: Path):
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    run.metrics.write_bytes(b'{"step":1,"t":1.0,"loss_d":0.5}\n')
+    lines = [f"line {i:05d} " + "x" * 90 for i in range(400)]  # 100 bytes a line, 40,000 in all
+    run.log.write_text("".join(line + "\n" for line in lines))
+    shown = ganterm.open_run(run.path).follow().poll().log_lines
+    assert shown == lines[-len(shown) :] and 300 < len(shown) < 328  # the newest 32 KiB, the cut line left out
+
+
+def test_the_settings_of_a_loops_run_are_its_config_as_dotted_keys(tmp_path: Path):
+    """As `ganterm runs` and the exports show them."""
+    with ganterm.Run("own", root=tmp_path, config={"lr": 0.1, "arch": {"width": 64}}, capture_output=False) as run:
+        run.log(1, loss_d=0.5)
+    assert ganterm.open_run(tmp_path / "own").settings() == {"lr": 0.1, "arch.width": 64}

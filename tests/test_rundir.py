@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import os
+import re
 import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 
 from ganterm.errors import UserError
 from ganterm.run.jsonl import JsonlTail, JsonlWriter, TextTail, latest_values
-from ganterm.run.layout import RunDir, check_run_name, list_runs, new_run_name, resolve_run
+from ganterm.run.layout import RunDir, check_run_name, claim_new_run, list_runs, new_run_name, resolve_run
 from ganterm.run.lock import RunLocked, acquire_lock, lock_holder
 from ganterm.run.rewind import rewind
 from ganterm.run.status import (
@@ -176,6 +179,9 @@ def test_corrupted_status_reads_as_unknown_with_the_problem_named(tmp_path: Path
     assert effective_state(status) == "unknown"
     assert "status.json is not valid JSON" in status["problem"]
     assert capsys.readouterr().err == ""
+    run.status.unlink()
+    run.status.mkdir()  # there, but no file to read
+    assert read_status(run) == {"problem": f"{run.status} cannot be read (Is a directory)"}
 
 
 def test_files_the_run_did_not_write_are_not_its_samples(tmp_path: Path):
@@ -199,6 +205,7 @@ def test_status_is_replaced_atomically(tmp_path: Path):
     write_status(run, {"state": "running", "step": 3})
     assert read_status(run) == {"state": "running", "step": 3}
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+    assert run.status.read_text() == '{\n  "state": "running",\n  "step": 3\n}'  # for a person who opens it
 
 
 def test_a_dead_worker_reads_as_lost_and_a_silent_live_one_as_stalled():
@@ -221,24 +228,39 @@ def test_a_dead_worker_reads_as_lost_and_a_silent_live_one_as_stalled():
 
 def test_runs_resolve_by_name_path_or_newest(tmp_path: Path):
     root = tmp_path / "runs"
-    for name in ("older", "newer"):
+    for name in ("oldest", "older", "newer"):
         (root / name).mkdir(parents=True)
         (root / name / "config.toml").write_text("")
         time.sleep(0.02)
     (root / "notes").mkdir()  # a folder of the user's, with nothing of a run in it
-    assert [run.name for run in list_runs(root)] == ["older", "newer"]
+    assert [run.name for run in list_runs(root)] == ["oldest", "older", "newer"]
     assert resolve_run(None, root).name == "newer"
     assert resolve_run("older", root).name == "older"
     assert resolve_run(str(root / "older"), root).name == "older"
-    with pytest.raises(UserError, match=r"no run named 'nope' under .* \(runs there: older, newer\)"):
+    with pytest.raises(UserError, match=r"no run named 'nope' under .* \(runs there: oldest, older, newer\)"):
         resolve_run("nope", root)
+    with pytest.raises(UserError, match=r"no run named 'notes' under .* \(runs there: oldest, older, newer\)"):
+        resolve_run("notes", root)
     with pytest.raises(UserError, match="there are no runs under"):
         resolve_run(None, tmp_path / "empty")
+    with pytest.raises(UserError, match=r"no run named 'nope' under .* and no run directory at that path$"):
+        resolve_run("nope", tmp_path / "empty")  # no runs to hint at
+    for name in ("fourth", "fifth", "sixth"):
+        time.sleep(0.02)
+        (root / name).mkdir()
+        (root / name / "config.toml").write_text("")
+    with pytest.raises(UserError, match=r"\(runs there: older, newer, fourth, fifth, sixth\)$"):  # the newest five
+        resolve_run("nope", root)
 
 
 def test_a_second_worker_cannot_take_the_run(tmp_path: Path):
     run = RunDir(tmp_path)
-    held = acquire_lock(run)
+    old_mask = os.umask(0o022)
+    try:
+        held = acquire_lock(run)
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(run.lock.stat().st_mode) == 0o644  # anyone may read who holds the run
     try:
         with pytest.raises(RunLocked, match=f"already being trained by process {os.getpid()}"):
             acquire_lock(run)
@@ -258,6 +280,22 @@ def test_the_lock_holder_is_named_while_it_holds_the_run_and_nobody_after(tmp_pa
     assert lock_holder(run) is None
 
 
+@pytest.mark.parametrize(("content", "holder"), [(b"", "unknown"), (b"\xff4242\n", "\ufffd4242")])
+def test_a_lock_held_by_a_process_that_wrote_no_pid_or_no_text_still_reads_as_held(
+    tmp_path: Path, content: bytes, holder: str
+):
+    """Another tool, or a worker caught between taking the lock and writing its pid: held, said as best it can be."""
+    import fcntl
+
+    run = RunDir(tmp_path)
+    run.lock.write_bytes(content)
+    with open(run.lock, "rb+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert lock_holder(run) == holder
+        with pytest.raises(RunLocked, match=f"^run '{tmp_path.name}' is already being trained by process {holder}$"):
+            acquire_lock(run)
+
+
 def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_in_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -268,6 +306,8 @@ def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_i
 
     monkeypatch.setattr("ganterm.run.layout.datetime.datetime", Frozen)
     assert new_run_name("~/data/My Faces!/", tmp_path) == "my-faces-20261205-123000"
+    assert new_run_name("XRAY-X", tmp_path) == "xray-x-20261205-123000"  # only what is not a letter or digit goes
+    assert new_run_name("~/données/画像/", tmp_path) == "run-20261205-123000"  # nothing left of the name
     (tmp_path / "mnist5k-20261205-123000").mkdir()
     (tmp_path / "mnist5k-20261205-123000-2").mkdir()
     assert new_run_name("mnist5k", tmp_path) == "mnist5k-20261205-123000-3"
@@ -276,6 +316,25 @@ def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_i
         check_run_name("a b")
     with pytest.raises(UserError, match=r"^--name '\.hidden' is not a valid run name: use letters, digits"):
         check_run_name(".hidden", "--name")
+    for name, shown in (("a" * 159 + "!", "a" * 159 + "!"), ("a" * 130 + "!" + "b" * 30, "a" * 120 + "..." + "b" * 20)):
+        with pytest.raises(UserError, match=rf"^run name '{re.escape(shown)}' is not a valid run name"):
+            check_run_name(name)  # up to 160 characters said whole, a longer one by its two ends
+
+
+def test_a_new_run_claims_a_folder_made_by_hand_and_loses_a_name_another_start_took_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "mine").mkdir()  # empty: made by hand, or holding only a multi-machine run's nodes/
+    old_mask = os.umask(0o022)
+    try:
+        claimed = claim_new_run(tmp_path, "mine", "mnist")
+    finally:
+        os.umask(old_mask)
+    assert claimed is not None and claimed.path == tmp_path / "mine"
+    assert claimed.metrics.read_bytes() == b"" and stat.S_IMODE(claimed.metrics.stat().st_mode) == 0o644
+    # another start created metrics.jsonl right after this one looked: the exclusive create decides
+    monkeypatch.setattr(RunDir, "exists", lambda run: False)
+    assert claim_new_run(tmp_path, "mine", "mnist") is None
 
 
 def test_a_status_that_is_json_but_no_object_reads_as_a_problem(tmp_path: Path):
@@ -302,12 +361,23 @@ def test_the_status_board_beats_while_the_loop_is_busy_and_stops_when_closed(
     board = StatusBoard(run, state="running", step=3)
     board.update()
     first = read_status(run)["heartbeat"]
+    before = set(threading.enumerate())
+    full = iter([True])  # the first beat meets a full disk; the ones after it get through
+
+    def write(run: RunDir, status: dict) -> None:
+        if next(full, False):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_status(run, status)
+
+    monkeypatch.setattr("ganterm.run.status.write_status", write)
     board.start()
-    wait_for(lambda: read_status(run)["heartbeat"] > first, timeout=5, what="a heartbeat")
+    wait_for(lambda: read_status(run)["heartbeat"] > first, timeout=5, what="a heartbeat after the full disk")
+    assert [thread.daemon for thread in set(threading.enumerate()) - before] == [True]  # never holds the exit
     board.close()
     last = read_status(run)
     time.sleep(0.2)
     assert read_status(run) == last and (last["state"], last["step"], last["pid"]) == ("running", 3, os.getpid())
+    assert last["host"] == this_host()  # a viewer on this machine judges the worker by its pid
     assert board.state == "running"
 
 

@@ -113,17 +113,25 @@ class SpanHistory(Generic[P]):
             threading.Thread(target=self._collect, args=(process, indices), daemon=True).start()
 
     def _collect(self, process: subprocess.Popen[bytes], indices: list[int]) -> None:
-        """One helper's pieces, in order; whatever it did not deliver (it died) is parsed here."""
+        """One helper's pieces, in order; whatever it did not deliver (it died) is parsed here.
+
+        The helper is reaped once it is done with, delivered or stopped: left alone it stays a zombie as long as
+        the viewer runs.
+        """
         assert process.stdout is not None
-        for index in indices:
-            try:
-                piece = pickle.load(process.stdout)
-            except Exception:  # the helper died (killed, out of memory) or `close` stopped it
-                if self._closed:
-                    return
-                piece = self._parse(*self._spans[index])
-            with self._lock:
-                self._parsed[index] = piece
+        try:
+            for index in indices:
+                try:
+                    piece = pickle.load(process.stdout)
+                except Exception:  # the helper died (killed, out of memory) or `close` stopped it
+                    if self._closed:
+                        return
+                    piece = self._parse(*self._spans[index])
+                with self._lock:
+                    self._parsed[index] = piece
+        finally:
+            process.stdout.close()
+            process.wait()
 
     def close(self) -> None:
         """Stops the helpers of a run the viewer no longer shows."""
