@@ -136,15 +136,17 @@ FAMILIES = {
             (0.0,),
             ("critic(x)", "critic(G(z))"),
             ("score_gap",),
-            ("gap_diverging", "penalty_dominating", "scores_drifting", "mode_collapse"),
+            ("gap_diverging", "gap_collapsed", "penalty_dominating", "scores_drifting", "mode_collapse"),
             # growth: the quarter means of the long window rise each time and the last is this much above the
             # first (1 = doubled); floor: below this size a gap or score level is no cause for alarm
             # warmup: a critic's G spreads out slowly (one G step per five D steps): the shipped recipe's samples
             # were 21% as spread out as real ones at step 200 and 47% at step 400, healthy, 80% at step 800
+            # gap_zero: below this size (the median's) the gap is about 0; the shipped recipe's was 4 by step 800
             limits={
                 "warmup": 500,
                 "gap_growth": 1.0,
                 "gap_floor": 5.0,
+                "gap_zero": 0.1,
                 "drift_growth": 1.0,
                 "drift_floor": 10.0,
                 "penalty_share": 1.0,
@@ -155,6 +157,12 @@ FAMILIES = {
                     "learning rate (train.lr_d), or check that the gradient penalty is on (loss.gp_weight).",
                     "The critic is running away from G: try fewer critic updates per G update, a lower "
                     "learning rate for the critic, or check that your gradient penalty is on.",
+                ),
+                "gap_collapsed": (
+                    "Try a higher D learning rate (train.lr_d), more critic steps (train.n_critic) or a smaller "
+                    "penalty weight (loss.gp_weight), or resume from an earlier checkpoint.",
+                    "Try a higher learning rate for the critic, more critic updates per G update or a smaller "
+                    "penalty weight, or go back to an earlier checkpoint.",
                 ),
                 "penalty_dominating": (
                     "The critic spends its capacity on the penalty rather than on telling real from fake: "

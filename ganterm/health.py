@@ -44,6 +44,9 @@ READABLE_CONFIDENCE = 0.5
 # small gradient is an equilibrium: the healthy grid recipe at step 1,000 had D(x) 0.505, D(G(z)) 0.498 and
 # grad_norm_g at 4% of its first window's.
 REJECTING_D_G_Z = 0.2
+# Checks that name a cause of G's collapse: while one holds and its alert has told of the collapse, the
+# mode-collapse alert does not repeat it.
+COLLAPSE_CAUSES = ("d_overpowering", "gap_collapsed")
 
 # What to try, for each check: in ganterm's own settings, and in words for a user's own loop
 # (fed through ganterm.Run), which has no such settings.
@@ -149,7 +152,8 @@ class HealthMonitor:
         self._since_window = 0
         self._nonfinite_streak = 0
         self._holding: dict[str, bool] = {}
-        self._collapse_said = False  # the d_overpowering alert of the stretch D is winning told of G's collapse
+        # the checks whose alert, in the stretch it holds, told of G's collapse as its consequence (COLLAPSE_CAUSES)
+        self._collapse_said: set[str] = set()
         self._last_fired: dict[str, int] = {}
 
     def update(self, rows: list[dict[str, Any]]) -> list[Alert]:
@@ -170,8 +174,9 @@ class HealthMonitor:
                 self._holding[name] = False
             elif self._may_fire(name):
                 alerts.append(alert)
-            if name == "d_overpowering" and (alert is None or alerts[-1:] == [alert]):
-                self._collapse_said = alert is not None and "diversity" in alert.evidence
+            if name in COLLAPSE_CAUSES and (alert is None or alerts[-1:] == [alert]):
+                told = alert is not None and "diversity" in alert.evidence
+                self._collapse_said = self._collapse_said - {name} | ({name} if told else set())
         return alerts
 
     def _checks(self) -> tuple[Callable[[], Alert | None], ...]:
@@ -183,6 +188,7 @@ class HealthMonitor:
             self._vanishing_g_gradient,
             self._scores_drifting,
             self._gap_diverging,
+            self._gap_collapsed,
             self._penalty_dominating,
             self._mode_collapse,
             self._divergence,
@@ -323,8 +329,8 @@ class HealthMonitor:
     def _mode_collapse(self) -> Alert | None:
         c = self.config
         advice = self._advice("mode_collapse")
-        # while D overpowers G, low spread is what D's win does to G, once that alert has said so
-        said = self._collapse_said and self._holding.get("d_overpowering", False)
+        # while D overpowers G (or a critic has gone blind), low spread is what that does to G, once its alert said so
+        said = any(self._holding.get(cause, False) for cause in self._collapse_said)
         spread = not self.toy and self._full("diversity") and not said
         if spread and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
             return Alert(
@@ -444,6 +450,27 @@ class HealthMonitor:
             f"four stretches of {len(self.long['score_gap']) // 4} steps, from {quarters[0]:.3g} to "
             f"{quarters[-1]:.3g}. {self._advice('gap_diverging')}",
             {"score_gap_start": quarters[0], "score_gap_end": quarters[-1]},
+        )
+
+    def _gap_collapsed(self) -> Alert | None:
+        """The critic's score gap near 0 while G's samples are still poor: the critic no longer tells real from
+        fake, so G has nothing to learn from. A gap near 0 with good samples is what a WGAN that has caught up
+        looks like, so the samples are part of the rule: their spread, `diversity`, below `health.diversity_low`,
+        as in the mode-collapse check. A loop that logs no `diversity` gets no such alert."""
+        if not self._full("score_gap", "diversity"):
+            return None
+        gap, diversity = _median(list(self.recent["score_gap"])), _mean(self.recent["diversity"])
+        if not (abs(gap) < self._limit("gap_zero") and diversity < self.config.diversity_low):
+            return None
+        return Alert(
+            "gap_collapsed",
+            WARNING,
+            self.step,
+            f"The critic's score gap E[D(x)] − E[D(G(z))] has collapsed to about 0 (a median of {gap:.3g} over "
+            f"the last {self.config.window} steps) while G's samples are poor: only {diversity:.0%} as spread out "
+            f"as real ones. The critic no longer tells real from fake, so G learns nothing from it. "
+            f"{self._advice('gap_collapsed')}",
+            {"score_gap": gap, "diversity": diversity},
         )
 
     def _scores_drifting(self) -> Alert | None:

@@ -91,6 +91,38 @@ def test_a_critics_generator_spreading_out_slowly_is_no_collapse():
     assert "mode_collapse" in checks(alerts_as("margin", rows))  # a family with the usual warmup says it
 
 
+def blind_critic(diversity: float) -> list[Row]:
+    """From step 600 the critic scores real and fake alike (a gap of about 0.02), as one that stopped learning.
+    It logs no penalty (held by spectral norm alone): beside a gap of 0 any penalty would also dominate."""
+    rng, rows = random.Random(4), critic_stream(1500)
+    for row in rows:
+        del row["gp"]
+    for row in rows[600:]:
+        gap, level = rng.gauss(0.02, 0.05), rng.gauss(0.0, 0.5)
+        row |= {"d_x": level + gap / 2, "d_g_z1": level - gap / 2, "score_gap": gap, "diversity": diversity}
+    return rows
+
+
+def test_a_critic_whose_gap_collapses_while_samples_are_poor_is_named_before_the_collapse_it_causes():
+    found = alerts_as("critic", blind_critic(diversity=0.2))
+    assert checks(found) == ["gap_collapsed"] and 600 < found[0].step <= 700
+    assert abs(found[0].evidence["score_gap"]) < 0.1 and found[0].evidence["diversity"] < 0.4
+    assert "no longer tells real from fake" in found[0].message and "(train.lr_d)" in found[0].message
+    own = alerts_as("critic", blind_critic(diversity=0.2), own_loop=True)
+    assert checks(own) == ["gap_collapsed"] and "train.lr_d" not in own[0].message
+
+
+def test_a_critic_whose_gap_closes_on_good_samples_has_caught_up_and_raises_nothing():
+    assert alerts_as("critic", blind_critic(diversity=0.85)) == []
+
+
+def test_poor_samples_with_a_wide_gap_are_a_collapse_not_a_blind_critic():
+    rows = critic_stream(1500)
+    for row in rows[600:]:
+        row["diversity"] = 0.2
+    assert checks(alerts_as("critic", rows)) == ["mode_collapse"]
+
+
 def test_a_penalty_dominating_the_critics_loss_is_named():
     rows = critic_stream(1000, level=lambda step: 3.0 if step < 300 else 0.3, penalty=lambda step: 5.0)
     found = alerts_as("critic", rows)
