@@ -264,10 +264,11 @@ class HealthMonitor:
         c = self.config
         d_x, d_g_z, loss_d = (_median(list(self.recent[name])) for name in ("d_x", "d_g_z1", "loss_d"))
         pairs = list(zip(self.recent["d_x"], self.recent["d_g_z1"], strict=False))
-        decisive = sum(x > c.d_x_high and z < c.d_g_z_low for x, z in pairs) / len(pairs)
+        d_x_high, d_g_z_low = self._limit("d_x_high"), self._limit("d_g_z_low")
+        decisive = sum(x > d_x_high and z < d_g_z_low for x, z in pairs) / len(pairs)
         # loss_d's scale depends on the loss (least squares sits near 0.25 at equilibrium), so it only stands in
         # for D(x) when D(G(z)) says D rejects the fakes too
-        by_medians = d_g_z < c.d_g_z_low and (d_x > c.d_x_high or loss_d < c.loss_d_low)
+        by_medians = d_g_z < d_g_z_low and (d_x > d_x_high or loss_d < c.loss_d_low)
         if not (by_medians or decisive >= DECISIVE_SHARE):
             return None
         evidence = {"d_x": d_x, "d_g_z1": d_g_z, "loss_d": loss_d, "decisive_share": decisive}
@@ -277,7 +278,7 @@ class HealthMonitor:
             # the collapse follows from D winning: one alert names the cause, and says what it did to G
             consequence = f" G's samples have collapsed as a result: {diversity:.0%} as spread out as real ones."
             evidence["diversity"] = diversity
-        certain = "near-certain of both" if self.family.probability else "at its targets (1 and 0) for both"
+        certain = "near-certain of both" if self.family.probability else "at its targets for both"
         return Alert(
             "d_overpowering",
             WARNING,

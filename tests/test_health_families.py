@@ -212,6 +212,24 @@ def test_a_least_squares_d_sitting_on_its_targets_is_told_without_nonsat_advice(
     assert "non-saturating" not in alert.message
 
 
+def least_squares_d(step: int, rng: random.Random, d_x: float, d_g_z: float) -> Row:
+    return {"step": step, "d_x": rng.gauss(d_x, 0.03), "d_g_z1": rng.gauss(d_g_z, 0.03),
+            "loss_d": 0.5 * ((0.9 - d_x) ** 2 + d_g_z**2), "loss_g": 0.5 * (d_g_z - 1) ** 2,
+            "grad_norm_g": 1.0, "diversity": 0.9}  # fmt: skip
+
+
+def test_a_least_squares_d_on_its_smoothed_targets_is_overpowering_and_a_healthy_early_one_is_not():
+    """The default recipe with loss.kind=lsgan, whose label smoothing makes D's real target 0.9: with D learning
+    100x faster its medians over steps 101-200 were D(x) 0.87 and D(G(z)) 0.06, on both targets (a D(x) above
+    0.95 it can never reach); the healthy recipe's were 0.79 and 0.18."""
+    rng = random.Random(5)
+    winning = [least_squares_d(step, rng, 0.87, 0.06) for step in range(1, 600)]
+    (alert,) = alerts_as("least-squares", winning)
+    assert alert.check == "d_overpowering" and alert.step == 200 and "at its targets" in alert.message
+    healthy_early = [least_squares_d(step, rng, 0.79, 0.18) for step in range(1, 600)]
+    assert alerts_as("least-squares", healthy_early) == []
+
+
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_advice_for_a_users_loop_names_no_ganterm_setting(name: str):
     for check, (_, own) in FAMILIES[name].advice.items():
