@@ -46,7 +46,7 @@ READABLE_CONFIDENCE = 0.5
 REJECTING_D_G_Z = 0.2
 # Checks that name a cause of G's collapse: while one holds and its alert has told of the collapse, the
 # mode-collapse alert does not repeat it.
-COLLAPSE_CAUSES = ("d_overpowering", "gap_collapsed")
+COLLAPSE_CAUSES = ("d_overpowering", "pairs_decided", "gap_collapsed")
 
 # What to try, for each check: in ganterm's own settings, and in words for a user's own loop
 # (fed through ganterm.Run), which has no such settings.
@@ -184,6 +184,7 @@ class HealthMonitor:
         return (
             self._d_overpowering,
             self._margins_saturated,
+            self._pairs_decided,
             self._d_collapse,
             self._vanishing_g_gradient,
             self._scores_drifting,
@@ -434,6 +435,30 @@ class HealthMonitor:
             self.step,
             f"The discriminator is saturating both hinge margins: over the last {self.config.window} steps {seen}. "
             f"D tells real from fake with room to spare, so G learns little. {self._advice('margins_saturated')}",
+            evidence,
+        )
+
+    def _pairs_decided(self) -> Alert | None:
+        """The relativistic form of D overpowering: D sets nearly every real image far above the fake it is
+        paired with, so its loss, the mean of softplus(−(D(x) − D(G(z)))), sits near 0. Its gap need not grow
+        for that: once D has won, it can hold it at any size."""
+        if not self._full("loss_d"):
+            return None
+        loss_d = _median(list(self.recent["loss_d"]))
+        if not loss_d < self._limit("decided_loss"):
+            return None
+        evidence = {"loss_d": loss_d}
+        consequence = ""
+        if self._full("diversity") and (diversity := _mean(self.recent["diversity"])) < self.config.diversity_low:
+            consequence = f" G's samples have collapsed as a result: {diversity:.0%} as spread out as real ones."
+            evidence["diversity"] = diversity
+        return Alert(
+            "pairs_decided",
+            WARNING,
+            self.step,
+            f"The discriminator is overpowering the generator: over the last {self.config.window} steps its loss "
+            f"had a median of {loss_d:.2g}, so it sets nearly every real image far above the fake it is paired "
+            f"with, and G cannot catch up.{consequence} {self._advice('pairs_decided')}",
             evidence,
         )
 
