@@ -94,9 +94,10 @@ FAMILIES = {
             PROBABILITY_CHECKS,
             # loss_d is 0.25 at equilibrium (both outputs at 0.5); 0.5 means D is far off both targets.
             # D overpowering: D(x) within about 0.1 of its real target, 1 or, with label smoothing 0.1, 0.9
-            # (a median above 0.95 it would never reach), and D(G(z)) within 0.1 of 0. With D learning 100x
-            # faster the default recipe's medians over steps 101-200 were 0.87 and 0.06; healthy, 0.79 and 0.18.
-            limits={"loss_d_high": 0.5, "d_x_high": 0.8, "d_g_z_low": 0.1},
+            # (a median above 0.95 it would never reach), and D(G(z)) within 0.08 of 0. With D learning 100x
+            # faster the default recipe's medians over steps 101-200 were 0.87 and 0.06; healthy, 0.79 and 0.18
+            # (seed 0) and 0.82 and 0.12 (seed 1).
+            limits={"loss_d_high": 0.5, "d_x_high": 0.8, "d_g_z_low": 0.08},
             advice={
                 "d_overpowering": (
                     "Try a lower D learning rate (train.lr_d), one-sided label smoothing (loss.label_smoothing=0.1) "

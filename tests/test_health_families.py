@@ -247,13 +247,13 @@ def least_squares_d(step: int, rng: random.Random, d_x: float, d_g_z: float) -> 
 def test_a_least_squares_d_on_its_smoothed_targets_is_overpowering_and_a_healthy_early_one_is_not():
     """The default recipe with loss.kind=lsgan, whose label smoothing makes D's real target 0.9: with D learning
     100x faster its medians over steps 101-200 were D(x) 0.87 and D(G(z)) 0.06, on both targets (a D(x) above
-    0.95 it can never reach); the healthy recipe's were 0.79 and 0.18."""
+    0.95 it can never reach); the healthy recipe's were 0.79 and 0.18 on seed 0, 0.82 and 0.12 on seed 1."""
     rng = random.Random(5)
     winning = [least_squares_d(step, rng, 0.87, 0.06) for step in range(1, 600)]
     (alert,) = alerts_as("least-squares", winning)
     assert alert.check == "d_overpowering" and alert.step == 200 and "at its targets" in alert.message
-    healthy_early = [least_squares_d(step, rng, 0.79, 0.18) for step in range(1, 600)]
-    assert alerts_as("least-squares", healthy_early) == []
+    for d_x, d_g_z in ((0.79, 0.18), (0.82, 0.12)):
+        assert alerts_as("least-squares", [least_squares_d(step, rng, d_x, d_g_z) for step in range(1, 600)]) == []
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
