@@ -273,12 +273,7 @@ class HealthMonitor:
         if not (by_medians or decisive >= DECISIVE_SHARE):
             return None
         evidence = {"d_x": d_x, "d_g_z1": d_g_z, "loss_d": loss_d, "decisive_share": decisive}
-        consequence = ""
-        spread = not self.toy and self._full("diversity")  # a toy's spread says nothing (see __init__)
-        if spread and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
-            # the collapse follows from D winning: one alert names the cause, and says what it did to G
-            consequence = f" G's samples have collapsed as a result: {diversity:.0%} as spread out as real ones."
-            evidence["diversity"] = diversity
+        consequence = self._collapse_it_caused(evidence)
         certain = "near-certain of both" if self.family.probability else "at its targets for both"
         return Alert(
             "d_overpowering",
@@ -290,6 +285,15 @@ class HealthMonitor:
             f"vanishes and it stops learning.{consequence} {self._advice('d_overpowering')}",
             evidence,
         )
+
+    def _collapse_it_caused(self, evidence: dict[str, float]) -> str:
+        """A winning D's alert names the cause and, when G's samples have collapsed, says so (adding their spread
+        to `evidence`): one alert, not a second one for the collapse that follows from it."""
+        spread = not self.toy and self._full("diversity")  # a toy's spread says nothing (see __init__)
+        if not (spread and (diversity := _mean(self.recent["diversity"])) < self.config.diversity_low):
+            return ""
+        evidence["diversity"] = diversity
+        return f" G's samples have collapsed as a result: {diversity:.0%} as spread out as real ones."
 
     def _d_collapse(self) -> Alert | None:
         if not self._full("d_g_z1", "loss_d"):
@@ -448,10 +452,7 @@ class HealthMonitor:
         if not loss_d < self._limit("decided_loss"):
             return None
         evidence = {"loss_d": loss_d}
-        consequence = ""
-        if self._full("diversity") and (diversity := _mean(self.recent["diversity"])) < self.config.diversity_low:
-            consequence = f" G's samples have collapsed as a result: {diversity:.0%} as spread out as real ones."
-            evidence["diversity"] = diversity
+        consequence = self._collapse_it_caused(evidence)
         return Alert(
             "pairs_decided",
             WARNING,
