@@ -90,7 +90,7 @@ def test_a_broken_recipe_is_named_first_by_its_familys_alert(tmp_path: Path, var
 def test_a_users_own_wgan_gp_loop_stays_silent_while_healthy_and_records_the_critics_series(tmp_path: Path):
     """examples/wgan_gp_loop.py on the bundled digits, through ganterm.Run(loss="wgan-gp"): the critic's gap and
     penalty are logged on every step for their panels, the critic learns (its gap narrows as G catches up), and
-    nothing fires, where the same rows read as probabilities raised three alerts."""
+    nothing fires."""
     example = ROOT / "examples" / "wgan_gp_loop.py"
     args = ["--steps", "800", "--root", "runs"]
     done = subprocess.run([sys.executable, str(example), *args], cwd=tmp_path, capture_output=True, text=True,
