@@ -480,22 +480,23 @@ class HealthMonitor:
         )
 
     def _gap_collapsed(self) -> Alert | None:
-        """The critic's score gap near 0 while G's samples are still poor: the critic no longer tells real from
-        fake, so G has nothing to learn from. A gap near 0 with good samples is what a WGAN that has caught up
-        looks like, so the samples are part of the rule: their spread, `diversity`, below `health.diversity_low`,
-        as in the mode-collapse check. A loop that logs no `diversity` gets no such alert."""
+        """The critic's score gap near 0 (or below: G's samples scored above real images) while G's samples are
+        still poor: the critic no longer tells real from fake, so G has nothing to learn from. A gap near 0 with
+        good samples is what a WGAN that has caught up looks like, so the samples are part of the rule: their
+        spread, `diversity`, below `health.diversity_low`, as in the mode-collapse check. A loop that logs no
+        `diversity` gets no such alert."""
         if not self._full("score_gap", "diversity"):
             return None
         gap, diversity = _median(list(self.recent["score_gap"])), _mean(self.recent["diversity"])
-        if not (abs(gap) < self._limit("gap_zero") and diversity < self.config.diversity_low):
+        if not (gap < self._limit("gap_zero") and diversity < self.config.diversity_low):
             return None
         return Alert(
             "gap_collapsed",
             WARNING,
             self.step,
-            f"The critic's score gap E[D(x)] − E[D(G(z))] has collapsed to about 0 (a median of {gap:.3g} over "
-            f"the last {self.config.window} steps) while G's samples are poor: only {diversity:.0%} as spread out "
-            f"as real ones. The critic no longer tells real from fake, so G learns nothing from it. "
+            f"The critic's score gap E[D(x)] − E[D(G(z))] has collapsed to about 0 or below (a median of {gap:.3g} "
+            f"over the last {self.config.window} steps) while G's samples are poor: only {diversity:.0%} as spread "
+            f"out as real ones. The critic no longer tells real from fake, so G learns nothing from it. "
             f"{self._advice('gap_collapsed')}",
             {"score_gap": gap, "diversity": diversity},
         )

@@ -112,6 +112,15 @@ def test_a_critic_whose_gap_collapses_while_samples_are_poor_is_named_before_the
     assert checks(own) == ["gap_collapsed"] and "train.lr_d" not in own[0].message
 
 
+def test_a_critic_that_scores_g_above_real_images_while_samples_are_poor_is_blind_too():
+    """A critic that stopped learning (D's learning rate 1e-7 on the WGAN-GP recipe): G found what the frozen critic
+    scores high, and the gap went from -0.3 to -2.2 over 700 steps, samples 36-45% as spread as real ones."""
+    rows = blind_critic(diversity=0.3)
+    for row in rows[600:]:
+        row["score_gap"], row["d_g_z1"] = -1.7, row["d_x"] + 1.7
+    assert checks(alerts_as("critic", rows)) == ["gap_collapsed"]
+
+
 def test_a_critic_whose_gap_closes_on_good_samples_has_caught_up_and_raises_nothing():
     assert alerts_as("critic", blind_critic(diversity=0.85)) == []
 
