@@ -92,8 +92,12 @@ FAMILIES = {
             ("D(x) lsq", "D(G(z)) lsq"),
             (),
             PROBABILITY_CHECKS,
-            # loss_d is 0.25 at equilibrium (both outputs at 0.5); 0.5 means D is far off both targets
-            limits={"loss_d_high": 0.5},
+            # loss_d is 0.25 at equilibrium (both outputs at 0.5); 0.5 means D is far off both targets.
+            # D overpowering: D(x) within about 0.1 of its real target, 1 or, with label smoothing 0.1, 0.9
+            # (a median above 0.95 it would never reach), and D(G(z)) within 0.08 of 0. With D learning 100x
+            # faster the default recipe's medians over steps 101-200 were 0.87 and 0.06; healthy, 0.79 and 0.18
+            # (seed 0) and 0.82 and 0.12 (seed 1).
+            limits={"loss_d_high": 0.5, "d_x_high": 0.8, "d_g_z_low": 0.08},
             advice={
                 "d_overpowering": (
                     "Try a lower D learning rate (train.lr_d), one-sided label smoothing (loss.label_smoothing=0.1) "
@@ -136,15 +140,17 @@ FAMILIES = {
             (0.0,),
             ("critic(x)", "critic(G(z))"),
             ("score_gap",),
-            ("gap_diverging", "penalty_dominating", "scores_drifting", "mode_collapse"),
+            ("gap_diverging", "gap_collapsed", "penalty_dominating", "scores_drifting", "mode_collapse"),
             # growth: the quarter means of the long window rise each time and the last is this much above the
             # first (1 = doubled); floor: below this size a gap or score level is no cause for alarm
             # warmup: a critic's G spreads out slowly (one G step per five D steps): the shipped recipe's samples
             # were 21% as spread out as real ones at step 200 and 47% at step 400, healthy, 80% at step 800
+            # gap_zero: a gap median below this is about 0 or below; the shipped recipe's was 4.6 and 7.7 at step 800
             limits={
                 "warmup": 500,
                 "gap_growth": 1.0,
                 "gap_floor": 5.0,
+                "gap_zero": 0.1,
                 "drift_growth": 1.0,
                 "drift_floor": 10.0,
                 "penalty_share": 1.0,
@@ -155,6 +161,12 @@ FAMILIES = {
                     "learning rate (train.lr_d), or check that the gradient penalty is on (loss.gp_weight).",
                     "The critic is running away from G: try fewer critic updates per G update, a lower "
                     "learning rate for the critic, or check that your gradient penalty is on.",
+                ),
+                "gap_collapsed": (
+                    "Try a higher D learning rate (train.lr_d), more critic steps (train.n_critic) or a smaller "
+                    "penalty weight (loss.gp_weight), or resume from an earlier checkpoint.",
+                    "Try a higher learning rate for the critic, more critic updates per G update or a smaller "
+                    "penalty weight, or go back to an earlier checkpoint.",
                 ),
                 "penalty_dominating": (
                     "The critic spends its capacity on the penalty rather than on telling real from fake: "
@@ -178,12 +190,21 @@ FAMILIES = {
             (0.0,),
             ("D(x) score", "D(G(z)) score"),
             ("score_gap",),
-            ("gap_diverging", "penalty_dominating", "mode_collapse", "oscillation"),
+            ("pairs_decided", "gap_diverging", "penalty_dominating", "mode_collapse", "oscillation"),
+            # decided_loss: D's loss median below this (softplus(−gap) for a gap of 5.8 on every pair) is D deciding
+            # every pair; with no R1, R2 or spectral norm and D learning 100x faster it was 0.0001 at step 400 and
+            # the samples 14% as spread as real ones, where healthy runs (the recipe on two seeds, and without
+            # penalties or with D 100x faster) stayed at 0.009 or above after step 400.
             # warmup: the shipped recipe's samples (width 32) were 23% as spread out as real ones at step 200,
             # 44% at 300 and 62% at 400, healthy (the non-saturating recipe's: 67% at step 200); penalty_share:
             # its R1 + R2 medians were as large as loss_d's while D led early on (steps 200-300), half at 400
-            limits={"warmup": 400, "gap_growth": 1.0, "gap_floor": 5.0, "penalty_share": 3.0},
+            limits={"warmup": 400, "gap_growth": 1.0, "gap_floor": 5.0, "penalty_share": 3.0, "decided_loss": 0.003},
             advice={
+                "pairs_decided": (
+                    "Try R1 and R2 penalties (loss.r1_gamma, loss.r2_gamma), spectral norm in D "
+                    "(model.spectral_norm=true) or a lower D learning rate (train.lr_d).",
+                    "Try R1 and R2 gradient penalties, spectral norm in D, or a lower learning rate for D.",
+                ),
                 "gap_diverging": (
                     "D pulls real and fake scores ever further apart, which starves G: try R1 and R2 penalties "
                     "(loss.r1_gamma, loss.r2_gamma) or a lower D learning rate (train.lr_d).",

@@ -44,6 +44,9 @@ READABLE_CONFIDENCE = 0.5
 # small gradient is an equilibrium: the healthy grid recipe at step 1,000 had D(x) 0.505, D(G(z)) 0.498 and
 # grad_norm_g at 4% of its first window's.
 REJECTING_D_G_Z = 0.2
+# Checks that name a cause of G's collapse: while one holds and its alert has told of the collapse, the
+# mode-collapse alert does not repeat it.
+COLLAPSE_CAUSES = ("d_overpowering", "pairs_decided", "gap_collapsed")
 
 # What to try, for each check: in ganterm's own settings, and in words for a user's own loop
 # (fed through ganterm.Run), which has no such settings.
@@ -149,7 +152,8 @@ class HealthMonitor:
         self._since_window = 0
         self._nonfinite_streak = 0
         self._holding: dict[str, bool] = {}
-        self._collapse_said = False  # the d_overpowering alert of the stretch D is winning told of G's collapse
+        # the checks whose alert, in the stretch it holds, told of G's collapse as its consequence (COLLAPSE_CAUSES)
+        self._collapse_said: set[str] = set()
         self._last_fired: dict[str, int] = {}
 
     def update(self, rows: list[dict[str, Any]]) -> list[Alert]:
@@ -170,8 +174,9 @@ class HealthMonitor:
                 self._holding[name] = False
             elif self._may_fire(name):
                 alerts.append(alert)
-            if name == "d_overpowering" and (alert is None or alerts[-1:] == [alert]):
-                self._collapse_said = alert is not None and "diversity" in alert.evidence
+            if name in COLLAPSE_CAUSES and (alert is None or alerts[-1:] == [alert]):
+                told = alert is not None and "diversity" in alert.evidence
+                self._collapse_said = self._collapse_said - {name} | ({name} if told else set())
         return alerts
 
     def _checks(self) -> tuple[Callable[[], Alert | None], ...]:
@@ -179,10 +184,12 @@ class HealthMonitor:
         return (
             self._d_overpowering,
             self._margins_saturated,
+            self._pairs_decided,
             self._d_collapse,
             self._vanishing_g_gradient,
             self._scores_drifting,
             self._gap_diverging,
+            self._gap_collapsed,
             self._penalty_dominating,
             self._mode_collapse,
             self._divergence,
@@ -258,20 +265,16 @@ class HealthMonitor:
         c = self.config
         d_x, d_g_z, loss_d = (_median(list(self.recent[name])) for name in ("d_x", "d_g_z1", "loss_d"))
         pairs = list(zip(self.recent["d_x"], self.recent["d_g_z1"], strict=False))
-        decisive = sum(x > c.d_x_high and z < c.d_g_z_low for x, z in pairs) / len(pairs)
+        d_x_high, d_g_z_low = self._limit("d_x_high"), self._limit("d_g_z_low")
+        decisive = sum(x > d_x_high and z < d_g_z_low for x, z in pairs) / len(pairs)
         # loss_d's scale depends on the loss (least squares sits near 0.25 at equilibrium), so it only stands in
         # for D(x) when D(G(z)) says D rejects the fakes too
-        by_medians = d_g_z < c.d_g_z_low and (d_x > c.d_x_high or loss_d < c.loss_d_low)
+        by_medians = d_g_z < d_g_z_low and (d_x > d_x_high or loss_d < c.loss_d_low)
         if not (by_medians or decisive >= DECISIVE_SHARE):
             return None
         evidence = {"d_x": d_x, "d_g_z1": d_g_z, "loss_d": loss_d, "decisive_share": decisive}
-        consequence = ""
-        spread = not self.toy and self._full("diversity")  # a toy's spread says nothing (see __init__)
-        if spread and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
-            # the collapse follows from D winning: one alert names the cause, and says what it did to G
-            consequence = f" G's samples have collapsed as a result: {diversity:.0%} as spread out as real ones."
-            evidence["diversity"] = diversity
-        certain = "near-certain of both" if self.family.probability else "at its targets (1 and 0) for both"
+        consequence = self._collapse_it_caused(evidence)
+        certain = "near-certain of both" if self.family.probability else "at its targets for both"
         return Alert(
             "d_overpowering",
             WARNING,
@@ -282,6 +285,15 @@ class HealthMonitor:
             f"vanishes and it stops learning.{consequence} {self._advice('d_overpowering')}",
             evidence,
         )
+
+    def _collapse_it_caused(self, evidence: dict[str, float]) -> str:
+        """A winning D's alert names the cause and, when G's samples have collapsed, says so (adding their spread
+        to `evidence`): one alert, not a second one for the collapse that follows from it."""
+        spread = not self.toy and self._full("diversity")  # a toy's spread says nothing (see __init__)
+        if not (spread and (diversity := _mean(self.recent["diversity"])) < self.config.diversity_low):
+            return ""
+        evidence["diversity"] = diversity
+        return f" G's samples have collapsed as a result: {diversity:.0%} as spread out as real ones."
 
     def _d_collapse(self) -> Alert | None:
         if not self._full("d_g_z1", "loss_d"):
@@ -323,8 +335,8 @@ class HealthMonitor:
     def _mode_collapse(self) -> Alert | None:
         c = self.config
         advice = self._advice("mode_collapse")
-        # while D overpowers G, low spread is what D's win does to G, once that alert has said so
-        said = self._collapse_said and self._holding.get("d_overpowering", False)
+        # while D overpowers G (or a critic has gone blind), low spread is what that does to G, once its alert said so
+        said = any(self._holding.get(cause, False) for cause in self._collapse_said)
         spread = not self.toy and self._full("diversity") and not said
         if spread and (diversity := _mean(self.recent["diversity"])) < c.diversity_low:
             return Alert(
@@ -430,6 +442,27 @@ class HealthMonitor:
             evidence,
         )
 
+    def _pairs_decided(self) -> Alert | None:
+        """The relativistic form of D overpowering: D sets nearly every real image far above the fake it is
+        paired with, so its loss, the mean of softplus(−(D(x) − D(G(z)))), sits near 0. Its gap need not grow
+        for that: once D has won, it can hold it at any size."""
+        if not self._full("loss_d"):
+            return None
+        loss_d = _median(list(self.recent["loss_d"]))
+        if not loss_d < self._limit("decided_loss"):
+            return None
+        evidence = {"loss_d": loss_d}
+        consequence = self._collapse_it_caused(evidence)
+        return Alert(
+            "pairs_decided",
+            WARNING,
+            self.step,
+            f"The discriminator is overpowering the generator: over the last {self.config.window} steps its loss "
+            f"had a median of {loss_d:.2g}, so it sets nearly every real image far above the fake it is paired "
+            f"with, and G cannot catch up.{consequence} {self._advice('pairs_decided')}",
+            evidence,
+        )
+
     def _gap_diverging(self) -> Alert | None:
         """The score gap E[D(x)] − E[D(G(z))] rising window after window: D runs away from G."""
         quarters = self._rising("score_gap", self._limit("gap_growth"), self._limit("gap_floor"))
@@ -444,6 +477,28 @@ class HealthMonitor:
             f"four stretches of {len(self.long['score_gap']) // 4} steps, from {quarters[0]:.3g} to "
             f"{quarters[-1]:.3g}. {self._advice('gap_diverging')}",
             {"score_gap_start": quarters[0], "score_gap_end": quarters[-1]},
+        )
+
+    def _gap_collapsed(self) -> Alert | None:
+        """The critic's score gap near 0 (or below: G's samples scored above real images) while G's samples are
+        still poor: the critic no longer tells real from fake, so G has nothing to learn from. A gap near 0 with
+        good samples is what a WGAN that has caught up looks like, so the samples are part of the rule: their
+        spread, `diversity`, below `health.diversity_low`, as in the mode-collapse check. A loop that logs no
+        `diversity` gets no such alert."""
+        if not self._full("score_gap", "diversity"):
+            return None
+        gap, diversity = _median(list(self.recent["score_gap"])), _mean(self.recent["diversity"])
+        if not (gap < self._limit("gap_zero") and diversity < self.config.diversity_low):
+            return None
+        return Alert(
+            "gap_collapsed",
+            WARNING,
+            self.step,
+            f"The critic's score gap E[D(x)] − E[D(G(z))] has collapsed to about 0 or below (a median of {gap:.3g} "
+            f"over the last {self.config.window} steps) while G's samples are poor: only {diversity:.0%} as spread "
+            f"out as real ones. The critic no longer tells real from fake, so G learns nothing from it. "
+            f"{self._advice('gap_collapsed')}",
+            {"score_gap": gap, "diversity": diversity},
         )
 
     def _scores_drifting(self) -> Alert | None:
