@@ -200,8 +200,10 @@ def tensor_scalar(tensor: Any) -> float | None:
         return None
     dtype, listed = _NUMBERS[tensor.dtype]
     if tensor.tensor_content:
-        numbers = np.frombuffer(tensor.tensor_content, dtype=np.dtype(dtype).newbyteorder("<"))
-        return float(numbers[0]) if len(numbers) == 1 else None
+        little_endian = np.dtype(dtype).newbyteorder("<")
+        if len(tensor.tensor_content) != little_endian.itemsize:  # several numbers, or bytes that are none
+            return None
+        return float(np.frombuffer(tensor.tensor_content, dtype=little_endian)[0])
     numbers = getattr(tensor, listed)
     if len(numbers) != 1:
         return None
