@@ -193,6 +193,50 @@ class TestFollowing:
         assert steps(batch, "Loss/G/loss") == [0] and batch.config == folder.options
 
 
+def raw_tick(kimg: str, loss: str) -> str:
+    """A stats.jsonl line with its numbers written as given: JSON that json.dumps would not write."""
+    return f'{{"Progress/kimg": {{"num": 1, "mean": {kimg}}}, "Loss/G/loss": {{"num": 1, "mean": {loss}}}}}\n'
+
+
+class TestOutOfRange:
+    """Numbers no step or value can hold, as a hand-edited or garbled file may carry: passed over, never a crash."""
+
+    def test_a_tick_whose_kimg_is_past_any_step_is_counted_and_the_others_read(self, tmp_path: Path):
+        folder = write_stylegan_folder(tmp_path, ticks=1)
+        with open(tmp_path / "stats.jsonl", "a") as handle:
+            for kimg in ("1e20", "1e300", "9" * 400):
+                handle.write(raw_tick(kimg, "1"))
+        folder.ticks(1)
+        batch = StyleganReader(tmp_path).poll()
+        assert steps(batch, "Loss/G/loss") == [0, 4]
+        assert batch.bad_records == 3
+
+    def test_a_statistic_or_a_metric_whose_value_no_float_holds_is_left_out(self, tmp_path: Path):
+        """A 400-digit integer is valid JSON, and Python's json module reads it whole."""
+        folder = write_stylegan_folder(tmp_path, ticks=1)
+        huge = "9" * 400
+        with open(tmp_path / "stats.jsonl", "a") as handle:
+            handle.write(raw_tick("2", huge))
+        with open(tmp_path / "metric-fid50k_full.jsonl", "a") as handle:
+            handle.write(f'{{"results": {{"fid50k_full": {huge}}}, "snapshot_pkl": "network-snapshot-000002.pkl"}}\n')
+        folder.ticks(1)
+        batch = StyleganReader(tmp_path).poll()
+        assert steps(batch, "Loss/G/loss") == [0, 4] and steps(batch, "Progress/kimg") == [0, 2, 4]
+        assert steps(batch, "Metrics/fid50k_full") == [0]
+        assert batch.bad_records == 1
+
+    def test_a_snapshot_or_a_grid_named_past_any_step_is_passed_over(self, tmp_path: Path):
+        folder = write_stylegan_folder(tmp_path, ticks=1)
+        far = "9" * 30
+        folder.report_metric("fid50k_full", tmp_path / f"network-snapshot-{far}.pkl", 1.0)
+        (tmp_path / f"fakes{far}.png").write_bytes((tmp_path / "reals.png").read_bytes())
+        folder.ticks(1)
+        batch = StyleganReader(tmp_path).poll()
+        assert steps(batch, "Metrics/fid50k_full") == [0] and batch.bad_records == 1
+        names = [name for *_, name in images(batch)]
+        assert "reals.png" in names and f"fakes{far}.png" not in names
+
+
 class TestFinding:
     def test_a_training_folder_is_itself(self, tmp_path: Path):
         write_stylegan_folder(tmp_path / "00003-cifar", ticks=1)

@@ -16,7 +16,6 @@ the same family. Those event files repeat stats.jsonl and are left alone here.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -41,6 +40,7 @@ _FAKES_FILE = re.compile(r"^fakes(\d+)\.png$")
 _METRIC_FILE = re.compile(r"^metric-.+\.jsonl$")
 _SNAPSHOT = re.compile(r"network-snapshot-(\d+)\.pkl$")
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, the last bytes of every whole PNG
+MAX_STEP = 2**63 - 1  # steps are int64: a kimg past it (a garbled line, a hand-named file) is no step
 
 
 def is_stylegan_run(path: Path) -> bool:
@@ -80,8 +80,20 @@ def _loads(line: bytes) -> Any:
         return json.loads(line)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _float(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else, or for an integer too long for a float (JSON allows it)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
+def _step(kimg: str) -> int | None:
+    """The kimg in a file's name as a step; None past what a step holds."""
+    step = int(kimg)
+    return step if step <= MAX_STEP else None
 
 
 def _tick_step(record: dict[str, Any]) -> int | None:
@@ -91,8 +103,8 @@ def _tick_step(record: dict[str, Any]) -> int | None:
     7.9999995, and it is kimg 8 in the grid's and the snapshot's names.
     """
     stat = record.get(STEP_STAT)
-    kimg = stat.get("mean") if isinstance(stat, dict) else None
-    if not _number(kimg) or not math.isfinite(kimg) or kimg < 0:
+    kimg = _float(stat.get("mean")) if isinstance(stat, dict) else None
+    if kimg is None or not 0 <= kimg < MAX_STEP:  # NaN fails the comparison too
         return None
     return round(kimg * 1000) // 1000
 
@@ -114,18 +126,23 @@ class _Points:
         if step is None:
             return False
         for name, stat in record.items():
-            if isinstance(stat, dict) and _number(stat.get("mean")) and stat.get("num") != 0:
-                self.add(name, step, stat["mean"])
+            mean = _float(stat.get("mean")) if isinstance(stat, dict) else None
+            if mean is not None and stat.get("num") != 0:
+                self.add(name, step, mean)
         return True
 
     def add_metric(self, record: dict[str, Any]) -> bool:
         """Each result as `Metrics/<name>` at its snapshot's kimg. False: unusable."""
         results, snapshot = record.get("results"), record.get("snapshot_pkl")
         found = _SNAPSHOT.search(snapshot) if isinstance(snapshot, str) else None
-        if found is None or not isinstance(results, dict) or not all(_number(v) for v in results.values()):
+        step = _step(found[1]) if found else None
+        if step is None or not isinstance(results, dict):
             return False
-        for name, value in results.items():
-            self.add(METRIC_PREFIX + name, int(found[1]), value)
+        values = {name: _float(value) for name, value in results.items()}
+        if None in values.values():
+            return False
+        for name, value in values.items():
+            self.add(METRIC_PREFIX + name, step, value)
         return True
 
     def series(self) -> Series:
@@ -143,7 +160,8 @@ def _image_tag(name: str) -> tuple[str, int] | None:
     if name in FIXED_IMAGES:
         return FIXED_IMAGES[name], 0
     found = _FAKES_FILE.match(name)
-    return (FAKES_TAG, int(found[1])) if found else None
+    step = _step(found[1]) if found else None
+    return None if step is None else (FAKES_TAG, step)
 
 
 def _png_complete(path: Path) -> bool:
