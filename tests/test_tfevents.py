@@ -11,6 +11,7 @@ import io
 import struct
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from ganterm.sources import tfevents as tfevents_module
 from ganterm.sources import tfevents_decode, tfevents_fast
 from ganterm.sources.logbatch import LogBatch
 from ganterm.sources.tfevents import TfeventsReader, find_event_runs
-from ganterm.sources.tfrecords import read_span
+from ganterm.sources.tfrecords import masked_crc, read_span
 
 tensorboardX = pytest.importorskip("tensorboardX")
 from tensorboardX.event_file_writer import EventsWriter  # noqa: E402
@@ -394,3 +395,29 @@ def test_a_scalar_tensor_whose_raw_bytes_are_no_whole_number_is_skipped_and_coun
     shown = read_all(TfeventsReader(tmp_path))
     assert shown.points == {"loss/D": [(2, 0.5)]}
     assert shown.skipped == {"scalars": 2} and shown.bad_records == 0
+
+
+def test_a_piece_of_garbage_reads_its_own_bytes_and_not_the_rest_of_the_file(tmp_path: Path):
+    """Its last bytes look like the start of a record; their length, unchecked, would have it read on to the end."""
+    path = tmp_path / "events.out.tfevents.x"
+    path.write_bytes(np.random.default_rng(0).bytes(3 << 20))
+    for start in range(0, 64 << 10, 16 << 10):
+        tracemalloc.start()
+        found = read_span(path, start, start + (16 << 10))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert found.starts == [] and found.bad == 1
+        assert peak < 8 << 20
+
+
+def test_a_record_whose_checked_length_runs_past_the_end_of_the_file_is_waited_for_without_reading_on(tmp_path: Path):
+    """A header that checks out, saying a gigabyte: the piece it starts in reads no more than the file holds."""
+    path = write_scalars(tmp_path, range(1, 30), tags=("loss",))
+    length = struct.pack("<Q", 1 << 30)
+    path.write_bytes(path.read_bytes() + length + struct.pack("<I", masked_crc(length)) + b"the data, never written")
+    tracemalloc.start()
+    found = read_span(path, 0, path.stat().st_size - 20)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (len(found.starts), found.bad) == (30, 0)
+    assert peak < 1 << 20

@@ -18,6 +18,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -225,20 +226,35 @@ def read_span(path: Path, start: int, end: int) -> Scan:
         buf = memoryview(handle.read(end - start))
         found = scan(buf, 0 if start == 0 else record_start(buf, 0, CHAIN))
         if found.stop < len(buf):  # a record that starts here and ends past `end`
-            handle.seek(start + found.stop)
-            header = handle.read(HEADER)
-            if len(header) == HEADER:
-                handle.seek(start + len(buf))
-                past = found.stop + HEADER + min(_length(header, 0)[0], MAX_RECORD) + FOOTER - len(buf)
-                whole = memoryview(bytes(buf) + handle.read(past))
-                size = record_size(whole, found.stop)
-                if size > 0:
-                    found.buf = whole
-                    found.starts.append(found.stop + HEADER)
-                    found.ends.append(found.stop + size - FOOTER)
-                elif size < 0 and not found.in_corrupt:
-                    found.bad += 1
+            _read_last_record(handle, start, found)
     return found
+
+
+def _read_last_record(handle: BinaryIO, start: int, found: Scan) -> None:
+    """Adds the record that starts at `found.stop` and ends past the buffer, read from `handle` (at `start`).
+
+    Its length is trusted only once its header checks out, and read only when the file holds it all: garbage
+    would have it read up to MAX_RECORD bytes.
+    """
+    handle.seek(start + found.stop)
+    header = memoryview(handle.read(HEADER))
+    if len(header) < HEADER:
+        return
+    if record_size(header, 0) < 0:
+        found.bad += not found.in_corrupt
+        return
+    record_end = start + found.stop + HEADER + _length(header, 0)[0] + FOOTER
+    if os.fstat(handle.fileno()).st_size < record_end:
+        return  # still being written
+    handle.seek(start + len(found.buf))
+    whole = memoryview(bytes(found.buf) + handle.read(record_end - start - len(found.buf)))
+    size = record_size(whole, found.stop)
+    if size > 0:
+        found.buf = whole
+        found.starts.append(found.stop + HEADER)
+        found.ends.append(found.stop + size - FOOTER)
+    elif not found.in_corrupt:
+        found.bad += 1
 
 
 class RecordTail:
