@@ -421,3 +421,17 @@ def test_a_record_whose_checked_length_runs_past_the_end_of_the_file_is_waited_f
     tracemalloc.stop()
     assert (len(found.starts), found.bad) == (30, 0)
     assert peak < 1 << 20
+
+
+def test_a_file_of_garbage_named_as_an_event_file_is_passed_over_in_moments_and_counted(tmp_path: Path):
+    """8 MB of random bytes: no record anywhere, the newest-first search looks back through all of it."""
+    (tmp_path / "events.out.tfevents.x").write_bytes(np.random.default_rng(1).bytes(8 << 20))
+    reader = TfeventsReader(tmp_path)
+    began = time.monotonic()
+    shown = Shown()
+    shown.apply(reader.poll())
+    assert time.monotonic() - began < 3  # a byte at a time it took 8 s
+    read_all(reader, shown)
+    reader.close()
+    assert shown.points == {} and shown.images == []
+    assert shown.bad_records >= 1

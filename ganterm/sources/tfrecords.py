@@ -32,6 +32,8 @@ FOOTER = 4  # the data's checksum
 MAX_RECORD = 1 << 31  # a length past this is no record's: garbage whose bytes happened to pass the header's checksum
 SAMPLE = 64  # records walked one at a time before their lengths are looked at for a cycle
 FIRST_STRETCH = 256  # records predicted from a cycle at first; doubled each time a prediction holds
+SEARCH_BLOCK = 256  # positions whose headers are checked at once where a record is looked for, at first
+MAX_SEARCH_BLOCK = 1 << 20  # and at most, each block twice the last
 CHAIN = 3  # records that must check out in a row where a boundary is looked for in the middle of a file
 
 _length = struct.Struct("<Q").unpack_from
@@ -66,22 +68,42 @@ def record_start(buf: memoryview, pos: int, chain: int = 1) -> int:
     """The first position from `pos` where `chain` records in a row check out, or a record still being written.
 
     A chain may end early at the end of `buf`; a position whose record is not all there yet cannot be
-    judged and is returned, to be read again once it is. Past the last position, `len(buf)`.
+    judged and is returned, to be read again once it is. Past the last position, `len(buf)`. Only the
+    positions whose header checks out are looked at one at a time, found a block at a time (`_headers`):
+    a byte at a time, a file of garbage took a second per megabyte.
     """
-    end = len(buf)
-    while pos < end:
-        at, checked = pos, 0
-        while checked < chain and at < end:
-            size = record_size(buf, at)
-            if size < 0:
-                break
-            checked, at = checked + 1, at + size
-            if size == 0:
-                return pos
-        else:
-            return pos
-        pos += 1
-    return end
+    data = np.frombuffer(buf, dtype=np.uint8)
+    last, block = len(buf) - HEADER, SEARCH_BLOCK
+    while pos <= last:
+        count = min(block, last + 1 - pos)
+        for candidate in _headers(data, pos, count).tolist():
+            if _chain_holds(buf, candidate, chain):
+                return candidate
+        pos, block = pos + count, min(block * 2, MAX_SEARCH_BLOCK)
+    return min(pos, len(buf))
+
+
+def _chain_holds(buf: memoryview, pos: int, chain: int) -> bool:
+    """`chain` records in a row check out from `pos`, or as many as there are before one still being written."""
+    for _ in range(chain):
+        if pos >= len(buf):
+            return True
+        size = record_size(buf, pos)
+        if size <= 0:
+            return size == 0
+        pos += size
+    return True
+
+
+def _headers(data: np.ndarray, first: int, count: int) -> np.ndarray:
+    """Of the `count` positions from `first`, those whose first 8 bytes' masked CRC-32C follows them."""
+    crc = np.full(count, 0xFFFFFFFF, dtype=np.uint32)
+    for index in range(8):
+        crc = _CRC_TABLE[(crc ^ data[first + index : first + index + count]) & 0xFF] ^ (crc >> 8)
+    stored = np.zeros(count, dtype=np.uint32)
+    for index in range(4):
+        stored |= data[first + 8 + index : first + 8 + index + count].astype(np.uint32) << np.uint32(8 * index)
+    return first + np.flatnonzero(_masked(crc ^ np.uint32(0xFFFFFFFF)) == stored)
 
 
 @dataclass
