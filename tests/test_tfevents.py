@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from ganterm.errors import UserError
@@ -435,3 +437,61 @@ def test_a_file_of_garbage_named_as_an_event_file_is_passed_over_in_moments_and_
     reader.close()
     assert shown.points == {} and shown.images == []
     assert shown.bad_records >= 1
+
+
+def events_file_bytes(folder: Path, events: list[Event]) -> bytes:
+    """The bytes tensorboardX's writer writes for `events`, after its file_version event (its file then removed)."""
+    writer = EventsWriter(str(folder / "written"))
+    for event in events:
+        writer.write_event(event)
+    writer.close()
+    written = Path(writer._file_name)
+    data = written.read_bytes()
+    written.unlink()
+    return data
+
+
+def torn_reads(folder: Path, data: bytes, cuts: list[int]) -> Shown:
+    """The file written up to each cut in turn, the reader polled after each, then after the whole of it."""
+    path = folder / "events.out.tfevents.1.host"
+    path.write_bytes(b"")
+    reader, shown = TfeventsReader(folder), Shown()
+    written = 0
+    for cut in [*sorted(cuts), len(data)]:
+        with path.open("ab") as handle:
+            handle.write(data[written:cut])
+        written = max(written, cut)
+        shown.apply(reader.poll())
+    reader.close()
+    return shown
+
+
+TORN_TAGS = ("loss/D", "D(x)", "t" * 130)  # the last one too long for the bulk decoder: the protobuf classes read it
+
+
+def test_a_record_torn_at_any_byte_between_two_polls_gives_each_point_once(tmp_path: Path):
+    events = [scalar_event(tag, step, step + index / 4) for step in (1, 2, 300) for index, tag in enumerate(TORN_TAGS)]
+    data = events_file_bytes(tmp_path, events)
+    expected = {tag: [(step, step + index / 4) for step in (1, 2, 300)] for index, tag in enumerate(TORN_TAGS)}
+    for cut in range(len(data) + 1):
+        folder = tmp_path / f"cut{cut}"
+        folder.mkdir()
+        shown = torn_reads(folder, data, [cut])
+        assert (shown.points, shown.bad_records) == (expected, 0), cut
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=12, unique=True).map(sorted),
+    tags=st.lists(st.sampled_from((*TORN_TAGS, "", "é/ü", "Loss_D")), min_size=1, max_size=3, unique=True),
+    cuts=st.lists(st.floats(0, 1), max_size=6),
+)
+def test_points_arrive_exactly_once_however_the_file_is_torn_between_polls(tmp_path: Path, steps, tags, cuts):
+    """Any steps (0 is not written at all, the largest take nine bytes), any tags, the file cut anywhere."""
+    folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    events = [scalar_event(tag, step, float(step % 1000)) for step in steps for tag in tags]
+    data = events_file_bytes(folder, events)
+    shown = torn_reads(folder, data, [int(cut * len(data)) for cut in cuts])
+    assert shown.points == {tag: [(step, float(step % 1000)) for step in steps] for tag in tags}
+    assert shown.bad_records == 0
