@@ -495,3 +495,34 @@ def test_points_arrive_exactly_once_however_the_file_is_torn_between_polls(tmp_p
     shown = torn_reads(folder, data, [int(cut * len(data)) for cut in cuts])
     assert shown.points == {tag: [(step, float(step % 1000)) for step in steps] for tag in tags}
     assert shown.bad_records == 0
+
+
+def test_a_record_said_to_be_longer_than_the_file_is_waited_for_without_rereading_the_file_each_poll(tmp_path: Path):
+    """A checked header saying 256 MB, then 20 MB: what follows it is not read again and again at every poll."""
+    path = write_scalars(tmp_path, range(1, 30), tags=("loss",))
+    length = struct.pack("<Q", 256 << 20)
+    with path.open("ab") as handle:
+        handle.write(length + struct.pack("<I", masked_crc(length)) + bytes(20 << 20))
+    reader = TfeventsReader(tmp_path)
+    shown = Shown()
+    shown.apply(reader.poll())
+    shown.apply(reader.poll())  # reads on to the long record's header
+    tracemalloc.start()
+    for _ in range(3):
+        shown.apply(reader.poll())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    reader.close()
+    assert shown.steps("loss") == list(range(1, 30)) and shown.bad_records == 0
+    assert peak < 1 << 20
+
+
+def test_a_record_longer_than_a_polls_read_arrives_once_it_is_all_written(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(tfevents_module, "READ_BYTES", 64 << 10)
+    picture = np.random.default_rng(2).bytes(300 << 10)
+    image = Summary.Image(height=1, width=1, colorspace=3, encoded_image_string=picture)
+    big = Event(step=2, summary=Summary(value=[Summary.Value(tag="fake", image=image)]))
+    data = events_file_bytes(tmp_path, [scalar_event("loss", 1, 1.0), big, scalar_event("loss", 3, 3.0)])
+    shown = torn_reads(tmp_path, data, [100 << 10, 200 << 10, len(data) - 40])
+    assert shown.points == {"loss": [(1, 1.0), (3, 3.0)]} and shown.bad_records == 0
+    assert shown.images == [("fake", 2, picture)]

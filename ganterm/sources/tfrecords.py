@@ -290,6 +290,7 @@ class RecordTail:
         self.offset = offset
         self.behind = False  # the last read stopped at its limit, not at the end of the file
         self._in_corrupt = False
+        self._whole_at = 0  # the file size at which a long record still being written at `offset` is all there
         self._identity = _identity(path)
 
     def replaced(self) -> bool:
@@ -306,20 +307,26 @@ class RecordTail:
         """The next whole records, about `max_bytes` of them (more when a single record is larger)."""
         if self._identity is None:
             self._identity = _identity(self.path)
-        chunk = max_bytes
-        while True:
-            try:
-                with open(self.path, "rb") as handle:
+        try:
+            with open(self.path, "rb") as handle:
+                file_size = os.fstat(handle.fileno()).st_size
+                if file_size < self._whole_at:
+                    return Scan()
+                handle.seek(self.offset)
+                buf = memoryview(handle.read(max_bytes))
+                found = scan(buf, in_corrupt=self._in_corrupt)
+                if found.stop == 0 and len(buf) == max_bytes:  # one record, checked header and all, past max_bytes
+                    self._whole_at = self.offset + HEADER + _length(buf, 0)[0] + FOOTER
+                    if file_size < self._whole_at:  # not all written yet: read again once it is
+                        self.behind = False
+                        return Scan()
                     handle.seek(self.offset)
-                    buf = memoryview(handle.read(chunk))
-            except FileNotFoundError:
-                return Scan()
-            found = scan(buf, in_corrupt=self._in_corrupt)
-            if found.stop > 0 or len(buf) < chunk:
-                break
-            chunk *= 2  # one record larger than a chunk
+                    buf = memoryview(handle.read(self._whole_at - self.offset))
+                    found = scan(buf, in_corrupt=self._in_corrupt)
+        except FileNotFoundError:
+            return Scan()
+        self.behind = self.offset + len(buf) < file_size
         self.offset += found.stop
-        self.behind = len(buf) == chunk
         self._in_corrupt = found.in_corrupt
         return found
 
