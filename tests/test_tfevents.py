@@ -526,3 +526,28 @@ def test_a_record_longer_than_a_polls_read_arrives_once_it_is_all_written(tmp_pa
     shown = torn_reads(tmp_path, data, [100 << 10, 200 << 10, len(data) - 40])
     assert shown.points == {"loss": [(1, 1.0), (3, 3.0)]} and shown.bad_records == 0
     assert shown.images == [("fake", 2, picture)]
+
+
+def test_an_event_file_that_cannot_be_opened_is_said_once_and_the_others_are_read(tmp_path: Path, monkeypatch):
+    """Another user's file, mode 0600, in a shared folder (tests run as root too, so open itself refuses here)."""
+    write_scalars(tmp_path / "a", range(1, 4))
+    locked = write_scalars(tmp_path / "b", range(1, 4), tags=("hidden",))
+    for path in (tmp_path / "a").iterdir():
+        path.rename(tmp_path / path.name)
+    locked = locked.rename(tmp_path / (locked.name + ".locked"))
+    real_open = open
+
+    def refusing_open(file, *args, **kwargs):
+        if Path(file) == locked:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    reader = TfeventsReader(tmp_path)
+    first, second = reader.poll(), reader.poll()
+    reader.close()
+    assert sorted(first.scalars) == ["loss/D", "loss/G"]
+    assert [line for line in first.log_lines if locked.name in line] == [
+        f"{locked.name} cannot be read (permission denied): it is left out."
+    ]
+    assert second.log_lines == []

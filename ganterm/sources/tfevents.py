@@ -45,8 +45,19 @@ def event_files(folder: Path) -> list[Path]:
     """The event files directly in `folder`, in TensorBoard's order: by name (it starts with the creation time)."""
     try:
         return sorted(path for path in folder.iterdir() if is_event_file(path))
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # gone, not a folder, or not ours to read
         return []
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why an event file cannot be opened (another user's, mode 0600), or None when it can be or is gone."""
+    try:
+        with open(path, "rb"):
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return (error.strerror or type(error).__name__).lower()
 
 
 def find_event_runs(path: Path) -> list[Path]:
@@ -100,12 +111,14 @@ class TfeventsReader:
         self._tails: dict[Path, RecordTail] = {}
         self._history: SpanHistory[EventPiece] | None = None
         self._history_spans: list[tuple[Path, int, int]] = []  # the history, until the first poll has read the rest
+        self._refused: set[Path] = set()  # files that could not be opened, said once each
+        self._notes: list[str] = []  # what to say in the next poll's log lines
         self._open()
 
     def _open(self) -> None:
         """Starts reading the folder's files as they are now: a long run's newest steps first."""
         self._decoder = EventDecoder()
-        files = event_files(self.folder)
+        files = self._new_files()
         sizes = {path: _size(path) for path in files}
         spans: list[tuple[Path, int, int]] = []
         if files and sum(sizes.values()) > NEWEST_FIRST_BYTES:
@@ -121,14 +134,14 @@ class TfeventsReader:
         self._history_spans = spans
 
     def poll(self) -> LogBatch:
-        batch = LogBatch()
+        batch = LogBatch(log_lines=self._notes)
+        self._notes = []
         if any(tail.replaced() for tail in self._tails.values()):
             self.close()
             self._open()
             batch.reset = True
-        for path in event_files(self.folder):
-            if path not in self._tails:
-                self._tails[path] = RecordTail(path)
+        for path in self._new_files():
+            self._tails[path] = RecordTail(path)
         decoded = Decoded()
         for path in sorted(self._tails):
             found = self._tails[path].read(READ_BYTES)
@@ -152,6 +165,20 @@ class TfeventsReader:
             self._history is not None and self._history.pending
         )
         return batch
+
+    def _new_files(self) -> list[Path]:
+        """The folder's event files not followed yet that can be opened; one that cannot is said once, left out."""
+        found = []
+        for path in event_files(self.folder):
+            if path in self._tails:
+                continue
+            why = _unreadable(path)
+            if why is None:
+                found.append(path)
+            elif path not in self._refused:
+                self._refused.add(path)
+                self._notes.append(f"{path.name} cannot be read ({why}): it is left out.")
+        return found
 
     def close(self) -> None:
         """Stops the helper processes still decoding the history."""

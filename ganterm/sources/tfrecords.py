@@ -323,7 +323,7 @@ class RecordTail:
                     handle.seek(self.offset)
                     buf = memoryview(handle.read(self._whole_at - self.offset))
                     found = scan(buf, in_corrupt=self._in_corrupt)
-        except FileNotFoundError:
+        except OSError:  # gone, or no longer ours to read: nothing new
             return Scan()
         self.behind = self.offset + len(buf) < file_size
         self.offset += found.stop
