@@ -551,3 +551,19 @@ def test_an_event_file_that_cannot_be_opened_is_said_once_and_the_others_are_rea
         f"{locked.name} cannot be read (permission denied): it is left out."
     ]
     assert second.log_lines == []
+
+
+def test_a_history_piece_whose_file_is_gone_by_the_time_it_is_read_is_left_out_not_waited_for(tmp_path: Path):
+    """The helper fails on it and so does the viewer's own try: the history still comes to an end."""
+    kept = write_scalars(tmp_path, range(1, 30), tags=("loss",))
+    history = history_module.SpanHistory(
+        [(tmp_path / "gone", 0, 100), (kept, 0, kept.stat().st_size)], tfevents_module.parse_span
+    )
+    deadline = time.monotonic() + 10
+    pieces = []
+    while history.pending and time.monotonic() < deadline:
+        pieces += history.ready()
+        time.sleep(0.01)
+    finished = not history.pending
+    history.close()
+    assert finished and [sorted(piece.scalars) for piece in pieces] == [["loss"]]
