@@ -237,6 +237,28 @@ class TestOutOfRange:
         assert "reals.png" in names and f"fakes{far}.png" not in names
 
 
+def test_files_that_cannot_be_opened_are_said_once_and_the_rest_is_read(tmp_path: Path, monkeypatch):
+    """Another user's files, mode 0600 (tests run as root too, so open itself refuses here)."""
+    write_stylegan_folder(tmp_path, ticks=3)
+    refused = {tmp_path / "metric-fid50k_full.jsonl", tmp_path / "log.txt"}
+    real_open = open
+
+    def refusing_open(file, *args, **kwargs):
+        if Path(file) in refused:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    reader = StyleganReader(tmp_path)
+    first, second = reader.poll(), reader.poll()
+    assert steps(first, "Loss/G/loss") == [0, 4, 8] and "Metrics/fid50k_full" not in first.scalars
+    assert sorted(first.log_lines) == [
+        "log.txt cannot be read (permission denied): it is left out.",
+        "metric-fid50k_full.jsonl cannot be read (permission denied): it is left out.",
+    ]
+    assert second.log_lines == []
+
+
 class TestFinding:
     def test_a_training_folder_is_itself(self, tmp_path: Path):
         write_stylegan_folder(tmp_path / "00003-cifar", ticks=1)

@@ -18,15 +18,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 
-from ganterm.run.jsonl import JsonlTail
+from ganterm.run.jsonl import JsonlTail, TextTail
 from ganterm.sources.follow import file_stamp, log_tail
-from ganterm.sources.logbatch import LogBatch, LogImage, Series
+from ganterm.sources.logbatch import LogBatch, LogImage, Series, unreadable_note
 
 STATS_FILE = "stats.jsonl"
 OPTIONS_FILE = "training_options.json"
@@ -39,6 +40,7 @@ FAKES_TAG = "fakes"
 _FAKES_FILE = re.compile(r"^fakes(\d+)\.png$")
 _METRIC_FILE = re.compile(r"^metric-.+\.jsonl$")
 _SNAPSHOT = re.compile(r"network-snapshot-(\d+)\.pkl$")
+T = TypeVar("T")
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, the last bytes of every whole PNG
 MAX_STEP = 2**63 - 1  # steps are int64: a kimg past it (a garbled line, a hand-named file) is no step
 
@@ -187,13 +189,16 @@ class StyleganReader:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._refused: set[Path] = set()  # files that could not be opened, said once each
+        self._notes: list[str] = []  # what to say in the next poll's log lines
         self._start()
 
     def _start(self) -> None:
         """Everything unread: at first, and after the run was restarted in the same folder."""
         self._stats = JsonlTail(self.folder / STATS_FILE, loads=_loads)
         self._metrics: dict[str, JsonlTail] = {}
-        self._log = log_tail(self.folder / LOG_FILE)
+        log = self.folder / LOG_FILE
+        self._log = self._opened(log, lambda: log_tail(log), lambda: TextTail(log))
         self._images_shown: set[str] = set()
         self._options_stamp: tuple[int, int] | None = None
 
@@ -216,22 +221,33 @@ class StyleganReader:
         tails = [self._stats, *self._metrics.values()]
         bad_before = sum(tail.bad_lines for tail in tails)
         points = _Points()
-        unusable = sum(not points.add_tick(record) for record in self._stats.read())
+        unusable = sum(not points.add_tick(record) for record in self._opened(self._stats.path, self._stats.read, list))
         for tail in self._metrics.values():
-            unusable += sum(not points.add_metric(record) for record in tail.read())
+            unusable += sum(not points.add_metric(record) for record in self._opened(tail.path, tail.read, list))
         batch = LogBatch(
             scalars=points.series(),
             images=self._new_images(names),
             bad_records=unusable + sum(tail.bad_lines for tail in tails) - bad_before,
             reset=any(tail.reset for tail in tails),
-            log_lines=self._log.read(),
+            log_lines=self._opened(self._log.path, self._log.read, list),
         )
+        batch.log_lines[:0], self._notes = self._notes, []
         options = self.folder / OPTIONS_FILE
         stamp = file_stamp(options)
         if stamp != self._options_stamp:
             self._options_stamp = stamp
             batch.config = _read_options(options)
         return batch
+
+    def _opened(self, path: Path, read: Callable[[], T], otherwise: Callable[[], T]) -> T:
+        """What `read` gives; when `path` cannot be opened, what `otherwise` gives, and one sentence, said once."""
+        try:
+            return read()
+        except OSError as error:  # one that is gone is nothing new to its tail: this is one that is not ours
+            if path not in self._refused:
+                self._refused.add(path)
+                self._notes.append(unreadable_note(path, error))
+            return otherwise()
 
     def _new_images(self, names: list[str]) -> list[LogImage]:
         """Grids not handed out yet, each once it is whole."""

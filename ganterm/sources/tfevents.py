@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from ganterm.sources.columns import in_step_order, merge_columns
 from ganterm.sources.history import CHUNK_BYTES, SpanHistory
-from ganterm.sources.logbatch import LogBatch, LogImage, Series
+from ganterm.sources.logbatch import LogBatch, LogImage, Series, unreadable_note
 from ganterm.sources.tfevents_decode import Decoded, EventDecoder, require_extra
 from ganterm.sources.tfrecords import CHAIN, HEADER, RecordTail, read_span, record_start
 
@@ -49,7 +49,7 @@ def event_files(folder: Path) -> list[Path]:
         return []
 
 
-def _unreadable(path: Path) -> str | None:
+def _open_error(path: Path) -> OSError | None:
     """Why an event file cannot be opened (another user's, mode 0600), or None when it can be or is gone."""
     try:
         with open(path, "rb"):
@@ -57,7 +57,7 @@ def _unreadable(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as error:
-        return (error.strerror or type(error).__name__).lower()
+        return error
 
 
 def find_event_runs(path: Path) -> list[Path]:
@@ -172,12 +172,12 @@ class TfeventsReader:
         for path in event_files(self.folder):
             if path in self._tails:
                 continue
-            why = _unreadable(path)
-            if why is None:
+            error = _open_error(path)
+            if error is None:
                 found.append(path)
             elif path not in self._refused:
                 self._refused.add(path)
-                self._notes.append(f"{path.name} cannot be read ({why}): it is left out.")
+                self._notes.append(unreadable_note(path, error))
         return found
 
     def close(self) -> None:
