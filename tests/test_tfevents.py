@@ -567,3 +567,19 @@ def test_a_history_piece_whose_file_is_gone_by_the_time_it_is_read_is_left_out_n
     finished = not history.pending
     history.close()
     assert finished and [sorted(piece.scalars) for piece in pieces] == [["loss"]]
+
+
+def test_a_long_run_whose_file_is_replaced_shows_the_new_files_newest_steps_first_again(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 3_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 5_000)
+    path = write_scalars(tmp_path / "first", range(200), tags=("loss",))
+    path.rename(tmp_path / path.name)
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    replacement = write_scalars(tmp_path / "second", range(300), tags=("loss",))
+    replacement.replace(tmp_path / path.name)
+    after = shown.apply(reader.poll())
+    assert after.reset and after.more and 0 < len(shown.steps("loss")) < 100 and shown.steps("loss")[-1] == 299
+    read_all(reader, shown)
+    reader.close()
+    assert shown.steps("loss") == list(range(300))

@@ -118,6 +118,7 @@ class TfeventsReader:
     def _open(self) -> None:
         """Starts reading the folder's files as they are now: a long run's newest steps first."""
         self._decoder = EventDecoder()
+        self._tails = {}
         files = self._new_files()
         sizes = {path: _size(path) for path in files}
         spans: list[tuple[Path, int, int]] = []
