@@ -79,6 +79,18 @@ class TestWhatIsRead:
         (tmp_path / "training_options.json").write_text(whole)
         assert reader.poll().config == folder.options
 
+    def test_an_options_file_far_larger_than_any_runs_settings_is_not_read_and_said_once(self, tmp_path: Path):
+        """train.py writes a few kilobytes; a file of megabytes there is something else, and is not loaded."""
+        write_stylegan_folder(tmp_path, ticks=1)
+        (tmp_path / "training_options.json").write_text(json.dumps({"padding": "x" * (2 << 20)}))
+        reader = StyleganReader(tmp_path)
+        first = reader.poll()
+        assert first.config is None and steps(first, "Loss/G/loss") == [0]
+        assert [line for line in first.log_lines if "training_options.json" in line] == [
+            "training_options.json is 2.1 MB, more than a run's settings: it is not read."
+        ]
+        assert reader.poll().log_lines == []
+
     def test_log_lines_arrive_once_each(self, tmp_path: Path):
         folder = write_stylegan_folder(tmp_path, ticks=1)
         reader = StyleganReader(tmp_path)

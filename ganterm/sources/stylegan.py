@@ -32,6 +32,7 @@ from ganterm.sources.logbatch import LogBatch, LogImage, Series, unreadable_note
 STATS_FILE = "stats.jsonl"
 OPTIONS_FILE = "training_options.json"
 LOG_FILE = "log.txt"
+OPTIONS_LIMIT = 1 << 20  # train.py writes a few kilobytes: a file larger than this is not a run's settings
 SEARCH_DEPTH = 2  # a results folder of runs (`00000-ffhq-...`), or a folder of such results folders
 STEP_STAT = "Progress/kimg"
 METRIC_PREFIX = "Metrics/"
@@ -231,12 +232,17 @@ class StyleganReader:
             reset=any(tail.reset for tail in tails),
             log_lines=self._opened(self._log.path, self._log.read, list),
         )
-        batch.log_lines[:0], self._notes = self._notes, []
         options = self.folder / OPTIONS_FILE
         stamp = file_stamp(options)
-        if stamp != self._options_stamp:
-            self._options_stamp = stamp
+        if stamp is not None and stamp[1] > OPTIONS_LIMIT:
+            if self._options_stamp is None or self._options_stamp[1] <= OPTIONS_LIMIT:
+                self._notes.append(
+                    f"{OPTIONS_FILE} is {stamp[1] / 1e6:.1f} MB, more than a run's settings: it is not read."
+                )
+        elif stamp != self._options_stamp:
             batch.config = _read_options(options)
+        self._options_stamp = stamp
+        batch.log_lines[:0], self._notes = self._notes, []
         return batch
 
     def _opened(self, path: Path, read: Callable[[], T], otherwise: Callable[[], T]) -> T:
