@@ -26,7 +26,7 @@ from ganterm.sources import tfevents as tfevents_module
 from ganterm.sources import tfevents_decode, tfevents_fast
 from ganterm.sources.logbatch import LogBatch
 from ganterm.sources.tfevents import TfeventsReader, find_event_runs
-from ganterm.sources.tfrecords import masked_crc, read_span
+from ganterm.sources.tfrecords import masked_crc, read_span, scan
 
 tensorboardX = pytest.importorskip("tensorboardX")
 from tensorboardX.event_file_writer import EventsWriter  # noqa: E402
@@ -583,3 +583,41 @@ def test_a_long_run_whose_file_is_replaced_shows_the_new_files_newest_steps_firs
     read_all(reader, shown)
     reader.close()
     assert shown.steps("loss") == list(range(300))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(
+        st.tuples(
+            st.integers(-(2**63), 2**63 - 1),
+            st.text(max_size=140),
+            st.floats(width=32),
+            st.sampled_from([0.0, 1.7e9]),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_bulk_decoder_agrees_with_the_protobuf_classes_on_any_scalar_event(tmp_path: Path, events):
+    """Any step (negative ones take ten bytes), any tag (empty, non-ASCII, past one length byte), NaN, no time."""
+    folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    data = events_file_bytes(
+        folder,
+        [
+            Event(step=step, wall_time=wall_time, summary=Summary(value=[Summary.Value(tag=tag, simple_value=value)]))
+            for step, tag, value, wall_time in events
+        ],
+    )
+    found = scan(memoryview(data))
+    decoded = {}
+    for fast in (True, False):
+        tfevents_decode.FAST_SCALARS = fast
+        try:
+            into = tfevents_decode.Decoded()
+            tfevents_decode.EventDecoder().decode(found, into)
+        finally:
+            tfevents_decode.FAST_SCALARS = True
+        decoded[fast] = {tag: (s.tolist(), v.view(np.uint64).tolist()) for tag, (s, v) in into.series().items()}
+    assert decoded[True] == decoded[False]
+    assert sum(len(steps) for steps, _ in decoded[True].values()) == len(events)
