@@ -386,17 +386,21 @@ def test_events_that_hold_no_summary_are_counted_by_kind_but_each_files_version_
 
 
 def test_a_scalar_tensor_whose_raw_bytes_are_no_whole_number_is_skipped_and_counted(tmp_path: Path):
-    """Three bytes of float32 content, or eight for one float32: counted under the plugin, the others still read."""
+    """Three bytes of float32 content, eight for one float32, a half float's bits out of range: counted under the
+    plugin, the others still read."""
     scalars = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="scalars"))
     writer = EventsWriter(str(tmp_path / "events"))
     for content in (b"\x00\x01\x02", struct.pack("<2f", 1.0, 2.0)):
         value = Summary.Value(tag="odd", tensor=TensorProto(dtype=1, tensor_content=content), metadata=scalars)
         writer.write_event(Event(step=1, summary=Summary(value=[value])))
+    for bits in (70000, -1):  # a half float's 16 bits, listed in an int32 that holds no such bits
+        value = Summary.Value(tag="half", tensor=TensorProto(dtype=19, half_val=[bits]), metadata=scalars)
+        writer.write_event(Event(step=1, summary=Summary(value=[value])))
     writer.write_event(scalar_event("loss/D", 2, 0.5))
     writer.close()
     shown = read_all(TfeventsReader(tmp_path))
     assert shown.points == {"loss/D": [(2, 0.5)]}
-    assert shown.skipped == {"scalars": 2} and shown.bad_records == 0
+    assert shown.skipped == {"scalars": 4} and shown.bad_records == 0
 
 
 def test_a_piece_of_garbage_reads_its_own_bytes_and_not_the_rest_of_the_file(tmp_path: Path):

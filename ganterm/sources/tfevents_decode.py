@@ -208,7 +208,8 @@ def tensor_scalar(tensor: Any) -> float | None:
     if len(numbers) != 1:
         return None
     if dtype is np.float16:  # listed as the 16 bits in an int
-        return float(np.array(numbers[0], dtype=np.uint16).view(np.float16))
+        bits = numbers[0]
+        return float(np.array(bits, dtype=np.uint16).view(np.float16)) if 0 <= bits <= 0xFFFF else None
     return float(numbers[0])
 
 
