@@ -625,3 +625,17 @@ def test_the_bulk_decoder_agrees_with_the_protobuf_classes_on_any_scalar_event(t
         decoded[fast] = {tag: (s.tolist(), v.view(np.uint64).tolist()) for tag, (s, v) in into.series().items()}
     assert decoded[True] == decoded[False]
     assert sum(len(steps) for steps, _ in decoded[True].values()) == len(events)
+
+
+def test_a_file_whose_end_holds_no_record_is_read_from_its_start_not_searched_back_through(tmp_path: Path, monkeypatch):
+    """Zeros at the end (a crash left a sparse tail): no boundary within the search's reach, so no newest-first."""
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 1_000)
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_SEARCH", 4_000)
+    path = write_scalars(tmp_path, range(1, 2000), tags=("loss",))
+    with path.open("ab") as handle:
+        handle.write(bytes(5_000))
+    reader = TfeventsReader(tmp_path)
+    first = reader.poll()
+    reader.close()
+    assert first.scalars["loss"][0].tolist() == list(range(1, 2000)) and not first.more
+    assert first.bad_records == 1

@@ -24,6 +24,7 @@ from ganterm.sources.tfevents_decode import Decoded, EventDecoder, require_extra
 from ganterm.sources.tfrecords import CHAIN, HEADER, RecordTail, read_span, record_start
 
 NEWEST_FIRST_BYTES = 1 << 20  # about 3,000 steps of 8 scalars: decoded in the first poll in well under a second
+NEWEST_FIRST_SEARCH = 64 << 20  # how far back a record boundary is looked for (a second); past it, read from the start
 READ_BYTES = 4 << 20  # at most this much of a file each poll: a long file appearing later fills in over a few polls
 EVENT_FILE_MARK = "tfevents"  # TensorBoard's own test for an event file's name
 
@@ -88,10 +89,12 @@ def newest_boundary(path: Path, size: int) -> int:
 
     A position is taken only with a whole header there: the last bytes of a long record still being
     written cannot be told from a record's start. When the stretch holds no boundary (it lies inside
-    one long record, a big image), the search looks four times further back, and so on.
+    one long record, a big image), the search looks four times further back, and so on, up to
+    NEWEST_FIRST_SEARCH: a file whose end holds no record (garbage, the zeros a crash leaves) is read from
+    its start, not searched through to it.
     """
     window = NEWEST_FIRST_BYTES
-    while size > window:
+    while size > window and window <= NEWEST_FIRST_SEARCH:
         with open(path, "rb") as handle:
             handle.seek(size - window)
             buf = memoryview(handle.read(window))
