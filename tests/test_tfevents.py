@@ -639,3 +639,21 @@ def test_a_file_whose_end_holds_no_record_is_read_from_its_start_not_searched_ba
     reader.close()
     assert first.scalars["loss"][0].tolist() == list(range(1, 2000)) and not first.more
     assert first.bad_records == 1
+
+
+def test_an_event_file_deleted_while_the_run_is_opened_is_nothing_to_read(tmp_path: Path, monkeypatch):
+    """Gone between the folder's listing and the search for its newest steps (a cleanup, a rotated log)."""
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 1_000)
+    path = write_scalars(tmp_path, range(1, 200), tags=("loss",))
+    measured = tfevents_module._size
+
+    def size_then_delete(file: Path) -> int:
+        size = measured(file)
+        file.unlink()
+        return size
+
+    monkeypatch.setattr(tfevents_module, "_size", size_then_delete)
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    reader.close()
+    assert not path.exists() and shown.points == {}

@@ -95,9 +95,12 @@ def newest_boundary(path: Path, size: int) -> int:
     """
     window = NEWEST_FIRST_BYTES
     while size > window and window <= NEWEST_FIRST_SEARCH:
-        with open(path, "rb") as handle:
-            handle.seek(size - window)
-            buf = memoryview(handle.read(window))
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(size - window)
+                buf = memoryview(handle.read(window))
+        except OSError:  # gone since the folder was listed: its tail finds nothing, and no history is made of it
+            return 0
         found = record_start(buf, 0, CHAIN)
         if found <= len(buf) - HEADER:
             return size - window + found
