@@ -657,3 +657,26 @@ def test_an_event_file_deleted_while_the_run_is_opened_is_nothing_to_read(tmp_pa
     shown = read_all(reader)
     reader.close()
     assert not path.exists() and shown.points == {}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    count=st.integers(1, 40),
+    corrupt=st.sets(st.integers(0, 39), max_size=8),
+    cuts=st.lists(st.floats(0, 1), max_size=5),
+)
+def test_corrupt_records_torn_between_polls_are_counted_once_a_stretch_and_the_rest_read_once(
+    tmp_path: Path, count, corrupt, cuts
+):
+    """A byte flipped in the data of some records; the file cut anywhere between polls, corrupt stretches too."""
+    folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    data = bytearray(events_file_bytes(folder, [scalar_event("loss", step, step) for step in range(1, count + 1)]))
+    ends = record_ends(bytes(data))  # the first record is the file's version
+    corrupt = {index for index in corrupt if index < count}
+    for index in corrupt:
+        data[ends[index] + 14] ^= 0xFF  # inside record index + 1's event
+    stretches = sum(1 for index in corrupt if index - 1 not in corrupt)
+    shown = torn_reads(folder, bytes(data), [int(cut * len(data)) for cut in cuts])
+    assert shown.points.get("loss", []) == [(step, step) for step in range(1, count + 1) if step - 1 not in corrupt]
+    assert shown.bad_records == stretches
