@@ -30,7 +30,7 @@ from ganterm.sources.tfrecords import masked_crc, read_span, scan
 
 tensorboardX = pytest.importorskip("tensorboardX")
 from tensorboardX.event_file_writer import EventsWriter  # noqa: E402
-from tensorboardX.proto.event_pb2 import Event  # noqa: E402
+from tensorboardX.proto.event_pb2 import Event, SessionLog  # noqa: E402
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata  # noqa: E402
 from tensorboardX.proto.tensor_pb2 import TensorProto  # noqa: E402
 
@@ -373,7 +373,6 @@ def test_a_last_record_longer_than_the_newest_stretch_is_read_and_so_is_what_fol
 
 
 def test_events_that_hold_no_summary_are_counted_by_kind_but_each_files_version_is_not(tmp_path: Path):
-    from tensorboardX.proto.event_pb2 import SessionLog
 
     writer = EventsWriter(str(tmp_path / "events"))  # writes file_version first, as every writer does
     writer.write_event(Event(step=0, wall_time=1.7e9, graph_def=b"\x0a\x00"))
@@ -680,3 +679,71 @@ def test_corrupt_records_torn_between_polls_are_counted_once_a_stretch_and_the_r
     shown = torn_reads(folder, bytes(data), [int(cut * len(data)) for cut in cuts])
     assert shown.points.get("loss", []) == [(step, step) for step in range(1, count + 1) if step - 1 not in corrupt]
     assert shown.bad_records == stretches
+
+
+def write_resumed_run(folder: Path, writer_name: str, restart: int, steps: range, value: float) -> None:
+    """A writer made with purge_step, as torch's and tensorboardX's write one: its file opens with a START."""
+    writer = EventsWriter(str(folder / writer_name))
+    writer.write_event(Event(step=restart, wall_time=1.7e9, session_log=SessionLog(status=SessionLog.START)))
+    for step in steps:
+        writer.write_event(scalar_event("loss", step, value))
+    writer.close()
+
+
+def resumed_at_50() -> list[tuple[int, float]]:
+    """What TensorBoard shows of a run logged to step 99, then resumed from step 50 with purge_step=50."""
+    return [(step, 0.0) for step in range(50)] + [(step, 2.0) for step in range(50, 80)]
+
+
+def write_first_run(folder: Path) -> None:
+    writer = EventsWriter(str(folder / "a"))
+    for step in range(100):
+        writer.write_event(scalar_event("loss", step, 0.0))
+    writer.close()
+
+
+def test_a_run_resumed_with_purge_step_drops_what_was_logged_from_that_step_on_as_tensorboard_does(tmp_path: Path):
+    write_first_run(tmp_path)
+    write_resumed_run(tmp_path, "b", 50, range(50, 80), 2.0)
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.points["loss"] == resumed_at_50()
+
+
+def test_a_run_resumed_while_watched_is_read_again_without_what_the_restart_drops(tmp_path: Path):
+    write_first_run(tmp_path)
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    write_resumed_run(tmp_path, "b", 50, range(50, 80), 2.0)
+    shown.apply(reader.poll())
+    read_all(reader, shown)
+    reader.close()
+    assert shown.points["loss"] == resumed_at_50() and shown.resets == 1
+
+
+def test_a_long_run_resumed_drops_the_same_points_from_its_history(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 1_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 1_500)
+    write_first_run(tmp_path)
+    write_resumed_run(tmp_path, "b", 50, range(50, 80), 2.0)
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    reader.close()
+    assert shown.points["loss"] == resumed_at_50()
+
+
+def test_a_resumed_writers_start_that_comes_after_its_file_appeared_makes_the_run_read_again(tmp_path: Path):
+    """torch's writer creates its file at once and flushes its first events up to two minutes later."""
+    write_first_run(tmp_path)
+    (tmp_path / "later").mkdir()
+    write_resumed_run(tmp_path / "later", "b", 50, range(50, 80), 2.0)
+    (written,) = (tmp_path / "later").iterdir()
+    data = written.read_bytes()
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    (tmp_path / written.name).write_bytes(data[: record_ends(data)[0]])  # the file's version only
+    read_all(reader, shown)
+    with (tmp_path / written.name).open("ab") as handle:
+        handle.write(data[record_ends(data)[0] :])
+    read_all(reader, shown)
+    reader.close()
+    assert shown.points["loss"] == resumed_at_50() and shown.resets == 1

@@ -51,6 +51,7 @@ _NUMBERS = {
     19: (np.float16, "half_val"),
 }
 _STRING = 7
+_SESSION_START = 1  # SessionLog.START
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF")
 
 
@@ -99,6 +100,8 @@ class Decoded:
     images: list[LogImage] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     bad: int = 0  # records whose checksums held but whose bytes are no Event
+    restarts: list[int] = field(default_factory=list)  # the steps of SessionLog START events, as a writer resumed
+    # with purge_step writes one: TensorBoard drops what was logged before it at that step or later
 
     def series(self) -> Series:
         """The points as arrays, each tag in step order (a restarted writer goes back in steps)."""
@@ -152,6 +155,8 @@ class EventDecoder:
             if what != "summary":
                 if what in _NOT_DATA:
                     skipped[_NOT_DATA[what]] += 1
+                if what == "session_log" and event.session_log.status == _SESSION_START:
+                    into.restarts.append(event.step)
                 continue
             step = event.step
             for value in event.summary.value:
