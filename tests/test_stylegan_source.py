@@ -79,6 +79,18 @@ class TestWhatIsRead:
         (tmp_path / "training_options.json").write_text(whole)
         assert reader.poll().config == folder.options
 
+    def test_an_options_file_far_larger_than_any_runs_settings_is_not_read_and_said_once(self, tmp_path: Path):
+        """train.py writes a few kilobytes; a file of megabytes there is something else, and is not loaded."""
+        write_stylegan_folder(tmp_path, ticks=1)
+        (tmp_path / "training_options.json").write_text(json.dumps({"padding": "x" * (2 << 20)}))
+        reader = StyleganReader(tmp_path)
+        first = reader.poll()
+        assert first.config is None and steps(first, "Loss/G/loss") == [0]
+        assert [line for line in first.log_lines if "training_options.json" in line] == [
+            "training_options.json is 2.1 MB, more than a run's settings: it is not read."
+        ]
+        assert reader.poll().log_lines == []
+
     def test_log_lines_arrive_once_each(self, tmp_path: Path):
         folder = write_stylegan_folder(tmp_path, ticks=1)
         reader = StyleganReader(tmp_path)
@@ -191,6 +203,72 @@ class TestFollowing:
         folder = write_stylegan_folder(tmp_path / "00000-ffhq", ticks=1)
         batch = reader.poll()
         assert steps(batch, "Loss/G/loss") == [0] and batch.config == folder.options
+
+
+def raw_tick(kimg: str, loss: str) -> str:
+    """A stats.jsonl line with its numbers written as given: JSON that json.dumps would not write."""
+    return f'{{"Progress/kimg": {{"num": 1, "mean": {kimg}}}, "Loss/G/loss": {{"num": 1, "mean": {loss}}}}}\n'
+
+
+class TestOutOfRange:
+    """Numbers no step or value can hold, as a hand-edited or garbled file may carry: passed over, never a crash."""
+
+    def test_a_tick_whose_kimg_is_past_any_step_is_counted_and_the_others_read(self, tmp_path: Path):
+        folder = write_stylegan_folder(tmp_path, ticks=1)
+        with open(tmp_path / "stats.jsonl", "a") as handle:
+            for kimg in ("1e20", "1e300", "9" * 400):
+                handle.write(raw_tick(kimg, "1"))
+        folder.ticks(1)
+        batch = StyleganReader(tmp_path).poll()
+        assert steps(batch, "Loss/G/loss") == [0, 4]
+        assert batch.bad_records == 3
+
+    def test_a_statistic_or_a_metric_whose_value_no_float_holds_is_left_out(self, tmp_path: Path):
+        """A 400-digit integer is valid JSON, and Python's json module reads it whole."""
+        folder = write_stylegan_folder(tmp_path, ticks=1)
+        huge = "9" * 400
+        with open(tmp_path / "stats.jsonl", "a") as handle:
+            handle.write(raw_tick("2", huge))
+        with open(tmp_path / "metric-fid50k_full.jsonl", "a") as handle:
+            handle.write(f'{{"results": {{"fid50k_full": {huge}}}, "snapshot_pkl": "network-snapshot-000002.pkl"}}\n')
+        folder.ticks(1)
+        batch = StyleganReader(tmp_path).poll()
+        assert steps(batch, "Loss/G/loss") == [0, 4] and steps(batch, "Progress/kimg") == [0, 2, 4]
+        assert steps(batch, "Metrics/fid50k_full") == [0]
+        assert batch.bad_records == 1
+
+    def test_a_snapshot_or_a_grid_named_past_any_step_is_passed_over(self, tmp_path: Path):
+        folder = write_stylegan_folder(tmp_path, ticks=1)
+        far = "9" * 30
+        folder.report_metric("fid50k_full", tmp_path / f"network-snapshot-{far}.pkl", 1.0)
+        (tmp_path / f"fakes{far}.png").write_bytes((tmp_path / "reals.png").read_bytes())
+        folder.ticks(1)
+        batch = StyleganReader(tmp_path).poll()
+        assert steps(batch, "Metrics/fid50k_full") == [0] and batch.bad_records == 1
+        names = [name for *_, name in images(batch)]
+        assert "reals.png" in names and f"fakes{far}.png" not in names
+
+
+def test_files_that_cannot_be_opened_are_said_once_and_the_rest_is_read(tmp_path: Path, monkeypatch):
+    """Another user's files, mode 0600 (tests run as root too, so open itself refuses here)."""
+    write_stylegan_folder(tmp_path, ticks=3)
+    refused = {tmp_path / "metric-fid50k_full.jsonl", tmp_path / "log.txt"}
+    real_open = open
+
+    def refusing_open(file, *args, **kwargs):
+        if Path(file) in refused:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    reader = StyleganReader(tmp_path)
+    first, second = reader.poll(), reader.poll()
+    assert steps(first, "Loss/G/loss") == [0, 4, 8] and "Metrics/fid50k_full" not in first.scalars
+    assert sorted(first.log_lines) == [
+        "log.txt cannot be read (permission denied): it is left out.",
+        "metric-fid50k_full.jsonl cannot be read (permission denied): it is left out.",
+    ]
+    assert second.log_lines == []
 
 
 class TestFinding:

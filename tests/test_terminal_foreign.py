@@ -27,9 +27,19 @@ def test_a_live_summary_writer_loop_is_watched_read_only_as_it_grows(tmp_path: P
             time.sleep(0.1)  # torch takes seconds to import
         code = Path(ganterm.__file__).parents[1]  # this checkout's, whatever the tmux server's environment says
         terminal = terminals(f"PYTHONPATH={code} {sys.executable} -m ganterm watch logs", tmp_path)
+        # the read-only note (said once it has read some) and the footer: a screen caught while it is being drawn
+        # has its top half and nothing below
         first = terminal.wait_for(
-            lambda s: "LIVE" in s and _step(s) > 0 and "loss_d" in s and "read-only" in s and "histogram" in s, 60
-        )  # the read-only note, with the histograms passed over and counted, is said once it has read some
+            lambda s: (
+                "LIVE" in s
+                and _step(s) > 0
+                and "loss_d" in s
+                and "read-only" in s
+                and "q quit" in s
+                and "histogram" in s
+            ),  # passed over and counted
+            60,
+        )
         # its names read as ganterm's roles: the shared panels, and a probability D's line
         assert "D and G loss" in first and "D(x), D(G(z)) · 0.5 = equilibrium" in first
         assert "temperature" in first  # a name ganterm does not know gets a panel of its own

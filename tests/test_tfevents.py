@@ -11,10 +11,13 @@ import io
 import struct
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from ganterm.errors import UserError
@@ -23,11 +26,11 @@ from ganterm.sources import tfevents as tfevents_module
 from ganterm.sources import tfevents_decode, tfevents_fast
 from ganterm.sources.logbatch import LogBatch
 from ganterm.sources.tfevents import TfeventsReader, find_event_runs
-from ganterm.sources.tfrecords import read_span
+from ganterm.sources.tfrecords import masked_crc, read_span, scan
 
 tensorboardX = pytest.importorskip("tensorboardX")
 from tensorboardX.event_file_writer import EventsWriter  # noqa: E402
-from tensorboardX.proto.event_pb2 import Event  # noqa: E402
+from tensorboardX.proto.event_pb2 import Event, SessionLog  # noqa: E402
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata  # noqa: E402
 from tensorboardX.proto.tensor_pb2 import TensorProto  # noqa: E402
 
@@ -370,7 +373,6 @@ def test_a_last_record_longer_than_the_newest_stretch_is_read_and_so_is_what_fol
 
 
 def test_events_that_hold_no_summary_are_counted_by_kind_but_each_files_version_is_not(tmp_path: Path):
-    from tensorboardX.proto.event_pb2 import SessionLog
 
     writer = EventsWriter(str(tmp_path / "events"))  # writes file_version first, as every writer does
     writer.write_event(Event(step=0, wall_time=1.7e9, graph_def=b"\x0a\x00"))
@@ -380,3 +382,368 @@ def test_events_that_hold_no_summary_are_counted_by_kind_but_each_files_version_
     shown = read_all(TfeventsReader(tmp_path))
     assert shown.skipped == {"graph": 1, "session log": 1}
     assert shown.points == {"loss": [(1, 0.5)]}
+
+
+def test_a_scalar_tensor_whose_raw_bytes_are_no_whole_number_is_skipped_and_counted(tmp_path: Path):
+    """Three bytes of float32 content, eight for one float32, a half float's bits out of range: counted under the
+    plugin, the others still read."""
+    scalars = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="scalars"))
+    writer = EventsWriter(str(tmp_path / "events"))
+    for content in (b"\x00\x01\x02", struct.pack("<2f", 1.0, 2.0)):
+        value = Summary.Value(tag="odd", tensor=TensorProto(dtype=1, tensor_content=content), metadata=scalars)
+        writer.write_event(Event(step=1, summary=Summary(value=[value])))
+    for bits in (70000, -1):  # a half float's 16 bits, listed in an int32 that holds no such bits
+        value = Summary.Value(tag="half", tensor=TensorProto(dtype=19, half_val=[bits]), metadata=scalars)
+        writer.write_event(Event(step=1, summary=Summary(value=[value])))
+    writer.write_event(scalar_event("loss/D", 2, 0.5))
+    writer.close()
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.points == {"loss/D": [(2, 0.5)]}
+    assert shown.skipped == {"scalars": 4} and shown.bad_records == 0
+
+
+def test_a_piece_of_garbage_reads_its_own_bytes_and_not_the_rest_of_the_file(tmp_path: Path):
+    """Its last bytes look like the start of a record; their length, unchecked, would have it read on to the end."""
+    path = tmp_path / "events.out.tfevents.x"
+    path.write_bytes(np.random.default_rng(0).bytes(3 << 20))
+    for start in range(0, 64 << 10, 16 << 10):
+        tracemalloc.start()
+        found = read_span(path, start, start + (16 << 10))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert found.starts == [] and found.bad == 1
+        assert peak < 8 << 20
+
+
+def test_a_record_whose_checked_length_runs_past_the_end_of_the_file_is_waited_for_without_reading_on(tmp_path: Path):
+    """A header that checks out, saying a gigabyte: the piece it starts in reads no more than the file holds."""
+    path = write_scalars(tmp_path, range(1, 30), tags=("loss",))
+    length = struct.pack("<Q", 1 << 30)
+    path.write_bytes(path.read_bytes() + length + struct.pack("<I", masked_crc(length)) + b"the data, never written")
+    tracemalloc.start()
+    found = read_span(path, 0, path.stat().st_size - 20)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (len(found.starts), found.bad) == (30, 0)
+    assert peak < 1 << 20
+
+
+def test_a_file_of_garbage_named_as_an_event_file_is_passed_over_in_moments_and_counted(tmp_path: Path):
+    """8 MB of random bytes: no record anywhere, the newest-first search looks back through all of it."""
+    (tmp_path / "events.out.tfevents.x").write_bytes(np.random.default_rng(1).bytes(8 << 20))
+    reader = TfeventsReader(tmp_path)
+    began = time.monotonic()
+    shown = Shown()
+    shown.apply(reader.poll())
+    assert time.monotonic() - began < 3  # a byte at a time it took 8 s
+    read_all(reader, shown)
+    reader.close()
+    assert shown.points == {} and shown.images == []
+    assert shown.bad_records >= 1
+
+
+def events_file_bytes(folder: Path, events: list[Event]) -> bytes:
+    """The bytes tensorboardX's writer writes for `events`, after its file_version event (its file then removed)."""
+    writer = EventsWriter(str(folder / "written"))
+    for event in events:
+        writer.write_event(event)
+    writer.close()
+    written = Path(writer._file_name)
+    data = written.read_bytes()
+    written.unlink()
+    return data
+
+
+def torn_reads(folder: Path, data: bytes, cuts: list[int]) -> Shown:
+    """The file written up to each cut in turn, the reader polled after each, then after the whole of it."""
+    path = folder / "events.out.tfevents.1.host"
+    path.write_bytes(b"")
+    reader, shown = TfeventsReader(folder), Shown()
+    written = 0
+    for cut in [*sorted(cuts), len(data)]:
+        with path.open("ab") as handle:
+            handle.write(data[written:cut])
+        written = max(written, cut)
+        shown.apply(reader.poll())
+    reader.close()
+    return shown
+
+
+TORN_TAGS = ("loss/D", "D(x)", "t" * 130)  # the last one too long for the bulk decoder: the protobuf classes read it
+
+
+def test_a_record_torn_at_any_byte_between_two_polls_gives_each_point_once(tmp_path: Path):
+    events = [scalar_event(tag, step, step + index / 4) for step in (1, 2, 300) for index, tag in enumerate(TORN_TAGS)]
+    data = events_file_bytes(tmp_path, events)
+    expected = {tag: [(step, step + index / 4) for step in (1, 2, 300)] for index, tag in enumerate(TORN_TAGS)}
+    for cut in range(len(data) + 1):
+        folder = tmp_path / f"cut{cut}"
+        folder.mkdir()
+        shown = torn_reads(folder, data, [cut])
+        assert (shown.points, shown.bad_records) == (expected, 0), cut
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=12, unique=True).map(sorted),
+    tags=st.lists(st.sampled_from((*TORN_TAGS, "", "é/ü", "Loss_D")), min_size=1, max_size=3, unique=True),
+    cuts=st.lists(st.floats(0, 1), max_size=6),
+)
+def test_points_arrive_exactly_once_however_the_file_is_torn_between_polls(tmp_path: Path, steps, tags, cuts):
+    """Any steps (0 is not written at all, the largest take nine bytes), any tags, the file cut anywhere."""
+    folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    events = [scalar_event(tag, step, float(step % 1000)) for step in steps for tag in tags]
+    data = events_file_bytes(folder, events)
+    shown = torn_reads(folder, data, [int(cut * len(data)) for cut in cuts])
+    assert shown.points == {tag: [(step, float(step % 1000)) for step in steps] for tag in tags}
+    assert shown.bad_records == 0
+
+
+def test_a_record_said_to_be_longer_than_the_file_is_waited_for_without_rereading_the_file_each_poll(tmp_path: Path):
+    """A checked header saying 256 MB, then 20 MB: what follows it is not read again and again at every poll."""
+    path = write_scalars(tmp_path, range(1, 30), tags=("loss",))
+    length = struct.pack("<Q", 256 << 20)
+    with path.open("ab") as handle:
+        handle.write(length + struct.pack("<I", masked_crc(length)) + bytes(20 << 20))
+    reader = TfeventsReader(tmp_path)
+    shown = Shown()
+    shown.apply(reader.poll())
+    shown.apply(reader.poll())  # reads on to the long record's header
+    tracemalloc.start()
+    for _ in range(3):
+        shown.apply(reader.poll())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    reader.close()
+    assert shown.steps("loss") == list(range(1, 30)) and shown.bad_records == 0
+    assert peak < 1 << 20
+
+
+def test_a_record_longer_than_a_polls_read_arrives_once_it_is_all_written(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(tfevents_module, "READ_BYTES", 64 << 10)
+    picture = np.random.default_rng(2).bytes(300 << 10)
+    image = Summary.Image(height=1, width=1, colorspace=3, encoded_image_string=picture)
+    big = Event(step=2, summary=Summary(value=[Summary.Value(tag="fake", image=image)]))
+    data = events_file_bytes(tmp_path, [scalar_event("loss", 1, 1.0), big, scalar_event("loss", 3, 3.0)])
+    shown = torn_reads(tmp_path, data, [100 << 10, 200 << 10, len(data) - 40])
+    assert shown.points == {"loss": [(1, 1.0), (3, 3.0)]} and shown.bad_records == 0
+    assert shown.images == [("fake", 2, picture)]
+
+
+def test_an_event_file_that_cannot_be_opened_is_said_once_and_the_others_are_read(tmp_path: Path, monkeypatch):
+    """Another user's file, mode 0600, in a shared folder (tests run as root too, so open itself refuses here)."""
+    write_scalars(tmp_path / "a", range(1, 4))
+    locked = write_scalars(tmp_path / "b", range(1, 4), tags=("hidden",))
+    for path in (tmp_path / "a").iterdir():
+        path.rename(tmp_path / path.name)
+    locked = locked.rename(tmp_path / (locked.name + ".locked"))
+    real_open = open
+
+    def refusing_open(file, *args, **kwargs):
+        if Path(file) == locked:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    reader = TfeventsReader(tmp_path)
+    first, second = reader.poll(), reader.poll()
+    reader.close()
+    assert sorted(first.scalars) == ["loss/D", "loss/G"]
+    assert [line for line in first.log_lines if locked.name in line] == [
+        f"{locked.name} cannot be read (permission denied): it is left out."
+    ]
+    assert second.log_lines == []
+
+
+def test_a_history_piece_whose_file_is_gone_by_the_time_it_is_read_is_left_out_not_waited_for(tmp_path: Path):
+    """The helper fails on it and so does the viewer's own try: the history still comes to an end."""
+    kept = write_scalars(tmp_path, range(1, 30), tags=("loss",))
+    history = history_module.SpanHistory(
+        [(tmp_path / "gone", 0, 100), (kept, 0, kept.stat().st_size)], tfevents_module.parse_span
+    )
+    deadline = time.monotonic() + 10
+    pieces = []
+    while history.pending and time.monotonic() < deadline:
+        pieces += history.ready()
+        time.sleep(0.01)
+    finished = not history.pending
+    history.close()
+    assert finished and [sorted(piece.scalars) for piece in pieces] == [["loss"]]
+
+
+def test_a_long_run_whose_file_is_replaced_shows_the_new_files_newest_steps_first_again(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 3_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 5_000)
+    path = write_scalars(tmp_path / "first", range(200), tags=("loss",))
+    path.rename(tmp_path / path.name)
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    replacement = write_scalars(tmp_path / "second", range(300), tags=("loss",))
+    replacement.replace(tmp_path / path.name)
+    after = shown.apply(reader.poll())
+    assert after.reset and after.more and 0 < len(shown.steps("loss")) < 100 and shown.steps("loss")[-1] == 299
+    read_all(reader, shown)
+    reader.close()
+    assert shown.steps("loss") == list(range(300))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(
+        st.tuples(
+            st.integers(-(2**63), 2**63 - 1),
+            st.text(max_size=140),
+            st.floats(width=32),
+            st.sampled_from([0.0, 1.7e9]),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_bulk_decoder_agrees_with_the_protobuf_classes_on_any_scalar_event(tmp_path: Path, events):
+    """Any step (negative ones take ten bytes), any tag (empty, non-ASCII, past one length byte), NaN, no time."""
+    folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    data = events_file_bytes(
+        folder,
+        [
+            Event(step=step, wall_time=wall_time, summary=Summary(value=[Summary.Value(tag=tag, simple_value=value)]))
+            for step, tag, value, wall_time in events
+        ],
+    )
+    found = scan(memoryview(data))
+    decoded = {}
+    for fast in (True, False):
+        tfevents_decode.FAST_SCALARS = fast
+        try:
+            into = tfevents_decode.Decoded()
+            tfevents_decode.EventDecoder().decode(found, into)
+        finally:
+            tfevents_decode.FAST_SCALARS = True
+        decoded[fast] = {tag: (s.tolist(), v.view(np.uint64).tolist()) for tag, (s, v) in into.series().items()}
+    assert decoded[True] == decoded[False]
+    assert sum(len(steps) for steps, _ in decoded[True].values()) == len(events)
+
+
+def test_a_file_whose_end_holds_no_record_is_read_from_its_start_not_searched_back_through(tmp_path: Path, monkeypatch):
+    """Zeros at the end (a crash left a sparse tail): no boundary within the search's reach, so no newest-first."""
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 1_000)
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_SEARCH", 4_000)
+    path = write_scalars(tmp_path, range(1, 2000), tags=("loss",))
+    with path.open("ab") as handle:
+        handle.write(bytes(5_000))
+    reader = TfeventsReader(tmp_path)
+    first = reader.poll()
+    reader.close()
+    assert first.scalars["loss"][0].tolist() == list(range(1, 2000)) and not first.more
+    assert first.bad_records == 1
+
+
+def test_an_event_file_deleted_while_the_run_is_opened_is_nothing_to_read(tmp_path: Path, monkeypatch):
+    """Gone between the folder's listing and the search for its newest steps (a cleanup, a rotated log)."""
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 1_000)
+    path = write_scalars(tmp_path, range(1, 200), tags=("loss",))
+    measured = tfevents_module._size
+
+    def size_then_delete(file: Path) -> int:
+        size = measured(file)
+        file.unlink()
+        return size
+
+    monkeypatch.setattr(tfevents_module, "_size", size_then_delete)
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    reader.close()
+    assert not path.exists() and shown.points == {}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    count=st.integers(1, 40),
+    corrupt=st.sets(st.integers(0, 39), max_size=8),
+    cuts=st.lists(st.floats(0, 1), max_size=5),
+)
+def test_corrupt_records_torn_between_polls_are_counted_once_a_stretch_and_the_rest_read_once(
+    tmp_path: Path, count, corrupt, cuts
+):
+    """A byte flipped in the data of some records; the file cut anywhere between polls, corrupt stretches too."""
+    folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    data = bytearray(events_file_bytes(folder, [scalar_event("loss", step, step) for step in range(1, count + 1)]))
+    ends = record_ends(bytes(data))  # the first record is the file's version
+    corrupt = {index for index in corrupt if index < count}
+    for index in corrupt:
+        data[ends[index] + 14] ^= 0xFF  # inside record index + 1's event
+    stretches = sum(1 for index in corrupt if index - 1 not in corrupt)
+    shown = torn_reads(folder, bytes(data), [int(cut * len(data)) for cut in cuts])
+    assert shown.points.get("loss", []) == [(step, step) for step in range(1, count + 1) if step - 1 not in corrupt]
+    assert shown.bad_records == stretches
+
+
+def write_resumed_run(folder: Path, writer_name: str, restart: int, steps: range, value: float) -> None:
+    """A writer made with purge_step, as torch's and tensorboardX's write one: its file opens with a START."""
+    writer = EventsWriter(str(folder / writer_name))
+    writer.write_event(Event(step=restart, wall_time=1.7e9, session_log=SessionLog(status=SessionLog.START)))
+    for step in steps:
+        writer.write_event(scalar_event("loss", step, value))
+    writer.close()
+
+
+def resumed_at_50() -> list[tuple[int, float]]:
+    """What TensorBoard shows of a run logged to step 99, then resumed from step 50 with purge_step=50."""
+    return [(step, 0.0) for step in range(50)] + [(step, 2.0) for step in range(50, 80)]
+
+
+def write_first_run(folder: Path) -> None:
+    writer = EventsWriter(str(folder / "a"))
+    for step in range(100):
+        writer.write_event(scalar_event("loss", step, 0.0))
+    writer.close()
+
+
+def test_a_run_resumed_with_purge_step_drops_what_was_logged_from_that_step_on_as_tensorboard_does(tmp_path: Path):
+    write_first_run(tmp_path)
+    write_resumed_run(tmp_path, "b", 50, range(50, 80), 2.0)
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.points["loss"] == resumed_at_50()
+
+
+def test_a_run_resumed_while_watched_is_read_again_without_what_the_restart_drops(tmp_path: Path):
+    write_first_run(tmp_path)
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    write_resumed_run(tmp_path, "b", 50, range(50, 80), 2.0)
+    shown.apply(reader.poll())
+    read_all(reader, shown)
+    reader.close()
+    assert shown.points["loss"] == resumed_at_50() and shown.resets == 1
+
+
+def test_a_long_run_resumed_drops_the_same_points_from_its_history(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 1_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 1_500)
+    write_first_run(tmp_path)
+    write_resumed_run(tmp_path, "b", 50, range(50, 80), 2.0)
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    reader.close()
+    assert shown.points["loss"] == resumed_at_50()
+
+
+def test_a_resumed_writers_start_that_comes_after_its_file_appeared_makes_the_run_read_again(tmp_path: Path):
+    """torch's writer creates its file at once and flushes its first events up to two minutes later."""
+    write_first_run(tmp_path)
+    (tmp_path / "later").mkdir()
+    write_resumed_run(tmp_path / "later", "b", 50, range(50, 80), 2.0)
+    (written,) = (tmp_path / "later").iterdir()
+    data = written.read_bytes()
+    reader = TfeventsReader(tmp_path)
+    shown = read_all(reader)
+    (tmp_path / written.name).write_bytes(data[: record_ends(data)[0]])  # the file's version only
+    read_all(reader, shown)
+    with (tmp_path / written.name).open("ab") as handle:
+        handle.write(data[record_ends(data)[0] :])
+    read_all(reader, shown)
+    reader.close()
+    assert shown.points["loss"] == resumed_at_50() and shown.resets == 1

@@ -76,7 +76,7 @@ class SpanHistory(Generic[P]):
         self._spans = spans
         self._parse = parse
         self._next = 0  # index of the next piece to hand over
-        self._parsed: dict[int, P] = {}
+        self._parsed: dict[int, P | None] = {}  # None: a span that could not be read, left out
         self._helpers: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -91,7 +91,9 @@ class SpanHistory(Generic[P]):
         with self._lock:
             done = []
             while self._next in self._parsed:
-                done.append(self._parsed.pop(self._next))
+                piece = self._parsed.pop(self._next)
+                if piece is not None:
+                    done.append(piece)
                 self._next += 1
             return done
 
@@ -126,12 +128,20 @@ class SpanHistory(Generic[P]):
                 except Exception:  # the helper died (killed, out of memory) or `close` stopped it
                     if self._closed:
                         return
-                    piece = self._parse(*self._spans[index])
+                    piece = self._parse_here(index)
                 with self._lock:
                     self._parsed[index] = piece
         finally:
             process.stdout.close()
             process.wait()
+
+    def _parse_here(self, index: int) -> P | None:
+        """A span its helper did not deliver, parsed in this process; None when its file is gone or unreadable now
+        (left out: a piece never delivered would keep the history pending for ever)."""
+        try:
+            return self._parse(*self._spans[index])
+        except OSError:
+            return None
 
     def close(self) -> None:
         """Stops the helpers of a run the viewer no longer shows."""

@@ -48,6 +48,11 @@ class LogBatch:
                     or self.reset or self.config is not None or self.log_lines)  # fmt: skip
 
 
+def unreadable_note(path: Path, error: OSError) -> str:
+    """The one sentence a reader says, once, of a file in its folder that it cannot open (another user's, 0600)."""
+    return f"{path.name} cannot be read ({(error.strerror or type(error).__name__).lower()}): it is left out."
+
+
 class LogReader(Protocol):
     """Follows one run's files from the start; `poll` from one thread only."""
 

@@ -16,22 +16,23 @@ the same family. Those event files repeat stats.jsonl and are left alone here.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 
-from ganterm.run.jsonl import JsonlTail
+from ganterm.run.jsonl import JsonlTail, TextTail
 from ganterm.sources.follow import file_stamp, log_tail
-from ganterm.sources.logbatch import LogBatch, LogImage, Series
+from ganterm.sources.logbatch import LogBatch, LogImage, Series, unreadable_note
 
 STATS_FILE = "stats.jsonl"
 OPTIONS_FILE = "training_options.json"
 LOG_FILE = "log.txt"
+OPTIONS_LIMIT = 1 << 20  # train.py writes a few kilobytes: a file larger than this is not a run's settings
 SEARCH_DEPTH = 2  # a results folder of runs (`00000-ffhq-...`), or a folder of such results folders
 STEP_STAT = "Progress/kimg"
 METRIC_PREFIX = "Metrics/"
@@ -40,7 +41,9 @@ FAKES_TAG = "fakes"
 _FAKES_FILE = re.compile(r"^fakes(\d+)\.png$")
 _METRIC_FILE = re.compile(r"^metric-.+\.jsonl$")
 _SNAPSHOT = re.compile(r"network-snapshot-(\d+)\.pkl$")
+T = TypeVar("T")
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, the last bytes of every whole PNG
+MAX_STEP = 2**63 - 1  # steps are int64: a kimg past it (a garbled line, a hand-named file) is no step
 
 
 def is_stylegan_run(path: Path) -> bool:
@@ -80,8 +83,20 @@ def _loads(line: bytes) -> Any:
         return json.loads(line)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _float(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else, or for an integer too long for a float (JSON allows it)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
+def _step(kimg: str) -> int | None:
+    """The kimg in a file's name as a step; None past what a step holds."""
+    step = int(kimg)
+    return step if step <= MAX_STEP else None
 
 
 def _tick_step(record: dict[str, Any]) -> int | None:
@@ -91,8 +106,8 @@ def _tick_step(record: dict[str, Any]) -> int | None:
     7.9999995, and it is kimg 8 in the grid's and the snapshot's names.
     """
     stat = record.get(STEP_STAT)
-    kimg = stat.get("mean") if isinstance(stat, dict) else None
-    if not _number(kimg) or not math.isfinite(kimg) or kimg < 0:
+    kimg = _float(stat.get("mean")) if isinstance(stat, dict) else None
+    if kimg is None or not 0 <= kimg < MAX_STEP:  # NaN fails the comparison too
         return None
     return round(kimg * 1000) // 1000
 
@@ -114,18 +129,23 @@ class _Points:
         if step is None:
             return False
         for name, stat in record.items():
-            if isinstance(stat, dict) and _number(stat.get("mean")) and stat.get("num") != 0:
-                self.add(name, step, stat["mean"])
+            mean = _float(stat.get("mean")) if isinstance(stat, dict) else None
+            if mean is not None and stat.get("num") != 0:
+                self.add(name, step, mean)
         return True
 
     def add_metric(self, record: dict[str, Any]) -> bool:
         """Each result as `Metrics/<name>` at its snapshot's kimg. False: unusable."""
         results, snapshot = record.get("results"), record.get("snapshot_pkl")
         found = _SNAPSHOT.search(snapshot) if isinstance(snapshot, str) else None
-        if found is None or not isinstance(results, dict) or not all(_number(v) for v in results.values()):
+        step = _step(found[1]) if found else None
+        if step is None or not isinstance(results, dict):
             return False
-        for name, value in results.items():
-            self.add(METRIC_PREFIX + name, int(found[1]), value)
+        values = {name: _float(value) for name, value in results.items()}
+        if None in values.values():
+            return False
+        for name, value in values.items():
+            self.add(METRIC_PREFIX + name, step, value)
         return True
 
     def series(self) -> Series:
@@ -143,7 +163,8 @@ def _image_tag(name: str) -> tuple[str, int] | None:
     if name in FIXED_IMAGES:
         return FIXED_IMAGES[name], 0
     found = _FAKES_FILE.match(name)
-    return (FAKES_TAG, int(found[1])) if found else None
+    step = _step(found[1]) if found else None
+    return None if step is None else (FAKES_TAG, step)
 
 
 def _png_complete(path: Path) -> bool:
@@ -169,13 +190,16 @@ class StyleganReader:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._refused: set[Path] = set()  # files that could not be opened, said once each
+        self._notes: list[str] = []  # what to say in the next poll's log lines
         self._start()
 
     def _start(self) -> None:
         """Everything unread: at first, and after the run was restarted in the same folder."""
         self._stats = JsonlTail(self.folder / STATS_FILE, loads=_loads)
         self._metrics: dict[str, JsonlTail] = {}
-        self._log = log_tail(self.folder / LOG_FILE)
+        log = self.folder / LOG_FILE
+        self._log = self._opened(log, lambda: log_tail(log), lambda: TextTail(log))
         self._images_shown: set[str] = set()
         self._options_stamp: tuple[int, int] | None = None
 
@@ -198,22 +222,38 @@ class StyleganReader:
         tails = [self._stats, *self._metrics.values()]
         bad_before = sum(tail.bad_lines for tail in tails)
         points = _Points()
-        unusable = sum(not points.add_tick(record) for record in self._stats.read())
+        unusable = sum(not points.add_tick(record) for record in self._opened(self._stats.path, self._stats.read, list))
         for tail in self._metrics.values():
-            unusable += sum(not points.add_metric(record) for record in tail.read())
+            unusable += sum(not points.add_metric(record) for record in self._opened(tail.path, tail.read, list))
         batch = LogBatch(
             scalars=points.series(),
             images=self._new_images(names),
             bad_records=unusable + sum(tail.bad_lines for tail in tails) - bad_before,
             reset=any(tail.reset for tail in tails),
-            log_lines=self._log.read(),
+            log_lines=self._opened(self._log.path, self._log.read, list),
         )
         options = self.folder / OPTIONS_FILE
         stamp = file_stamp(options)
-        if stamp != self._options_stamp:
-            self._options_stamp = stamp
+        if stamp is not None and stamp[1] > OPTIONS_LIMIT:
+            if self._options_stamp is None or self._options_stamp[1] <= OPTIONS_LIMIT:
+                self._notes.append(
+                    f"{OPTIONS_FILE} is {stamp[1] / 1e6:.1f} MB, more than a run's settings: it is not read."
+                )
+        elif stamp != self._options_stamp:
             batch.config = _read_options(options)
+        self._options_stamp = stamp
+        batch.log_lines[:0], self._notes = self._notes, []
         return batch
+
+    def _opened(self, path: Path, read: Callable[[], T], otherwise: Callable[[], T]) -> T:
+        """What `read` gives; when `path` cannot be opened, what `otherwise` gives, and one sentence, said once."""
+        try:
+            return read()
+        except OSError as error:  # one that is gone is nothing new to its tail: this is one that is not ours
+            if path not in self._refused:
+                self._refused.add(path)
+                self._notes.append(unreadable_note(path, error))
+            return otherwise()
 
     def _new_images(self, names: list[str]) -> list[LogImage]:
         """Grids not handed out yet, each once it is whole."""

@@ -14,27 +14,44 @@ torch.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
 from ganterm.sources.columns import in_step_order, merge_columns
 from ganterm.sources.history import CHUNK_BYTES, SpanHistory
-from ganterm.sources.logbatch import LogBatch, LogImage, Series
+from ganterm.sources.logbatch import LogBatch, LogImage, Series, unreadable_note
 from ganterm.sources.tfevents_decode import Decoded, EventDecoder, require_extra
-from ganterm.sources.tfrecords import CHAIN, HEADER, RecordTail, read_span, record_start
+from ganterm.sources.tfrecords import CHAIN, HEADER, RecordTail, Scan, read_span, record_start
 
 NEWEST_FIRST_BYTES = 1 << 20  # about 3,000 steps of 8 scalars: decoded in the first poll in well under a second
+NEWEST_FIRST_SEARCH = 64 << 20  # how far back a record boundary is looked for (a second); past it, read from the start
 READ_BYTES = 4 << 20  # at most this much of a file each poll: a long file appearing later fills in over a few polls
 EVENT_FILE_MARK = "tfevents"  # TensorBoard's own test for an event file's name
+HEAD_BYTES = 4096  # the start of a file, where a resumed writer's SessionLog START is looked for
 
 
 class EventPiece(NamedTuple):
-    """A stretch of history, as a helper process decodes it."""
+    """A stretch of one file, as a helper process decodes it (or a poll, its new records)."""
 
+    path: Path
     scalars: Series
     images: list[LogImage]
     skipped: dict[str, int]
     bad_records: int
+
+    def before(self, restart: int | None) -> EventPiece:
+        """Without what is at step `restart` or later: a later file's writer restarted there (purge_step), and
+        TensorBoard drops what was logged before the restart from that step on."""
+        if restart is None:
+            return self
+        scalars = {}
+        for tag, (steps, values) in self.scalars.items():
+            kept = steps < restart
+            if kept.any():
+                scalars[tag] = (steps[kept], values[kept])
+        images = [image for image in self.images if image.step < restart]
+        return self._replace(scalars=scalars, images=images)
 
 
 def is_event_file(path: Path) -> bool:
@@ -45,8 +62,19 @@ def event_files(folder: Path) -> list[Path]:
     """The event files directly in `folder`, in TensorBoard's order: by name (it starts with the creation time)."""
     try:
         return sorted(path for path in folder.iterdir() if is_event_file(path))
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # gone, not a folder, or not ours to read
         return []
+
+
+def _open_error(path: Path) -> OSError | None:
+    """Why an event file cannot be opened (another user's, mode 0600), or None when it can be or is gone."""
+    try:
+        with open(path, "rb"):
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return error
 
 
 def find_event_runs(path: Path) -> list[Path]:
@@ -61,10 +89,22 @@ def find_event_runs(path: Path) -> list[Path]:
 
 def parse_span(path: Path, start: int, end: int) -> EventPiece:
     """The events that start in bytes [start, end) of an event file; runs in a helper process."""
-    found = read_span(path, start, end)
+    return decoded_piece(path, read_span(path, start, end), EventDecoder())[0]
+
+
+def decoded_piece(path: Path, found: Scan, decoder: EventDecoder) -> tuple[EventPiece, list[int]]:
+    """The records of a scan of `path` as a piece, and the steps of the SessionLog STARTs among them."""
     decoded = Decoded()
-    EventDecoder().decode(found, decoded)
-    return EventPiece(decoded.series(), decoded.images, dict(decoded.skipped), found.bad + decoded.bad)
+    decoder.decode(found, decoded)
+    piece = EventPiece(path, decoded.series(), decoded.images, dict(decoded.skipped), found.bad + decoded.bad)
+    return piece, decoded.restarts
+
+
+def first_restart(path: Path) -> int | None:
+    """The step of a SessionLog START among a file's first records: a writer made with purge_step writes it
+    right after the file's version, so it is known before the rest of the run is read."""
+    restarts = decoded_piece(path, read_span(path, 0, HEAD_BYTES), EventDecoder())[1]
+    return restarts[0] if restarts else None
 
 
 def file_spans(path: Path, end: int) -> list[tuple[Path, int, int]]:
@@ -77,13 +117,18 @@ def newest_boundary(path: Path, size: int) -> int:
 
     A position is taken only with a whole header there: the last bytes of a long record still being
     written cannot be told from a record's start. When the stretch holds no boundary (it lies inside
-    one long record, a big image), the search looks four times further back, and so on.
+    one long record, a big image), the search looks four times further back, and so on, up to
+    NEWEST_FIRST_SEARCH: a file whose end holds no record (garbage, the zeros a crash leaves) is read from
+    its start, not searched through to it.
     """
     window = NEWEST_FIRST_BYTES
-    while size > window:
-        with open(path, "rb") as handle:
-            handle.seek(size - window)
-            buf = memoryview(handle.read(window))
+    while size > window and window <= NEWEST_FIRST_SEARCH:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(size - window)
+                buf = memoryview(handle.read(window))
+        except OSError:  # gone since the folder was listed: its tail finds nothing, and no history is made of it
+            return 0
         found = record_start(buf, 0, CHAIN)
         if found <= len(buf) - HEADER:
             return size - window + found
@@ -100,12 +145,18 @@ class TfeventsReader:
         self._tails: dict[Path, RecordTail] = {}
         self._history: SpanHistory[EventPiece] | None = None
         self._history_spans: list[tuple[Path, int, int]] = []  # the history, until the first poll has read the rest
+        self._refused: set[Path] = set()  # files that could not be opened, said once each
+        self._restarts: dict[Path, int | None] = {}  # each file's SessionLog START step, once looked for
+        self._stale = False  # a START came in a file's new records: what was shown before it must go
+        self._notes: list[str] = []  # what to say in the next poll's log lines
         self._open()
 
     def _open(self) -> None:
         """Starts reading the folder's files as they are now: a long run's newest steps first."""
         self._decoder = EventDecoder()
-        files = event_files(self.folder)
+        self._tails = {}
+        self._stale = False
+        files = self._new_files()
         sizes = {path: _size(path) for path in files}
         spans: list[tuple[Path, int, int]] = []
         if files and sum(sizes.values()) > NEWEST_FIRST_BYTES:
@@ -121,37 +172,72 @@ class TfeventsReader:
         self._history_spans = spans
 
     def poll(self) -> LogBatch:
-        batch = LogBatch()
-        if any(tail.replaced() for tail in self._tails.values()):
+        batch = LogBatch(log_lines=self._notes)
+        self._notes = []
+        new_files = self._new_files()
+        restarted = any(self._restarts[path] is not None for path in new_files)  # a writer resumed with purge_step
+        if self._stale or restarted or any(tail.replaced() for tail in self._tails.values()):
             self.close()
             self._open()
             batch.reset = True
-        for path in event_files(self.folder):
-            if path not in self._tails:
-                self._tails[path] = RecordTail(path)
-        decoded = Decoded()
-        for path in sorted(self._tails):
-            found = self._tails[path].read(READ_BYTES)
-            self._decoder.decode(found, decoded)
-            batch.bad_records += found.bad
-        batch.scalars, batch.images = decoded.series(), decoded.images
-        skipped, batch.bad_records = decoded.skipped, batch.bad_records + decoded.bad
-        if self._history is not None:
-            pieces = self._history.ready()
-            if pieces:
-                merged = merge_columns([piece.scalars for piece in reversed(pieces)])
-                batch.history = {tag: in_step_order(*points) for tag, points in merged.items()}
-                for piece in pieces:
-                    batch.images += piece.images
-                    skipped.update(piece.skipped)
-                    batch.bad_records += piece.bad_records
+        else:
+            self._tails.update((path, RecordTail(path)) for path in new_files)
+        restarts = self._restarts_after()
+        live = [self._read_on(path).before(restarts[path]) for path in sorted(self._tails)]
+        batch.scalars = _in_step_order(merge_columns([piece.scalars for piece in live]))
+        pieces = self._history.ready() if self._history is not None else []
+        pieces = [piece.before(restarts.get(piece.path)) for piece in pieces]
+        if pieces:
+            batch.history = _in_step_order(merge_columns([piece.scalars for piece in reversed(pieces)]))
+        skipped: Counter[str] = Counter()
+        for piece in [*live, *pieces]:
+            batch.images += piece.images
+            skipped.update(piece.skipped)
+            batch.bad_records += piece.bad_records
         batch.skipped = dict(skipped)
         if self._history_spans:  # started now: helpers starting beside it would slow the first poll down
             self._history, self._history_spans = SpanHistory(self._history_spans, parse_span), []
-        batch.more = any(tail.behind for tail in self._tails.values()) or (
-            self._history is not None and self._history.pending
+        batch.more = (
+            self._stale
+            or any(tail.behind for tail in self._tails.values())
+            or (self._history is not None and self._history.pending)
         )
         return batch
+
+    def _read_on(self, path: Path) -> EventPiece:
+        """A file's new records; a START among them not known from its first records makes the run stale."""
+        piece, restarts = decoded_piece(path, self._tails[path].read(READ_BYTES), self._decoder)
+        if restarts and self._restarts.get(path) is None:
+            self._restarts[path] = restarts[0]
+            self._stale = True  # read again at the next poll, without what the restart drops
+        return piece
+
+    def _restarts_after(self) -> dict[Path, int | None]:
+        """For each file, the lowest step a later file's writer restarted at (purge_step), or None."""
+        after: dict[Path, int | None] = {}
+        lowest: int | None = None
+        for path in sorted(self._tails, reverse=True):
+            after[path] = lowest
+            restart = self._restarts.get(path)
+            if restart is not None:
+                lowest = restart if lowest is None else min(lowest, restart)
+        return after
+
+    def _new_files(self) -> list[Path]:
+        """The folder's event files not followed yet that can be opened; one that cannot is said once, left out."""
+        found = []
+        for path in event_files(self.folder):
+            if path in self._tails:
+                continue
+            error = _open_error(path)
+            if error is None:
+                found.append(path)
+                if path not in self._restarts:
+                    self._restarts[path] = first_restart(path)
+            elif path not in self._refused:
+                self._refused.add(path)
+                self._notes.append(unreadable_note(path, error))
+        return found
 
     def close(self) -> None:
         """Stops the helper processes still decoding the history."""
@@ -159,6 +245,10 @@ class TfeventsReader:
         if self._history is not None:
             self._history.close()
             self._history = None
+
+
+def _in_step_order(series: Series) -> Series:
+    return {tag: in_step_order(*points) for tag, points in series.items()}
 
 
 def _size(path: Path) -> int:

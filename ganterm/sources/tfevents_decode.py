@@ -51,6 +51,7 @@ _NUMBERS = {
     19: (np.float16, "half_val"),
 }
 _STRING = 7
+_SESSION_START = 1  # SessionLog.START
 _IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF")
 
 
@@ -99,6 +100,8 @@ class Decoded:
     images: list[LogImage] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     bad: int = 0  # records whose checksums held but whose bytes are no Event
+    restarts: list[int] = field(default_factory=list)  # the steps of SessionLog START events, as a writer resumed
+    # with purge_step writes one: TensorBoard drops what was logged before it at that step or later
 
     def series(self) -> Series:
         """The points as arrays, each tag in step order (a restarted writer goes back in steps)."""
@@ -152,6 +155,8 @@ class EventDecoder:
             if what != "summary":
                 if what in _NOT_DATA:
                     skipped[_NOT_DATA[what]] += 1
+                if what == "session_log" and event.session_log.status == _SESSION_START:
+                    into.restarts.append(event.step)
                 continue
             step = event.step
             for value in event.summary.value:
@@ -200,13 +205,16 @@ def tensor_scalar(tensor: Any) -> float | None:
         return None
     dtype, listed = _NUMBERS[tensor.dtype]
     if tensor.tensor_content:
-        numbers = np.frombuffer(tensor.tensor_content, dtype=np.dtype(dtype).newbyteorder("<"))
-        return float(numbers[0]) if len(numbers) == 1 else None
+        little_endian = np.dtype(dtype).newbyteorder("<")
+        if len(tensor.tensor_content) != little_endian.itemsize:  # several numbers, or bytes that are none
+            return None
+        return float(np.frombuffer(tensor.tensor_content, dtype=little_endian)[0])
     numbers = getattr(tensor, listed)
     if len(numbers) != 1:
         return None
     if dtype is np.float16:  # listed as the 16 bits in an int
-        return float(np.array(numbers[0], dtype=np.uint16).view(np.float16))
+        bits = numbers[0]
+        return float(np.array(bits, dtype=np.uint16).view(np.float16)) if 0 <= bits <= 0xFFFF else None
     return float(numbers[0])
 
 
