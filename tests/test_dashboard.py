@@ -1147,3 +1147,14 @@ async def test_runs_of_two_loss_families_share_the_d_panel_without_a_line_that_f
         await settle(pilot, app)
         shown, references = _d_panel(app)
         assert "read each by its loss: critic, probability" in shown and references == []
+
+
+async def test_a_grid_too_large_to_decode_is_said_and_the_viewer_goes_on(root: Path, monkeypatch):
+    """Another tool's image may declare any size; Pillow refuses a decompression bomb with an error of its own."""
+    run = make_run(root, "r", "finished")
+    monkeypatch.setattr(widgets_module.PILImage, "MAX_IMAGE_PIXELS", 10)  # every grid is now "too large"
+    app = Dashboard([run], root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert "step 200 · too large to show" in _text(app, "#samples-title")
+        assert app.is_running

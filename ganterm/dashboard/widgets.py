@@ -140,6 +140,10 @@ class SamplesPanel(Vertical):
                 picture = image.convert("RGB")
         except OSError:  # the grid is being replaced; the next poll shows it
             return
+        except PILImage.DecompressionBombError:  # another tool's image may declare any size: not decoded
+            self.query_one("#samples-title", Label).update(f"step {step} · too large to show")
+            self.query_one(TerminalImage).image = None
+            return
         shown = ""
         widget = self.query_one(TerminalImage)
         if CELL_PICTURES and self.size.width > 0 and self.size.height > 1:  # graphics have pixels for it all
