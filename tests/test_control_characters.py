@@ -94,3 +94,12 @@ def test_a_real_terminal_watching_the_run_keeps_its_title_and_its_screen(tmp_pat
     ).stdout
     assert "pwned" not in title
     assert "boom \\x1b]0;pwned" in screen.replace("\n", "")
+
+
+def test_a_metric_named_with_an_escape_gets_its_panel_and_legend_with_the_escape_shown():
+    """A user's loop or another tool's tag may name a number anything; plotext and Textual pass ESC through."""
+    from ganterm.dashboard.plots import extra_panel
+    from ganterm.run.schema import label
+
+    name = f"temperature {EVIL}"
+    assert extra_panel(name).title == label(name) == f"temperature {SHOWN}"

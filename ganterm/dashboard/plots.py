@@ -343,7 +343,9 @@ def extra_panel(name: str) -> Panel:
     """A panel for a metric with no dedicated one (quality metrics, a family's series, a user's own numbers)."""
     info = SERIES.get(name)
     return (
-        Panel(extra_key(name), info.title, (name,), info.references) if info else Panel(extra_key(name), name, (name,))
+        Panel(extra_key(name), info.title, (name,), info.references)
+        if info
+        else Panel(extra_key(name), schema.label(name), (name,))
     )
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ganterm.run.text import visible
+
 # What one training step of ganterm's own loop measures, each a mean over the batch.
 STEP_STATISTICS = (
     "loss_d",  # D's loss on real plus fake
@@ -131,7 +133,8 @@ STATE_STYLE = {
 
 
 def label(name: str) -> str:
-    return LABELS.get(name, name)
+    """How a metric is named on screen: a user's or another tool's name with its control characters shown."""
+    return LABELS.get(name) or visible(name)
 
 
 def tag(name: str) -> str:
