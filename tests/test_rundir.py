@@ -28,6 +28,7 @@ from ganterm.run.status import (
     this_host,
     write_status,
 )
+from ganterm.run.text import clip
 from tests.conftest import wait_for
 
 
@@ -316,7 +317,8 @@ def test_a_new_run_is_named_after_its_data_and_the_time_and_never_takes_a_name_i
         check_run_name("a b")
     with pytest.raises(UserError, match=r"^--name '\.hidden' is not a valid run name: use letters, digits"):
         check_run_name(".hidden", "--name")
-    for name, shown in (("a" * 159 + "!", "a" * 159 + "!"), ("a" * 130 + "!" + "b" * 30, "a" * 120 + "..." + "b" * 20)):
+    long_name = "a" * 130 + "!" + "b" * 30  # its two ends, and how much was cut between them (tests/test_long_text.py)
+    for name, shown in (("a" * 159 + "!", "a" * 159 + "!"), (long_name, clip(long_name, 160))):
         with pytest.raises(UserError, match=rf"^run name '{re.escape(shown)}' is not a valid run name"):
             check_run_name(name)  # up to 160 characters said whole, a longer one by its two ends
 
