@@ -7,6 +7,7 @@ viewer's side (`MetricsHistory`) is driven against real helpers and waited on un
 from __future__ import annotations
 
 import io
+import itertools
 import pickle
 import sys
 import time
@@ -69,7 +70,7 @@ def test_spans_cover_the_file_at_line_ends_newest_first(metrics: Path):
     cut = spans(metrics, size)
     assert cut[0][1] == size and cut[-1][0] == 0 and len(cut) >= size / 4_000
     data = metrics.read_bytes()
-    for (start, stop), (_, older_stop) in zip(cut, cut[1:], strict=False):
+    for (start, stop), (_, older_stop) in itertools.pairwise(cut):
         assert older_stop == start and data[start - 1 : start] == b"\n"
         assert stop - start <= 4_000
 
