@@ -96,7 +96,9 @@ TARGETS: dict[str, Target] = {
             "tests/test_open_run.py",
             "tests/test_malformed_rows.py",
             "tests/test_export.py",
-            "tests/test_history.py",  # the history helpers' own tests wait until every helper is reaped
+            # the history helpers' own tests, and those of following a long run, wait until every helper is reaped
+            "tests/test_history.py",
+            "tests/test_follow.py",
             *(f"tests/test_dashboard.py::{test}" for test in DASHBOARD_READER),
             *NOT_MISSING_READER,
         ),
