@@ -11,6 +11,7 @@ import itertools
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,29 @@ from ganterm.sources.history import MetricsHistory, parse_span, spans
 from tests.conftest import wait_for
 
 STEPS = 600
+VIEWER_PARSED: list[tuple[int, int]] = []  # spans parsed in the test's own process, not by a helper
+
+
+def counted_parse(path: Path, start: int, end: int) -> history.Piece:
+    """parse_span, noting the spans parsed in the test's process (in a helper the list is the helper's own)."""
+    VIEWER_PARSED.append((start, end))
+    return parse_span(path, start, end)
+
+
+def slow_parse(path: Path, start: int, end: int) -> history.Piece:
+    """A helper busy for a minute: long enough that only `close` ends it within a test."""
+    VIEWER_PARSED.append((start, end))
+    time.sleep(60)
+    return parse_span(path, start, end)
+
+
+@pytest.fixture(autouse=True)
+def _no_parse_noted() -> None:
+    VIEWER_PARSED.clear()
+
+
+def _history(path: Path, parse: Callable[[Path, int, int], history.Piece]) -> history.SpanHistory[history.Piece]:
+    return history.SpanHistory([(path, start, stop) for start, stop in spans(path, path.stat().st_size)], parse)
 
 
 @pytest.fixture
@@ -88,6 +112,15 @@ def test_a_line_longer_than_a_chunk_stays_whole_in_one_span(tmp_path: Path, monk
     assert spans(path, size) == [(0, size)]
 
 
+def test_spans_of_a_file_with_text_beyond_ascii_still_cut_at_line_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(history, "CHUNK_BYTES", 100)
+    path = tmp_path / "metrics.jsonl"
+    lines = [orjson.dumps({"step": step, "note": "é" * (step % 7 + 10)}) for step in range(1, 60)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    cut = spans(path, path.stat().st_size)
+    assert len(cut) > 10 and all(path.read_bytes()[start - 1 : start] == b"\n" for start, _ in cut[:-1])
+
+
 def test_a_span_parses_its_whole_lines_and_counts_the_bad_ones(tmp_path: Path):
     path = tmp_path / "metrics.jsonl"
     lines = [b'{"step": 1, "t": 1.0, "loss_d": 0.1, "lr_d": 0.5}', b"not json", b'{"step": 2, "t": 2.0, "loss_d": 0.2}']
@@ -101,7 +134,10 @@ def test_a_span_parses_its_whole_lines_and_counts_the_bad_ones(tmp_path: Path):
     assert (rows, bad) == (1, 0) and columns["loss_d"][1].tolist() == pytest.approx([0.2])
 
 
-def test_the_helper_writes_one_piece_per_span_in_the_order_given(metrics: Path, monkeypatch: pytest.MonkeyPatch):
+def test_the_helper_writes_one_piece_per_span_in_the_order_given(
+    tmp_path: Path, metrics: Path, monkeypatch: pytest.MonkeyPatch
+):
+    metrics = metrics.rename(tmp_path / "run 12:30:00.jsonl")  # a colon in a path is no separator
     out = io.TextIOWrapper(io.BytesIO())
     monkeypatch.setattr(sys, "stdout", out)
     size = metrics.stat().st_size
@@ -121,21 +157,38 @@ def test_history_arrives_every_row_once_newest_first(metrics: Path):
     assert not reader.pending and reader.ready() == []
 
 
+def test_the_helpers_parse_the_history_not_the_viewer(metrics: Path):
+    reader = _history(metrics, counted_parse)
+    _assert_every_row_once_newest_first(_collect_all(reader))
+    assert VIEWER_PARSED == []  # parsing in the viewer's process would starve its screen
+
+
+def test_at_most_two_helpers_and_one_on_a_single_core(metrics: Path, monkeypatch: pytest.MonkeyPatch):
+    """Two cores parse in half the time of one; more helpers would take cores from the training itself."""
+    for cores, one_span, expected in ((8, False, 2), (1, False, 1), (None, False, 1), (8, True, 1)):
+        monkeypatch.setattr(history.os, "cpu_count", lambda cores=cores: cores)
+        end = 3_000 if one_span else metrics.stat().st_size
+        reader = history.SpanHistory([(metrics, start, stop) for start, stop in spans(metrics, end)], parse_span)
+        assert len(reader._helpers) == expected, (cores, one_span)
+        _collect_all(reader)
+
+
 def test_pieces_of_helpers_that_died_are_parsed_by_the_viewer(metrics: Path):
-    reader = MetricsHistory(metrics, metrics.stat().st_size)
+    reader = _history(metrics, counted_parse)
     for helper in reader._helpers:
         helper.kill()
     _assert_every_row_once_newest_first(_collect_all(reader))
+    assert len(VIEWER_PARSED) == len(set(VIEWER_PARSED))  # none twice
 
 
-def test_closing_stops_the_helpers_reaps_them_and_hands_out_nothing_more(metrics: Path):
-    reader = MetricsHistory(metrics, metrics.stat().st_size)
+def test_closing_stops_busy_helpers_reaps_them_and_parses_nothing_more(metrics: Path):
+    reader = _history(metrics, slow_parse)
     pids = [helper.pid for helper in reader._helpers]
     assert pids
     reader.close()
     assert not reader.pending
     wait_for(lambda: _gone(pids), timeout=10, what="the helpers to be stopped and reaped")
-    assert reader.ready() == []
+    assert reader.ready() == [] and VIEWER_PARSED == []  # what they left is not parsed by the viewer either
 
 
 def test_no_spans_start_no_helper_and_leave_nothing_pending():
