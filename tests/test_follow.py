@@ -12,7 +12,7 @@ import pytest
 
 from ganterm.run.layout import RunDir
 from ganterm.sources import follow, history
-from ganterm.sources.follow import LOG_TAIL_BYTES, RunReader
+from ganterm.sources.follow import LOG_TAIL_BYTES, RunReader, RunUpdate
 from tests.conftest import wait_for
 
 
@@ -107,3 +107,23 @@ def test_a_big_newest_part_comes_in_chunks_so_the_screen_starts_early(tmp_path: 
     while (update := reader.poll()).more:
         rows += update.rows
     assert rows + update.rows == 200 and reader.history is None
+
+
+def test_an_update_that_brings_only_history_is_news_to_the_viewer():
+    assert RunUpdate(history_rows=3)
+    assert not RunUpdate()
+
+
+def test_a_long_run_rewound_while_its_history_loads_reads_on_from_the_rewind(long_metrics: RunDir):
+    reader = RunReader(long_metrics)
+    gone = _helpers_gone(reader)
+    reader.poll()
+    data = long_metrics.metrics.read_bytes()
+    long_metrics.metrics.write_bytes(data[: data.index(b'{"step":21,')])  # resumed from step 20
+    update = reader.poll()
+    assert update.reset and update.columns["loss_d"][0].tolist() == list(range(1, 21))
+    wait_for(gone, timeout=10, what="the old history's helpers to be stopped and reaped")
+    with open(long_metrics.metrics, "ab") as handle:
+        handle.write(orjson.dumps({"step": 21, "t": 21.0, "loss_d": 0.5}) + b"\n")
+    update = reader.poll()
+    assert not update.reset and update.rows == 1 and not update.more
