@@ -96,6 +96,9 @@ TARGETS: dict[str, Target] = {
             "tests/test_open_run.py",
             "tests/test_malformed_rows.py",
             "tests/test_export.py",
+            # the history helpers' own tests, and those of following a long run, wait until every helper is reaped
+            "tests/test_history.py",
+            "tests/test_follow.py",
             *(f"tests/test_dashboard.py::{test}" for test in DASHBOARD_READER),
             *NOT_MISSING_READER,
         ),

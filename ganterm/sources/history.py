@@ -156,7 +156,6 @@ class MetricsHistory(SpanHistory[Piece]):
     """Bytes [0, end) of a metrics file, delivered as parsed pieces, newest first."""
 
     def __init__(self, path: Path, end: int) -> None:
-        self.path = path
         super().__init__([(path, start, stop) for start, stop in spans(path, end)], parse_span)
 
 
