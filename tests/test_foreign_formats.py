@@ -12,6 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import ganterm
 from ganterm.export import export_history
+from ganterm.progress import ReadOnlyLines
 from ganterm.sources import find_runs
 from ganterm.sources.logbatch import LogBatch
 from ganterm.sources.tfevents import TfeventsReader
@@ -100,3 +101,17 @@ def read_event_folder(folder: Path) -> LogBatch:
     reader.close()
     assert not batch.more
     return batch
+
+
+def test_the_plain_lines_of_a_run_of_tags_ganterm_has_no_role_for_show_its_numbers_not_its_wall_time(tmp_path: Path):
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(1, 4):
+        writer.add_scalar("accuracy", 0.5, step)
+        writer.add_scalar("lr", 0.001, step)
+    writer.close()
+    said: list[str] = []
+    lines = ReadOnlyLines("tb", said.append, 0.0)
+    reader = ganterm.open_run(tmp_path / "tb").follow()
+    lines.take(reader.poll(), lambda _: None)
+    reader.close()
+    assert said[-1] == "tb: step 3  accuracy 0.5  lr 0.001"
