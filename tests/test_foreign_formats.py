@@ -7,15 +7,14 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorboardX
 from torch.utils.tensorboard import SummaryWriter
 
 import ganterm
 from ganterm.export import export_history
 from ganterm.progress import ReadOnlyLines
-from ganterm.sources import find_runs
-from ganterm.sources.logbatch import LogBatch
-from ganterm.sources.tfevents import TfeventsReader
+from ganterm.sources import find_runs, history, tfevents
 from tests.stylegan_folder import write_stylegan_folder
 
 STEPS = 60
@@ -64,8 +63,12 @@ def test_a_stylegan_folder_reads_as_stylegan_with_its_logits_not_as_probabilitie
 
 
 def test_a_summary_writer_runs_wall_times_are_its_t_column_in_the_history_the_viewers_updates_and_exports(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    """Read newest steps first, then the history in pieces: a step whose two events lie in two of them keeps the
+    first one's time."""
+    monkeypatch.setattr(tfevents, "NEWEST_FIRST_BYTES", 950)  # begins between a step's two events
+    monkeypatch.setattr(history, "CHUNK_BYTES", 1_500)
     writer = SummaryWriter(str(tmp_path / "tb"))
     for step in range(STEPS):
         writer.add_scalar("Loss_D", 1.0, step, walltime=1.7e9 + 2 * step)
@@ -84,23 +87,15 @@ def test_a_summary_writer_runs_wall_times_are_its_t_column_in_the_history_the_vi
         if not update.more:
             break
     reader.close()
-    assert sorted(shown) == list(zip(range(STEPS), wall_times, strict=True))  # each step once
+    assert len(shown) == STEPS + 1  # the step that straddles where the newest-first read began, twice
+    earliest = {step: min(time for at, time in shown if at == step) for step, _ in shown}
+    assert sorted(earliest.items()) == list(zip(range(STEPS), wall_times, strict=True))
     export_history([run.pinned_rows()], "tensorboard", tmp_path / "out", lambda _: None)
-    exported = read_event_folder(tmp_path / "out" / "tb")
-    assert [part.tolist() for part in exported.times] == [list(range(STEPS)), wall_times]
+    assert ganterm.open_run(tmp_path / "out" / "tb").history()["t"].tolist() == wall_times
     export_history([run.pinned_rows()], "csv", tmp_path / "out.csv", lambda _: None)
     with open(tmp_path / "out.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [float(row["t"]) for row in rows] == wall_times
-
-
-def read_event_folder(folder: Path) -> LogBatch:
-    """The one poll of a short run's event files."""
-    reader = TfeventsReader(folder)
-    batch = reader.poll()
-    reader.close()
-    assert not batch.more
-    return batch
 
 
 def test_the_plain_lines_of_a_run_of_tags_ganterm_has_no_role_for_show_its_numbers_not_its_wall_time(tmp_path: Path):

@@ -67,8 +67,11 @@ class LogBatch:
 
     scalars: Series = field(default_factory=dict)  # new points, after what was shown
     history: Series = field(default_factory=dict)  # older points, read after the newest: go in front
-    times: Times = field(default_factory=no_times)  # the wall time of the new points' steps
-    history_times: Times = field(default_factory=no_times)  # ... and of the older points' steps
+    # The wall time of the new points' steps, and of the older points' steps. A step whose events straddle two
+    # stretches read apart (where the newest-first read began, two history pieces) comes with each, as its points
+    # do: the earlier time is the step's, as `earliest_times` and the dashboard's clock take it.
+    times: Times = field(default_factory=no_times)
+    history_times: Times = field(default_factory=no_times)
     images: list[LogImage] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # records that are no scalar nor image, by kind
     bad_records: int = 0  # corrupt records (a bad checksum, an unreadable line) passed over
