@@ -726,13 +726,25 @@ def write_resumed_run(folder: Path, writer_name: str, restart: int, steps: range
     writer = EventsWriter(str(folder / writer_name))
     writer.write_event(Event(step=restart, wall_time=1.7e9, session_log=SessionLog(status=SessionLog.START)))
     for step in steps:
-        writer.write_event(scalar_event("loss", step, value))
+        event = scalar_event("loss", step, value)
+        event.wall_time += RESUMED_LATER
+        writer.write_event(event)
     writer.close()
+
+
+RESUMED_LATER = 1000.0  # seconds after the first writer's events of the same step
 
 
 def resumed_at_50() -> list[tuple[int, float]]:
     """What TensorBoard shows of a run logged to step 99, then resumed from step 50 with purge_step=50."""
     return [(step, 0.0) for step in range(50)] + [(step, 2.0) for step in range(50, 80)]
+
+
+def resumed_at_50_times() -> list[tuple[int, float]]:
+    """... and the wall times of its steps: from 50 on, the resumed writer's, not those of what was dropped."""
+    return [(step, 1.7e9 + step) for step in range(50)] + [
+        (step, 1.7e9 + RESUMED_LATER + step) for step in range(50, 80)
+    ]
 
 
 def write_first_run(folder: Path) -> None:
@@ -746,7 +758,7 @@ def test_a_run_resumed_with_purge_step_drops_what_was_logged_from_that_step_on_a
     write_first_run(tmp_path)
     write_resumed_run(tmp_path, "b", 50, range(50, 80), 2.0)
     shown = read_all(TfeventsReader(tmp_path))
-    assert shown.points["loss"] == resumed_at_50()
+    assert shown.points["loss"] == resumed_at_50() and shown.times == resumed_at_50_times()
 
 
 def test_a_run_resumed_while_watched_is_read_again_without_what_the_restart_drops(tmp_path: Path):
@@ -769,6 +781,9 @@ def test_a_long_run_resumed_drops_the_same_points_from_its_history(tmp_path: Pat
     shown = read_all(reader)
     reader.close()
     assert shown.points["loss"] == resumed_at_50()
+    assert {step: min(time for at, time in shown.times if at == step) for step, _ in shown.times} == dict(
+        resumed_at_50_times()
+    )  # a step straddling two stretches comes with each
 
 
 def test_a_resumed_writers_start_that_comes_after_its_file_appeared_makes_the_run_read_again(tmp_path: Path):
