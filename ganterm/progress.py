@@ -201,7 +201,7 @@ class ReadOnlyLines:
         if update.reset:
             self.latest.clear()
         for name, (steps, values) in update.columns.items():
-            if len(steps):
+            if len(steps) and name != "t":  # the steps' wall time: no number of the run's
                 self.latest[name] = float(values[-1])
                 self.step = max(self.step or 0, int(steps[-1]))
         if self.step is None and update.history:  # only history so far: its newest step

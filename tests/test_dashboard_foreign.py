@@ -151,3 +151,24 @@ async def test_a_stylegan_run_overlays_a_ganterm_run_on_the_images_seen_axis(tmp
         assert "x: images seen" in _text(app, "#header") and "not drawn" not in _text(app, "#header")
         ends = plot_ends(app.query_one("#plot-losses", MetricPlot), "loss_d")
         assert ends["00000-mnist"] / ends["mine"] == pytest.approx(12_000 / 12_800, rel=0.02)
+
+
+async def test_the_time_axis_draws_a_tensorboard_run_at_its_writers_wall_times(tmp_path: Path):
+    """300 steps half a second apart, as SummaryWriter stamped them: the losses end 149.5 s in."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(300):
+        writer.add_scalar("Loss_D", 1.0, step, walltime=1.7e9 + step / 2)
+        writer.add_scalar("Loss_G", 2.0, step, walltime=1.7e9 + step / 2)
+    writer.close()
+    app = Dashboard([ganterm.open_run(tmp_path / "tb")], tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        losses = app.query_one("#plot-losses", MetricPlot)
+        assert plot_ends(losses, "loss_d") == {"loss_d": pytest.approx(299, rel=0.02)}  # one run: no name in its labels
+        await pilot.press("a")
+        await settle(pilot, app)
+        assert "x: wall-clock time" in _text(app, "#header")
+        assert plot_ends(losses, "loss_d") == {"loss_d": pytest.approx(149.5, rel=0.02)}
+        assert "time (s)" in str(losses.render())

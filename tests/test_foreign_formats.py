@@ -3,14 +3,18 @@ write, opened with `ganterm.open_run`, read in ganterm's names, with the loss fa
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorboardX
 from torch.utils.tensorboard import SummaryWriter
 
 import ganterm
-from ganterm.sources import find_runs
+from ganterm.export import export_history
+from ganterm.progress import ReadOnlyLines
+from ganterm.sources import find_runs, history, tfevents
 from tests.stylegan_folder import write_stylegan_folder
 
 STEPS = 60
@@ -39,7 +43,7 @@ def test_summary_writer_runs_of_torch_and_tensorboardx_read_in_ganterm_names(tmp
         history = run.history()
         assert history["step"].tolist() == list(range(STEPS))
         assert history["loss_d"][-1] == np.float32(1.0 + (STEPS - 1) / 100)  # Loss_D, read as D's loss
-        assert set(history) == {"step", "loss_d", "loss_g", "d_x", "d_g_z1", "momentum"}
+        assert set(history) == {"step", "t", "loss_d", "loss_g", "d_x", "d_g_z1", "momentum"}
         status = run.status()
         assert status["loss"] == "probability"  # D(x) in [0, 1]: the tutorial's sigmoid means
         assert status["skipped"] == {"histogram": 3}
@@ -56,3 +60,53 @@ def test_a_stylegan_folder_reads_as_stylegan_with_its_logits_not_as_probabilitie
     assert run.status()["loss"] == "logit"
     assert [step for step, _ in run.samples()] == sorted(step for step, _ in run.samples())
     assert run.samples()  # its fakes grids
+
+
+def test_a_summary_writer_runs_wall_times_are_its_t_column_in_the_history_the_viewers_updates_and_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Read newest steps first, then the history in pieces: a step whose two events lie in two of them keeps the
+    first one's time."""
+    monkeypatch.setattr(tfevents, "NEWEST_FIRST_BYTES", 950)  # begins between a step's two events
+    monkeypatch.setattr(history, "CHUNK_BYTES", 1_500)
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(STEPS):
+        writer.add_scalar("Loss_D", 1.0, step, walltime=1.7e9 + 2 * step)
+        writer.add_scalar("Loss_G", 2.0, step, walltime=1.7e9 + 2 * step + 1)  # a moment later: the step keeps 2 * step
+    writer.close()
+    run = ganterm.open_run(tmp_path / "tb")
+    wall_times = [1.7e9 + 2 * step for step in range(STEPS)]
+    assert run.history()["t"].tolist() == wall_times
+    assert run.rows()[3] == {"step": 3, "t": 1.7e9 + 6, "loss_d": 1.0, "loss_g": 2.0}
+    reader, shown = run.follow(), []
+    while True:
+        update = reader.poll()
+        for columns in (update.history, update.columns):
+            if "t" in columns:
+                shown += zip(*(part.tolist() for part in columns["t"]), strict=True)
+        if not update.more:
+            break
+    reader.close()
+    assert len(shown) == STEPS + 1  # the step that straddles where the newest-first read began, twice
+    earliest = {step: min(time for at, time in shown if at == step) for step, _ in shown}
+    assert sorted(earliest.items()) == list(zip(range(STEPS), wall_times, strict=True))
+    export_history([run.pinned_rows()], "tensorboard", tmp_path / "out", lambda _: None)
+    assert ganterm.open_run(tmp_path / "out" / "tb").history()["t"].tolist() == wall_times
+    export_history([run.pinned_rows()], "csv", tmp_path / "out.csv", lambda _: None)
+    with open(tmp_path / "out.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["t"]) for row in rows] == wall_times
+
+
+def test_the_plain_lines_of_a_run_of_tags_ganterm_has_no_role_for_show_its_numbers_not_its_wall_time(tmp_path: Path):
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for step in range(1, 4):
+        writer.add_scalar("accuracy", 0.5, step)
+        writer.add_scalar("lr", 0.001, step)
+    writer.close()
+    said: list[str] = []
+    lines = ReadOnlyLines("tb", said.append, 0.0)
+    reader = ganterm.open_run(tmp_path / "tb").follow()
+    lines.take(reader.poll(), lambda _: None)
+    reader.close()
+    assert said[-1] == "tb: step 3  accuracy 0.5  lr 0.001"

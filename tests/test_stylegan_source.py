@@ -33,6 +33,17 @@ class TestWhatIsRead:
         assert batch.scalars["Loss/G/loss"][0].dtype == np.int64
         assert batch.bad_records == 0 and not batch.reset
 
+    def test_each_ticks_timestamp_is_the_wall_time_of_its_kimg_once_and_not_its_metrics_later_one(self, tmp_path: Path):
+        """The metric lines' timestamps (1.7e9, before any tick's here) tell when an evaluation ended, not the step."""
+        folder = write_stylegan_folder(tmp_path, ticks=3, metrics=("fid50k_full",))
+        reader = StyleganReader(tmp_path)
+        first = reader.poll()
+        folder.ticks(2)
+        second = reader.poll()
+        assert [part.tolist() for part in first.times] == [[0, 4, 8], [1.7e9, 1.7e9 + 1, 1.7e9 + 2]]
+        assert [part.tolist() for part in second.times] == [[12, 16], [1.7e9 + 3, 1.7e9 + 4]]
+        assert "Metrics/fid50k_full" in first.scalars and not len(reader.poll().times[0])
+
     def test_a_metric_sits_at_the_kimg_of_its_snapshot(self, tmp_path: Path):
         write_stylegan_folder(tmp_path, ticks=5, metrics=("fid50k_full", "kid50k_full"))
         batch = StyleganReader(tmp_path).poll()

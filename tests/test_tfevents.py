@@ -8,6 +8,7 @@ cut back and replaced files are made from their bytes.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import sys
 import time
@@ -40,6 +41,7 @@ class Shown:
 
     def __init__(self) -> None:
         self.points: dict[str, list[tuple[int, float]]] = {}
+        self.times: list[tuple[int, float]] = []  # (step, wall time) as they came: history in front
         self.images: list[tuple[str, int, bytes]] = []
         self.skipped: dict[str, int] = {}
         self.bad_records = 0
@@ -53,6 +55,8 @@ class Shown:
             self.points[tag] = list(zip(steps.tolist(), values.tolist(), strict=True)) + self.points.get(tag, [])
         for tag, (steps, values) in batch.scalars.items():
             self.points.setdefault(tag, []).extend(zip(steps.tolist(), values.tolist(), strict=True))
+        self.times[:0] = zip(*(part.tolist() for part in batch.history_times), strict=True)
+        self.times += zip(*(part.tolist() for part in batch.times), strict=True)
         self.images += [(image.tag, image.step, image.image) for image in batch.images]  # type: ignore[misc]
         for kind, count in batch.skipped.items():
             self.skipped[kind] = self.skipped.get(kind, 0) + count
@@ -282,6 +286,37 @@ def test_a_long_run_shows_its_newest_steps_first_then_its_whole_history(tmp_path
     reader.close()
 
 
+def test_a_long_runs_wall_times_arrive_with_its_points_newest_first_then_the_history_each_step_once(
+    tmp_path: Path, monkeypatch
+):
+    monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 3_000)
+    monkeypatch.setattr(history_module, "CHUNK_BYTES", 5_000)
+    write_scalars(tmp_path, range(200), tags=("loss",))
+    reader = TfeventsReader(tmp_path)
+    shown = Shown()
+    shown.apply(reader.poll())
+    assert shown.times == [(step, 1.7e9 + step) for step in shown.steps("loss")] and len(shown.times) < 100
+    read_all(reader, shown)
+    reader.close()
+    assert shown.times == [(step, 1.7e9 + step) for step in range(200)]
+
+
+def test_a_steps_wall_time_is_its_earliest_scalar_events_and_an_image_gives_none(tmp_path: Path):
+    """A quality number logged at a step minutes after its losses does not move the step on the time axis."""
+    writer = EventsWriter(str(tmp_path / "events"))
+    writer.write_event(
+        Event(step=1, wall_time=100.0, summary=Summary(value=[Summary.Value(tag="loss", simple_value=1)]))
+    )
+    writer.write_event(
+        Event(step=1, wall_time=400.0, summary=Summary(value=[Summary.Value(tag="fid", simple_value=9)]))
+    )
+    image = Summary.Image(height=4, width=4, colorspace=3, encoded_image_string=png())
+    writer.write_event(Event(step=2, wall_time=500.0, summary=Summary(value=[Summary.Value(tag="x", image=image)])))
+    writer.close()
+    shown = read_all(TfeventsReader(tmp_path))
+    assert shown.times == [(1, 100.0)] and len(shown.images) == 1
+
+
 def test_a_long_run_over_several_files_with_a_corrupt_record_in_its_history(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(tfevents_module, "NEWEST_FIRST_BYTES", 3_000)
     monkeypatch.setattr(history_module, "CHUNK_BYTES", 4_000)
@@ -317,7 +352,8 @@ def test_the_bulk_decoding_of_the_common_scalar_event_gives_what_the_protobuf_cl
     bulk = read_all(TfeventsReader(tmp_path))
     monkeypatch.setattr(tfevents_decode, "FAST_SCALARS", False)
     one_by_one = read_all(TfeventsReader(tmp_path))
-    assert bulk.points == one_by_one.points
+    assert bulk.points == one_by_one.points and bulk.times == one_by_one.times
+    assert bulk.times == [(step, 1.7e9) for step in [0, 1, 127, 128, 2**31 + 5, 2**40]]  # the pair's, the earliest
     assert len(bulk.points) == 8 and bulk.steps(long_tag + "y")[-1] == 2**40
 
 
@@ -595,7 +631,7 @@ def test_a_long_run_whose_file_is_replaced_shows_the_new_files_newest_steps_firs
             st.integers(-(2**63), 2**63 - 1),
             st.text(max_size=140),
             st.floats(width=32),
-            st.sampled_from([0.0, 1.7e9]),
+            st.one_of(st.sampled_from([0.0, 1.7e9]), st.floats()),
         ),
         min_size=1,
         max_size=20,
@@ -622,8 +658,12 @@ def test_the_bulk_decoder_agrees_with_the_protobuf_classes_on_any_scalar_event(t
         finally:
             tfevents_decode.FAST_SCALARS = True
         decoded[fast] = {tag: (s.tolist(), v.view(np.uint64).tolist()) for tag, (s, v) in into.series().items()}
+        steps, seconds = into.times()
+        decoded[fast]["wall times"] = (steps.tolist(), seconds.view(np.uint64).tolist())
     assert decoded[True] == decoded[False]
-    assert sum(len(steps) for steps, _ in decoded[True].values()) == len(events)
+    wall_times = {step for step, _, _, wall_time in events if math.isfinite(wall_time) and wall_time != 0}
+    assert set(decoded[True]["wall times"][0]) == set(wall_times)
+    assert sum(len(steps) for tag, (steps, _) in decoded[True].items() if tag != "wall times") == len(events)
 
 
 def test_a_file_whose_end_holds_no_record_is_read_from_its_start_not_searched_back_through(tmp_path: Path, monkeypatch):
@@ -686,13 +726,25 @@ def write_resumed_run(folder: Path, writer_name: str, restart: int, steps: range
     writer = EventsWriter(str(folder / writer_name))
     writer.write_event(Event(step=restart, wall_time=1.7e9, session_log=SessionLog(status=SessionLog.START)))
     for step in steps:
-        writer.write_event(scalar_event("loss", step, value))
+        event = scalar_event("loss", step, value)
+        event.wall_time += RESUMED_LATER
+        writer.write_event(event)
     writer.close()
+
+
+RESUMED_LATER = 1000.0  # seconds after the first writer's events of the same step
 
 
 def resumed_at_50() -> list[tuple[int, float]]:
     """What TensorBoard shows of a run logged to step 99, then resumed from step 50 with purge_step=50."""
     return [(step, 0.0) for step in range(50)] + [(step, 2.0) for step in range(50, 80)]
+
+
+def resumed_at_50_times() -> list[tuple[int, float]]:
+    """... and the wall times of its steps: from 50 on, the resumed writer's, not those of what was dropped."""
+    return [(step, 1.7e9 + step) for step in range(50)] + [
+        (step, 1.7e9 + RESUMED_LATER + step) for step in range(50, 80)
+    ]
 
 
 def write_first_run(folder: Path) -> None:
@@ -706,7 +758,7 @@ def test_a_run_resumed_with_purge_step_drops_what_was_logged_from_that_step_on_a
     write_first_run(tmp_path)
     write_resumed_run(tmp_path, "b", 50, range(50, 80), 2.0)
     shown = read_all(TfeventsReader(tmp_path))
-    assert shown.points["loss"] == resumed_at_50()
+    assert shown.points["loss"] == resumed_at_50() and shown.times == resumed_at_50_times()
 
 
 def test_a_run_resumed_while_watched_is_read_again_without_what_the_restart_drops(tmp_path: Path):
@@ -729,6 +781,9 @@ def test_a_long_run_resumed_drops_the_same_points_from_its_history(tmp_path: Pat
     shown = read_all(reader)
     reader.close()
     assert shown.points["loss"] == resumed_at_50()
+    assert {step: min(time for at, time in shown.times if at == step) for step, _ in shown.times} == dict(
+        resumed_at_50_times()
+    )  # a step straddling two stretches comes with each
 
 
 def test_a_resumed_writers_start_that_comes_after_its_file_appeared_makes_the_run_read_again(tmp_path: Path):

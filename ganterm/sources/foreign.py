@@ -27,7 +27,7 @@ from ganterm.health import HealthMonitor
 from ganterm.run.settings import shown_config, shown_settings
 from ganterm.sources.columns import Columns, distinct, history_table, merge_columns
 from ganterm.sources.follow import RunUpdate
-from ganterm.sources.logbatch import LogImage, LogReader
+from ganterm.sources.logbatch import LogImage, LogReader, Times, merge_times
 from ganterm.sources.roles import D_OUTPUTS, DReadings, Roles, TagNames, family_from, family_reason, guess_family
 
 LIVE_SECONDS = 120.0  # a file changed this recently: its writer is live (StyleGAN writes once a tick, minutes apart)
@@ -195,13 +195,15 @@ def collect(reader: LogReader, names: TagNames) -> Collected:
     collected = Collected()
     newer: list[Columns] = []
     older: list[Columns] = []
+    times: list[Times] = []
     try:
         while True:
             batch = reader.poll()
             if batch.reset:
-                newer, older, collected = [], [], Collected()
+                newer, older, times, collected = [], [], [], Collected()
             newer.append(names.columns(batch.scalars))
             older.append(names.columns(batch.history))
+            times += [batch.times, batch.history_times]
             collected.images += batch.images
             if batch.config is not None:
                 collected.config = batch.config
@@ -215,7 +217,15 @@ def collect(reader: LogReader, names: TagNames) -> Collected:
     finally:
         reader.close()
     collected.columns = in_step_order(merge_columns([piece for piece in [*reversed(older), *newer] if piece]))
+    with_time(collected.columns, merge_times(times))
     return collected
+
+
+def with_time(columns: Columns, times: Times) -> Columns:
+    """The columns with the steps' wall times as the `t` column, as ganterm's own rows hold them (when any)."""
+    if len(times[0]):
+        columns["t"] = times
+    return columns
 
 
 def in_step_order(columns: Columns) -> Columns:
@@ -373,9 +383,9 @@ class ForeignReader:
             self._health, self._monitor, self._family, self._images, self._history_in = {}, None, None, [], False
             self._checked, self._backlog, self._pieces, self._readings = None, None, [], DReadings()
             self._unchecked = []
-        update.columns = self.names.columns(batch.scalars)
+        update.columns = with_time(self.names.columns(batch.scalars), batch.times)
         update.rows = _steps(update.columns)
-        update.history = self.names.columns(batch.history)
+        update.history = with_time(self.names.columns(batch.history), batch.history_times)
         update.history_rows = _steps(update.history)
         if batch.images or batch.reset:
             self._images += batch.images

@@ -17,7 +17,39 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ganterm.sources.columns import in_step_order
+
 Series = dict[str, tuple[np.ndarray, np.ndarray]]  # tag -> (steps as int64, values as float64), in step order
+Times = tuple[np.ndarray, np.ndarray]  # (steps as int64, unix seconds as float64): each step once, in step order
+
+
+def no_times() -> Times:
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+
+
+def earliest_times(steps: np.ndarray, seconds: np.ndarray) -> Times:
+    """Each step once, with its earliest wall time, in step order; times that are no finite number, and 0 (an
+    event file's event that was given none: protocol buffers write no 0), left out.
+
+    A step's tags are written moments apart, and an evaluation at a step comes minutes later: the earliest
+    is the step's time, as the dashboard's clock (`SeriesStore.clock`) takes it, whatever order it was read in.
+    """
+    steps, seconds = np.asarray(steps, dtype=np.int64), np.asarray(seconds, dtype=np.float64)
+    known = np.isfinite(seconds) & (seconds != 0)
+    if not known.all():
+        steps, seconds = steps[known], seconds[known]
+    if len(steps) == 0:
+        return no_times()
+    steps, seconds = in_step_order(steps, seconds)
+    starts = np.flatnonzero(np.r_[True, steps[1:] != steps[:-1]])
+    return steps[starts], np.minimum.reduceat(seconds, starts)
+
+
+def merge_times(parts: list[Times]) -> Times:
+    """The times of several stretches as one, each step once with its earliest time."""
+    if not parts:
+        return no_times()
+    return earliest_times(np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts]))
 
 
 @dataclass(frozen=True)
@@ -35,6 +67,11 @@ class LogBatch:
 
     scalars: Series = field(default_factory=dict)  # new points, after what was shown
     history: Series = field(default_factory=dict)  # older points, read after the newest: go in front
+    # The wall time of the new points' steps, and of the older points' steps. A step whose events straddle two
+    # stretches read apart (where the newest-first read began, two history pieces) comes with each, as its points
+    # do: the earlier time is the step's, as `earliest_times` and the dashboard's clock take it.
+    times: Times = field(default_factory=no_times)
+    history_times: Times = field(default_factory=no_times)
     images: list[LogImage] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # records that are no scalar nor image, by kind
     bad_records: int = 0  # corrupt records (a bad checksum, an unreadable line) passed over

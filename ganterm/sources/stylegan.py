@@ -27,7 +27,7 @@ import orjson
 
 from ganterm.run.jsonl import JsonlTail, TextTail
 from ganterm.sources.follow import file_stamp, log_tail
-from ganterm.sources.logbatch import LogBatch, LogImage, Series, unreadable_note
+from ganterm.sources.logbatch import LogBatch, LogImage, Series, Times, earliest_times, unreadable_note
 
 STATS_FILE = "stats.jsonl"
 OPTIONS_FILE = "training_options.json"
@@ -117,6 +117,7 @@ class _Points:
 
     def __init__(self) -> None:
         self._points: dict[str, tuple[list[int], list[float]]] = {}
+        self._times: tuple[list[int], list[float]] = ([], [])  # each tick's kimg and timestamp
 
     def add(self, tag: str, step: int, value: float) -> None:
         steps, values = self._points.setdefault(tag, ([], []))
@@ -132,6 +133,10 @@ class _Points:
             mean = _float(stat.get("mean")) if isinstance(stat, dict) else None
             if mean is not None and stat.get("num") != 0:
                 self.add(name, step, mean)
+        timestamp = _float(record.get("timestamp"))
+        if timestamp is not None:
+            self._times[0].append(step)
+            self._times[1].append(timestamp)
         return True
 
     def add_metric(self, record: dict[str, Any]) -> bool:
@@ -147,6 +152,10 @@ class _Points:
         for name, value in values.items():
             self.add(METRIC_PREFIX + name, step, value)
         return True
+
+    def times(self) -> Times:
+        """The ticks' timestamps; a metric file's are left out: they tell when a later evaluation ended."""
+        return earliest_times(np.asarray(self._times[0], dtype=np.int64), np.asarray(self._times[1]))
 
     def series(self) -> Series:
         """In step order: a metric computed afterwards for an older snapshot lands among its neighbours."""
@@ -227,6 +236,7 @@ class StyleganReader:
             unusable += sum(not points.add_metric(record) for record in self._opened(tail.path, tail.read, list))
         batch = LogBatch(
             scalars=points.series(),
+            times=points.times(),
             images=self._new_images(names),
             bad_records=unusable + sum(tail.bad_lines for tail in tails) - bad_before,
             reset=any(tail.reset for tail in tails),

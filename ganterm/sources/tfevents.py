@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from ganterm.sources.columns import in_step_order, merge_columns
 from ganterm.sources.history import CHUNK_BYTES, SpanHistory
-from ganterm.sources.logbatch import LogBatch, LogImage, Series, unreadable_note
+from ganterm.sources.logbatch import LogBatch, LogImage, Series, Times, merge_times, unreadable_note
 from ganterm.sources.tfevents_decode import Decoded, EventDecoder, require_extra
 from ganterm.sources.tfrecords import CHAIN, HEADER, RecordTail, Scan, read_span, record_start
 
@@ -36,6 +36,7 @@ class EventPiece(NamedTuple):
 
     path: Path
     scalars: Series
+    times: Times  # the wall time of each step of the scalars
     images: list[LogImage]
     skipped: dict[str, int]
     bad_records: int
@@ -51,7 +52,9 @@ class EventPiece(NamedTuple):
             if kept.any():
                 scalars[tag] = (steps[kept], values[kept])
         images = [image for image in self.images if image.step < restart]
-        return self._replace(scalars=scalars, images=images)
+        steps, seconds = self.times
+        kept = steps < restart
+        return self._replace(scalars=scalars, times=(steps[kept], seconds[kept]), images=images)
 
 
 def is_event_file(path: Path) -> bool:
@@ -96,7 +99,9 @@ def decoded_piece(path: Path, found: Scan, decoder: EventDecoder) -> tuple[Event
     """The records of a scan of `path` as a piece, and the steps of the SessionLog STARTs among them."""
     decoded = Decoded()
     decoder.decode(found, decoded)
-    piece = EventPiece(path, decoded.series(), decoded.images, dict(decoded.skipped), found.bad + decoded.bad)
+    piece = EventPiece(
+        path, decoded.series(), decoded.times(), decoded.images, dict(decoded.skipped), found.bad + decoded.bad
+    )
     return piece, decoded.restarts
 
 
@@ -185,10 +190,12 @@ class TfeventsReader:
         restarts = self._restarts_after()
         live = [self._read_on(path).before(restarts[path]) for path in sorted(self._tails)]
         batch.scalars = _in_step_order(merge_columns([piece.scalars for piece in live]))
+        batch.times = merge_times([piece.times for piece in live])
         pieces = self._history.ready() if self._history is not None else []
         pieces = [piece.before(restarts.get(piece.path)) for piece in pieces]
         if pieces:
             batch.history = _in_step_order(merge_columns([piece.scalars for piece in reversed(pieces)]))
+            batch.history_times = merge_times([piece.times for piece in pieces])
         skipped: Counter[str] = Counter()
         for piece in [*live, *pieces]:
             batch.images += piece.images

@@ -24,7 +24,7 @@ import numpy as np
 
 from ganterm.errors import UserError
 from ganterm.sources.columns import in_step_order
-from ganterm.sources.logbatch import LogImage, Series
+from ganterm.sources.logbatch import LogImage, Series, Times, merge_times
 from ganterm.sources.tfevents_fast import common_scalars
 from ganterm.sources.tfrecords import Scan
 
@@ -97,6 +97,9 @@ class Decoded:
 
     points: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)  # tag -> steps, values
     arrays: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)  # and decoded in bulk
+    wall_times: tuple[list[int], list[float]] = field(default_factory=lambda: ([], []))  # step, wall time of an
+    # event that held a scalar
+    wall_time_arrays: list[Times] = field(default_factory=list)  # and decoded in bulk
     images: list[LogImage] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     bad: int = 0  # records whose checksums held but whose bytes are no Event
@@ -119,6 +122,11 @@ class Decoded:
                 )
         return series
 
+    def times(self) -> Times:
+        """The wall time of each step that held a scalar, its earliest event's."""
+        steps, seconds = self.wall_times
+        return merge_times([*self.wall_time_arrays, (np.array(steps, np.int64), np.array(seconds, np.float64))])
+
 
 class EventDecoder:
     """Decodes records into a `Decoded`, remembering each tensor tag's plugin from its first value."""
@@ -130,7 +138,11 @@ class EventDecoder:
     def decode(self, found: Scan, into: Decoded) -> None:
         """The records of a scan: those of the common scalar shape in bulk, the others one by one."""
         starts, ends = np.array(found.starts, dtype=np.int64), np.array(found.ends, dtype=np.int64)
-        points, done = common_scalars(found.buf, starts, ends) if FAST_SCALARS else ({}, np.zeros(len(starts), bool))
+        if FAST_SCALARS:
+            points, done, times = common_scalars(found.buf, starts, ends)
+            into.wall_time_arrays.append(times)
+        else:
+            points, done = {}, np.zeros(len(starts), bool)
         for tag, parts in points.items():
             into.arrays.setdefault(tag, []).extend(parts)
         rest = np.flatnonzero(~done).tolist()
@@ -159,6 +171,7 @@ class EventDecoder:
                     into.restarts.append(event.step)
                 continue
             step = event.step
+            held_scalar = False
             for value in event.summary.value:
                 kind = value.WhichOneof("value")
                 if kind == "simple_value":
@@ -177,6 +190,10 @@ class EventDecoder:
                         series = points[value.tag] = ([], [])
                     series[0].append(step)
                     series[1].append(number)
+                    held_scalar = True
+            if held_scalar:
+                into.wall_times[0].append(step)
+                into.wall_times[1].append(event.wall_time)
 
     def _tensor(self, value: Any, step: int, into: Decoded) -> float | None:
         """A tensor's one number if it is a scalar; its images are added, anything else is counted."""
