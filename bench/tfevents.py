@@ -97,7 +97,8 @@ follower.reader.poll = poll
 points, first_s, all_s, newest = 0, None, None, -1
 while True:
     update = follower.poll()
-    got = sum(len(steps) for steps, _ in (*update.columns.values(), *update.history.values()) if len(steps))
+    pairs = (*update.columns.items(), *update.history.items())
+    got = sum(len(steps) for name, (steps, _) in pairs if name != "t")  # t: each step's wall time, no point
     points += got
     if first_s is None and update.columns:
         first_s, newest = time.perf_counter() - started, max(int(steps[-1]) for steps, _ in update.columns.values())
