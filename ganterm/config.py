@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ganterm.errors import ConfigError
+from ganterm.errors import ConfigError, UserError
 from ganterm.urls import shown_url, url_problem
 
 if sys.version_info >= (3, 11):
@@ -345,6 +345,18 @@ def parse_override(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def read_toml(path: Path, what: str, error: type[UserError] = UserError) -> dict[str, Any]:
+    """A TOML file of the user's, or one sentence naming it and what is wrong (`what`: "config file", ...)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as cause:
+        raise error(f"{what} {str(path)!r} cannot be read: {cause}") from None
+    except tomllib.TOMLDecodeError as cause:
+        raise error(f"{what} {str(path)!r} is not valid TOML: {cause}") from None
+
+
 def load_config(
     path: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -356,14 +368,7 @@ def load_config(
     said: set[str] = set()  # the keys the file, the values or the overrides set
     if path is not None:
         path = Path(path)
-        try:
-            mapping = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(path)!r} does not exist") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(f"config file {str(path)!r} cannot be read: {error}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+        mapping = read_toml(path, "config file", ConfigError)
         _apply_mapping(config, mapping, str(path))
         said |= {f"{section}.{key}" for section, keys in mapping.items() if isinstance(keys, dict) for key in keys}
     for dotted, value in (values or {}).items():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganterm.config import tomllib
+from ganterm.config import read_toml
 from ganterm.errors import UserError
 from ganterm.families import SERIES, accepted_names, family_named
 from ganterm.run.schema import QUALITY_MEASURES, RATES, STEP_STATISTICS, TAGS
@@ -132,14 +132,7 @@ class TagNames:
 
 def load_roles(path: Path) -> Roles:
     """A roles file: `loss = "wgan-gp"` and a `[roles]` table of tag = role or "ignore"; one sentence if bad."""
-    try:
-        mapping = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"roles file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"roles file {str(path)!r} cannot be read: {error}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"roles file {str(path)!r} is not valid TOML: {error}") from None
+    mapping = read_toml(path, "roles file")
     unknown = sorted(set(mapping) - {"loss", "roles"})
     if unknown:
         raise UserError(f"roles file {str(path)!r} may hold only `loss` and a [roles] table, not {unknown[0]!r}")
