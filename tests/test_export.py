@@ -25,6 +25,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ganterm.cli import app
+from ganterm.errors import UserError
 from ganterm.export import table as table_module
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import tag
@@ -245,6 +246,71 @@ def test_a_file_cut_back_during_the_export_leaves_the_old_output(tmp_path: Path,
     assert result.output.rstrip().endswith("(a resume cuts it back); export again")
     assert out.read_text() == "the earlier export\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rewound.csv", "runs"]
+
+
+def _pinned(run: RunDir) -> PinnedRows:
+    return ganterm_run.GantermRun(run).pinned_rows()
+
+
+def test_rows_appended_after_the_pin_stay_out_of_the_last_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The last chunk of a pass ends at the pinned size, even where a run still training wrote on past it."""
+    monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 300)  # several chunks, the last one short
+    rows = _rows(12)
+    run = make_run(tmp_path / "runs", "live", rows)
+    pinned = _pinned(run)
+    with open(run.metrics, "ab") as handle:
+        handle.write(b'{"step":13,"t":1.0}\n' * 20)  # short rows: some would fit in the last chunk's room
+    assert [row for chunk in pinned.chunks() for row in chunk] == rows
+
+
+def test_the_progress_of_a_pass_adds_up_to_the_pinned_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`advance` drives the export's progress bar: each chunk's own bytes, so the bar ends full, not past it."""
+    monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 300)
+    run = make_run(tmp_path / "runs", "counted", _rows(12))
+    steps: list[int] = []
+    for _ in _pinned(run).chunks(steps.append):
+        pass
+    assert len(steps) > 3 and sum(steps) == run.metrics.stat().st_size
+
+
+def test_a_file_replaced_by_one_of_the_same_size_and_end_is_said(tmp_path: Path):
+    """Another file put in its place (a copy restored, a sync) is not the pinned one, however alike its end."""
+    rows = _rows(60)
+    run = make_run(tmp_path / "runs", "swapped", rows)
+    pinned = _pinned(run)
+    other = run.metrics.read_bytes().replace(b'"epoch":0.1429', b'"epoch":0.9999', 1)  # the first rows differ
+    assert len(other) == pinned.size and other[-ganterm_run.LAST_BYTES :] == pinned._last_bytes
+    replacement = run.path / "metrics.new"
+    replacement.write_bytes(other)
+    os.replace(replacement, run.metrics)
+    with pytest.raises(UserError, match="was rewritten during the export"):
+        list(pinned.chunks())
+
+
+def test_rows_with_names_beyond_ascii_are_pinned_wherever_their_last_bytes_start(tmp_path: Path):
+    """The pinned end is compared as bytes: 4096 bytes from the end may fall inside a character of a name."""
+    name = "Verlust_" + "ä" * 60  # two-byte characters, most of every row
+    rows = [{"step": step, "t": START + step, name: 0.5} for step in range(1, 60)]
+    run = make_run(tmp_path / "runs", "umlaut", rows)
+    data = run.metrics.read_bytes()
+    while data[-ganterm_run.LAST_BYTES] & 0xC0 != 0x80:  # not yet inside a character: one more row moves the edge
+        rows.append({"step": len(rows) + 1, "t": START, name: 0.5, "x" * len(rows): 1})
+        run.metrics.write_bytes(data + orjson.dumps(rows[-1]) + b"\n")
+        data = run.metrics.read_bytes()
+    pinned = _pinned(run)
+    assert [row for chunk in pinned.chunks() for row in chunk] == rows
+
+
+def test_a_file_cut_back_to_where_a_pass_has_read_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A resume rewinding metrics.jsonl to exactly the row a pass has reached: no more rows come, and it is said."""
+    monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 300)
+    run = make_run(tmp_path / "runs", "rewound", _rows(12))
+    read: list[int] = []
+    chunks = _pinned(run).chunks(read.append)
+    next(chunks)
+    os.truncate(run.metrics, sum(read))
+    with pytest.raises(UserError, match="was rewritten during the export"):
+        list(chunks)
 
 
 # ----- TensorBoard -------------------------------------------------------------------------------------------------
