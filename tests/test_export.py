@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import locale
 import math
 import os
 import subprocess
@@ -311,6 +312,50 @@ def test_a_file_cut_back_to_where_a_pass_has_read_is_said(tmp_path: Path, monkey
     os.truncate(run.metrics, sum(read))
     with pytest.raises(UserError, match="was rewritten during the export"):
         list(chunks)
+
+
+def _clean_run(root: Path, name: str, rows: list[dict[str, Any]]) -> PinnedRows:
+    """A run whose metrics.jsonl holds `rows` alone, pinned as an export pins it."""
+    run = make_run(root, name, rows)
+    run.metrics.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    return _pinned(run)
+
+
+@pytest.mark.parametrize(("group_rows", "groups"), [(3, [3, 3, 3, 3]), (4, [6, 6])])
+def test_a_parquet_row_group_is_the_chunks_that_first_reach_row_group_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group_rows: int, groups: list[int]
+):
+    """Chunks of three rows: a group closes with the chunk that brings it to ROW_GROUP_ROWS, not one later."""
+    pq = reader("pyarrow.parquet")
+    rows = [{"step": step, "t": START + step, "loss_d": 0.5} for step in range(10, 22)]  # lines of one length
+    monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 3 * len(orjson.dumps(rows[0]) + b"\n"))
+    monkeypatch.setattr(table_module, "ROW_GROUP_ROWS", group_rows)
+    out = tmp_path / "grouped.parquet"
+    table_module.write_parquet([_clean_run(tmp_path / "runs", "grouped", rows)], out, lambda _: None)
+    metadata = pq.ParquetFile(out).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == groups
+
+
+def test_parquet_keeps_a_step_past_double_precision_exact(tmp_path: Path):
+    """Steps are int64 in Parquet: a counter-like step a loop logs is not rounded to the nearest double."""
+    pq = reader("pyarrow.parquet")
+    rows = [{"step": 2**53 + 1, "t": START, "loss_d": 0.5}, {"step": 2**60 + 3, "t": START + 1, "loss_d": 0.25}]
+    out = tmp_path / "counted.parquet"
+    table_module.write_parquet([_clean_run(tmp_path / "runs", "counted", rows)], out, lambda _: None)
+    assert pq.read_table(out).column("step").to_pylist() == [2**53 + 1, 2**60 + 3]
+
+
+def test_a_csv_is_utf_8_whatever_the_locale_says(tmp_path: Path):
+    """A metric named beyond ASCII, exported under a locale whose encoding is ASCII: still written, as UTF-8."""
+    pinned = _clean_run(tmp_path / "runs", "umlaut", [{"step": 1, "t": 5.0, "Verlust_ä": 0.5}])
+    out = tmp_path / "umlaut.csv"
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        table_module.write_csv([pinned], out, lambda _: None)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+    assert out.read_bytes() == "run,step,t,Verlust_ä\numlaut,1,5.0,0.5\n".encode()
 
 
 # ----- TensorBoard -------------------------------------------------------------------------------------------------
