@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import locale
 import math
 import os
 import subprocess
@@ -25,6 +26,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ganterm.cli import app
+from ganterm.errors import UserError
 from ganterm.export import table as table_module
 from ganterm.run.layout import RunDir
 from ganterm.run.schema import tag
@@ -245,6 +247,115 @@ def test_a_file_cut_back_during_the_export_leaves_the_old_output(tmp_path: Path,
     assert result.output.rstrip().endswith("(a resume cuts it back); export again")
     assert out.read_text() == "the earlier export\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rewound.csv", "runs"]
+
+
+def _pinned(run: RunDir) -> PinnedRows:
+    return ganterm_run.GantermRun(run).pinned_rows()
+
+
+def test_rows_appended_after_the_pin_stay_out_of_the_last_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The last chunk of a pass ends at the pinned size, even where a run still training wrote on past it."""
+    monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 300)  # several chunks, the last one short
+    rows = _rows(12)
+    run = make_run(tmp_path / "runs", "live", rows)
+    pinned = _pinned(run)
+    with open(run.metrics, "ab") as handle:
+        handle.write(b'{"step":13,"t":1.0}\n' * 20)  # short rows: some would fit in the last chunk's room
+    assert [row for chunk in pinned.chunks() for row in chunk] == rows
+
+
+def test_the_progress_of_a_pass_adds_up_to_the_pinned_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`advance` drives the export's progress bar: each chunk's own bytes, so the bar ends full, not past it."""
+    monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 300)
+    run = make_run(tmp_path / "runs", "counted", _rows(12))
+    steps: list[int] = []
+    for _ in _pinned(run).chunks(steps.append):
+        pass
+    assert len(steps) > 3 and sum(steps) == run.metrics.stat().st_size
+
+
+def test_a_file_replaced_by_one_of_the_same_size_and_end_is_said(tmp_path: Path):
+    """Another file put in its place (a copy restored, a sync) is not the pinned one, however alike its end."""
+    rows = _rows(60)
+    run = make_run(tmp_path / "runs", "swapped", rows)
+    pinned = _pinned(run)
+    other = run.metrics.read_bytes().replace(b'"epoch":0.1429', b'"epoch":0.9999', 1)  # the first rows differ
+    assert len(other) == pinned.size and other[-ganterm_run.LAST_BYTES :] == pinned._last_bytes
+    replacement = run.path / "metrics.new"
+    replacement.write_bytes(other)
+    os.replace(replacement, run.metrics)
+    with pytest.raises(UserError, match="was rewritten during the export"):
+        list(pinned.chunks())
+
+
+def test_rows_with_names_beyond_ascii_are_pinned_wherever_their_last_bytes_start(tmp_path: Path):
+    """The pinned end is compared as bytes: 4096 bytes from the end may fall inside a character of a name."""
+    name = "Verlust_" + "ä" * 60  # two-byte characters, most of every row
+    rows = [{"step": step, "t": START + step, name: 0.5} for step in range(1, 60)]
+    run = make_run(tmp_path / "runs", "umlaut", rows)
+    data = run.metrics.read_bytes()
+    while data[-ganterm_run.LAST_BYTES] & 0xC0 != 0x80:  # not yet inside a character: one more row moves the edge
+        rows.append({"step": len(rows) + 1, "t": START, name: 0.5, "x" * len(rows): 1})
+        run.metrics.write_bytes(data + orjson.dumps(rows[-1]) + b"\n")
+        data = run.metrics.read_bytes()
+    pinned = _pinned(run)
+    assert [row for chunk in pinned.chunks() for row in chunk] == rows
+
+
+def test_a_file_cut_back_to_where_a_pass_has_read_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A resume rewinding metrics.jsonl to exactly the row a pass has reached: no more rows come, and it is said."""
+    monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 300)
+    run = make_run(tmp_path / "runs", "rewound", _rows(12))
+    read: list[int] = []
+    chunks = _pinned(run).chunks(read.append)
+    next(chunks)
+    os.truncate(run.metrics, sum(read))
+    with pytest.raises(UserError, match="was rewritten during the export"):
+        list(chunks)
+
+
+def _clean_run(root: Path, name: str, rows: list[dict[str, Any]]) -> PinnedRows:
+    """A run whose metrics.jsonl holds `rows` alone, pinned as an export pins it."""
+    run = make_run(root, name, rows)
+    run.metrics.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    return _pinned(run)
+
+
+@pytest.mark.parametrize(("group_rows", "groups"), [(3, [3, 3, 3, 3]), (4, [6, 6])])
+def test_a_parquet_row_group_is_the_chunks_that_first_reach_row_group_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group_rows: int, groups: list[int]
+):
+    """Chunks of three rows: a group closes with the chunk that brings it to ROW_GROUP_ROWS, not one later."""
+    pq = reader("pyarrow.parquet")
+    rows = [{"step": step, "t": START + step, "loss_d": 0.5} for step in range(10, 22)]  # lines of one length
+    monkeypatch.setattr(ganterm_run, "PINNED_CHUNK_BYTES", 3 * len(orjson.dumps(rows[0]) + b"\n"))
+    monkeypatch.setattr(table_module, "ROW_GROUP_ROWS", group_rows)
+    out = tmp_path / "grouped.parquet"
+    table_module.write_parquet([_clean_run(tmp_path / "runs", "grouped", rows)], out, lambda _: None)
+    metadata = pq.ParquetFile(out).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == groups
+
+
+def test_parquet_keeps_a_step_past_double_precision_exact(tmp_path: Path):
+    """Steps are int64 in Parquet: a counter-like step a loop logs is not rounded to the nearest double."""
+    pq = reader("pyarrow.parquet")
+    rows = [{"step": 2**53 + 1, "t": START, "loss_d": 0.5}, {"step": 2**60 + 3, "t": START + 1, "loss_d": 0.25}]
+    out = tmp_path / "counted.parquet"
+    table_module.write_parquet([_clean_run(tmp_path / "runs", "counted", rows)], out, lambda _: None)
+    assert pq.read_table(out).column("step").to_pylist() == [2**53 + 1, 2**60 + 3]
+
+
+def test_a_csv_is_utf_8_whatever_the_locale_says(tmp_path: Path):
+    """A metric named beyond ASCII, exported under a locale whose encoding is ASCII: still written, as UTF-8."""
+    pinned = _clean_run(tmp_path / "runs", "umlaut", [{"step": 1, "t": 5.0, "Verlust_ä": 0.5}])
+    out = tmp_path / "umlaut.csv"
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        table_module.write_csv([pinned], out, lambda _: None)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+    assert out.read_bytes() == "run,step,t,Verlust_ä\numlaut,1,5.0,0.5\n".encode()
 
 
 # ----- TensorBoard -------------------------------------------------------------------------------------------------

@@ -96,6 +96,20 @@ def test_a_step_logged_again_keeps_its_newest_value_however_small_the_chunks_it_
         assert history["loss_g"][2] == 7.0 and np.isnan(history["loss_g"]).sum() == 19
 
 
+def test_every_step_of_a_long_run_logged_again_keeps_its_newest_value(tmp_path: Path):
+    """A loop resumed from an early checkpoint without rewinding logs each step again: the later row wins.
+
+    Two hundred rows out of step order: numpy's default sort would mix up rows of one step (only a stable one keeps
+    them in file order), where a few rows alone come out in order by luck.
+    """
+    rows = [{"step": s, "t": START + s, "loss_d": 1.0} for s in range(1, 101)]
+    rows += [{"step": s, "t": START + 200 + s, "loss_d": 2.0} for s in range(1, 101)]
+    history = ganterm.open_run(_run_with_rows(tmp_path, rows).path).history()
+    assert history["step"].tolist() == list(range(1, 101))
+    assert history["loss_d"].tolist() == [2.0] * 100
+    assert history["t"].tolist() == [START + 200 + s for s in range(1, 101)]
+
+
 def test_a_folder_with_rows_only_reads_as_external_with_no_settings_and_its_valid_rows_and_events(tmp_path: Path):
     run = RunDir(tmp_path / "theirs")
     run.path.mkdir()
