@@ -32,6 +32,7 @@ BAD_ROWS = [
     {"step": True, "t": START + 7, "loss_d": 0.5, "loss_g": 1.0},  # JSON's true is no step: not step 1
     {"step": 7.5, "t": START + 7, "loss_d": 0.5, "loss_g": 1.0},
     {"step": -1, "t": START + 7, "loss_d": 0.5, "loss_g": 1.0},
+    {"step": 2**63, "t": START + 7, "loss_d": 0.5, "loss_g": 1.0},  # past int64: no array or Parquet holds it
     {"step": 8, "t": START + 8, "loss_d": "high", "loss_g": 1.0},
     {"step": 9, "t": START + 9, "loss_d": [1, 2], "loss_g": 1.0},
     {"t": START + 10, "loss_d": 0.5},  # no step

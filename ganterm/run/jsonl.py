@@ -157,7 +157,8 @@ class JsonlTail(LineTail):
         return records
 
 
-ROW_RULE = "a whole-number step, a number t, and numbers or null"
+ROW_RULE = "a whole-number step from 0 to 2^63 - 1, a number t, and numbers or null"
+MAX_STEP = 2**63 - 1  # int64, as numpy, Parquet and TensorBoard hold a step
 EVENT_RULE = "a whole-number step, a number t, a kind, and text where text belongs"
 _EVENT_TEXT = ("kind", "check", "severity", "message", "state", "error", "path", "refused")
 
@@ -174,7 +175,7 @@ def _finite(value: Any) -> bool:
 
 def valid_row(record: dict[str, Any]) -> bool:
     """A metrics row a viewer can use: see ROW_RULE. Other writers' mistakes must not crash a viewer."""
-    if not (_whole(record.get("step")) and record["step"] >= 0 and _finite(record.get("t"))):
+    if not (_whole(record.get("step")) and 0 <= record["step"] <= MAX_STEP and _finite(record.get("t"))):
         return False
     return all(value is None or isinstance(value, (int, float)) for value in record.values())
 

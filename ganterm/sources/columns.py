@@ -62,7 +62,7 @@ def columns_from_rows(
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
     """Rows of one chunk → per-metric (steps, values) in step order, and how many rows were malformed.
 
-    A row needs a whole-number step, a finite number t, and numbers or null (NaN) as the values read
+    A row needs a whole-number step below 2^63, a finite number t, and numbers or null (NaN) as the values read
     (`ganterm.run.jsonl.ROW_RULE`); any other row is left out whole and counted. Rows are grouped by
     their key sequence (a worker writes a few shapes of row, over and over) so each group is checked
     and converted to numbers in a few numpy calls. Only the `wanted` metrics are converted.
@@ -77,7 +77,7 @@ def columns_from_rows(
         table, good = _numbers(keys, group)
         steps, times = table[:, keys.index("step")], table[:, keys.index("t")]
         with np.errstate(invalid="ignore"):
-            good &= np.isfinite(times) & (steps >= 0) & (steps == np.floor(steps))  # NaN and inf fail these
+            good &= np.isfinite(times) & (steps >= 0) & (steps < 2.0**63) & (steps == np.floor(steps))  # NaN, inf fail
         good &= ~_boolean_steps(group)
         bad += len(group) - int(good.sum())
         steps = steps[good].astype(np.int64)
