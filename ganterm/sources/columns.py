@@ -100,6 +100,11 @@ def in_step_order(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np
     return steps, values
 
 
+def columns_in_step_order(columns: Columns) -> Columns:
+    """Each column sorted by step, as `in_step_order` sorts one."""
+    return {name: in_step_order(steps, values) for name, (steps, values) in columns.items()}
+
+
 def merge_columns(pieces: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Columns of consecutive stretches of a file, oldest first, as one set of columns."""
     if len(pieces) == 1:

@@ -25,7 +25,7 @@ from ganterm.config import HealthConfig
 from ganterm.families import SERIES, family_named
 from ganterm.health import HealthMonitor
 from ganterm.run.settings import shown_config, shown_settings
-from ganterm.sources.columns import Columns, distinct, history_table, merge_columns
+from ganterm.sources.columns import Columns, columns_in_step_order, distinct, history_table, merge_columns
 from ganterm.sources.follow import RunUpdate
 from ganterm.sources.logbatch import LogImage, LogReader, Times, merge_times
 from ganterm.sources.roles import D_OUTPUTS, DReadings, Roles, TagNames, family_from, family_reason, guess_family
@@ -216,7 +216,7 @@ def collect(reader: LogReader, names: TagNames) -> Collected:
                 time.sleep(WAIT_SECONDS)  # its helpers are still parsing the history
     finally:
         reader.close()
-    collected.columns = in_step_order(merge_columns([piece for piece in [*reversed(older), *newer] if piece]))
+    collected.columns = columns_in_step_order(merge_columns([piece for piece in [*reversed(older), *newer] if piece]))
     with_time(collected.columns, merge_times(times))
     return collected
 
@@ -226,17 +226,6 @@ def with_time(columns: Columns, times: Times) -> Columns:
     if len(times[0]):
         columns["t"] = times
     return columns
-
-
-def in_step_order(columns: Columns) -> Columns:
-    """Each column sorted by step (stable: a step logged twice keeps the newer value last)."""
-    ordered = {}
-    for name, (steps, values) in columns.items():
-        if len(steps) > 1 and (steps[1:] < steps[:-1]).any():
-            order = np.argsort(steps, kind="stable")
-            steps, values = steps[order], values[order]
-        ordered[name] = (steps, values)
-    return ordered
 
 
 def table_rows(table: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
@@ -428,7 +417,7 @@ class ForeignReader:
             if self._checked is None:  # everything, the first time or with another family's checks
                 unchecked = self._health_columns()
             else:  # only what came since
-                unchecked = after(in_step_order(merge_columns(self._unchecked)), self._checked)
+                unchecked = after(columns_in_step_order(merge_columns(self._unchecked)), self._checked)
             self._unchecked = []
             if not any(len(steps) for steps, _ in unchecked.values()):
                 return [], False
@@ -446,7 +435,7 @@ class ForeignReader:
         """Everything the checks read so far, in step order: the pieces that came merged in."""
         if self._pieces:
             pieces = [self._health, *self._pieces]
-            self._health, self._pieces = in_step_order(merge_columns([piece for piece in pieces if piece])), []
+            self._health, self._pieces = columns_in_step_order(merge_columns([piece for piece in pieces if piece])), []
         return self._health
 
     def _new_status(self) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from ganterm.sources.columns import in_step_order, merge_columns
+from ganterm.sources.columns import columns_in_step_order, merge_columns
 from ganterm.sources.history import CHUNK_BYTES, SpanHistory
 from ganterm.sources.logbatch import LogBatch, LogImage, Series, Times, merge_times, unreadable_note
 from ganterm.sources.tfevents_decode import Decoded, EventDecoder, require_extra
@@ -189,12 +189,12 @@ class TfeventsReader:
             self._tails.update((path, RecordTail(path)) for path in new_files)
         restarts = self._restarts_after()
         live = [self._read_on(path).before(restarts[path]) for path in sorted(self._tails)]
-        batch.scalars = _in_step_order(merge_columns([piece.scalars for piece in live]))
+        batch.scalars = columns_in_step_order(merge_columns([piece.scalars for piece in live]))
         batch.times = merge_times([piece.times for piece in live])
         pieces = self._history.ready() if self._history is not None else []
         pieces = [piece.before(restarts.get(piece.path)) for piece in pieces]
         if pieces:
-            batch.history = _in_step_order(merge_columns([piece.scalars for piece in reversed(pieces)]))
+            batch.history = columns_in_step_order(merge_columns([piece.scalars for piece in reversed(pieces)]))
             batch.history_times = merge_times([piece.times for piece in pieces])
         skipped: Counter[str] = Counter()
         for piece in [*live, *pieces]:
@@ -252,10 +252,6 @@ class TfeventsReader:
         if self._history is not None:
             self._history.close()
             self._history = None
-
-
-def _in_step_order(series: Series) -> Series:
-    return {tag: in_step_order(*points) for tag, points in series.items()}
 
 
 def _size(path: Path) -> int:
