@@ -406,8 +406,8 @@ def test_distinct_steps_are_np_uniques_answer(steps: list[int]):
 def test_a_long_history_is_in_without_merging_at_every_poll(monkeypatch: pytest.MonkeyPatch):
     """While the history arrives newest first (more=True), the health columns wait in pieces; merged once."""
     merged: list[int] = []
-    real = foreign.in_step_order
-    monkeypatch.setattr(foreign, "in_step_order", lambda columns: merged.append(1) or real(columns))
+    real = foreign.columns_in_step_order
+    monkeypatch.setattr(foreign, "columns_in_step_order", lambda columns: merged.append(1) or real(columns))
     reader = ForeignRun(Path("unused"), FakeReader, "tensorboard").follow()  # fed by hand below, never polled
     pieces = [{"d_x": (np.arange(start, start + 100), np.full(100, 0.5))} for start in range(900, -1, -100)]
     for index, piece in enumerate(pieces):
