@@ -59,6 +59,7 @@ class Collected:
     skipped: dict[str, int] = field(default_factory=dict)  # non-scalar records passed over, by kind
     bad_records: int = 0
     alerts: list[dict[str, Any]] | None = None  # the health checks' alerts, once asked for
+    stamp: tuple[tuple[str, int, int], ...] = ()  # the folder's files when read (files_stamp)
 
 
 class ForeignRun:
@@ -75,7 +76,7 @@ class ForeignRun:
         self.kind = kind
         self.roles = roles or Roles()
         self._name = name
-        self._cached: tuple[tuple[tuple[str, int, int], ...], Collected] | None = None
+        self._cached: Collected | None = None
 
     @property
     def name(self) -> str:
@@ -98,24 +99,31 @@ class ForeignRun:
     def _collected(self) -> Collected:
         """The whole run as its files stand; read again only when a file changed since the last call."""
         stamp = files_stamp(self.folder)
-        if self._cached is None or self._cached[0] != stamp:
-            self._cached = stamp, collect(self.reader_factory(self.folder), TagNames(self.roles))
-        return self._cached[1]
+        if self._cached is None or self._cached.stamp != stamp:
+            self._cached = collect(self.reader_factory(self.folder), TagNames(self.roles))
+            self._cached.stamp = stamp
+        return self._cached
 
     def family(self) -> str:
         """The loss family its numbers are read with (roles.guess_family)."""
-        columns = self._collected().columns
+        return self._family(self._collected().columns)
+
+    def _family(self, columns: Columns) -> str:
         return guess_family(self.kind, self.roles, (columns[name][1] for name in D_OUTPUTS if name in columns))
 
     def status(self) -> dict[str, Any]:
-        """`live` while its files change (within LIVE_SECONDS), else `idle` since the last change; step, loss."""
-        family = self.family()
-        status = {**file_status(self), "loss": family, "loss_reason": family_reason(self.kind, self.roles, family)}
-        if skipped := self._collected().skipped:
-            status["skipped"] = skipped  # records no scalar nor image (histograms, text), by kind: not shown
-        latest = self.latest(("step",))
-        if "step" in latest:
-            status["step"] = latest["step"]
+        """`live` while its files change (within LIVE_SECONDS), else `idle` since the last change; step, loss.
+
+        The folder is looked at once: a StyleGAN folder holds hundreds of grids, and `runs --root` asks every run.
+        """
+        collected = self._collected()
+        family = self._family(collected.columns)
+        status = {**file_status(self, collected.stamp), "loss": family,
+                  "loss_reason": family_reason(self.kind, self.roles, family)}  # fmt: skip
+        if collected.skipped:
+            status["skipped"] = collected.skipped  # records no scalar nor image (histograms, text), by kind: not shown
+        if (step := newest_step(collected.columns)) is not None:
+            status["step"] = step
         return status
 
     def settings(self) -> dict[str, Any]:
@@ -141,9 +149,8 @@ class ForeignRun:
         latest: dict[str, Any] = {
             name: float(columns[name][1][-1]) for name in names if name in columns and len(columns[name][0])
         }
-        steps = [int(steps[-1]) for steps, _ in columns.values() if len(steps)]
-        if steps and "step" in names:
-            latest["step"] = max(steps)
+        if "step" in names and (step := newest_step(columns)) is not None:
+            latest["step"] = step
         return latest
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
@@ -221,6 +228,11 @@ def collect(reader: LogReader, names: TagNames) -> Collected:
     return collected
 
 
+def newest_step(columns: Columns) -> int | None:
+    """The newest step any column logged (columns in step order); None when none logged any."""
+    return max((int(steps[-1]) for steps, _ in columns.values() if len(steps)), default=None)
+
+
 def with_time(columns: Columns, times: Times) -> Columns:
     """The columns with the steps' wall times as the `t` column, as ganterm's own rows hold them (when any)."""
     if len(times[0]):
@@ -287,11 +299,11 @@ def files_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(stamp))
 
 
-def file_status(run: ForeignRun) -> dict[str, Any]:
+def file_status(run: ForeignRun, stamp: tuple[tuple[str, int, int], ...] | None = None) -> dict[str, Any]:
     """What file times say of a run: `live` when a file changed within LIVE_SECONDS, else `idle` since
     `since` (seconds since the epoch); `unknown` while the folder holds no file. With the images a step
-    stands for, where the format says."""
-    stamp = files_stamp(run.folder)
+    stands for, where the format says. `stamp`: the folder's files_stamp, when the caller just took it."""
+    stamp = files_stamp(run.folder) if stamp is None else stamp
     since = max(mtime for _, mtime, _ in stamp) / 1e9 if stamp else None
     state = "unknown" if since is None else "live" if time.time() - since <= LIVE_SECONDS else "idle"
     status = {"state": state, "since": since, "kind": run.kind, "writer": run.writer, "read_only": True}
