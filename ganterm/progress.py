@@ -200,12 +200,14 @@ class ReadOnlyLines:
     def take(self, update: RunUpdate, new_alert: Callable[[dict[str, Any]], None]) -> None:
         if update.reset:
             self.latest.clear()
-        for name, (steps, values) in update.columns.items():
-            if len(steps) and name != "t":  # the steps' wall time: no number of the run's
-                self.latest[name] = float(values[-1])
-                self.step = max(self.step or 0, int(steps[-1]))
-        if self.step is None and update.history:  # only history so far: its newest step
-            self.step = max(int(steps[-1]) for steps, _ in update.history.values() if len(steps))
+        from ganterm.sources.columns import newest_step
+
+        columns = {name: pair for name, pair in update.columns.items() if name != "t"}  # t: the steps' wall time
+        self.latest.update({name: float(values[-1]) for name, (steps, values) in columns.items() if len(steps)})
+        if (newest := newest_step(columns)) is not None:
+            self.step = max(self.step or 0, newest)
+        if self.step is None:  # only history so far: its newest step
+            self.step = newest_step(update.history)
         if update.status is not None:
             self._state(update.status)
         for event in update.events:

@@ -105,6 +105,11 @@ def columns_in_step_order(columns: Columns) -> Columns:
     return {name: in_step_order(steps, values) for name, (steps, values) in columns.items()}
 
 
+def newest_step(columns: Columns) -> int | None:
+    """The newest step any column logged (columns in step order); None when none logged any."""
+    return max((int(steps[-1]) for steps, _ in columns.values() if len(steps)), default=None)
+
+
 def merge_columns(pieces: list[dict[str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Columns of consecutive stretches of a file, oldest first, as one set of columns."""
     if len(pieces) == 1:

@@ -25,7 +25,14 @@ from ganterm.config import HealthConfig
 from ganterm.families import SERIES, family_named
 from ganterm.health import HealthMonitor
 from ganterm.run.settings import shown_config, shown_settings
-from ganterm.sources.columns import Columns, columns_in_step_order, distinct, history_table, merge_columns
+from ganterm.sources.columns import (
+    Columns,
+    columns_in_step_order,
+    distinct,
+    history_table,
+    merge_columns,
+    newest_step,
+)
 from ganterm.sources.follow import RunUpdate
 from ganterm.sources.logbatch import LogImage, LogReader, Times, merge_times
 from ganterm.sources.roles import D_OUTPUTS, DReadings, Roles, TagNames, family_from, family_reason, guess_family
@@ -226,11 +233,6 @@ def collect(reader: LogReader, names: TagNames) -> Collected:
     collected.columns = columns_in_step_order(merge_columns([piece for piece in [*reversed(older), *newer] if piece]))
     with_time(collected.columns, merge_times(times))
     return collected
-
-
-def newest_step(columns: Columns) -> int | None:
-    """The newest step any column logged (columns in step order); None when none logged any."""
-    return max((int(steps[-1]) for steps, _ in columns.values() if len(steps)), default=None)
 
 
 def with_time(columns: Columns, times: Times) -> Columns:
