@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from ganterm.run.jsonl import JsonlTail, TextTail
+from ganterm.run.jsonl import MAX_STEP, JsonlTail, TextTail  # MAX_STEP: a kimg past it is no step
 from ganterm.sources.follow import file_stamp, log_tail
 from ganterm.sources.logbatch import LogBatch, LogImage, Series, Times, earliest_times, unreadable_note
 
@@ -43,7 +43,6 @@ _METRIC_FILE = re.compile(r"^metric-.+\.jsonl$")
 _SNAPSHOT = re.compile(r"network-snapshot-(\d+)\.pkl$")
 T = TypeVar("T")
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, the last bytes of every whole PNG
-MAX_STEP = 2**63 - 1  # steps are int64: a kimg past it (a garbled line, a hand-named file) is no step
 
 
 def is_stylegan_run(path: Path) -> bool:
