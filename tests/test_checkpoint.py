@@ -41,6 +41,13 @@ def _trainer(*overrides: str) -> Trainer:
     return Trainer(config, dataset, torch.device("cpu"))
 
 
+def _save(run: RunDir, trainer: Trainer, steps: tuple[int, ...], keep: int) -> None:
+    """A checkpoint at each of `steps`, as the loop saves them, pruned to the newest `keep`."""
+    for step in steps:
+        trainer.step = step
+        save_checkpoint(run, trainer.checkpoint(), keep=keep)
+
+
 def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
 
@@ -70,9 +77,7 @@ def test_keeps_the_last_k_and_points_latest_at_the_newest(tmp_path: Path):
     (tmp_path / "checkpoints").mkdir()
     leftover = tmp_path / "checkpoints" / ".step_0000001.safetensors.999.tmp"
     leftover.write_bytes(b"half a checkpoint from a killed worker")
-    for step in (1, 2, 3, 4):
-        trainer.step = step
-        save_checkpoint(run, trainer.checkpoint(), keep=2)
+    _save(run, trainer, (1, 2, 3, 4), keep=2)
     assert [step for step, _ in step_files(run.checkpoints)] == [3, 4]
     latest = run.checkpoints / "latest.safetensors"
     assert latest.is_symlink() and latest.resolve().name == "step_0000004.safetensors"
@@ -211,9 +216,7 @@ def test_a_checkpoint_written_before_checksums_still_loads(tmp_path: Path):
 def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path: Path, damage: str):
     run = RunDir(tmp_path / "runs" / "r")
     trainer = _trainer()
-    for step in (4, 8, 12):
-        trainer.step = step
-        save_checkpoint(run, trainer.checkpoint(), keep=5)
+    _save(run, trainer, (4, 8, 12), keep=5)
     newest = run.checkpoints / "step_0000012.safetensors"
     if damage == "truncated":
         newest.write_bytes(newest.read_bytes()[:-1000])
@@ -238,9 +241,7 @@ def test_a_run_with_no_checkpoint_or_only_damaged_ones_says_so(tmp_path: Path):
     with pytest.raises(CheckpointError, match=r"^run 'r' has no checkpoint yet \(it writes one every checkpoint"):
         find_checkpoint("r", tmp_path / "runs")
     trainer = _trainer()
-    for step in (2, 4, 8):
-        trainer.step = step
-        save_checkpoint(run, trainer.checkpoint(), keep=5)
+    _save(run, trainer, (2, 4, 8), keep=5)
     warnings: list[str] = []
     assert find_checkpoint("r", tmp_path / "runs", warn=warnings.append).name == "step_0000008.safetensors"
     assert warnings == []  # the newest is intact: nothing passed over, nothing said
@@ -259,9 +260,7 @@ def test_two_rollbacks_in_one_second_keep_both_sets_aside_and_one_before_every_c
     monkeypatch.setattr("ganterm.run.rewind.time.strftime", lambda pattern: "20261205-120000")  # one second
     run = RunDir(tmp_path)
     trainer = _trainer()
-    for step in (4, 8, 12):
-        trainer.step = step
-        save_checkpoint(run, trainer.checkpoint(), keep=5)
+    _save(run, trainer, (4, 8, 12), keep=5)
     first = abandon_after(run, 8)
     trainer.step = 10
     save_checkpoint(run, trainer.checkpoint(), keep=5)
@@ -303,17 +302,13 @@ def test_a_full_disk_while_writing_a_checkpoint_is_an_os_error_naming_it(tmp_pat
 def test_rolling_back_moves_later_checkpoints_aside_and_points_latest_at_the_branch(tmp_path: Path):
     run = RunDir(tmp_path)
     trainer = _trainer()
-    for step in (4, 8, 12):
-        trainer.step = step
-        save_checkpoint(run, trainer.checkpoint(), keep=3)
+    _save(run, trainer, (4, 8, 12), keep=3)
     folder = abandon_after(run, 4)
     assert folder is not None and folder.parent == run.checkpoints
     assert re.fullmatch(r"abandoned-\d{8}-\d{6}", folder.name)  # abandoned-20261205-120000: when it was set aside
     assert sorted(p.name for p in folder.iterdir()) == ["step_0000008.safetensors", "step_0000012.safetensors"]
     assert (run.checkpoints / "latest.safetensors").resolve().name == "step_0000004.safetensors"
-    for step in (5, 6, 7):  # the new branch is what pruning keeps now
-        trainer.step = step
-        save_checkpoint(run, trainer.checkpoint(), keep=3)
+    _save(run, trainer, (5, 6, 7), keep=3)  # the new branch is what pruning keeps now
     assert [s for s, _ in step_files(run.checkpoints)] == [5, 6, 7]
     assert len(list(folder.iterdir())) == 2
     assert abandon_after(run, 7) is None
