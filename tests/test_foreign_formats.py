@@ -110,3 +110,16 @@ def test_the_plain_lines_of_a_run_of_tags_ganterm_has_no_role_for_show_its_numbe
     lines.take(reader.poll(), lambda _: None)
     reader.close()
     assert said[-1] == "tb: step 3  accuracy 0.5  lr 0.001"
+
+
+def test_the_plain_lines_take_a_history_whose_columns_are_empty(tmp_path: Path):
+    """A purge_step restart can leave a tag of a history piece with no point; the lines wait for a step."""
+    from ganterm.sources.follow import RunUpdate
+
+    said: list[str] = []
+    lines = ReadOnlyLines("tb", said.append, 0.0)
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0))
+    lines.take(RunUpdate(history={"loss_d": empty}, more=True), lambda _: None)
+    assert lines.step is None and said == []
+    lines.take(RunUpdate(history={"loss_d": (np.array([7]), np.array([0.5]))}), lambda _: None)
+    assert lines.step == 7
