@@ -99,6 +99,9 @@ TARGETS: dict[str, Target] = {
             # the history helpers' own tests, and those of following a long run, wait until every helper is reaped
             "tests/test_history.py",
             "tests/test_follow.py",
+            # runs other tools write, read through the same columns
+            "tests/test_foreign.py",
+            "tests/test_foreign_formats.py",
             *(f"tests/test_dashboard.py::{test}" for test in DASHBOARD_READER),
             *NOT_MISSING_READER,
         ),
