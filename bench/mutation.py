@@ -87,7 +87,7 @@ TARGETS: dict[str, Target] = {
         ),
     ),
     "notify": Target(files=("ganterm/notify.py",), tests=("tests/test_notify.py",)),
-    "health": Target(files=("ganterm/health.py",), tests=("tests/test_health.py",)),
+    "health": Target(files=("ganterm/health.py",), tests=("tests/test_health.py", "tests/test_health_families.py")),
     "listing": Target(files=("ganterm/listing.py",), tests=("tests/test_cli.py", "-k", "test_runs_")),
     "export": Target(files=("ganterm/export/*",), tests=("tests/test_export.py", *NOT_MISSING_READER)),
     "sources": Target(
