@@ -488,3 +488,65 @@ def test_a_spread_at_the_threshold_is_no_collapse(diversity: float, said: bool):
 def test_a_loop_that_logs_only_some_of_ds_numbers_gets_no_d_alert_and_no_crash(logged: tuple):
     winning = {"d_x": 0.99, "d_g_z1": 0.01, "loss_d": 0.01}
     assert judged([{"step": step, **{k: winning[k] for k in logged}} for step in range(1, 21)]) == []
+
+
+# ----- oscillation, worked by hand: a 10-step window smooths loss_d over 2 steps and judges the last 40 -----
+# loss_d sits at 1.0 with spikes of 2 steps: up to P, smoothed 1.0, (1 + P) / 2, P, (P + 1) / 2, 1.0; down to 0.5,
+# smoothed 0.75, 0.5, 0.75. The band is the smoothed values' 10% and 90% quantiles (sorted[3] and sorted[35] of
+# 40), its level their median (sorted[19]); a swing is a move from below the band to above it, or back.
+
+BASE = [1.0] * 3
+DOWN = [0.5, 0.5]
+
+
+def swings(values: list[float], window: int = 10) -> list:
+    """The alerts of loss_d `values`, each stretched over window / 10 steps, fed one at a time."""
+    stretched = [value for value in values for _ in range(window // 10)]
+    return judged([{"step": step, "loss_d": value} for step, value in enumerate(stretched, 1)], window=window)
+
+
+def six_swings(second: float) -> list[float]:
+    """Four spikes up to 2.0 (the second's second step at `second`), three down: 6 swings in 40 steps."""
+    up, dip = [2.0, 2.0], BASE + DOWN + BASE
+    return [1.0] * 5 + up + dip + [2.0, second] + dip + up + dip + up + BASE
+
+
+def test_oscillation_says_its_swings_and_their_size_from_the_smoothed_loss_band():
+    """Smoothed: 0.5 three times and 0.75 six, so the band starts at sorted[3] = 0.75; 1.0 nineteen times (the
+    level); 1.5 seven times, (2 + 2.75) / 2 = 2.375 and 2.0 three times above the band, whose top is the one
+    (2.75 + 1) / 2 = 1.875 just below them (1.5 is sorted[34]). Swing: (1.875 − 0.75) / 1.0 = 1.125."""
+    [alert] = swings(six_swings(2.75))
+    assert (alert.check, alert.severity, alert.step) == ("oscillation", "warning", 40)
+    assert alert.evidence == {"swing": 1.125, "swings": 6.0}
+    assert alert.message.startswith(
+        "The losses are oscillating: D's smoothed loss swung between high and low 6 times in the last 40 steps, "
+        "by 112% of its level, instead of settling. The two networks are chasing each other; lower both "
+        "learning rates (train.lr_g, train.lr_d)."
+    )
+
+
+def test_a_swing_of_exactly_the_limit_is_no_oscillation():
+    """The band's top at (2.5 + 1) / 2 = 1.75: a swing of (1.75 − 0.75) / 1.0, health.oscillation_swing itself."""
+    assert swings(six_swings(2.5)) == []
+
+
+@pytest.mark.parametrize(("window", "swing"), [(10, 1.25), (30, 5 / 3)])
+def test_four_swings_are_an_oscillation(window: int, swing: float):
+    """A one-step spike to 3.0 first (smoothed 3.0, then 2.0), then down, up, down, up: 4 swings.
+
+    Window 10: 0.5 twice and 0.75 four times, so the band starts at 0.75; 2.0 five times and 3.0 three times,
+    so it ends at 2.0: (2.0 − 0.75) / 1.0. Window 30 takes each value for 3 steps and smooths over 3: a dip
+    reads 5/6, 2/3, 0.5 four times, 2/3, 5/6, so 0.5 eight times and the band starts at sorted[11] = 2/3 of
+    120; 3.0 eleven times above 7/3, sorted[107]: (7/3 − 2/3) / 1.0."""
+    up, dip = [3.0, 3.0], BASE + DOWN + BASE
+    values = [3.0] + dip + up + dip + up + [1.0] * 19
+    [alert] = swings(values, window)
+    assert (alert.step, alert.evidence) == (4 * window, {"swing": pytest.approx(swing), "swings": 4.0})
+
+
+def test_three_swings_are_no_oscillation_and_a_one_step_spike_to_the_bands_edge_is_no_swing():
+    """Down twice, up, down, up twice: 3 swings. A one-step spike to 3.0 between the two first dips smooths to 2.0,
+    2.0, the band's top, not above it; a one-step dip between the two last spikes to 0.75, 0.75, its bottom."""
+    up, dip = [3.0, 3.0], BASE + DOWN + BASE
+    values = [1.0] * 2 + DOWN + BASE + [3.0] + dip + up + dip + up + BASE + [0.5] + BASE + up + BASE
+    assert len(values) == 40 and swings(values) == []
