@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ganterm.config import HealthConfig
+from ganterm.families import DEFAULT_FAMILY
 from ganterm.health import HealthMonitor
 
 Row = dict[str, float]
@@ -358,9 +359,9 @@ def test_stacked_mnist_runs_are_not_judged_by_the_spread_of_their_samples(
 # ----- at the thresholds: each check's numbers exact, on a 10-step window judged after every row -----
 
 
-def judged(rows: list[dict], classes: int = 0, **config: float) -> list:
+def judged(rows: list[dict], classes: int = 0, family: str = DEFAULT_FAMILY, **config: float) -> list:
     """The alerts of `rows` fed one at a time to a monitor with a 10-step window and no warm-up."""
-    monitor = HealthMonitor(HealthConfig(**{"window": 10, "warmup": 0, **config}), classes=classes)
+    monitor = HealthMonitor(HealthConfig(**{"window": 10, "warmup": 0, **config}), classes=classes, family=family)
     return [alert for row in rows for alert in monitor.update([row])]
 
 
@@ -484,7 +485,173 @@ def test_a_spread_at_the_threshold_is_no_collapse(diversity: float, said: bool):
     assert [(a.check, a.severity, a.step) for a in alerts] == ([("mode_collapse", "error", 10)] if said else [])
 
 
-@pytest.mark.parametrize("logged", [("d_g_z1", "loss_d"), ("d_x", "d_g_z1"), ("loss_d",)])
+@pytest.mark.parametrize("logged", [("d_g_z1", "loss_d"), ("d_x", "d_g_z1"), ("d_x", "loss_d"), ("loss_d",)])
 def test_a_loop_that_logs_only_some_of_ds_numbers_gets_no_d_alert_and_no_crash(logged: tuple):
     winning = {"d_x": 0.99, "d_g_z1": 0.01, "loss_d": 0.01}
     assert judged([{"step": step, **{k: winning[k] for k in logged}} for step in range(1, 21)]) == []
+
+
+# ----- oscillation, worked by hand: a 10-step window smooths loss_d over 2 steps and judges the last 40 -----
+# loss_d sits at 1.0 with spikes of 2 steps: up to P, smoothed 1.0, (1 + P) / 2, P, (P + 1) / 2, 1.0; down to 0.5,
+# smoothed 0.75, 0.5, 0.75. The band is the smoothed values' 10% and 90% quantiles (sorted[3] and sorted[35] of
+# 40), its level their median (sorted[19]); a swing is a move from below the band to above it, or back.
+
+BASE = [1.0] * 3
+DOWN = [0.5, 0.5]
+
+
+def swings(values: list[float], window: int = 10) -> list:
+    """The alerts of loss_d `values`, each stretched over window / 10 steps, fed one at a time."""
+    stretched = [value for value in values for _ in range(window // 10)]
+    return judged([{"step": step, "loss_d": value} for step, value in enumerate(stretched, 1)], window=window)
+
+
+def six_swings(second: float) -> list[float]:
+    """Four spikes up to 2.0 (the second's second step at `second`), three down: 6 swings in 40 steps."""
+    up, dip = [2.0, 2.0], BASE + DOWN + BASE
+    return [1.0] * 5 + up + dip + [2.0, second] + dip + up + dip + up + BASE
+
+
+def test_oscillation_says_its_swings_and_their_size_from_the_smoothed_loss_band():
+    """Smoothed: 0.5 three times and 0.75 six, so the band starts at sorted[3] = 0.75; 1.0 nineteen times (the
+    level); 1.5 seven times, (2 + 2.75) / 2 = 2.375 and 2.0 three times above the band, whose top is the one
+    (2.75 + 1) / 2 = 1.875 just below them (1.5 is sorted[34]). Swing: (1.875 − 0.75) / 1.0 = 1.125."""
+    [alert] = swings(six_swings(2.75))
+    assert (alert.check, alert.severity, alert.step) == ("oscillation", "warning", 40)
+    assert alert.evidence == {"swing": 1.125, "swings": 6.0}
+    assert alert.message.startswith(
+        "The losses are oscillating: D's smoothed loss swung between high and low 6 times in the last 40 steps, "
+        "by 112% of its level, instead of settling. The two networks are chasing each other; lower both "
+        "learning rates (train.lr_g, train.lr_d)."
+    )
+
+
+def test_a_swing_of_exactly_the_limit_is_no_oscillation():
+    """The band's top at (2.5 + 1) / 2 = 1.75: a swing of (1.75 − 0.75) / 1.0, health.oscillation_swing itself."""
+    assert swings(six_swings(2.5)) == []
+
+
+@pytest.mark.parametrize(("window", "swing"), [(10, 1.25), (30, 5 / 3)])
+def test_four_swings_are_an_oscillation(window: int, swing: float):
+    """A one-step spike to 3.0 first (smoothed 3.0, then 2.0), then down, up, down, up: 4 swings.
+
+    Window 10: 0.5 twice and 0.75 four times, so the band starts at 0.75; 2.0 five times and 3.0 three times,
+    so it ends at 2.0: (2.0 − 0.75) / 1.0. Window 30 takes each value for 3 steps and smooths over 3: a dip
+    reads 5/6, 2/3, 0.5 four times, 2/3, 5/6, so 0.5 eight times and the band starts at sorted[11] = 2/3 of
+    120; 3.0 eleven times above 7/3, sorted[107]: (7/3 − 2/3) / 1.0."""
+    up, dip = [3.0, 3.0], BASE + DOWN + BASE
+    values = [3.0] + dip + up + dip + up + [1.0] * 19
+    [alert] = swings(values, window)
+    assert (alert.step, alert.evidence) == (4 * window, {"swing": pytest.approx(swing), "swings": 4.0})
+
+
+def test_three_swings_are_no_oscillation_and_a_one_step_spike_to_the_bands_edge_is_no_swing():
+    """Down twice, up, down, up twice: 3 swings. A one-step spike to 3.0 between the two first dips smooths to 2.0,
+    2.0, the band's top, not above it; a one-step dip between the two last spikes to 0.75, 0.75, its bottom."""
+    up, dip = [3.0, 3.0], BASE + DOWN + BASE
+    values = [1.0] * 2 + DOWN + BASE + [3.0] + dip + up + dip + up + BASE + [0.5] + BASE + up + BASE
+    assert len(values) == 40 and swings(values) == []
+
+
+# ----- the monitor's bookkeeping, and what each alert says -----
+
+
+def test_an_odd_window_takes_its_middle_value_as_the_median():
+    weak = [{"step": step, "d_g_z1": 0.8 + step / 100, "loss_d": 2.0} for step in range(1, 12)]
+    [alert] = judged(weak, window=11)
+    assert alert.evidence == pytest.approx({"d_g_z1": 0.86, "loss_d": 2.0}, rel=1e-9)
+
+
+def test_divergence_reads_only_the_last_four_windows():
+    """A first window at 20, then four rising from 1 to 4: told at step 50, once the last 20 has left the window."""
+    rows = [
+        {"step": 10 * q + i + 1, "loss_g": mean} for q, mean in enumerate([20.0, 1.0, 2.0, 3.0, 4.0]) for i in range(10)
+    ]
+    [alert] = judged(rows)
+    assert (alert.check, alert.severity, alert.step) == ("divergence", "warning", 50)
+    assert alert.evidence == pytest.approx({"loss_g_start": 1.0, "loss_g_end": 4.0})
+    assert alert.message.endswith("Lower both learning rates, or resume from an earlier checkpoint.")
+
+
+def test_a_row_without_a_step_is_taken_as_the_step_before_it():
+    [alert] = judged([{"step": 5, "loss_d": 1.0}, {"nonfinite": 1}])
+    assert alert.step == 5 and alert.message.startswith("Step 5 produced")
+    [alert] = judged([{"nonfinite": 1}])
+    assert alert.step == 0
+
+
+def test_every_alert_of_a_flush_is_returned():
+    monitor = HealthMonitor(HealthConfig(window=10, warmup=0))
+    alerts = monitor.update([{"step": 1, "nonfinite": 1}, {"step": 2, "loss_d": 0.7}])
+    assert [(alert.check, alert.step) for alert in alerts] == [("nonfinite", 1)]
+
+
+def test_a_user_loop_counting_from_step_0_is_judged_from_step_0_without_a_warmup():
+    alerts = judged([{"step": 0, "class_coverage": 3}], classes=10)
+    assert [(alert.check, alert.step) for alert in alerts] == [("mode_collapse", 0)]
+
+
+def test_an_unlabelled_run_has_no_classes_to_count_coverage_against():
+    monitor = HealthMonitor(HealthConfig(window=10, warmup=0))
+    assert monitor.update([{"step": 1, "class_coverage": 0}]) == []
+
+
+def test_a_collapse_said_by_d_overpowering_is_not_repeated_when_another_alert_comes_in_the_same_flush():
+    monitor = HealthMonitor(HealthConfig(window=10, warmup=0))
+    rows = [{"step": 1, "nonfinite": 1}] + [{"step": step, **WINNING, "diversity": 0.2} for step in range(2, 12)]
+    alerts = monitor.update(rows)
+    assert checks(alerts) == ["nonfinite", "d_overpowering"]
+    assert "collapsed as a result: 20% as spread out" in alerts[1].message
+
+
+def test_d_overpowerings_message_says_the_collapse_only_below_the_spread_threshold():
+    [alert] = judged([{"step": step, **WINNING, "diversity": 0.5} for step in range(1, 11)], diversity_low=0.5)
+    assert alert.check == "d_overpowering" and "diversity" not in alert.evidence
+    assert (
+        "G's gradient vanishes and it stops learning. Try the non-saturating loss (loss.kind=nonsat)" in alert.message
+    )
+
+
+def test_a_least_squares_d_is_said_to_sit_at_its_targets():
+    [alert] = judged([{"step": step, **WINNING} for step in range(1, 11)], family="least-squares")
+    assert alert.check == "d_overpowering" and "D was at its targets for both on 100% of the steps" in alert.message
+
+
+def test_the_score_centre_is_the_mean_of_ds_outputs():
+    """A critic's D(x) and D(G(z)) 1 either side of a middle rising 10, 20, 30, 40 a window (its warm-up is 500)."""
+    rows = [
+        {"step": 500 + 10 * q + i, "d_x": centre + 1, "d_g_z1": centre - 1}
+        for q, centre in enumerate([10.0, 20.0, 30.0, 40.0])
+        for i in range(10)
+    ]
+    [alert] = judged(rows, family="critic")
+    assert alert.check == "scores_drifting"
+    assert alert.evidence == pytest.approx({"score_centre_start": 10.0, "score_centre_end": 40.0})
+
+
+def test_d_collapse_and_vanishing_gradient_say_what_to_try():
+    [collapse] = judged([{"step": step, "d_x": 0.5, "d_g_z1": 0.9, "loss_d": 2.0} for step in range(1, 11)])
+    assert collapse.message.endswith(
+        "Try a higher D learning rate (train.lr_d), more D steps (train.n_critic), or resume from an earlier "
+        "checkpoint."
+    )
+    norms = [10.0] * 10 + [0.4] * 10
+    [vanishing] = judged([{"step": step, "grad_norm_g": norm, "d_g_z1": 0.1} for step, norm in enumerate(norms, 1)])
+    assert vanishing.message.endswith(
+        "With the minimax loss this is what a winning D does; switch to loss.kind=nonsat, or weaken D."
+    )
+
+
+def test_a_vanishing_gradient_is_told_at_any_scale():
+    norms = [0.1] * 10 + [0.004] * 10
+    [alert] = judged([{"step": step, "grad_norm_g": norm, "d_g_z1": 0.1} for step, norm in enumerate(norms, 1)])
+    assert alert.check == "vanishing_g_gradient" and alert.evidence == pytest.approx(
+        {"grad_norm_g": 0.004, "peak": 0.1, "ratio": 0.04}
+    )
+
+
+def test_grad_norm_gs_median_is_taken_once_a_window():
+    """Medians at steps 10, 20, 30: 10, 10 (half the window fell at step 16) and 0.4."""
+    norms = [10.0] * 15 + [0.4] * 15
+    [alert] = judged([{"step": step, "grad_norm_g": norm, "d_g_z1": 0.1} for step, norm in enumerate(norms, 1)])
+    assert (alert.check, alert.step) == ("vanishing_g_gradient", 30)
