@@ -377,6 +377,19 @@ def test_mean_scores_on_or_inside_a_margin_are_not_saturated(d_x: float, d_g_z: 
     assert read_at_once("margin", mean_scores(d_x, d_g_z), own_loop=True) == []
 
 
+@pytest.mark.parametrize("dropped", ["real_above_margin", "fake_below_margin"])
+def test_a_hinge_loop_logging_one_share_only_is_judged_by_its_mean_scores(dropped: str):
+    rows = [{name: value for name, value in row.items() if name != dropped} for row in margin_shares(0.97, 0.97)]
+    (alert,) = read_at_once("margin", rows)
+    assert "D(x) had a median of 1.5 and D(G(z)) -1.5" in alert.message
+
+
+@pytest.mark.parametrize("dropped", ["d_x", "d_g_z1"])
+def test_a_hinge_loop_logging_one_mean_score_only_is_not_judged(dropped: str):
+    rows = [{name: value for name, value in row.items() if name != dropped} for row in mean_scores(1.5, -1.5)]
+    assert read_at_once("margin", rows, own_loop=True) == []
+
+
 def relativistic_loss(loss_d: float) -> list[Row]:
     return [{"step": step, "loss_d": loss_d, "diversity": 0.9} for step in range(1, 501)]
 
