@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -523,3 +524,21 @@ def test_penalties_with_nothing_to_weigh_them_against_raise_nothing(family: str,
     """A relativistic loop that logs no loss_d, a critic's that logs no D output (so no gap): not judged."""
     every = range(1, 601)
     assert read_at_once(family, penalised(family, steps=600, r1=(5.0, every), gp=(5.0, every), **logged)) == []
+
+
+def lazy_r1(value_at: Callable[[int], float]) -> list[Row]:
+    """A relativistic D whose R1 is computed every 16th step, against a loss_d of 0.1 (the limit is 3 × 0.1)."""
+    rows = penalised("relativistic", steps=1000, loss_d=0.1)
+    for row in rows:
+        if row["step"] % 16 == 1:
+            row["r1"] = value_at(row["step"])
+    return rows
+
+
+def test_a_lazy_penalty_is_judged_on_the_values_it_logged_in_the_window():
+    """Its last 100 values span 1,600 steps: R1 that dominated until step 250 and was small after it is no alert
+    at step 400, and R1 that starts dominating at step 601 is told within that window, not 800 steps later."""
+    assert alerts_as("relativistic", lazy_r1(lambda step: 1.0 if step <= 250 else 0.01)) == []
+    (alert,) = alerts_as("relativistic", lazy_r1(lambda step: 0.01 if step <= 600 else 1.0))
+    assert alert.check == "penalty_dominating" and 600 < alert.step <= 700
+    assert "r1 had a median of 0.505," in alert.message
