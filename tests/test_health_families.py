@@ -513,8 +513,13 @@ def test_a_critics_penalty_dominates_only_above_its_gap(gp: float, found: list[s
     assert checks(read_at_once("critic", rows)) == found
 
 
-@pytest.mark.parametrize(("logged_at", "found"), [((420, 450, 480), ["penalty_dominating"]), ((450, 480), [])])
-def test_a_lazy_penalty_counts_from_its_third_value(logged_at: tuple[int, ...], found: list[str]):
+@pytest.mark.parametrize(
+    ("logged_at", "found"),
+    [((420, 450, 480), ["penalty_dominating"]), ((450, 480), []), ((401, 450, 480), ["penalty_dominating"]),
+     ((400, 450, 480), [])],
+)  # fmt: skip
+def test_a_lazy_penalty_counts_from_its_third_value_in_the_window(logged_at: tuple[int, ...], found: list[str]):
+    """At step 500 loss_d's window is steps 401 to 500: a value logged at step 400 is outside it."""
     rows = penalised("relativistic", loss_d=0.1, r1=(2.0, logged_at))
     assert checks(read_at_once("relativistic", rows)) == found
 
