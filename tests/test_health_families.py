@@ -404,14 +404,10 @@ def test_pairs_decided_fires_below_its_limit_and_not_on_it():
     assert alert.evidence == {"loss_d": 0.0029}
 
 
-def stepped(levels: tuple[float, ...], steps: int = 900) -> list[float]:
-    """One value a step: the first level up to the last 400 steps' second quarter, then one level each quarter."""
-    first = steps - 300
-    return [levels[max(0, (step - first + 99) // 100)] for step in range(1, steps + 1)]
-
-
-def test_stepped_levels_fill_the_long_windows_quarters():
-    assert stepped((6, 8, 10, 13))[499:] == [6] * 101 + [8] * 100 + [10] * 100 + [13] * 100
+def stepped(levels: tuple[float, ...]) -> list[float]:
+    """900 steps' values: the first level up to step 600, then each next one for 100 steps, so that the long window
+    (the last 400 steps) has the four levels as its quarters' means."""
+    return [levels[max(0, (step - 501) // 100)] for step in range(1, 901)]
 
 
 @pytest.mark.parametrize(
