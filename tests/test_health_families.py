@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 import pytest
 
@@ -476,8 +476,9 @@ def test_scores_drifting_tells_the_way_and_the_quarters_means_of_the_middle(sign
     assert alert.evidence == {"score_centre_start": sign * 11.0, "score_centre_end": sign * 25.0}
 
 
-def penalised(family: str, steps: int = 500, loss_d: float | None = None, gap: float | None = None,
-              **penalties: tuple[float, range]) -> list[Row]:  # fmt: skip
+def penalised(
+    steps: int = 500, loss_d: float | None = None, gap: float | None = None, **penalties: tuple[float, Container[int]]
+) -> list[Row]:
     """A run's rows with each penalty logged at its value on the steps given (lazily, as ganterm's loop does)."""
     rows: list[Row] = []
     for step in range(1, steps + 1):
@@ -494,7 +495,7 @@ def penalised(family: str, steps: int = 500, loss_d: float | None = None, gap: f
 def test_penalty_dominating_names_every_penalty_it_added_up():
     """R1 and R2 every 16th step, 0.2 each, against a relativistic loss_d of 0.1: 0.4 is more than 3 × 0.1."""
     lazy = range(1, 501, 16)
-    (alert,) = read_at_once("relativistic", penalised("relativistic", loss_d=0.1, r1=(0.2, lazy), r2=(0.2, lazy)))
+    (alert,) = read_at_once("relativistic", penalised(loss_d=0.1, r1=(0.2, lazy), r2=(0.2, lazy)))
     assert (alert.check, alert.severity, alert.step) == ("penalty_dominating", "warning", 500)
     assert alert.message == (
         "The gradient penalty dominates D's loss: over the last 100 steps r1 + r2 had a median of 0.4, against 0.1 "
@@ -505,7 +506,7 @@ def test_penalty_dominating_names_every_penalty_it_added_up():
 
 @pytest.mark.parametrize(("gp", "found"), [(2.0, []), (2.01, ["penalty_dominating"])])
 def test_a_critics_penalty_dominates_only_above_its_gap(gp: float, found: list[str]):
-    rows = penalised("critic", steps=600, loss_d=-2.0 + gp, gap=2.0, gp=(gp, range(1, 601)))
+    rows = penalised(steps=600, loss_d=-2.0 + gp, gap=2.0, gp=(gp, range(1, 601)))
     assert checks(read_at_once("critic", rows)) == found
 
 
@@ -516,7 +517,7 @@ def test_a_critics_penalty_dominates_only_above_its_gap(gp: float, found: list[s
 )  # fmt: skip
 def test_a_lazy_penalty_counts_from_its_third_value_in_the_window(logged_at: tuple[int, ...], found: list[str]):
     """At step 500 loss_d's window is steps 401 to 500: a value logged at step 400 is outside it."""
-    rows = penalised("relativistic", loss_d=0.1, r1=(2.0, logged_at))
+    rows = penalised(loss_d=0.1, r1=(2.0, logged_at))
     assert checks(read_at_once("relativistic", rows)) == found
 
 
@@ -524,12 +525,12 @@ def test_a_lazy_penalty_counts_from_its_third_value_in_the_window(logged_at: tup
 def test_penalties_with_nothing_to_weigh_them_against_raise_nothing(family: str, logged: dict[str, float]):
     """A relativistic loop that logs no loss_d, a critic's that logs no D output (so no gap): not judged."""
     every = range(1, 601)
-    assert read_at_once(family, penalised(family, steps=600, r1=(5.0, every), gp=(5.0, every), **logged)) == []
+    assert read_at_once(family, penalised(steps=600, r1=(5.0, every), gp=(5.0, every), **logged)) == []
 
 
 def lazy_r1(value_at: Callable[[int], float]) -> list[Row]:
     """A relativistic D whose R1 is computed every 16th step, against a loss_d of 0.1 (the limit is 3 × 0.1)."""
-    rows = penalised("relativistic", steps=1000, loss_d=0.1)
+    rows = penalised(steps=1000, loss_d=0.1)
     for row in rows:
         if row["step"] % 16 == 1:
             row["r1"] = value_at(row["step"])
