@@ -147,6 +147,8 @@ class HealthMonitor:
         window = config.window
         self.recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self.long: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=4 * window))
+        # the step of each value in `recent`: a series logged on some steps only (a lazy penalty) reaches further back
+        self.logged_at: dict[str, deque[int]] = defaultdict(lambda: deque(maxlen=window))
         self.grad_medians: list[float] = []
         self.step = 0
         self._since_window = 0
@@ -238,6 +240,7 @@ class HealthMonitor:
         for name, value in numbers.items():
             self.recent[name].append(value)
             self.long[name].append(value)
+            self.logged_at[name].append(self.step)
         if "grad_norm_g" in row:
             self._since_window += 1
             if self._since_window >= self.config.window:
@@ -523,11 +526,18 @@ class HealthMonitor:
     def _penalty_dominating(self) -> Alert | None:
         """The gradient penalties outweighing the adversarial part of D's loss (|E[D(x)] − E[D(G(z))]| for a
         critic; D's real and fake terms, or its loss, otherwise). Penalties computed lazily have few points a
-        window."""
-        present = [name for name in PENALTIES if len(self.recent[name]) >= 3]
-        if not present or not self._full("loss_d"):
+        window: only those logged in loss_d's window count, not the older ones among their last `window` values."""
+        if not self._full("loss_d"):
             return None
-        penalty = sum(_median(list(self.recent[name])) for name in present)
+        since = self.logged_at["loss_d"][0]
+        logged = {
+            name: [value for value, step in zip(self.recent[name], self.logged_at[name], strict=True) if step >= since]
+            for name in PENALTIES
+        }
+        present = [name for name, values in logged.items() if len(values) >= 3]
+        if not present:
+            return None
+        penalty = sum(_median(logged[name]) for name in present)
         if self.family.name == "critic":  # its loss crosses 0: the gap is the size of what it learns
             adversarial = abs(_median(list(self.recent["score_gap"]))) if self._full("score_gap") else math.nan
         elif self._full("loss_d_real", "loss_d_fake"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Container
 
 import pytest
 
@@ -316,3 +317,230 @@ def test_a_raw_run_reads_no_d_output_at_all():
     rows = critic_stream(2000, level=lambda step: 3.0 + step / 50)
     assert alerts_as("critic", rows) and alerts_as("probability", rows)
     assert alerts_as("raw", rows) == []
+
+
+# The family checks read whole: a viewer that opens a run feeds its rows at once, so every window is the one
+# that ends at the last row, and each alert's numbers can be worked by hand.
+
+
+def read_at_once(family: str, rows: list[Row], own_loop: bool = False, **config: float) -> list:
+    return HealthMonitor(HealthConfig(**config), family=family, own_loop=own_loop).update(rows)
+
+
+def advice(family: str, check: str, own_loop: bool = False) -> str:
+    return FAMILIES[family].advice[check][own_loop]
+
+
+def margin_shares(real: float, fake: float, steps: int = 300) -> list[Row]:
+    """A hinge D logging the share of real scores past +1 and of fake ones past −1, as ganterm's loop does."""
+    return [{"step": step, "d_x": 1.5, "d_g_z1": -1.5, "real_above_margin": real, "fake_below_margin": fake,
+             "diversity": 0.9} for step in range(1, steps + 1)]  # fmt: skip
+
+
+def test_margins_saturated_tells_both_shares_and_hinge_advice():
+    (alert,) = read_at_once("margin", margin_shares(0.9, 0.95))
+    assert (alert.check, alert.severity, alert.step) == ("margins_saturated", "warning", 300)
+    assert alert.message == (
+        "The discriminator is saturating both hinge margins: over the last 100 steps 90% of real scores were above "
+        "+1 and 95% of fake ones below −1 (medians). D tells real from fake with room to spare, so G learns little. "
+        + advice("margin", "margins_saturated")
+    )
+    assert alert.evidence == {"real_above_margin": 0.9, "fake_below_margin": 0.95}
+
+
+@pytest.mark.parametrize(
+    ("real", "fake", "fires"),
+    [(0.9, 0.9, True), (0.89, 0.97, False), (0.97, 0.89, False), (0.97, 0.5, False), (0.5, 0.97, False)],
+)
+def test_margins_saturated_needs_both_shares_at_90_percent_or_more(real: float, fake: float, fires: bool):
+    """90% is saturated; a D past only one margin is not (its mean scores are past both here, and do not count)."""
+    assert checks(read_at_once("margin", margin_shares(real, fake))) == (["margins_saturated"] if fires else [])
+
+
+def mean_scores(d_x: float, d_g_z: float) -> list[Row]:
+    """A user's hinge loop that logs D's mean scores only, no shares."""
+    return [{"step": step, "d_x": d_x, "d_g_z1": d_g_z, "diversity": 0.9} for step in range(1, 301)]
+
+
+def test_a_hinge_loop_logging_mean_scores_only_is_judged_by_their_medians():
+    (alert,) = read_at_once("margin", mean_scores(1.5, -1.5), own_loop=True)
+    assert (alert.check, alert.severity, alert.step) == ("margins_saturated", "warning", 300)
+    assert alert.message == (
+        "The discriminator is saturating both hinge margins: over the last 100 steps D(x) had a median of 1.5 and "
+        "D(G(z)) -1.5, both past their margins. D tells real from fake with room to spare, so G learns little. "
+        + advice("margin", "margins_saturated", own_loop=True)
+    )
+    assert alert.evidence == {"d_x": 1.5, "d_g_z1": -1.5}
+
+
+@pytest.mark.parametrize(("d_x", "d_g_z"), [(1.0, -1.5), (1.5, -1.0), (1.5, 0.0), (0.0, -1.5), (1.5, 0.5)])
+def test_mean_scores_on_or_inside_a_margin_are_not_saturated(d_x: float, d_g_z: float):
+    assert read_at_once("margin", mean_scores(d_x, d_g_z), own_loop=True) == []
+
+
+@pytest.mark.parametrize("dropped", ["real_above_margin", "fake_below_margin"])
+def test_a_hinge_loop_logging_one_share_only_is_judged_by_its_mean_scores(dropped: str):
+    rows = [{name: value for name, value in row.items() if name != dropped} for row in margin_shares(0.97, 0.97)]
+    (alert,) = read_at_once("margin", rows)
+    assert "D(x) had a median of 1.5 and D(G(z)) -1.5" in alert.message
+
+
+@pytest.mark.parametrize("dropped", ["d_x", "d_g_z1"])
+def test_a_hinge_loop_logging_one_mean_score_only_is_not_judged(dropped: str):
+    rows = [{name: value for name, value in row.items() if name != dropped} for row in mean_scores(1.5, -1.5)]
+    assert read_at_once("margin", rows, own_loop=True) == []
+
+
+def relativistic_loss(loss_d: float) -> list[Row]:
+    return [{"step": step, "loss_d": loss_d, "diversity": 0.9} for step in range(1, 501)]
+
+
+def test_pairs_decided_fires_below_its_limit_and_not_on_it():
+    """The limit, 0.003, is softplus(−gap) for a gap of 5.8 on every pair; a median exactly on it is not below."""
+    assert read_at_once("relativistic", relativistic_loss(0.003)) == []
+    (alert,) = read_at_once("relativistic", relativistic_loss(0.0029))
+    assert (alert.check, alert.severity, alert.step) == ("pairs_decided", "warning", 500)
+    assert "its loss had a median of 0.0029, so it sets nearly every real image" in alert.message
+    assert alert.evidence == {"loss_d": 0.0029}
+
+
+def stepped(levels: tuple[float, ...]) -> list[float]:
+    """900 steps' values: the first level up to step 600, then each next one for 100 steps, so that the long window
+    (the last 400 steps) has the four levels as its quarters' means."""
+    return [levels[max(0, (step - 501) // 100)] for step in range(1, 901)]
+
+
+@pytest.mark.parametrize(
+    ("family", "what"), [("critic", "the Wasserstein estimate"), ("relativistic", "how far D sets real above fake")]
+)
+def test_gap_diverging_tells_the_quarters_means_of_its_long_window(family: str, what: str):
+    """Quarter means 6, 8, 10, 13: each above the last, and 13 − 6 is more than the first (the floor is 5)."""
+    rows = [{"step": step, "d_x": gap / 2, "d_g_z1": -gap / 2, "diversity": 0.9}
+            for step, gap in enumerate(stepped((6, 8, 10, 13)), start=1)]  # fmt: skip
+    (alert,) = read_at_once(family, rows)
+    assert (alert.check, alert.severity, alert.step) == ("gap_diverging", "warning", 900)
+    assert alert.message == (
+        f"The score gap E[D(x)] − E[D(G(z))] ({what}) is growing without bound: it rose in each of the last four "
+        f"stretches of 100 steps, from 6 to 13. " + advice(family, "gap_diverging")
+    )
+    assert alert.evidence == {"score_gap_start": 6.0, "score_gap_end": 13.0}
+
+
+def critic_gap(gap: float, diversity: float, steps: int = 600, diversity_from: int = 1) -> list[Row]:
+    """A critic (no penalty logged) whose score gap and samples' spread hold still."""
+    rows: list[Row] = [
+        {"step": step, "d_x": 2.0, "d_g_z1": 2.0 - gap, "score_gap": gap} for step in range(1, steps + 1)
+    ]
+    for row in rows[diversity_from - 1 :]:
+        row["diversity"] = diversity
+    return rows
+
+
+def test_gap_collapsed_says_the_gap_and_the_spread():
+    (alert,) = read_at_once("critic", critic_gap(0.05, 0.25))
+    assert (alert.check, alert.severity, alert.step) == ("gap_collapsed", "warning", 600)
+    assert "(a median of 0.05 over the last 100 steps) while G's samples are poor: only 25% as spread" in alert.message
+    assert alert.evidence == {"score_gap": 0.05, "diversity": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("gap", "diversity", "found"),
+    [(0.0999, 0.2, ["gap_collapsed"]), (0.1, 0.2, ["mode_collapse"]), (-2.0, 0.49, ["gap_collapsed"]),
+     (-2.0, 0.5, [])],
+)  # fmt: skip
+def test_gap_collapsed_needs_a_gap_below_0_1_and_a_spread_below_diversity_low(gap, diversity, found):
+    """At a gap of 0.1 the critic still tells real from fake (poor samples are then a collapse of their own);
+    samples exactly as spread as `health.diversity_low` (0.5 here: 0.4 has no exact mean) are not poor."""
+    assert checks(read_at_once("critic", critic_gap(gap, diversity), diversity_low=0.5)) == found
+
+
+def test_gap_collapsed_waits_for_a_full_window_of_spread_and_needs_a_gap():
+    """Spread logged for 50 steps only is no window of it yet; a loop that logs no D output has no gap to judge."""
+    assert read_at_once("critic", critic_gap(0.0, 0.2, diversity_from=551)) == []
+    rows = [{"step": step, "loss_d": -1.0, "diversity": 0.2} for step in range(1, 601)]
+    assert checks(read_at_once("critic", rows)) == ["mode_collapse"]
+
+
+@pytest.mark.parametrize(("sign", "way"), [(1, "risen"), (-1, "fallen")])
+def test_scores_drifting_tells_the_way_and_the_quarters_means_of_the_middle(sign: int, way: str):
+    """The middle's quarter means 11, 14, 18, 25 (or their negatives): 25 − 11 is more than 11 (the floor is 10);
+    the gap stays at 6."""
+    rows = [{"step": step, "d_x": sign * centre + 3, "d_g_z1": sign * centre - 3, "diversity": 0.9}
+            for step, centre in enumerate(stepped((11, 14, 18, 25)), start=1)]  # fmt: skip
+    (alert,) = read_at_once("critic", rows)
+    assert (alert.check, alert.severity, alert.step) == ("scores_drifting", "warning", 900)
+    assert alert.message == (
+        f"The critic's scores are drifting without bound: their middle (D(x) + D(G(z))) / 2 has {way} in each of "
+        f"the last four stretches of 100 steps, from {sign * 11} to {sign * 25}. " + advice("critic", "scores_drifting")
+    )
+    assert alert.evidence == {"score_centre_start": sign * 11.0, "score_centre_end": sign * 25.0}
+
+
+def penalised(
+    steps: int = 500, loss_d: float | None = None, gap: float | None = None, **penalties: tuple[float, Container[int]]
+) -> list[Row]:
+    """A run's rows with each penalty logged at its value on the steps given (lazily, as ganterm's loop does)."""
+    rows: list[Row] = []
+    for step in range(1, steps + 1):
+        row: Row = {"step": step, "diversity": 0.9}
+        if loss_d is not None:
+            row["loss_d"] = loss_d
+        if gap is not None:
+            row |= {"d_x": gap / 2, "d_g_z1": -gap / 2}
+        row |= {name: value for name, (value, on) in penalties.items() if step in on}
+        rows.append(row)
+    return rows
+
+
+def test_penalty_dominating_names_every_penalty_it_added_up():
+    """R1 and R2 every 16th step, 0.2 each, against a relativistic loss_d of 0.1: 0.4 is more than 3 × 0.1."""
+    lazy = range(1, 501, 16)
+    (alert,) = read_at_once("relativistic", penalised(loss_d=0.1, r1=(0.2, lazy), r2=(0.2, lazy)))
+    assert (alert.check, alert.severity, alert.step) == ("penalty_dominating", "warning", 500)
+    assert alert.message == (
+        "The gradient penalty dominates D's loss: over the last 100 steps r1 + r2 had a median of 0.4, against 0.1 "
+        "for the adversarial part. " + advice("relativistic", "penalty_dominating")
+    )
+    assert alert.evidence == {"penalty": 0.4, "adversarial": 0.1}
+
+
+@pytest.mark.parametrize(("gp", "found"), [(2.0, []), (2.01, ["penalty_dominating"])])
+def test_a_critics_penalty_dominates_only_above_its_gap(gp: float, found: list[str]):
+    rows = penalised(steps=600, loss_d=-2.0 + gp, gap=2.0, gp=(gp, range(1, 601)))
+    assert checks(read_at_once("critic", rows)) == found
+
+
+@pytest.mark.parametrize(
+    ("logged_at", "found"),
+    [((420, 450, 480), ["penalty_dominating"]), ((450, 480), []), ((401, 450, 480), ["penalty_dominating"]),
+     ((400, 450, 480), [])],
+)  # fmt: skip
+def test_a_lazy_penalty_counts_from_its_third_value_in_the_window(logged_at: tuple[int, ...], found: list[str]):
+    """At step 500 loss_d's window is steps 401 to 500: a value logged at step 400 is outside it."""
+    rows = penalised(loss_d=0.1, r1=(2.0, logged_at))
+    assert checks(read_at_once("relativistic", rows)) == found
+
+
+@pytest.mark.parametrize(("family", "logged"), [("relativistic", {"gap": 6.0}), ("critic", {"loss_d": 1.0})])
+def test_penalties_with_nothing_to_weigh_them_against_raise_nothing(family: str, logged: dict[str, float]):
+    """A relativistic loop that logs no loss_d, a critic's that logs no D output (so no gap): not judged."""
+    every = range(1, 601)
+    assert read_at_once(family, penalised(steps=600, r1=(5.0, every), gp=(5.0, every), **logged)) == []
+
+
+def lazy_r1(value_at: Callable[[int], float]) -> list[Row]:
+    """A relativistic D whose R1 is computed every 16th step, against a loss_d of 0.1 (the limit is 3 × 0.1)."""
+    rows = penalised(steps=1000, loss_d=0.1)
+    for row in rows:
+        if row["step"] % 16 == 1:
+            row["r1"] = value_at(row["step"])
+    return rows
+
+
+def test_a_lazy_penalty_is_judged_on_the_values_it_logged_in_the_window():
+    """Its last 100 values span 1,600 steps: R1 that dominated until step 250 and was small after it is no alert
+    at step 400, and R1 that starts dominating at step 601 is told within that window, not 800 steps later."""
+    assert alerts_as("relativistic", lazy_r1(lambda step: 1.0 if step <= 250 else 0.01)) == []
+    (alert,) = alerts_as("relativistic", lazy_r1(lambda step: 0.01 if step <= 600 else 1.0))
+    assert alert.check == "penalty_dominating" and 600 < alert.step <= 700
+    assert "r1 had a median of 0.505," in alert.message
