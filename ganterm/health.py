@@ -525,8 +525,9 @@ class HealthMonitor:
 
     def _penalty_dominating(self) -> Alert | None:
         """The gradient penalties outweighing the adversarial part of D's loss (|E[D(x)] − E[D(G(z))]| for a
-        critic; D's real and fake terms, or its loss, otherwise). Penalties computed lazily have few points a
-        window: only those logged in loss_d's window count, not the older ones among their last `window` values."""
+        critic, D's loss for a relativistic D: the families that run this check). Penalties computed lazily have
+        few points a window: only those logged in loss_d's window count, not the older ones among their last
+        `window` values."""
         if not self._full("loss_d"):
             return None
         since = self.logged_at["loss_d"][0]
@@ -540,10 +541,7 @@ class HealthMonitor:
         penalty = sum(_median(logged[name]) for name in present)
         if self.family.name == "critic":  # its loss crosses 0: the gap is the size of what it learns
             adversarial = abs(_median(list(self.recent["score_gap"]))) if self._full("score_gap") else math.nan
-        elif self._full("loss_d_real", "loss_d_fake"):
-            adversarial = _median([a + b for a, b in zip(self.recent["loss_d_real"], self.recent["loss_d_fake"],
-                                                         strict=False)])  # fmt: skip
-        else:  # a paired loss has no halves; its penalties are in loss_d on a few steps only
+        else:  # the other family checked, relativistic pairing, has no real and fake halves of its loss
             adversarial = _median(list(self.recent["loss_d"]))
         if not penalty > self._limit("penalty_share") * adversarial:
             return None
