@@ -272,3 +272,15 @@ def test_the_worker_logs_line_gives_losses_three_digits_and_ds_outputs_two():
 def test_a_users_metric_named_like_a_tidy_tag_goes_under_own_in_tensorboard():
     """A loop logging `loss/d` beside `loss_d`: TensorBoard would draw the two as one series."""
     assert tag("loss_d") == "loss/d" and tag("loss/d") == "own/loss/d" and tag("sharpness") == "sharpness"
+
+
+def test_an_unknown_control_command_is_said_in_the_runs_log_as_a_warning(tmp_path: Path):
+    """A typo in a hand-written control.jsonl line reaches worker.log, where whoever wrote it looks."""
+    said: list[str] = []
+    recorder = Recorder(RunDir(tmp_path), log=said.append, state="running")
+    try:
+        append_jsonl(recorder.run.control, {"cmd": "stpo", "id": "x"})
+        assert recorder.commands() == []
+    finally:
+        recorder.close()
+    assert said == ["warning: ignoring unknown control command {'cmd': 'stpo', 'id': 'x'}"]
