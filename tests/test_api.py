@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import warnings
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from ganterm.cli import app as cli_app
 from ganterm.dashboard.app import Dashboard
 from ganterm.dashboard.plots import MetricPlot
 from ganterm.errors import UserError
+from ganterm.run import layout
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
@@ -301,6 +304,9 @@ def test_two_runs_started_at_once_under_one_name_the_loser_gets_one_sentence(
 
 
 def test_two_unnamed_runs_started_at_once_get_a_name_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """At once: within the second the names are stamped with, held still here, however slowly the rival starts."""
+    at_once = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    monkeypatch.setattr(layout, "datetime", SimpleNamespace(datetime=SimpleNamespace(now=lambda: at_once)))
     rivals = a_rival_claims_between_check_and_create(monkeypatch, lambda name: ganterm.Run(name, root=tmp_path))
     with ganterm.Run(root=tmp_path) as run:
         run.log(1, loss_d=0.5)

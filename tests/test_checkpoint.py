@@ -296,6 +296,7 @@ def test_a_full_disk_while_writing_a_checkpoint_is_an_os_error_naming_it(tmp_pat
         save_checkpoint(RunDir(tmp_path), _trainer().checkpoint(), keep=1)
     assert caught.value.errno == errno.ENOSPC
     assert caught.value.filename == str(tmp_path / "checkpoints" / "step_0000000.safetensors")
+    assert str(caught.value).startswith("[Errno 28] No space left on device: ")  # said as the system says it
     assert list((tmp_path / "checkpoints").iterdir()) == []  # no temp file left behind
 
 

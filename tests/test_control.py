@@ -246,3 +246,34 @@ def test_the_inbox_takes_signals_first_old_names_as_new_and_says_what_it_skipped
     assert inbox() == [] and replica() == []  # a replica of a distributed run hears signals only
     replica.on_signal(signal.SIGINT, None)
     assert replica() == [{"cmd": "stop", "signal": "SIGINT"}]
+
+
+def test_a_stop_that_another_stop_beat_says_the_step_the_run_stopped_at(tmp_path: Path):
+    """The worker answered the other stop and ended: `ganterm stop` still says where the run stopped."""
+    run = RunDir(tmp_path)
+    _live(run, "running")
+    inbox = CommandInbox(run, warn=lambda line: None)
+
+    def stop_for_the_other() -> None:
+        while not inbox():
+            time.sleep(0.01)
+        write_status(run, {**read_status(run), "state": "stopped", "step": 41})
+
+    threading.Thread(target=stop_for_the_other, daemon=True).start()
+    assert send_and_wait(run, "stop") == {"kind": "status", "state": "stopped", "step": 41}
+
+
+def test_commands_written_before_the_writer_started_are_not_obeyed(tmp_path: Path):
+    """They were for an earlier worker of the run: a resumed run does not stop at once on the stop that ended it."""
+    run = RunDir(tmp_path)
+    run.control.write_bytes(b'{"cmd":"stop","id":"old"}\nnot json\n')
+    warnings: list[str] = []
+    inbox = CommandInbox(run, warn=warnings.append)
+    assert inbox() == [] and warnings == []
+    with run.control.open("ab") as control:
+        control.write(b'{"cmd":"pause","id":"new"}\nnot json\nnor this\n')
+    assert [c["id"] for c in inbox()] == ["new"] and warnings == ["skipped 2 unreadable line(s) in control.jsonl"]
+    with run.control.open("ab") as control:
+        control.write(b'{"cmd":"unpause","id":"newer"}\nstill not json\n')
+    assert [c["id"] for c in inbox()] == ["newer"] and inbox() == []
+    assert warnings[1:] == ["skipped 1 unreadable line(s) in control.jsonl"]  # counted afresh each time, said once

@@ -13,7 +13,7 @@ from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
 from ganterm.run.lock import RunLocked
 from ganterm.run.recorder import Recorder, ReplicaRecorder
-from ganterm.run.schema import stats_line
+from ganterm.run.schema import stats_line, tag
 from ganterm.run.status import StatusBoard, read_status
 from ganterm.run.text import TEXT_LIMIT
 
@@ -262,3 +262,25 @@ def test_rows_a_full_disk_did_not_take_go_first_on_the_next_flush(recorder: Reco
     recorder.collect = lambda: [{"step": 2, "t": 0.0}]
     assert [row["step"] for row in recorder.flush()] == [1, 2]
     assert [row["step"] for row in read_jsonl(recorder.run.metrics)] == [1, 2]
+
+
+def test_the_worker_logs_line_gives_losses_three_digits_and_ds_outputs_two():
+    row = {"loss_d": 0.69314, "loss_g": 0.70215, "d_x": 0.5012, "d_g_z1": 0.4913, "img_per_s": 612.4}
+    assert stats_line(row) == "loss_d 0.693  loss_g 0.702  D(x) 0.50  D(G(z)) 0.49  612 img/s"
+
+
+def test_a_users_metric_named_like_a_tidy_tag_goes_under_own_in_tensorboard():
+    """A loop logging `loss/d` beside `loss_d`: TensorBoard would draw the two as one series."""
+    assert tag("loss_d") == "loss/d" and tag("loss/d") == "own/loss/d" and tag("sharpness") == "sharpness"
+
+
+def test_an_unknown_control_command_is_said_in_the_runs_log_as_a_warning(tmp_path: Path):
+    """A typo in a hand-written control.jsonl line reaches worker.log, where whoever wrote it looks."""
+    said: list[str] = []
+    recorder = Recorder(RunDir(tmp_path), log=said.append, state="running")
+    try:
+        append_jsonl(recorder.run.control, {"cmd": "stpo", "id": "x"})
+        assert recorder.commands() == []
+    finally:
+        recorder.close()
+    assert said == ["warning: ignoring unknown control command {'cmd': 'stpo', 'id': 'x'}"]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from ganterm.errors import UserError
+from ganterm.run.files import write_atomic
 from ganterm.run.jsonl import JsonlTail, JsonlWriter, TextTail, latest_values
 from ganterm.run.layout import RunDir, check_run_name, claim_new_run, list_runs, new_run_name, resolve_run
 from ganterm.run.lock import RunLocked, acquire_lock, lock_holder
@@ -405,3 +406,20 @@ def test_a_stall_is_said_with_the_clock_time_of_the_last_beat_and_how_to_let_the
         "its worker (pid 4242) is alive but has not reported since 12:34:56: it was stopped "
         "(kill -CONT 4242 lets it go on) or the machine is short of memory"
     )
+
+
+def test_a_durable_write_on_a_file_system_that_cannot_fsync_a_folder_still_replaces_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Some network and FUSE file systems refuse fsync on a folder (EINVAL): the file is written all the same."""
+    real_fsync = os.fsync
+
+    def fsync_refusing_folders(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_refusing_folders)
+    target = tmp_path / "latest.safetensors"
+    write_atomic(target, b"new", durable=True)
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["latest.safetensors"]
