@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from ganterm.health import Alert
 from ganterm.notify import payload
 from ganterm.run.jsonl import append_jsonl, read_jsonl
 from ganterm.run.layout import RunDir
@@ -284,3 +286,82 @@ def test_an_unknown_control_command_is_said_in_the_runs_log_as_a_warning(tmp_pat
     finally:
         recorder.close()
     assert said == ["warning: ignoring unknown control command {'cmd': 'stpo', 'id': 'x'}"]
+
+
+class AlertsAtStep:
+    """Health checks that find a problem in the row of one step, as `HealthMonitor` would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def update(self, rows: list[dict]) -> list[Alert]:
+        return [
+            Alert("d_wins", "warning", row["step"], "D wins", {"d_x": 0.99}) for row in rows if row["step"] == self.step
+        ]
+
+
+def test_an_alert_is_recorded_at_the_step_it_is_about_and_said_in_the_runs_log(tmp_path: Path):
+    """The dashboard marks an alert where it happened, not at the flush that found it; worker.log says it too."""
+    said: list[str] = []
+    recorder = Recorder(RunDir(tmp_path), log=said.append, health=AlertsAtStep(6), state="running")
+    recorder.collect = lambda: [{"step": step, "t": 0.0, "d_x": 0.99} for step in (5, 6, 7)]
+    try:
+        recorder.flush()
+    finally:
+        recorder.close()
+    alerts = [event for event in read_jsonl(RunDir(tmp_path).events) if event["kind"] == "alert"]
+    assert [(alert["step"], alert["check"], alert["message"]) for alert in alerts] == [(6, "d_wins", "D wins")]
+    assert said == ["alert at step 6: D wins"]
+
+
+@pytest.mark.parametrize("state", ["finished", "stopped"])
+def test_a_run_that_ends_well_is_told_to_the_notices_without_a_failure(recorder: Recorder, state: str):
+    """A run with a notify.url that finishes or stops sends its notice, saying no error it did not have."""
+    notices = KeptNotices()
+    recorder.notices = notices
+    recorder.set_state(state, 20)
+    assert notices.told == [(state, 20, {})]
+    assert read_status(recorder.run)["state"] == state
+
+
+def test_describing_the_run_later_keeps_the_images_per_step_given_at_the_start(tmp_path: Path):
+    """A loop that says its batch when it starts, then its device: img/s goes on being written."""
+    recorder = Recorder(RunDir(tmp_path), log=lambda message: None, images_per_step=64)
+    try:
+        recorder.describe(device="cpu", total=100)
+        recorder.collect = lambda: [{"step": 1, "t": 0.0}]
+        assert recorder.flush()[0]["img_per_s"] > 0
+        assert read_status(recorder.run)["images_per_step"] == 64
+    finally:
+        recorder.close()
+
+
+def test_a_run_never_told_its_images_per_step_writes_no_img_per_s(recorder: Recorder):
+    """No batch size given, none made up: the dashboard has no throughput to show rather than a wrong one."""
+    recorder.describe(device="cpu", total=100)
+    recorder.collect = lambda: [{"step": 1, "t": 0.0}]
+    assert "img_per_s" not in recorder.flush()[0]
+    assert "images_per_step" not in read_status(recorder.run)
+
+
+def test_closing_a_run_twice_leaves_the_processs_other_files_alone(tmp_path: Path):
+    """`finish()` and the with block's end both close: the second must not close a descriptor the run gave back."""
+    recorder = Recorder(RunDir(tmp_path), log=lambda message: None)
+    stdout = os.dup(1)  # put back below, whatever happens: pytest captures through descriptor 1
+    try:
+        recorder.close()
+        recorder.close()
+        os.fstat(1)  # OSError (EBADF) if stdout was closed
+    finally:
+        os.dup2(stdout, 1)
+        os.close(stdout)
+
+
+def test_a_replica_starts_where_a_recorder_does_and_looks_where_rank_0_writes(tmp_path: Path):
+    """The loop runs the same code on every rank: before its first row a replica is at step 0 with nothing to say,
+    and at the end it asks rank 0's folder whether the last sample is there."""
+    run = RunDir(tmp_path)
+    replica = ReplicaRecorder(run, log=lambda message: None)
+    assert (replica.step, stats_line(replica.last_row), replica.flush()) == (0, "", [])
+    assert replica.run.sample_path(40) == run.sample_path(40)
+    assert list(run.path.iterdir()) == []
