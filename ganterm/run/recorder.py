@@ -260,7 +260,6 @@ class ReplicaRecorder:
         self.run = run
         self.log = log
         self.health: HealthChecks | None = None
-        self.images_per_step = 0
         self.collect: Callable[[], list[Row]] = _no_rows
         self.last_row: Row = {}
         self.step = 0
