@@ -18,6 +18,7 @@ from ganterm.config import Config, frozen_on_resume, load_config
 from ganterm.detached import start_lookout, start_worker
 from ganterm.errors import ConfigError, UserError
 from ganterm.run.checkpoints import newest_intact, read_resumable, step_files
+from ganterm.run.files import write_atomic
 from ganterm.run.layout import RunDir, check_run_name, claim_new_run, resolve_run
 from ganterm.run.lock import one_starter
 from ganterm.run.status import (
@@ -35,7 +36,7 @@ def create_run(config: Config, name: str | None, root: Path) -> RunDir:
         run = claim_new_run(root, name, config.data.name)
         if run is None:
             raise UserError(f"run {name!r} already exists under {root}/; pick another --name or --resume {name}")
-        run.config.write_text(config.to_toml(), encoding="utf-8")
+        write_atomic(run.config, config.to_toml().encode())
     except OSError as error:
         raise UserError(f"cannot create the run directory under {str(root)!r}: {error.strerror or error}") from None
     return run
@@ -140,7 +141,7 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Call
         run = plan.run or RunDir(root / check_run_name(str(name), "--name"))
         folder = node_folder(run, scale)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.toml").write_text(plan.config.to_toml(), encoding="utf-8")
+        write_atomic(folder / "config.toml", plan.config.to_toml().encode())
         offset = _log_end(run, scale)
         pid = start_worker(run, plan.checkpoint, scale, folder / "config.toml", plan.or_older)
         return Started(run, pid, new=False, log_offset=offset)
@@ -148,7 +149,7 @@ def _start_run(plan: Plan, name: str | None, root: Path, scale: Scale, say: Call
     with one_starter(run):  # a second `--resume` of this run waits here, then finds this worker starting
         ensure_idle(run, say=say)  # a new run too: a `--resume` of it may have come before this lock
         if plan.run is not None:
-            run.config.write_text(plan.config.to_toml(), encoding="utf-8")
+            write_atomic(run.config, plan.config.to_toml().encode())  # viewers may be reading it
         offset = _log_end(run, scale)
         pid = start_worker(run, plan.checkpoint, scale, or_older=plan.or_older)
     if plan.config.notify.url:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,17 @@ def test_a_run_whose_config_toml_was_cut_short_still_resumes_from_its_checkpoint
     run.config.write_text("[train]\nsteps = ", encoding="utf-8")  # as a kill in the middle of writing it leaves it
     plan = plan_run(None, {"train.steps": 8}, [], "cut", tmp_path / "runs")
     assert plan.checkpoint == latest_step_file(run) and plan.config.train.steps == 8 and plan.config.data.name == "ring"
+
+
+def test_the_worker_replaces_config_toml_whole_so_a_viewer_reads_the_old_or_the_new_never_half(tmp_path: Path):
+    """The worker writes the resolved config while a dashboard or `ganterm runs` may be reading config.toml: a new
+    file renamed over the old one, which a reader holding it reads whole, not the old file cut and written again."""
+    run = RunDir(tmp_path / "runs" / "whole")
+    run.path.mkdir(parents=True)
+    run.config.write_text(tiny_config("train.steps=2", data="ring").to_toml(), encoding="utf-8")
+    with run.config.open("rb") as held:  # a viewer in the middle of reading it
+        before = held.read()
+        assert train_in_process(run) == 0
+        held.seek(0)
+        assert held.read() == before and os.fstat(held.fileno()).st_ino != run.config.stat().st_ino
+    assert "steps = 2" in run.config.read_text(encoding="utf-8")

@@ -31,6 +31,7 @@ from ganterm.health import HealthMonitor
 from ganterm.notify import Notifier
 from ganterm.run.checkpoints import newest_intact
 from ganterm.run.control import COMMANDS
+from ganterm.run.files import write_atomic
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder, ReplicaRecorder
 from ganterm.run.rewind import abandon_after, rewind
@@ -134,7 +135,7 @@ def _prepare(
     dataset = load_dataset(config, progress=log)
     complete_config(config, dataset)
     if main:
-        run.config.write_text(config.to_toml(), encoding="utf-8")
+        write_atomic(run.config, config.to_toml().encode())  # viewers may be reading it: old or new, never half
     total = resolve_steps(config, len(dataset))
     trainer = Trainer(config, dataset, device, group)
     threads, why = choose_threads(config.train.threads, device, lambda: forward_flops(
