@@ -33,6 +33,21 @@ from ganterm.run.text import clip
 from tests.conftest import wait_for
 
 
+def test_a_file_removed_between_a_tails_look_and_its_read_reads_as_nothing_yet(tmp_path: Path, monkeypatch):
+    """A run deleted while a viewer follows it: the file can vanish after the tail saw its size grow."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1, "t": 1.0}\n')
+    tail = JsonlTail(path)
+
+    def removed_meanwhile(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr("ganterm.run.jsonl.open", removed_meanwhile, raising=False)
+    assert tail.read() == [] and tail.pending_bytes > 0
+    monkeypatch.undo()
+    assert [record["step"] for record in tail.read()] == [1]
+
+
 def test_nan_and_infinity_are_written_as_null(tmp_path: Path):
     path = tmp_path / "metrics.jsonl"
     with JsonlWriter(path) as writer:

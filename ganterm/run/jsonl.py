@@ -106,9 +106,12 @@ class LineTail:
         self._identity = identity
         if stat.st_size <= self.offset:
             return []
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            chunk = handle.read(max_bytes if max_bytes is not None else -1)
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read(max_bytes if max_bytes is not None else -1)
+        except FileNotFoundError:  # removed since the stat above (a run deleted while watched): as if not there yet
+            return []
         self.offset += len(chunk)
         *lines, self._partial = (self._partial + chunk).split(b"\n")
         return lines
