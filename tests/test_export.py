@@ -274,6 +274,43 @@ def test_the_progress_of_a_pass_adds_up_to_the_pinned_size(tmp_path: Path, monke
     assert len(steps) > 3 and sum(steps) == run.metrics.stat().st_size
 
 
+@pytest.mark.parametrize(("fmt", "passes"), [("csv", 2), ("parquet", 2), ("tensorboard", 1)])
+def test_the_progress_bar_of_a_whole_export_ends_exactly_full(tmp_path: Path, fmt: str, passes: int):
+    """The bar's total is what every pass of the export reads, over every run: tables read each file twice (the
+    first pass finds their columns), TensorBoard once."""
+    from ganterm.export import export_history, open_histories, work_bytes
+    from ganterm.sources import open_run
+
+    runs = [make_run(tmp_path / "runs", name, _rows(steps)) for name, steps in (("a", 12), ("b", 30))]
+    histories = open_histories([open_run(run.path) for run in runs])
+    read: list[int] = []
+    export_history(histories, fmt, tmp_path / f"out.{fmt}", read.append)
+    assert sum(read) == work_bytes(histories, fmt) == passes * sum(run.metrics.stat().st_size for run in runs)
+
+
+def test_a_tensorboard_export_that_fails_part_way_leaves_no_half_written_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A disk that fills while the second run is written: the error in one sentence, and nothing of the export left
+    in --out (the first run's folder was still under its temporary name)."""
+    from ganterm.export import tensorboard
+
+    make_run(tmp_path / "runs", "a", _rows(5))
+    make_run(tmp_path / "runs", "b", _rows(5))
+    write_run = tensorboard.write_run
+
+    def full_disk_on_b(history: Any, folder: Path, advance: Any) -> list[str]:
+        if history.source.name == "b":
+            raise OSError(28, "No space left on device")
+        return write_run(history, folder, advance)
+
+    monkeypatch.setattr(tensorboard, "write_run", full_disk_on_b)
+    out = tmp_path / "tb"
+    result = _export("a", "b", "--root", str(tmp_path / "runs"), "--format", "tensorboard", "--out", str(out))
+    assert result.exit_code != 0 and "No space left on device" in result.output
+    assert list(out.iterdir()) == []
+
+
 def test_a_file_replaced_by_one_of_the_same_size_and_end_is_said(tmp_path: Path):
     """Another file put in its place (a copy restored, a sync) is not the pinned one, however alike its end."""
     rows = _rows(60)
