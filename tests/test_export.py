@@ -495,6 +495,34 @@ def test_tensorboard_export_loads_no_torch(tmp_path: Path):
     assert len(list((tmp_path / "tb" / "faces").iterdir())) == 1
 
 
+def test_checking_for_the_tensorboard_writer_asks_for_no_torch(monkeypatch: pytest.MonkeyPatch):
+    """The same, in this process (where torch is loaded already): with torch and tensorboardX out of sys.modules for
+    the test, `--format tensorboard`'s check imports tensorboardX without tensorboardX ever looking for torch."""
+    import importlib.abc
+
+    from ganterm.export import require_extra
+
+    asked: list[str] = []
+
+    class TorchWatch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+            if name.split(".")[0] == "torch":
+                asked.append(name)
+                raise ImportError("torch kept out by this test")
+
+    before = set(sys.modules)
+    for name in [name for name in sys.modules if name.split(".")[0] in ("torch", "tensorboardX")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [TorchWatch(), *sys.meta_path])
+    try:
+        require_extra("tensorboard")
+        assert asked == []
+        assert "tensorboardX" in sys.modules
+    finally:  # the copies imported here go; monkeypatch puts the originals back
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+
+
 def test_tensorboard_replaces_an_earlier_export_and_keeps_anything_else(tmp_path: Path):
     make_run(tmp_path / "runs", "a", _rows(5))
     make_run(tmp_path / "runs", "b", _rows(5))
