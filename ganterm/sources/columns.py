@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ganterm.run.jsonl import MAX_STEP
+
 Columns = dict[str, tuple[np.ndarray, np.ndarray]]  # metric -> (steps, values), in step order
 
 
@@ -82,8 +84,8 @@ def columns_from_rows(
         keys = tuple(name for name in all_keys if name in ("step", "t") or wanted(name))
         table, good = _numbers(keys, group)
         steps, times = table[:, keys.index("step")], table[:, keys.index("t")]
-        with np.errstate(invalid="ignore"):
-            good &= np.isfinite(times) & (steps >= 0) & (steps < 2.0**63) & (steps == np.floor(steps))  # NaN, inf fail
+        with np.errstate(invalid="ignore"):  # NaN and inf fail these; MAX_STEP + 1 (2^63) is exact as a float
+            good &= np.isfinite(times) & (steps >= 0) & (steps < MAX_STEP + 1) & (steps == np.floor(steps))
         good &= ~_boolean_steps(group)
         bad += len(group) - int(good.sum())
         steps = steps[good].astype(np.int64)
