@@ -105,7 +105,7 @@ def _write_scalars(writer: Any, history: Pinned, advance: Callable[[int], None])
     nan, tags = float("nan"), {}
     for chunk in history.chunks(advance):
         for row in chunk:
-            event = Event(step=int(row["step"]), wall_time=row.get("t", 0.0))  # a stats line may lack its time
+            event = Event(step=int(row["step"]), wall_time=row.get("t", 0.0))  # no t: a run without wall times
             add = event.summary.value.add  # twice as fast as building each Summary.Value and then the list
             for name, value in row.items():
                 if name != "step" and name != "t":
