@@ -85,6 +85,9 @@ class TrainConfig:
     batch_size: int = _option(64, "images per batch", ge=1, le=65536)
     lr_g: float = _option(2e-4, "Adam learning rate of G", gt=0.0, le=1.0)
     lr_d: float = _option(2e-4, "Adam learning rate of D", gt=0.0, le=1.0)
+    lr_decay: float = _option(
+        0.0, "share of the run, at its end, over which both learning rates fall linearly towards 0; 0 = constant",
+        ge=0.0, le=1.0)  # fmt: skip
     beta1: float = _option(0.0, "Adam beta1 (0 with spectral norm, as SN-GAN; DCGAN used 0.5)", ge=0.0, lt=1.0)
     beta2: float = _option(0.99, "Adam beta2", ge=0.0, lt=1.0)
     augment: bool = _option(False, "DiffAugment (translation + cutout) on every image D sees; helps small datasets")
@@ -405,6 +408,17 @@ def frozen_on_resume(before: Config, after: Config) -> None:
                     f"{section}.{key} cannot change when resuming (the checkpoint was trained with {old!r}, "
                     f"not {new!r}); start a new run instead"
                 )
+
+
+def learning_rate_scale(step: int, total_steps: int, decay_share: float) -> float:
+    """The factor on both learning rates for the step after `step`: 1, then a line that ends one step short of 0.
+
+    Computed from the step alone, so a resumed run takes the rates of the run it continues.
+    """
+    decay_steps = decay_share * total_steps
+    if decay_steps <= 0:
+        return 1.0
+    return min(1.0, max(total_steps - step, 0) / decay_steps)
 
 
 def resolve_steps(config: Config, dataset_size: int) -> int:

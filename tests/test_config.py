@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ganterm.cli import app
-from ganterm.config import Config, config_from_json, load_config
+from ganterm.config import Config, config_from_json, learning_rate_scale, load_config
 from ganterm.errors import ConfigError
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -121,3 +121,15 @@ def test_dry_run_prints_the_resolved_config(in_tmp: Path):
     config = load_config(resolved)
     assert (config.data.name, config.train.steps, config.train.lr_d) == ("ring", 42, 1e-3)
     assert not (in_tmp / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "scale"),
+    [(0, 1.0), (50, 1.0), (60, 1.0), (70, 0.75), (99, 0.025), (100, 0.0), (120, 0.0)],
+)
+def test_a_decay_over_the_last_share_keeps_full_rate_before_it_and_ends_one_step_short_of_zero(step: int, scale: float):
+    assert learning_rate_scale(step, 100, 0.4) == pytest.approx(scale)
+
+
+def test_no_decay_keeps_full_rate_to_the_last_step():
+    assert [learning_rate_scale(step, 10, 0.0) for step in (0, 9, 10)] == [1.0, 1.0, 1.0]

@@ -30,15 +30,18 @@ def _stable(rows: list[dict]) -> list[dict]:
         ["loss.kind=wgan-gp", "train.n_critic=2"],  # interpolates drawn from the noise stream
         # lazy R1 and R2 every 4th D step: the split at step 6 falls between two of them
         ["loss.kind=rpgan", "loss.r1_gamma=0.1", "loss.r2_gamma=0.1", "loss.penalty_every=4"],
+        ["train.lr_decay=0.5"],  # the rates fall over the second half, the one the resume trains
     ],
-    ids=["nonsat", "wgan-gp", "rpgan-r1-r2"],
+    ids=["nonsat", "wgan-gp", "rpgan-r1-r2", "lr-decay"],
 )
 def test_resumed_run_equals_uninterrupted_run(tmp_path: Path, loss: list[str]):
     straight = RunDir(tmp_path / "straight")
     assert train_in_process(straight, tiny_config(f"train.steps={2 * N}", *loss)) == 0
 
     split = RunDir(tmp_path / "split")
-    assert train_in_process(split, tiny_config(f"train.steps={N}", *loss)) == 0
+    # a decay over the last half leaves the first at full rate: so does a first half of N steps without one
+    first_half = [option for option in loss if not option.startswith("train.lr_decay")]
+    assert train_in_process(split, tiny_config(f"train.steps={N}", *first_half)) == 0
     halfway = latest_step_file(split)
     assert halfway is not None and halfway.name == f"step_{N:07d}.safetensors"
     split.config.write_text(tiny_config(f"train.steps={2 * N}", *loss).to_toml())

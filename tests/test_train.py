@@ -88,6 +88,16 @@ def test_metrics_file_has_one_row_per_step_with_the_design_names(tmp_path: Path)
     assert kinds == ["status", "sample", "checkpoint", "status"]
 
 
+def test_a_learning_rate_decay_holds_both_rates_then_lowers_them_step_by_step_towards_zero(tmp_path: Path):
+    run = RunDir(tmp_path / "decay")
+    config = tiny_config("train.steps=8", "train.lr_g=1e-3", "train.lr_d=2e-3", "train.lr_decay=0.5")
+    assert train_in_process(run, config) == 0
+    rows = read_jsonl(run.metrics)
+    # the last half, 4 steps: each row has the rate its own step took
+    assert [row["lr_g"] for row in rows] == pytest.approx([1e-3] * 5 + [0.75e-3, 0.5e-3, 0.25e-3])
+    assert [row["lr_d"] for row in rows] == pytest.approx([2e-3] * 5 + [1.5e-3, 1e-3, 0.5e-3])
+
+
 def test_a_nan_step_is_skipped_and_logged_as_null(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     trainer = _trainer()
     fault_worker.install_nan({3}, monkeypatch.setattr)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ganterm.config import Config
+from ganterm.config import Config, learning_rate_scale, resolve_steps
 from ganterm.errors import UserError
 from ganterm.families import family_named
 from ganterm.run.checkpoints import CheckpointError, exported_generator
@@ -97,6 +97,7 @@ class Trainer:
                 f"{self.group.world_size} processes; pick a multiple of {self.group.world_size}"
             )
         self.local_batch = train.batch_size // self.group.world_size
+        self.total_steps = resolve_steps(config, len(dataset))  # where a learning-rate decay ends
         torch.manual_seed(train.seed)
         compiled = train.compile and device.type == "cuda"
         # channels_last alone takes this DCGAN on CPU from ~390 to ~550 img/s; it only touches 4-D weights.
@@ -156,7 +157,7 @@ class Trainer:
         fixed_count = TOY_SAMPLE_POINTS if config.is_toy else config.sample.count
         self.fixed_z = latent(train.seed + FIXED_NOISE_SEED_OFFSET, fixed_count, config.model.z_dim)
         self._pending: list[torch.Tensor] = []  # one stacked vector of statistics per step
-        self._pending_meta: list[tuple[int, float, float]] = []  # step, wall time, epoch
+        self._pending_meta: list[tuple[int, float, float, dict[str, float]]] = []  # step, wall time, epoch, rates
 
     @property
     def images_per_step(self) -> int:
@@ -237,6 +238,7 @@ class Trainer:
         return out | {name: computed.get(name, nan) for name in self.penalties}
 
     def train_step(self) -> None:
+        self._schedule_learning_rates()
         kind = self.config.loss.kind
         batch = self.local_batch
         z_dim = self.config.model.z_dim
@@ -286,7 +288,14 @@ class Trainer:
         # one vector per step, in self.statistics' order, the finite flag last: one transfer per flush
         self._pending.append(torch.stack([statistics[name].detach().float() for name in (*self.statistics, "finite")]))
         self.step += 1
-        self._pending_meta.append((self.step, time.time(), self.batches.epochs_done))
+        rates = {"lr_d": self.opt_d.param_groups[0]["lr"], "lr_g": self.opt_g.param_groups[0]["lr"]}
+        self._pending_meta.append((self.step, time.time(), self.batches.epochs_done, rates))
+
+    def _schedule_learning_rates(self) -> None:
+        train = self.config.train
+        scale = learning_rate_scale(self.step, self.total_steps, train.lr_decay)
+        self.opt_g.param_groups[0]["lr"] = train.lr_g * scale
+        self.opt_d.param_groups[0]["lr"] = train.lr_d * scale
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -307,7 +316,7 @@ class Trainer:
         # one all-reduce across ranks and one transfer per flush; note: the loop's one regular CPU-GPU sync point
         table = self.group.mean_across_ranks(torch.stack(self._pending)).cpu().tolist()
         rows = []
-        for (step, when, epoch), values in zip(self._pending_meta, table, strict=True):
+        for (step, when, epoch, rates), values in zip(self._pending_meta, table, strict=True):
             *stats, finite_flag = values
             finite = finite_flag > 0.999  # averaged over ranks: 1 only when every rank's step was finite
             self.bad_streak = 0 if finite else self.bad_streak + 1
@@ -320,12 +329,11 @@ class Trainer:
             }
             if not finite:
                 row["nonfinite"] = 1
-            rows.append(row)
-        lr = {"lr_d": self.opt_d.param_groups[0]["lr"], "lr_g": self.opt_g.param_groups[0]["lr"]}
+            rows.append(row | rates)
         if self.device.type == "cuda":
-            lr["gpu_mem_gb"] = round(torch.cuda.max_memory_allocated(self.device) / 1e9, 3)
-        for row in rows:
-            row.update(lr)
+            memory = round(torch.cuda.max_memory_allocated(self.device) / 1e9, 3)
+            for row in rows:
+                row["gpu_mem_gb"] = memory
         self._pending.clear()
         self._pending_meta.clear()
         return rows

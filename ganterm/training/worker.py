@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ganterm import logline
-from ganterm.config import load_config, resolve_steps
+from ganterm.config import load_config
 from ganterm.errors import UserError
 from ganterm.health import HealthMonitor
 from ganterm.notify import Notifier
@@ -136,8 +136,8 @@ def _prepare(
     complete_config(config, dataset)
     if main:
         write_atomic(run.config, config.to_toml().encode())  # viewers may be reading it: old or new, never half
-    total = resolve_steps(config, len(dataset))
     trainer = Trainer(config, dataset, device, group)
+    total = trainer.total_steps
     threads, why = choose_threads(config.train.threads, device, lambda: forward_flops(
         trainer.generator, trainer.discriminator, config.model.z_dim, trainer.local_batch))  # fmt: skip
     torch.set_num_threads(threads)
