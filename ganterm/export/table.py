@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,45 @@ NAN = float("nan")
 _ABSENT = object()
 
 
-def table_columns(histories: list[Pinned], advance: Callable[[int], None]) -> list[str]:
-    """`run`, then every metric name of every run in `schema.column_order`: the first pass."""
+@dataclass(frozen=True)
+class TableRun:
+    """One run's rows to write and the text cells repeated on each of them: its loss family, a loop's settings."""
+
+    history: Pinned
+    cells: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What both formats write: the runs, in order, and the columns after `run` (text cells, then metrics)."""
+
+    runs: list[TableRun]
+    text: list[str]
+    metrics: list[str]
+
+    @property
+    def columns(self) -> list[str]:
+        return ["run", *self.text, *self.metrics]
+
+
+def table_layout(histories: list[Pinned], advance: Callable[[int], None]) -> Layout:
+    """The first pass: every metric name of every run, in `schema.column_order`, and each run's text cells."""
     names: dict[str, None] = {}
     for history in histories:
         names.update(history.names(advance))
-    return ["run", *column_order(name for name in names if name != "run")]
+    runs = table_runs(histories)
+    text = list(dict.fromkeys(key for run in runs for key in run.cells))
+    return Layout(runs, text, column_order(name for name in names if name != "run"))
+
+
+def table_runs(histories: list[Pinned]) -> list[TableRun]:
+    """Each run with its loss family where any run's is not probability, then a loop's settings."""
+    families = [family_of(history.source.status()).name for history in histories]
+    named = any(family != "probability" for family in families)
+    return [
+        TableRun(history, ({"loss": family} if named else {}) | loop_settings(history.source))
+        for history, family in zip(histories, families, strict=True)
+    ]
 
 
 def loop_settings(source: Source) -> dict[str, str | None]:
@@ -45,10 +79,6 @@ def loop_settings(source: Source) -> dict[str, str | None]:
     if isinstance(source, GantermRun) and not source.run.loop_config.exists():
         return {}
     return {f"config.{key}": None if v is None else setting_text(v) for key, v in source.settings().items()}
-
-
-def setting_columns(settings: list[dict[str, str | None]]) -> list[str]:
-    return list(dict.fromkeys(key for cells in settings for key in cells))
 
 
 def shadowed_notes(histories: list[Pinned]) -> list[str]:
@@ -60,27 +90,17 @@ def shadowed_notes(histories: list[Pinned]) -> list[str]:
     ]
 
 
-def run_cells(histories: list[Pinned]) -> list[dict[str, str | None]]:
-    """Each run's text cells: its loss family where any run's is not probability, then a loop's settings."""
-    families = [family_of(history.source.status()).name for history in histories]
-    named = any(family != "probability" for family in families)
-    return [{"loss": family} if named else {} for family in families]
-
-
 def write_csv(histories: list[Pinned], target: Path, advance: Callable[[int], None]) -> list[str]:
     """The table as CSV (pandas, trackio and spreadsheets read it); returns its columns."""
-    columns = table_columns(histories, advance)
-    names = columns[1:]
-    settings = [cells | loop_settings(h.source) for h, cells in zip(histories, run_cells(histories), strict=True)]
-    configured = setting_columns(settings)
+    layout = table_layout(histories, advance)
     with replacing(target) as temp, open(temp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow([columns[0], *configured, *names])
-        for history, cells in zip(histories, settings, strict=True):
-            run = [history.source.name, *(cells.get(key) for key in configured)]  # None: an empty cell
-            for chunk in history.chunks(advance):
-                writer.writerows([*run, *map(_cell, map(row.get, names, repeat("")))] for row in chunk)
-    return [columns[0], *configured, *names]
+        writer.writerow(layout.columns)
+        for run in layout.runs:
+            lead = [run.history.source.name, *(run.cells.get(key) for key in layout.text)]  # None: an empty cell
+            for chunk in run.history.chunks(advance):
+                writer.writerows([*lead, *map(_cell, map(row.get, layout.metrics, repeat("")))] for row in chunk)
+    return layout.columns
 
 
 def _cell(value: Any) -> Any:
@@ -95,25 +115,22 @@ def write_parquet(histories: list[Pinned], target: Path, advance: Callable[[int]
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = table_columns(histories, advance)
-    settings = [cells | loop_settings(h.source) for h, cells in zip(histories, run_cells(histories), strict=True)]
-    configured = setting_columns(settings)
-    columns = [columns[0], *configured, *columns[1:]]
-    types = {"run": pa.string(), "step": pa.int64(), **dict.fromkeys(configured, pa.string())}
-    schema = pa.schema([(name, types.get(name, pa.float64())) for name in columns])
+    layout = table_layout(histories, advance)
+    types = {"run": pa.string(), "step": pa.int64(), **dict.fromkeys(layout.text, pa.string())}
+    schema = pa.schema([(name, types.get(name, pa.float64())) for name in layout.columns])
     with replacing(target) as temp, pq.ParquetWriter(temp, schema) as writer:
         pending: list[pa.RecordBatch] = []
         held = 0
-        for history, cells in zip(histories, settings, strict=True):
-            for chunk in history.chunks(advance):
-                pending.append(_batch(chunk, history.source.name, schema, cells))
+        for run in layout.runs:
+            for chunk in run.history.chunks(advance):
+                pending.append(_batch(chunk, run.history.source.name, schema, run.cells))
                 held += len(chunk)
-                if held >= ROW_GROUP_ROWS:
-                    writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=held)
+                if held >= ROW_GROUP_ROWS:  # a row group per write (pyarrow splits only past 2**20 rows)
+                    writer.write_table(pa.Table.from_batches(pending))
                     pending, held = [], 0
         if pending:
-            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=held)
-    return columns
+            writer.write_table(pa.Table.from_batches(pending))
+    return layout.columns
 
 
 def _batch(chunk: Rows, run: str, schema: Any, settings: dict[str, str | None]) -> Any:
