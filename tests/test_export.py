@@ -33,9 +33,11 @@ from ganterm.run.schema import tag
 from ganterm.run.status import write_status
 from ganterm.sources import ganterm_run
 from ganterm.sources.ganterm_run import PinnedRows
+from tests.foreign_runs import dcgan_records, fake_formats, write_log
 
 runner = CliRunner()
 START = 1_764_000_000.0
+__all__ = ["fake_formats"]  # a fixture, used by name
 
 
 def reader(name: str) -> ModuleType:
@@ -463,6 +465,15 @@ def test_alerts_of_a_branch_a_resume_abandoned_are_left_out(tmp_path: Path):
     assert texts[1] == "error (d_overpowers_g): at it" and texts[2] == "warning (alert): "  # a bare alert's defaults
     messages = [text.rsplit(": ", 1)[1] for text in texts]
     assert messages == ["kept", "at it", "", "new branch"]  # the checkpoint's own step is in the history kept
+
+
+def test_another_tools_run_without_wall_times_goes_to_tensorboard_with_none_made_up(tmp_path: Path, fake_formats: None):
+    write_log(tmp_path / "logs", dcgan_records(1, 5))  # steps and values, no wall times
+    out = tmp_path / "tb"
+    result = _export(str(tmp_path / "logs"), "--format", "tensorboard", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    scalars = _accumulator(out / "logs").Scalars("loss/d")
+    assert [(event.step, event.wall_time) for event in scalars] == [(step, 0.0) for step in range(1, 6)]
 
 
 def test_tensorboard_tags_of_a_real_run(trained_run: RunDir, tmp_path: Path):
