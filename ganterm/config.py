@@ -413,7 +413,8 @@ def frozen_on_resume(before: Config, after: Config) -> None:
 def learning_rate_scale(step: int, total_steps: int, decay_share: float) -> float:
     """The factor on both learning rates for the step after `step`: 1, then a line that ends one step short of 0.
 
-    Computed from the step alone, so a resumed run takes the rates of the run it continues.
+    Computed from the step and the total alone, so a run resumed to the same total takes the rates of the
+    run it continues; one resumed to a larger total takes those of a run that long.
     """
     decay_steps = decay_share * total_steps
     if decay_steps <= 0:
