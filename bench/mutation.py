@@ -91,7 +91,15 @@ TARGETS: dict[str, Target] = {
     ),
     "notify": Target(files=("ganterm/notify.py",), tests=("tests/test_notify.py",)),
     "health": Target(files=("ganterm/health.py",), tests=("tests/test_health.py", "tests/test_health_families.py")),
-    "listing": Target(files=("ganterm/listing.py",), tests=("tests/test_cli.py", "-k", "test_runs_")),
+    "listing": Target(
+        files=("ganterm/listing.py",),
+        # `ganterm runs` wherever a test runs it: ganterm's runs, loops' settings, other tools' runs, odd names
+        tests=(
+            *("tests/test_cli.py", "tests/test_settings.py", "tests/test_control_characters.py"),
+            *("tests/test_cli_foreign.py", "tests/test_user_input.py", "tests/test_api_script.py"),
+            *("-k", "test_runs_ or ganterm_runs"),
+        ),
+    ),
     "export": Target(files=("ganterm/export/*",), tests=("tests/test_export.py", *NOT_MISSING_READER)),
     "sources": Target(
         files=("ganterm/sources/*",),

@@ -62,6 +62,7 @@ def _run(root: Path, garbage: bytes = b"") -> RunDir:
 def test_the_rules_field_by_field():
     assert all(valid_row(row) for row in GOOD + GOOD_AFTER)
     assert valid_row({"step": 0, "t": START, "loss_d": 0.7})  # a user's loop may count from 0
+    assert valid_row({"step": 2**63 - 1, "t": START, "loss_d": 0.7})  # the last step int64 holds
     assert not any(valid_row(row) for row in BAD_ROWS)
     assert valid_event(GOOD_EVENT) and not any(valid_event(event) for event in BAD_EVENTS)
 

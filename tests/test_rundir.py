@@ -112,6 +112,35 @@ def test_latest_values_reads_from_the_end_past_a_torn_line(tmp_path: Path):
     assert latest_values(path, ("step",))["step"] == 4999
 
 
+def _rows_of_100_bytes(count: int, marked: dict[int, str]) -> bytes:
+    """`count` metrics lines of exactly 100 bytes each; line i of `marked` also holds that key, valued i."""
+    lines = []
+    for index in range(count):
+        line = b'{"step":%d' % index + (b',"%s":%d' % (marked[index].encode(), index) if index in marked else b"")
+        lines.append(line + b',"pad":"' + b"x" * (100 - len(line) - 11) + b'"}\n')
+    assert {len(line) for line in lines} == {100}
+    return b"".join(lines)
+
+
+def test_a_value_on_a_line_cut_by_a_chunk_boundary_is_read_whole(tmp_path: Path):
+    """latest_values reads 64 KiB at a time from the end: a line across two chunks is joined, not lost."""
+    straddling = 1000 - 65536 // 100 - 1  # 65,536 bytes from the end falls inside this line
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(_rows_of_100_bytes(1000, {straddling: "rare"}))
+    found = latest_values(path, ("rare",))
+    assert (found["rare"], found["step"]) == (straddling, 999)
+
+
+def test_latest_values_stops_one_mebibyte_back_and_reads_no_further(tmp_path: Path):
+    """Values older than TAIL_LIMIT_BYTES from the end are not looked for: a long run's file is not read whole."""
+    lines = 12_000  # 1.2 MB
+    within, beyond = lines - (1 << 20) // 100 + 1, lines - (1 << 20) // 100 - 300  # 1 MiB back, and one chunk more
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(_rows_of_100_bytes(lines, {within: "near", beyond: "far"}))
+    found = latest_values(path, ("near", "far"))
+    assert found["near"] == within and "far" not in found
+
+
 def test_the_newest_values_of_a_short_file_are_found_past_a_quality_row_and_a_stray_line(tmp_path: Path):
     """A run one row old lists its numbers; a quality row or a stray non-object line after the losses hides nothing."""
     path = tmp_path / "metrics.jsonl"
