@@ -54,6 +54,15 @@ def test_runs_lists_the_runs_under_a_logdir_beside_ganterms(tmp_path: Path, fake
     assert "gan/seed1" in table and "LIVE" in table.upper() and "mine" in table
 
 
+def test_runs_reads_other_tools_runs_as_the_roles_file_it_is_given_says(tmp_path: Path, fake_formats: None):
+    write_log(tmp_path / "logs" / "critic", dcgan_records(1, 30))
+    roles = tmp_path / "roles.toml"
+    roles.write_text('loss = "wgan-gp"\n')
+    table = _invoke("runs", "--root", str(tmp_path / "logs"), "--roles", str(roles))
+    assert table.exit_code == 0, table.output
+    assert "critic(x)" in table.output and "D(x)" not in table.output  # the critic's own words head its columns
+
+
 def test_export_writes_a_foreign_runs_rows_in_ganterms_names(tmp_path: Path, fake_formats: None):
     write_log(tmp_path / "tb", [{"config": {"lr": 0.0002}}, *dcgan_records(1, 20)])
     out = tmp_path / "tb.csv"

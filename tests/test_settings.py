@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import ganterm
+from ganterm.cli import app
 from ganterm.errors import UserError
 from ganterm.listing import run_summary
 from ganterm.run.layout import RunDir
@@ -75,6 +77,24 @@ def test_ganterm_runs_shows_a_loops_settings_as_written(tmp_path: Path):
     with ganterm.Run("mine", root=tmp_path, config=config, capture_output=False) as run:
         run.log(1, loss_d=0.5)
     assert run_summary(RunDir(run.dir.path), now=0.0)["config"] == "opt=adam lr=0.0002 betas=[0.0,0.99] ema=true"
+
+
+def test_ganterm_runs_gives_a_loops_settings_a_column_of_their_own(tmp_path: Path):
+    with ganterm.Run("mine", root=tmp_path, config={"opt": "adam", "lr": 2e-4}, capture_output=False) as run:
+        run.log(1, loss_d=0.5)
+    result = CliRunner().invoke(app, ["runs", "--root", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "config" in result.output and "opt=adam lr=0.0002" in result.output
+
+
+@pytest.mark.parametrize(
+    ("cells", "shown"), [(59, "n=" + "x" * 57), (60, "n=" + "x" * 58), (61, "n=" + "x" * 57 + "…")]
+)
+def test_ganterm_runs_cuts_a_settings_cell_past_60_cells_with_an_ellipsis(tmp_path: Path, cells: int, shown: str):
+    with ganterm.Run("long", root=tmp_path, config={"n": "x"}, capture_output=False) as run:
+        run.log(1, loss_d=0.5)
+    run.dir.loop_config.write_text(json.dumps({"n": "x" * (cells - 2)}), encoding="utf-8")  # "n=" and the rest
+    assert run_summary(RunDir(run.dir.path), now=0.0)["config"] == shown
 
 
 def test_only_the_settings_that_differ_between_runs_are_called_different():
