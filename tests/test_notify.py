@@ -21,6 +21,7 @@ from ganterm.lookout import Lookout
 from ganterm.run.layout import RunDir
 from ganterm.run.recorder import Recorder
 from ganterm.run.status import read_status, this_host
+from ganterm.run.text import TEXT_LIMIT
 from ganterm.urls import shown_url
 from ganterm.waiting import ensure_idle
 from tests.conftest import run_cli, tiny_config, train_in_process, wait_for
@@ -270,6 +271,19 @@ class TestNotifier:
         served.stop()
         assert served.events() == ["finished"] and logged == [] and notifier.failed == 0
 
+    def test_an_alert_is_sent_with_its_check_severity_and_message_and_nothing_else_of_its_record(self):
+        served = Receiver()
+        notifier = notify.Notifier(served.url, "r", "h", [].append)
+        record = {"t": 1.0, "step": 300, "kind": "alert", "check": "mode_collapse", "severity": "error",
+                  "message": "G collapses", "evidence": {"diversity": 0.01}}  # fmt: skip
+        notifier.alert(300, record)
+        notifier.alert(400, {"message": "no check named"})
+        notifier.close(wait=5)
+        served.stop()
+        sent = [(body["step"], body["check"], body["severity"], body["message"]) for body, _ in served.received]
+        assert sent == [(300, "mode_collapse", "error", "G collapses"), (400, "", "warning", "no check named")]
+        assert all("evidence" not in body and body["event"] == "alert" for body, _ in served.received)
+
     def test_the_urls_user_and_password_go_as_basic_auth(self):
         served = Receiver()
         notifier = notify.Notifier(with_password(served.url), "r", "h", [].append)
@@ -504,6 +518,11 @@ class TestNotifier:
         assert severities == {"finished": "info", "stopped": "info", "failed": "error", "stalled": "warning",
                               "lost": "error"}  # fmt: skip
         assert notify.payload("r", "lost", 5, "h")["message"] == "run r lost at step 5"
+
+    def test_a_huge_message_goes_out_clipped_with_its_start_and_end(self):
+        message = "start " + "x" * 5_000_000 + " end"
+        sent = notify.payload("r", "failed", 5, "h", message=message)["message"]
+        assert len(sent) <= TEXT_LIMIT and sent.startswith("start ") and sent.endswith(" end") and "cut" in sent
 
     def test_the_payload_has_the_fields_a_receiver_reads(self):
         body = notify.payload("faces", "stalled", 120, "gpu3")
