@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -261,6 +262,19 @@ def test_a_resume_right_after_the_end_waits_for_the_worker_still_sending_its_las
         closing.join()
 
 
+def _read_whole_requests_and_hang_up(listener: socket.socket, count: int) -> None:
+    for _ in range(count):
+        connection, _ = listener.accept()
+        with connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(65536)
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            while len(body) < length:
+                body += connection.recv(65536)
+
+
 class TestNotifier:
     def test_a_receiver_that_fails_for_a_while_gets_the_notice_on_a_retry(self, monkeypatch: pytest.MonkeyPatch):
         served = Receiver(statuses=[503, 500])
@@ -457,6 +471,20 @@ class TestNotifier:
         notifier.close(wait=0.3)
         wait_for(lambda: notifier.failed == 1, timeout=5, what="the retry to be dropped")
         assert time.monotonic() - started < 3 and len(logged) == 1 and "] Connection refused)" in logged[0]
+
+    def test_a_receiver_that_hangs_up_without_answering_is_said_in_its_own_words(self):
+        """The whole request read, then the connection closed: an OSError with no `reason`, told in its own words."""
+        logged: list[str] = []
+        with socket.socket() as rude:
+            rude.bind(("127.0.0.1", 0))
+            rude.listen()
+            threading.Thread(target=_read_whole_requests_and_hang_up, args=(rude, 2), daemon=True).start()
+            notifier = notify.Notifier(f"http://127.0.0.1:{rude.getsockname()[1]}/hook", "r", "h", logged.append,
+                                       backoff=(0.05,))  # fmt: skip
+            notifier.notice("finished", 7)
+            notifier.close(wait=5)
+        assert notifier.failed == 1 and len(logged) == 1
+        assert "(Remote end closed connection without response)" in logged[0], logged
 
     def test_more_notices_than_the_queue_holds_are_dropped_and_said_once(self):
         logged: list[str] = []
