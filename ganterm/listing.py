@@ -97,12 +97,18 @@ def run_summary(run: RunDir | Source, now: float) -> dict[str, str]:
 
 
 CONFIG_CELLS = 60
+NAME_CELLS = 30  # a run name past this is cut, rather than leave out a column for it; ganterm's own are shorter
 
 
 def _own_loop(run: RunDir | Source) -> bool:
     """A user loop's run (it saved its `config=`): its settings are few enough for a cell."""
     folder = run if isinstance(run, RunDir) else run.run if isinstance(run, GantermRun) else None
     return folder is not None and folder.loop_config.exists()
+
+
+def _table_cells(widths: dict[str, int], keys: list[str]) -> int:
+    """The width of a table of these columns: each column's cells, its padding and a border, and the last border."""
+    return sum(widths[key] + 3 for key in keys) + 1
 
 
 def _cut(text: str, cells: int) -> str:
@@ -152,12 +158,17 @@ def runs_table(root: Path, width: int = 200, roles: Path | None = None) -> Table
         headers = dict(zip(("d_x", "d_g_z"), FAMILIES[families.pop()].headers, strict=True))
         columns = [(key, headers.get(key, header), justify) for key, header, justify in columns if key != "loss"]
     widths = {key: max(cell_len(header), *(cell_len(s[key]) for s in summaries)) for key, header, _ in columns}
+    widths["name"] = min(widths["name"], NAME_CELLS)  # a longer name is cut before any column is left out
     shown = [key for key, _, _ in columns]
     for key in DROPPED_FIRST:
-        if sum(widths[k] + 3 for k in shown) + 1 <= width:  # each column: its cells, padding and a border
+        if _table_cells(widths, shown) <= width:
             break
         if key in shown:
             shown.remove(key)
+    # the name takes what the other columns leave (it may still be cut): state, step and numbers stay whole
+    room = max(width - _table_cells(widths, [key for key in shown if key != "name"]) - 3, 1)
+    for summary in summaries:
+        summary["name"] = _cut(summary["name"], room)
     hidden = [header for key, header, _ in columns if key not in shown]
     caption = f"{', '.join(hidden)} left out: too narrow a terminal" if hidden else None
     if caption and cell_len(caption) > width:

@@ -374,12 +374,15 @@ def test_runs_table_colours_only_the_state_by_what_it_says(one_run: Path):
     assert row.count("\x1b[") == 2  # the state's colour and its reset; the name and numbers plain
 
 
-def test_runs_table_keeps_a_long_name_on_one_line_in_a_narrow_terminal(tmp_path: Path):
+@pytest.mark.parametrize("columns", [40, 60])
+def test_runs_table_cuts_a_long_name_on_one_line_and_keeps_state_and_step_whole(tmp_path: Path, columns: int):
     run = RunDir(tmp_path / "runs" / ("a-very-long-run-name-" * 3))
     run.path.mkdir(parents=True)
     write_status(run, {"state": "finished", "step": 3500, "total": 3500, "started": 0, "device": "cpu"})
-    lines = _rendered(runs_table(tmp_path / "runs", 40), 40)
-    assert len([line for line in lines if "a-very-long" in line]) == 1, lines
+    lines = _rendered(runs_table(tmp_path / "runs", columns), columns)
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 1 and "a-very-long" in rows[0], lines
+    assert "… │ finished │ 3500/3500 │" in rows[0], lines
 
 
 @pytest.mark.parametrize("args", [["--help"], ["runs"], ["train", "--dry-run"]])
