@@ -374,15 +374,21 @@ def test_runs_table_colours_only_the_state_by_what_it_says(one_run: Path):
     assert row.count("\x1b[") == 2  # the state's colour and its reset; the name and numbers plain
 
 
-@pytest.mark.parametrize("columns", [40, 60])
-def test_runs_table_cuts_a_long_name_on_one_line_and_keeps_state_and_step_whole(tmp_path: Path, columns: int):
+@pytest.mark.parametrize(("columns", "last_shown"), [(40, "step"), (60, "step"), (80, "loss_g")])
+def test_runs_table_cuts_a_long_name_on_one_line_and_keeps_state_and_step_whole(
+    tmp_path: Path, columns: int, last_shown: str
+):
+    """The name gives way: cut to what the columns left leave, to the terminal's last cell, and counted as 30
+    cells when columns are chosen (a 63-character name would leave out every number at 80)."""
     run = RunDir(tmp_path / "runs" / ("a-very-long-run-name-" * 3))
     run.path.mkdir(parents=True)
     write_status(run, {"state": "finished", "step": 3500, "total": 3500, "started": 0, "device": "cpu"})
     lines = _rendered(runs_table(tmp_path / "runs", columns), columns)
     rows = [line for line in lines if line.startswith("│")]
-    assert len(rows) == 1 and "a-very-long" in rows[0], lines
+    assert len(rows) == 1 and "a-very-long" in rows[0] and len(rows[0]) == columns, lines
     assert "… │ finished │ 3500/3500 │" in rows[0], lines
+    header = next(line for line in lines if line.startswith("┃"))
+    assert header.split("┃")[-2].strip() == last_shown, lines  # the last column shown
 
 
 @pytest.mark.parametrize("args", [["--help"], ["runs"], ["train", "--dry-run"]])
