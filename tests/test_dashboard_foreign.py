@@ -120,6 +120,18 @@ async def test_a_tensorboard_run_and_a_ganterm_run_overlay_on_one_step_axis(tmp_
         assert plot_ends(losses, "loss_d") == {"mine": pytest.approx(200, rel=0.02), "tb": pytest.approx(150, rel=0.02)}
 
 
+async def test_a_run_without_wall_times_says_why_it_is_not_drawn_against_time(tmp_path: Path, fake_formats: None):
+    write_log(tmp_path / "tb", dcgan_records(1, 50))  # steps and values, no wall times
+    app = Dashboard([ganterm.open_run(tmp_path / "tb")], tmp_path)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, app)
+        assert plot_ends(app.query_one("#plot-losses", MetricPlot), "loss_d")["loss_d"] == pytest.approx(50, rel=0.02)
+        await pilot.press("a")
+        await settle(pilot, app)
+        assert "x: wall-clock time (tb: no wall times logged, not drawn)" in _text(app, "#header")
+        assert "D and G loss · no wall times logged" in str(app.query_one("#plot-losses", MetricPlot).render())
+
+
 async def test_a_notify_url_that_refuses_the_alert_is_said_once_on_screen(tmp_path: Path, fake_formats: None):
     refusing = Receiver(statuses=[404])
     folder = tmp_path / "tb"

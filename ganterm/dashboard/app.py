@@ -28,7 +28,7 @@ from textual.worker import get_current_worker
 from ganterm.dashboard.gpu import gpu_usage
 from ganterm.dashboard.header import Header, Headline
 from ganterm.dashboard.plot_grid import PlotGrid
-from ganterm.dashboard.plots import RUN_COLOURS, X_AXES, PlottedRun, View
+from ganterm.dashboard.plots import RUN_COLOURS, UNPLACED_WHY, X_AXES, PlottedRun, View
 from ganterm.dashboard.series import SeriesStore
 from ganterm.dashboard.widgets import AlertsPanel, SamplesPanel, ending_text
 from ganterm.errors import UserError
@@ -331,7 +331,8 @@ class Dashboard(App[str]):
         if not self._dirty and state not in ACTIVE_STATES:
             return
         gpu = gpu_usage(primary.status)
-        unplaced = tuple(run.name for run in self.plotted_runs() if not run.images_per_step)
+        runs = self.plotted_runs()
+        unplaced = {axis: tuple(run.name for run in runs if not run.placeable(axis)) for axis in UNPLACED_WHY}
         self.headline = Headline.of(
             primary.name, state, primary.status, primary.store, gpu, len(self.watched), unplaced
         ).told_settings(primary.status, [w.settings for w in self.watched.values()])

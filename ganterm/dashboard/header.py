@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
 from textual.reactive import var
 from textual.widgets import Static
 
-from ganterm.dashboard.plots import View
+from ganterm.dashboard.plots import UNPLACED_WHY, View
 from ganterm.dashboard.series import SeriesStore
 from ganterm.progress import clock, eta_seconds
 from ganterm.run.schema import STATE_STYLE
@@ -46,7 +46,7 @@ class Headline:
     device: str = ""
     world_size: int = 1
     compared: int = 1
-    unplaced: tuple[str, ...] = ()  # watched runs with no images per step: left off an images-seen axis
+    unplaced: dict[str, tuple[str, ...]] = field(default_factory=dict)  # x axis: the watched runs it cannot place
     waiting_for: str = ""  # what the worker waits for before it can measure something (status.json)
     settings: str = ""  # a user loop's config= (ganterm's own runs have dozens of settings: not here)
     differences: str = ""  # the settings that differ among the compared runs, each run's value in turn
@@ -54,7 +54,7 @@ class Headline:
 
     @classmethod
     def of(cls, name: str, state: str, status: dict[str, Any], store: SeriesStore, gpu: str | None,
-           compared: int, unplaced: tuple[str, ...] = ()) -> Headline:  # fmt: skip
+           compared: int, unplaced: dict[str, tuple[str, ...]] | None = None) -> Headline:  # fmt: skip
         total = int(status.get("total") or 0)
         elapsed = eta = None
         times = store.get("t")
@@ -76,7 +76,7 @@ class Headline:
             device=str(status.get("device") or ""),
             world_size=int(status.get("world_size") or 1),
             compared=compared,
-            unplaced=unplaced,
+            unplaced=unplaced or {},
             waiting_for=str(status.get("waiting_for") or ""),
             since=idle_since(state, status.get("since")),
         )
@@ -118,8 +118,8 @@ def header_text(line: Headline, view: View) -> Text:
     text.append("\n")
     # the x axis and a first run's wait note first: the line is cut at the terminal's edge
     text.append(f"x: {X_AXIS_NAMES[view.x_axis]}", style="dim")
-    if view.x_axis == "images" and line.unplaced:
-        text.append(f" ({', '.join(line.unplaced)}: images per step unknown, not drawn)", style="yellow")
+    if unplaced := line.unplaced.get(view.x_axis):
+        text.append(f" ({', '.join(unplaced)}: {UNPLACED_WHY[view.x_axis]}, not drawn)", style="yellow")
     if line.waiting_for and line.state in ACTIVE_STATES:
         text.append(f" · quality waits for {line.waiting_for}", style="yellow")
     window = "whole run" if view.window is None else f"last {view.window:,} steps"

@@ -28,6 +28,8 @@ NO_COLOUR_MARKERS = ("braille", "x", "o", "+", "*", "#", "=", "%")
 
 # what the x axis counts: runs of different batch sizes or speeds line up only by images seen or by time
 X_AXES = ("step", "time", "images")
+# why a run has no place on an axis (every run has steps)
+UNPLACED_WHY = {"time": "no wall times logged", "images": "images per step unknown"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class PlottedRun:
             clock_steps, times = clock
             return np.interp(steps, clock_steps, times) - float(times[0])
         return steps.astype(np.float64)
+
+    def placeable(self, axis: str) -> bool:
+        return self.x_of(np.zeros(1), axis) is not None
 
     def first_step_at(self, x: float, axis: str) -> float:
         """The step at `x` on the axis (the inverse of `x_of`); only called for runs `x_of` can place."""
@@ -139,13 +144,13 @@ class MetricPlot(PlotextPlot):
         log_scale = view.log_scale and self.panel.log_scale_allowed
         plt.yscale("log" if log_scale else "linear")
         drawn = 0
-        unplaced = False  # some run has points but no place on this x axis (images per step unknown)
+        unplaced = False  # some run has points but no place on this x axis (UNPLACED_WHY says why)
         unit = XUnit.of(runs, view.x_axis)
         first, last = math.inf, -math.inf
         low, high = math.inf, -math.inf
         start = zoom_start(runs, view)
         for run in runs:
-            placeable = run.x_of(np.zeros(1), view.x_axis) is not None
+            placeable = run.placeable(view.x_axis)
             from_step = run.first_step_at(start, view.x_axis) if start is not None and placeable else None
             for index, name in enumerate(self.panel.metrics):
                 series = run.store.get(name)
@@ -200,7 +205,7 @@ class MetricPlot(PlotextPlot):
         if drawn:
             ticks = nice_ticks(first, last, smallest=1.0 if unit.whole else 0.0)
             plt.xticks(ticks, [unit.tick(tick) for tick in ticks])
-        missing = "images per step unknown" if unplaced else "no data yet"  # the header says more
+        missing = UNPLACED_WHY[view.x_axis] if unplaced else "no data yet"  # the header says more
         plt.title(panel.title if drawn else f"{panel.title} · {missing}")
         self.refresh()
 
