@@ -31,12 +31,22 @@ class FakeLoop:
         self.step, self.paused = 0, False
         self.reading = threading.Event()  # cleared: a long step, commands wait in the inbox
         self.reading.set()
+        self.held = threading.Event()  # set while the loop waits for `reading`, between two steps
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
+    def hold(self) -> None:
+        """A long step: the loop reads no command until `reading` is set again. Returns once it waits, so a
+        command sent now cannot be read by a step already past its check."""
+        self.held.clear()
+        self.reading.clear()
+        assert self.held.wait(timeout=10), "the loop did not come to wait"
+
     def loop(self) -> None:
         while True:
-            self.reading.wait()
+            if not self.reading.is_set():
+                self.held.set()
+                self.reading.wait()
             for command in self.recorder.commands():
                 self.recorder.event("sample", self.step, path="samples/x.png")  # news of its own comes first
                 if command["cmd"] == "stop":
@@ -76,7 +86,7 @@ def test_stop_is_reported_as_done_when_the_run_stops(loop: FakeLoop):
 def test_two_stops_at_once_both_succeed(loop: FakeLoop):
     """Both sent before the loop reads either (as from two shells during one step): both are answered done."""
     answers: list[dict] = []
-    loop.reading.clear()
+    loop.hold()
     others = [threading.Thread(target=lambda: answers.append(send_and_wait(loop.recorder.run, "stop"))) for _ in "ab"]
     for thread in others:
         thread.start()
