@@ -147,8 +147,9 @@ class HealthMonitor:
         window = config.window
         self.recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self.long: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=4 * window))
-        # the step of each value in `recent`: a series logged on some steps only (a lazy penalty) reaches further back
-        self.logged_at: dict[str, deque[int]] = defaultdict(lambda: deque(maxlen=window))
+        # the step of each value in `recent` of D's loss and the penalties, which the penalty check lines up: a
+        # series logged on some steps only (a lazy penalty) reaches further back
+        self.logged_at: dict[str, deque[int]] = {name: deque(maxlen=window) for name in ("loss_d", *PENALTIES)}
         self.grad_medians: list[float] = []
         self.step = 0
         self._since_window = 0
@@ -240,6 +241,7 @@ class HealthMonitor:
         for name, value in numbers.items():
             self.recent[name].append(value)
             self.long[name].append(value)
+        for name in self.logged_at.keys() & numbers.keys():
             self.logged_at[name].append(self.step)
         if "grad_norm_g" in row:
             self._since_window += 1
