@@ -22,24 +22,44 @@ def require_tmux() -> None:
 
 
 class Terminal:
-    """One tmux session of a fixed size running a shell command."""
+    """One tmux session of a fixed size running a shell command, on a tmux server of its own.
+
+    A shared server exits when its last session is killed; another test's `new-session` that reached it in that
+    moment failed with "server exited unexpectedly" (seen in CI with tests side by side). Its own socket also keeps
+    the tests off a user's tmux.
+    """
 
     def __init__(self, command: str, cwd: Path, size: tuple[int, int] = (120, 40)) -> None:
         self.name = f"ganterm-test-{uuid.uuid4().hex[:8]}"
+        self.tmux = ["tmux", "-L", self.name]
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(size[0]), "-y", str(size[1]), "-c", str(cwd),
+            [*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(size[0]), "-y", str(size[1]), "-c", str(cwd),
              f"{command}; echo EXITED $?; sleep 600"],
             check=True,
         )  # fmt: skip
+        self.socket = Path(self._ask("#{socket_path}"))
 
     def screen(self, escapes: bool = False) -> str:
         """The visible text; with `escapes`, also the colour sequences the program sent."""
         flags = ["-p", "-e"] if escapes else ["-p"]
-        result = subprocess.run(["tmux", "capture-pane", *flags, "-t", self.name], capture_output=True, text=True)
+        result = subprocess.run([*self.tmux, "capture-pane", *flags, "-t", self.name], capture_output=True, text=True)
         return result.stdout
 
+    def title(self) -> str:
+        """The pane's title, as the program inside set it."""
+        return self._ask("#{pane_title}")
+
+    def _ask(self, tmux_format: str) -> str:
+        result = subprocess.run(
+            [*self.tmux, "display-message", "-p", "-t", self.name, tmux_format],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.rstrip("\n")
+
     def press(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def wait_for(self, predicate: Callable[[str], bool], timeout: float = 60.0) -> str:
         deadline = time.monotonic() + timeout
@@ -51,4 +71,5 @@ class Terminal:
         raise AssertionError(f"timed out; the screen shows:\n{self.screen()}")
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+        self.socket.unlink(missing_ok=True)
