@@ -13,14 +13,14 @@ from pathlib import Path
 from safetensors.torch import load_file, save
 
 from ganterm.run.files import write_atomic
-from ganterm.training.classifier import CLASSIFIER_EPOCHS, FeatureNet, fit_classifier, new_classifier
+from ganterm.training.classifier import FeatureNet, classifier_epochs, fit_classifier, new_classifier
 from ganterm.training.data import Dataset
 
 
 def _cache_key(dataset: Dataset) -> str:
     digest = hashlib.sha256()
     digest.update(dataset.tensor[:: max(1, len(dataset) // 512)].contiguous().numpy().tobytes())
-    digest.update(str((len(dataset), tuple(dataset.tensor.shape), CLASSIFIER_EPOCHS)).encode())
+    digest.update(str((len(dataset), tuple(dataset.tensor.shape), classifier_epochs(len(dataset)))).encode())
     return digest.hexdigest()[:16]
 
 
