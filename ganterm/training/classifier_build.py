@@ -1,6 +1,6 @@
 """The classifier trained in the background: `ClassifierBuild` in the worker, `main` in its child process.
 
-Training it takes 20 s on an idle CPU core and minutes on a busy machine, so
+Training it takes about 80 s on an idle CPU core and minutes on a busy machine, so
 a run's worker does not wait for it: `ClassifierBuild` starts
 `python -m ganterm.training.classifier_build CONFIG` at a lower priority while
 the GAN trains, and the first quality point comes after the child is done.

@@ -47,7 +47,7 @@ def load_classifier(dataset: Dataset, path: Path) -> FeatureNet:
 
 
 def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
-    """The dataset's classifier: from the cache, or trained now (20 s to minutes) and cached."""
+    """The dataset's classifier: from the cache, or trained now (a minute or more) and cached."""
     cached = cached_classifier(dataset, cache, log)
     return cached if cached is not None else train_classifier(dataset, cache, log)
 
