@@ -402,8 +402,12 @@ def test_light_commands_never_import_torch(args: list[str], in_tmp: Path):
     assert output.strip().endswith("False")
 
 
-def test_train_end_to_end_in_a_real_worker(in_tmp: Path):
-    """`ganterm train` without a terminal: log lines, exit 0, a complete run directory."""
+def test_train_end_to_end_in_a_real_worker(in_tmp: Path, classifier_cache: Path):
+    """`ganterm train` without a terminal: log lines, exit 0, a complete run directory.
+
+    Its last step measures quality, so it reads the tests' classifier cache: not the user's, and not a minute
+    of training the classifier inside the timeout.
+    """
     command = [
         sys.executable,
         "-m",
@@ -420,7 +424,8 @@ def test_train_end_to_end_in_a_real_worker(in_tmp: Path):
         "--set",
         "log.every=2",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    environment = {**os.environ, "COLUMNS": "200", "XDG_CACHE_HOME": str(classifier_cache.parent)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "e2e: finished at step 6/6" in result.stdout
     assert "e2e: step 6/6 (100%)  loss_d" in result.stdout
