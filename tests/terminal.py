@@ -31,13 +31,13 @@ class Terminal:
 
     def __init__(self, command: str, cwd: Path, size: tuple[int, int] = (120, 40)) -> None:
         self.name = f"ganterm-test-{uuid.uuid4().hex[:8]}"
-        self.tmux = ["tmux", "-L", self.name]
-        subprocess.run(
-            [*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(size[0]), "-y", str(size[1]), "-c", str(cwd),
-             f"{command}; echo EXITED $?; sleep 600"],
-            check=True,
+        self.tmux = ["tmux", "-L", self.name, "-f", "/dev/null"]  # no user's tmux.conf either
+        started = subprocess.run(
+            [*self.tmux, "new-session", "-d", "-P", "-F", "#{socket_path}", "-s", self.name, "-x", str(size[0]),
+             "-y", str(size[1]), "-c", str(cwd), f"{command}; echo EXITED $?; sleep 600"],
+            stdout=subprocess.PIPE, text=True, check=True,  # tmux's complaint, if any, stays in the test's output
         )  # fmt: skip
-        self.socket = Path(self._ask("#{socket_path}"))
+        self.socket = Path(started.stdout.strip())
 
     def screen(self, escapes: bool = False) -> str:
         """The visible text; with `escapes`, also the colour sequences the program sent."""
@@ -47,11 +47,8 @@ class Terminal:
 
     def title(self) -> str:
         """The pane's title, as the program inside set it."""
-        return self._ask("#{pane_title}")
-
-    def _ask(self, tmux_format: str) -> str:
         result = subprocess.run(
-            [*self.tmux, "display-message", "-p", "-t", self.name, tmux_format],
+            [*self.tmux, "display-message", "-p", "-t", self.name, "#{pane_title}"],
             capture_output=True,
             text=True,
             check=True,

@@ -85,7 +85,7 @@ def test_the_start_of_a_run_passes_its_log_lines_on_with_their_escapes_visible(
 def test_a_real_terminal_watching_the_run_keeps_its_title_and_its_screen(tmp_path: Path, terminals):
     """In tmux, as a user's terminal: the progress bar's own colours go through, the run's sequences do not."""
     evil_run(tmp_path / "runs")
-    code = Path(ganterm.__file__).parents[1]  # this checkout's, whatever the tmux server's environment says
+    code = Path(ganterm.__file__).parents[1]  # this checkout's, whichever copy the shell would find
     terminal = terminals(f"PYTHONPATH={code} {sys.executable} -m ganterm watch evil --no-dashboard", tmp_path)
     screen = terminal.wait_for(lambda text: "EXITED" in text)
     assert "pwned" not in terminal.title()

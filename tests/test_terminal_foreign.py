@@ -25,7 +25,7 @@ def test_a_live_summary_writer_loop_is_watched_read_only_as_it_grows(tmp_path: P
         deadline = time.monotonic() + 60
         while not list(logdir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
             time.sleep(0.1)  # torch takes seconds to import
-        code = Path(ganterm.__file__).parents[1]  # this checkout's, whatever the tmux server's environment says
+        code = Path(ganterm.__file__).parents[1]  # this checkout's, whichever copy the shell would find
         terminal = terminals(f"PYTHONPATH={code} {sys.executable} -m ganterm watch logs", tmp_path)
         # the read-only note (said once it has read some) and the footer: a screen caught while it is being drawn
         # has its top half and nothing below
