@@ -162,7 +162,7 @@ def test_the_classifier_reads_held_out_digits(mnist5k: Dataset, tmp_path: Path):
     net = classifier_for(training, tmp_path, log=lambda message: None)  # its own cache: not the shared one's
     _, probabilities = embed(net, mnist5k.batch(held_out))
     accuracy = (probabilities.argmax(1) == mnist5k.labels[held_out]).double().mean()
-    assert accuracy > 0.98, accuracy  # the docstring says "over 98%"
+    assert accuracy > 0.975, accuracy  # 98.3% measured; 97.0% with the 8 epochs of the classifier before
     real = class_metrics(probabilities, mnist5k.labels[held_out], 10)
     assert real["class_coverage"] == 10.0 and real["class_kl"] < 0.02
 
