@@ -60,7 +60,11 @@ def classifier_epochs(images: int) -> int:
     checkpoint's mode KL as 0.073 to 0.097; 1,200 updates (30 epochs) read about
     98.3%. Datasets of about 19,000 images or more make that many in 8 epochs.
     """
-    return max(CLASSIFIER_EPOCHS, math.ceil(CLASSIFIER_UPDATES / math.ceil(images / CLASSIFIER_BATCH)))
+    return max(CLASSIFIER_EPOCHS, math.ceil(CLASSIFIER_UPDATES / _batches_per_epoch(images)))
+
+
+def _batches_per_epoch(images: int) -> int:
+    return math.ceil(images / CLASSIFIER_BATCH)
 
 
 def fit_classifier(model: FeatureNet, dataset: Dataset) -> None:
@@ -70,10 +74,11 @@ def fit_classifier(model: FeatureNet, dataset: Dataset) -> None:
     the classifier judge their shape rather than their position.
     """
     rng = torch.Generator().manual_seed(0)
-    batches_per_epoch = math.ceil(len(dataset) / CLASSIFIER_BATCH)
     epochs = classifier_epochs(len(dataset))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * batches_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=2e-3, total_steps=epochs * _batches_per_epoch(len(dataset))
+    )
     model.train()
     for _ in range(epochs):
         for indices in torch.randperm(len(dataset), generator=rng).split(CLASSIFIER_BATCH):
