@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,23 +80,14 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
     return run
 
 
-@pytest.fixture(scope="session")
-def classifier_cache(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
-    """One cache for the whole run, laid out as $XDG_CACHE_HOME/ganterm, with the mnist5k classifier in it.
-
-    The processes of `pytest -n` share it (their temp folders have one parent) and train the classifier
-    once between them, the first under a lock while the others wait: it takes minutes on a busy machine.
-    """
-    from ganterm.training.classifier_cache import classifier_for
-    from ganterm.training.data import load_mnist5k
-
-    base = tmp_path_factory.getbasetemp()
-    cache = (base.parent if worker_id != "master" else base) / "xdg-cache" / "ganterm"
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / "tests.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        classifier_for(load_mnist5k(), cache, log=lambda message: None)
-    return cache
+@pytest.fixture(scope="session", autouse=True)
+def _tests_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """$XDG_CACHE_HOME for every test and every process it starts: nothing a test trains or downloads
+    reaches the user's ~/.cache, and nothing cached there changes what a test sees."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache))
+        yield cache
 
 
 def a_rival_claims_between_check_and_create(monkeypatch: pytest.MonkeyPatch, start_rival: Callable[[str], Any]) -> list:

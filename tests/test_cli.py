@@ -98,10 +98,7 @@ def test_timelapse_animates_the_sample_grids(trained_run: RunDir, tmp_path: Path
         assert gif.n_frames == len(trained_run.sample_files()) == 2
 
 
-def test_eval_reports_the_metrics_that_apply(
-    trained_run: RunDir, classifier_cache: Path, monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(classifier_cache.parent))
+def test_eval_reports_the_metrics_that_apply(trained_run: RunDir):
     result = runner.invoke(app, ["eval", str(trained_run.path), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     measured = json.loads(result.stdout.splitlines()[-1])
@@ -139,11 +136,8 @@ def test_eval_of_a_run_without_ema_reports_the_raw_generator(in_tmp: Path):
     assert list(json.loads(_invoke("eval", "plain", "--json").stdout)) == ["raw"]
 
 
-def test_eval_of_stacked_mnist_counts_digit_triples(
-    in_tmp: Path, classifier_cache: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_eval_of_stacked_mnist_counts_digit_triples(in_tmp: Path, monkeypatch: pytest.MonkeyPatch):
     """Each channel read by the MNIST classifier; 2,000 samples here, not the papers' 26,000, to be quick."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(classifier_cache.parent))
     monkeypatch.setattr("ganterm.training.quality.STACKED_SAMPLES", 2000)
     run = RunDir(in_tmp / "runs" / "stacked")
     assert train_in_process(run, tiny_config("train.steps=4", data="stacked-mnist")) == 0
@@ -402,12 +396,8 @@ def test_light_commands_never_import_torch(args: list[str], in_tmp: Path):
     assert output.strip().endswith("False")
 
 
-def test_train_end_to_end_in_a_real_worker(in_tmp: Path, classifier_cache: Path):
-    """`ganterm train` without a terminal: log lines, exit 0, a complete run directory.
-
-    Its last step measures quality, so it reads the tests' classifier cache: not the user's, and not a minute
-    of training the classifier inside the timeout.
-    """
+def test_train_end_to_end_in_a_real_worker(in_tmp: Path):
+    """`ganterm train` without a terminal: log lines, exit 0, a complete run directory."""
     command = [
         sys.executable,
         "-m",
@@ -424,7 +414,7 @@ def test_train_end_to_end_in_a_real_worker(in_tmp: Path, classifier_cache: Path)
         "--set",
         "log.every=2",
     ]
-    environment = {**os.environ, "COLUMNS": "200", "XDG_CACHE_HOME": str(classifier_cache.parent)}
+    environment = {**os.environ, "COLUMNS": "200"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "e2e: finished at step 6/6" in result.stdout

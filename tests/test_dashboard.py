@@ -1056,7 +1056,7 @@ def _on_screen(app: Dashboard, selector: str) -> list[str]:
 async def test_the_header_says_what_quality_waits_for_until_it_is_ready(root: Path):
     """A first run's wait note and the x axis both fit a 120-column terminal."""
     run = make_run(root, "fresh", "running")
-    write_status(run, {**read_status(run), "waiting_for": "the mnist5k classifier (trained once)"})
+    write_status(run, {**read_status(run), "waiting_for": "the cifar10 classifier (trained once)"})
     app = Dashboard([run], root)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
@@ -1064,7 +1064,7 @@ async def test_the_header_says_what_quality_waits_for_until_it_is_ready(root: Pa
         await settle(pilot, app)
         second_line = _on_screen(app, "#header")[1]
         assert "x: steps" in second_line, second_line
-        assert "quality waits for the mnist5k classifier (trained once)" in second_line, second_line
+        assert "quality waits for the cifar10 classifier (trained once)" in second_line, second_line
         write_status(run, {**read_status(run), "waiting_for": None, "heartbeat": time.time()})
         await pilot.pause(1.0)
         await settle(pilot, app)

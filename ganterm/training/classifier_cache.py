@@ -1,7 +1,11 @@
-"""The trained classifiers, cached per dataset under the cache folder, so each is trained once.
+"""The trained classifiers: shipped with ganterm (mnist5k's), or cached per dataset under the cache folder.
 
-`ganterm eval` and the tests, which cannot go on without one, call
-`classifier_for`, which trains it in-process when the cache has none.
+mnist5k's comes with the package, so the default data's first run measures its
+quality at once and every machine reads its samples with the same classifier
+(trained on another CPU, or with other threads, the same recipe gives other
+weights). Any other dataset's is trained once and cached. `ganterm eval` and the
+tests, which cannot go on without one, call `classifier_for`, which trains it
+in-process when neither holds one.
 """
 
 from __future__ import annotations
@@ -13,14 +17,24 @@ from pathlib import Path
 from safetensors.torch import load_file, save
 
 from ganterm.run.files import write_atomic
-from ganterm.training.classifier import FeatureNet, classifier_epochs, fit_classifier, new_classifier
+from ganterm.training.classifier import (
+    CLASSIFIER_RECIPE,
+    FeatureNet,
+    classifier_epochs,
+    fit_classifier,
+    new_classifier,
+)
 from ganterm.training.data import Dataset
+
+# laid out as a cache is: the package's training/classifiers/ holds the shipped ones, named as cached ones are
+SHIPPED = Path(__file__).parent
 
 
 def _cache_key(dataset: Dataset) -> str:
     digest = hashlib.sha256()
     digest.update(dataset.tensor[:: max(1, len(dataset) // 512)].contiguous().numpy().tobytes())
-    digest.update(str((len(dataset), tuple(dataset.tensor.shape), classifier_epochs(len(dataset)))).encode())
+    sizes = (len(dataset), tuple(dataset.tensor.shape), classifier_epochs(len(dataset)), CLASSIFIER_RECIPE)
+    digest.update(str(sizes).encode())
     return digest.hexdigest()[:16]
 
 
@@ -29,15 +43,14 @@ def classifier_path(dataset: Dataset, cache: Path) -> Path:
 
 
 def cached_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet | None:
-    """The dataset's classifier if the cache holds a sound one; a damaged file is said and left to be rebuilt."""
-    path = classifier_path(dataset, cache)
-    if not path.exists():
-        return None
-    try:
-        return load_classifier(dataset, path)
-    except Exception as error:  # a damaged cache is rebuilt, not fatal
-        log(f"warning: rebuilding the quality classifier cache {path}: {error}")
-        return None
+    """The dataset's classifier if ganterm ships it or the cache holds a sound one; a damaged file is said."""
+    for path in (classifier_path(dataset, SHIPPED), classifier_path(dataset, cache)):
+        if path.exists():
+            try:
+                return load_classifier(dataset, path)
+            except Exception as error:  # a damaged file is trained again, not fatal
+                log(f"warning: rebuilding the quality classifier cache {path}: {error}")
+    return None
 
 
 def load_classifier(dataset: Dataset, path: Path) -> FeatureNet:
@@ -47,7 +60,7 @@ def load_classifier(dataset: Dataset, path: Path) -> FeatureNet:
 
 
 def classifier_for(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet:
-    """The dataset's classifier: from the cache, or trained now (a minute or more) and cached."""
+    """The dataset's classifier: shipped, from the cache, or trained now (a minute or more) and cached."""
     cached = cached_classifier(dataset, cache, log)
     return cached if cached is not None else train_classifier(dataset, cache, log)
 
