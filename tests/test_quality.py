@@ -243,9 +243,11 @@ class _ChildThatEnds(ClassifierBuild):
         self.process = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
 
 
-def _fit_with(probe: QualityProbe, run: RunDir, steps: int = 4, commands: tuple[str, ...] = ()) -> str:
+def _fit_with(
+    probe: QualityProbe, run: RunDir, steps: int = 4, commands: tuple[str, ...] = (), log: list[str] | None = None
+) -> str:
     """`fit` of a tiny run that measures quality every 4 steps through `probe`, sent `commands` before its
-    first step; returns the final state."""
+    first step, its log lines appended to `log`; returns the final state."""
     from ganterm.run.recorder import Recorder
     from ganterm.training.loop import Schedule, fit
     from ganterm.training.trainer import Trainer
@@ -254,7 +256,7 @@ def _fit_with(probe: QualityProbe, run: RunDir, steps: int = 4, commands: tuple[
     dataset = load_dataset(config)
     complete_config(config, dataset)
     run.path.mkdir(parents=True, exist_ok=True)
-    recorder = Recorder(run, log=lambda message: None, waiting_for=probe.waiting_for)
+    recorder = Recorder(run, log=(log if log is not None else []).append, waiting_for=probe.waiting_for)
     for command in commands:
         control.send(run, command)
     try:
@@ -267,9 +269,12 @@ def test_a_finished_run_waits_for_its_classifier_and_ends_with_a_quality_point(m
     """Not ready at the last step (4), ready when waited for: the last point is measured at step 4 all the same."""
     net = classifier_for(mnist5k, tmp_path, log=lambda message: None)
     run = RunDir(tmp_path / "run")
-    assert _fit_with(_waiting_probe(mnist5k, _BuildDoneAfter(net, polls=10**9)), run) == "finished"
+    log: list[str] = []
+    assert _fit_with(_waiting_probe(mnist5k, _BuildDoneAfter(net, polls=10**9)), run, log=log) == "finished"
     assert [row["step"] for row in read_jsonl(run.metrics) if "fd_classifier" in row] == [4]
     assert read_status(run)["waiting_for"] is None
+    waiting = next(i for i, line in enumerate(log) if "training is done; waiting for" in line)
+    assert "step 4: the quality classifier is ready" in log[waiting + 1]
 
 
 def test_a_stop_ends_the_wait_for_the_classifier(mnist5k: Dataset, tmp_path: Path):

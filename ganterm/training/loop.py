@@ -60,8 +60,8 @@ def write_checkpoint(
     return path
 
 
-def take_in_classifier(recorder: Recorder, schedule: Schedule, step: int) -> bool:
-    """Whether quality can be measured now; `fit` asks at every pass, paused too.
+def take_in_classifier(recorder: Recorder, schedule: Schedule, step: int, wait_s: float = 0.0) -> bool:
+    """Whether quality can be measured now; `fit` asks at every pass, paused too, waiting up to `wait_s`.
 
     A classifier trained in the background is taken in the moment its child ends:
     the child is reaped (no `<defunct>` process for the rest of a pause) and
@@ -71,7 +71,7 @@ def take_in_classifier(recorder: Recorder, schedule: Schedule, step: int) -> boo
     if probe is None:
         return False
     if probe.waiting_for:
-        if not probe.ready():
+        if not probe.ready(wait_s):
             return False
         recorder.describe(waiting_for=None)
         if not probe.unavailable:
@@ -101,7 +101,7 @@ def _wait_for_classifier(trainer: Trainer, recorder: Recorder, schedule: Schedul
         return None
     recorder.log(f"training is done; waiting for {probe.waiting_for} to measure the final samples")
     deadline = time.monotonic() + FINAL_QUALITY_WAIT_S
-    while not probe.ready(wait_s=PAUSE_POLL_SECONDS):
+    while not take_in_classifier(recorder, schedule, trainer.step, wait_s=PAUSE_POLL_SECONDS):
         for command in recorder.commands():
             if command["cmd"] == "stop":
                 return command
