@@ -14,7 +14,6 @@ import torch
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 from torch import nn
-from torchvision.utils import make_grid
 
 from ganterm.config import Config
 from ganterm.errors import UserError
@@ -70,6 +69,10 @@ def image_grid(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
     The PNG carries its layout (GRID_KEY: images, columns, rows, and a cell's width
     and height with padding), so a viewer short of pixels can show some samples legibly.
     """
+    # here, not at the top: importing torchvision takes about 1.3 s of CPU (it loads torch._dynamo), which
+    # every worker paid at its start, a run with no sample grids (sample.every = 0) included
+    from torchvision.utils import make_grid
+
     nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
     grid = make_grid(images.float(), nrow=nrow, padding=GRID_PADDING, normalize=True, value_range=(-1, 1),
                      pad_value=0.25)  # fmt: skip
