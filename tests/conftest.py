@@ -80,6 +80,15 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
     return run
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Each of `pytest -n`'s processes computes on one thread: four of them with torch's thread per core
+    each would run eight threads on two cores, and a test's own torch work wait behind the others'."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _tests_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """$XDG_CACHE_HOME for every test and every process it starts: nothing a test trains or downloads

@@ -63,10 +63,9 @@ async def test_runs_that_appear_under_a_watched_logdir_join_the_view_with_their_
         assert [watched.name for watched in app.watched.values()] == ["exp1"]
         _summary_writer_run(logdir / "exp2", 30)
         write_stylegan_folder(logdir / "00001-mnist", ticks=4)
-        for _ in range(100):
+        deadline = time.monotonic() + 30  # a walk every 0.1 s; a busy machine (the whole suite) takes seconds
+        while len(app.watched) < 3 and time.monotonic() < deadline:
             await pilot.pause(0.05)
-            if len(app.watched) == 3:
-                break
         await settle(pilot, app)
         watched = {w.name: w for w in app.watched.values()}
         assert set(watched) == {"exp1", "exp2", "00001-mnist"}
