@@ -124,7 +124,8 @@ def test_a_stopped_worker_reads_as_stalled_keeps_its_run_and_goes_on_when_contin
     assert run_cli(workers, "stop", "frozen").returncode == 0
 
 
-@pytest.mark.parametrize("moment", [15, 230, 420])
+# 15: before the first checkpoint; 230: after it; 420 (slow: the path of 230 again) after the second
+@pytest.mark.parametrize("moment", [15, 230, pytest.param(420, marks=pytest.mark.slow)])
 def test_kill_9_then_resume_continues_from_the_last_checkpoint(workers: Path, moment: int):
     run = start(workers, "killed")
     wait_until(lambda: step(run) >= moment, what=f"step {moment}")
