@@ -4,7 +4,9 @@ Runs `ganterm train --detach` of the default recipe with `HOME` and
 `XDG_CACHE_HOME` pointed at a new, empty folder (no cached quality
 classifier), then watches the run directory: seconds from the command to the
 first metrics row (torch import included), to the classifier file, to the
-first quality point, and to the end. `--python` runs another checkout's
+first quality point, and to the end. The default data's classifier ships with
+ganterm, so its "classifier" is "-": nothing is trained (checkouts from before
+that change train it in the background). `--python` runs another checkout's
 interpreter, to compare with the code before a change.
 
     python bench/first_run.py [--steps N] [--python path/to/python]

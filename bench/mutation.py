@@ -119,7 +119,7 @@ TARGETS: dict[str, Target] = {
     ),
     "metrics": Target(
         files=("ganterm/training/metrics.py",),
-        # the measures on cases with known answers; the rest of test_quality.py trains a classifier first
+        # the measures on cases with known answers; the rest of test_quality.py reads or trains a classifier
         tests=("tests/test_quality.py", "-k", KNOWN_ANSWERS),
         functions=tuple(f"ganterm.training.metrics.x_{name}__mutmut_*" for name in METRIC_FUNCTIONS),
     ),

@@ -44,9 +44,15 @@ class FeatureNet(nn.Module):
         return features, self.head(features)
 
 
+# Data read by the classifier of mnist5k's own 28-pixel digits, the one ganterm ships: Stacked MNIST's
+# channels, and mnist5k at any image size (FeatureNet resizes what it reads to 28 pixels; it reads 99.3%
+# of the digits at 32 and 64 pixels, 99.7% at 28).
+READ_AS_DIGITS = ("mnist5k", STACKED_NAME)
+
+
 def classifier_dataset(dataset: Dataset) -> Dataset:
-    """The data whose classifier reads `dataset`: Stacked MNIST's channels are read by the digits' own."""
-    return load_mnist5k() if dataset.name == STACKED_NAME else dataset
+    """The data whose classifier reads `dataset`."""
+    return load_mnist5k() if dataset.name in READ_AS_DIGITS else dataset
 
 
 def new_classifier(dataset: Dataset) -> FeatureNet:

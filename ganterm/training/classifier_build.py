@@ -20,9 +20,9 @@ import torch
 
 from ganterm.config import load_config
 from ganterm.logline import log
-from ganterm.training.classifier import FeatureNet
+from ganterm.training.classifier import READ_AS_DIGITS, FeatureNet
 from ganterm.training.classifier_cache import cached_classifier, classifier_path, load_classifier, train_classifier
-from ganterm.training.data import STACKED_NAME, Dataset, cache_root, load_dataset, load_mnist5k
+from ganterm.training.data import Dataset, cache_root, load_dataset, load_mnist5k
 
 # Below the GAN's priority, so it takes what training leaves idle, but not so low that a busy machine
 # starves it for the whole run: about a quarter of a core against a competing nice-0 process.
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     os.nice(BUILD_NICENESS)
     torch.set_num_threads(1)  # one core at most: the GAN's loop keeps the rest
     config = load_config(Path(config_path))
-    if config.data.name == STACKED_NAME:  # read by the digits' classifier: no need to build 60,000 triples
+    if config.data.name in READ_AS_DIGITS:  # no need to build 60,000 triples, or resize, to train on the digits
         dataset = load_mnist5k()
     else:
         dataset = load_dataset(config, progress=lambda message: None)

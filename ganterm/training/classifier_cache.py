@@ -44,12 +44,17 @@ def classifier_path(dataset: Dataset, cache: Path) -> Path:
 
 def cached_classifier(dataset: Dataset, cache: Path, log: Callable[[str], None] = print) -> FeatureNet | None:
     """The dataset's classifier if ganterm ships it or the cache holds a sound one; a damaged file is said."""
-    for path in (classifier_path(dataset, SHIPPED), classifier_path(dataset, cache)):
+    shipped, cached = classifier_path(dataset, SHIPPED), classifier_path(dataset, cache)
+    for path in (shipped, cached):
         if path.exists():
             try:
                 return load_classifier(dataset, path)
             except Exception as error:  # a damaged file is trained again, not fatal
-                log(f"warning: rebuilding the quality classifier cache {path}: {error}")
+                if path == shipped:
+                    log(f"warning: cannot read the quality classifier that came with ganterm ({path}: {error}); "
+                        f"reinstall ganterm to mend it; meanwhile one is trained into {cached.parent}")  # fmt: skip
+                else:
+                    log(f"warning: rebuilding the quality classifier cache {path}: {error}")
     return None
 
 

@@ -59,7 +59,8 @@ class QualityProbe:
     @classmethod
     def prepare(cls, dataset: Dataset, samples: int, seed: int, cache: Path,
                 log: Callable[[str], None] = print, config_path: Path | None = None) -> QualityProbe:  # fmt: skip
-        """With `config_path` (the run's config), a classifier not cached yet is trained in the background."""
+        """With `config_path` (the run's config), a classifier neither shipped nor cached is trained in the
+        background."""
         dataset = dataset.to(torch.device("cpu"))
         if not dataset.is_image:
             return cls(dataset.name, toy=True, point_scale=dataset.point_scale, samples=TOY_SAMPLE_POINTS, seed=seed)

@@ -70,7 +70,8 @@ def image_grid(images: torch.Tensor, nrow: int | None = None) -> Image.Image:
     and height with padding), so a viewer short of pixels can show some samples legibly.
     """
     # here, not at the top: importing torchvision takes about 1.3 s of CPU (it loads torch._dynamo), which
-    # every worker paid at its start, a run with no sample grids (sample.every = 0) included
+    # every worker paid at its start, a run with no sample grids (sample.every = 0) included; a run that
+    # draws grids now pays it at its first grid instead
     from torchvision.utils import make_grid
 
     nrow = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
