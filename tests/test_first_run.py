@@ -18,25 +18,26 @@ from ganterm.training.data import load_mnist5k
 from tests.conftest import TINY, run_cli, wait_for
 
 
-def _train_on_a_fresh_machine(tmp_path: Path, steps: int, *data: str) -> tuple[RunDir, Path]:
+def _train_on_a_fresh_machine(tmp_path: Path, steps: int, mnist: Path | None = None) -> tuple[RunDir, Path]:
     """`ganterm train --detach` with an empty cache, as on a machine that never ran ganterm; quality every 50.
 
+    On mnist5k, or on torchvision's MNIST in the folder `mnist` (its data.root, where its classifier is cached).
     Returns the run and the folder its data's classifier is cached in."""
     home = tmp_path / "home"
     home.mkdir()
     cache = home / ".cache" / "ganterm"
+    data = [] if mnist is None else ["data.name=mnist", f"data.root={mnist}"]
     settings = [*TINY, "quality.every=50", "quality.samples=200", *data]
     options = [word for setting in settings for word in ("--set", setting)]
     env = {"HOME": str(home), "XDG_CACHE_HOME": str(cache.parent)}
     result = run_cli(tmp_path, "train", "--detach", "--name", "first", "--steps", str(steps), *options, env=env)
     assert result.returncode == 0, result.stderr
-    data_root = next((Path(item.split("=", 1)[1]) for item in data if item.startswith("data.root=")), cache)
-    return RunDir(tmp_path / "runs" / "first"), data_root / "classifiers"
+    return RunDir(tmp_path / "runs" / "first"), (mnist or cache) / "classifiers"
 
 
-def _mnist_on_disk(tmp_path: Path) -> list[str]:
+def _mnist_on_disk(tmp_path: Path) -> Path:
     """torchvision's MNIST files, as its download leaves them, holding mnist5k's digits: labelled data that
-    ganterm ships no classifier for, read offline. Returns the settings that train on it."""
+    ganterm ships no classifier for, read offline. Returns their folder."""
     digits = load_mnist5k()
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -45,7 +46,7 @@ def _mnist_on_disk(tmp_path: Path) -> list[str]:
         (raw / f"{part}-images-idx3-ubyte").write_bytes(images)
         labels = struct.pack(">II", 0x801, len(digits)) + digits.labels.numpy().astype("uint8").tobytes()
         (raw / f"{part}-labels-idx1-ubyte").write_bytes(labels)
-    return ["data.name=mnist", f"data.root={tmp_path / 'data'}"]
+    return tmp_path / "data"
 
 
 def test_a_first_run_on_the_default_data_measures_quality_at_once_with_the_classifier_ganterm_ships(
@@ -60,7 +61,7 @@ def test_a_first_run_on_the_default_data_measures_quality_at_once_with_the_class
 
 
 def test_a_first_run_writes_rows_before_its_classifier_exists_and_says_what_quality_waits_for(tmp_path: Path):
-    run, classifiers = _train_on_a_fresh_machine(tmp_path, 1_000_000, *_mnist_on_disk(tmp_path))
+    run, classifiers = _train_on_a_fresh_machine(tmp_path, 1_000_000, _mnist_on_disk(tmp_path))
     session = os.getpgid(read_status(run)["pid"])  # the worker's own session (setsid): it and its children
     try:
         wait_for(lambda: run.metrics.exists() and run.metrics.stat().st_size > 0, what="the first metrics row")
@@ -89,7 +90,7 @@ def _classifier_builds(session: int) -> list[int]:
 
 @pytest.mark.slow
 def test_a_first_run_that_finishes_ends_with_a_quality_point_from_the_classifier(tmp_path: Path):
-    run, classifiers = _train_on_a_fresh_machine(tmp_path, 200, *_mnist_on_disk(tmp_path))
+    run, classifiers = _train_on_a_fresh_machine(tmp_path, 200, _mnist_on_disk(tmp_path))
     session = os.getpgid(read_status(run)["pid"])
     try:
         wait_for(lambda: read_status(run).get("state") in ("finished", "failed"), timeout=600, what="the run's end")

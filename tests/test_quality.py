@@ -281,10 +281,14 @@ class _ChildThatEnds(ClassifierBuild):
 
 
 def _fit_with(
-    probe: QualityProbe, run: RunDir, steps: int = 4, commands: tuple[str, ...] = (), log: list[str] | None = None
+    probe: QualityProbe,
+    run: RunDir,
+    steps: int = 4,
+    commands: tuple[str, ...] = (),
+    log: Callable[[str], None] = lambda message: None,
 ) -> str:
     """`fit` of a tiny run that measures quality every 4 steps through `probe`, sent `commands` before its
-    first step, its log lines appended to `log`; returns the final state."""
+    first step, its log lines given to `log`; returns the final state."""
     from ganterm.run.recorder import Recorder
     from ganterm.training.loop import Schedule, fit
     from ganterm.training.trainer import Trainer
@@ -293,7 +297,7 @@ def _fit_with(
     dataset = load_dataset(config)
     complete_config(config, dataset)
     run.path.mkdir(parents=True, exist_ok=True)
-    recorder = Recorder(run, log=(log if log is not None else []).append, waiting_for=probe.waiting_for)
+    recorder = Recorder(run, log=log, waiting_for=probe.waiting_for)
     for command in commands:
         control.send(run, command)
     try:
@@ -307,7 +311,7 @@ def test_a_finished_run_waits_for_its_classifier_and_ends_with_a_quality_point(m
     net = classifier_for(mnist5k, tmp_path, log=lambda message: None)
     run = RunDir(tmp_path / "run")
     log: list[str] = []
-    assert _fit_with(_waiting_probe(mnist5k, _BuildDoneAfter(net, polls=10**9)), run, log=log) == "finished"
+    assert _fit_with(_waiting_probe(mnist5k, _BuildDoneAfter(net, polls=10**9)), run, log=log.append) == "finished"
     assert [row["step"] for row in read_jsonl(run.metrics) if "fd_classifier" in row] == [4]
     assert read_status(run)["waiting_for"] is None
     waiting = next(i for i, line in enumerate(log) if "training is done; waiting for" in line)
