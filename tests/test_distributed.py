@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -85,6 +86,26 @@ def test_ranks_hold_identical_parameters_and_log_the_mean_of_their_statistics(tm
             assert row[name] == pytest.approx(float(mean[step, column]), rel=1e-5), (step, name)
     without_time = [[{k: v for k, v in row.items() if k != "t"} for row in rank["rows"]] for rank in ranks]
     assert without_time[0] == without_time[1]
+
+
+def _worker_rank(rank: int, port: int, root: str) -> None:
+    """One rank of the worker's own code, in-process; records its exit code and the threads left once it returned."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0")
+    from ganterm.training.worker import run_worker
+
+    exit_code = run_worker(RunDir(Path(root) / "runs" / "ended"), None, config_path=Path(root) / "config.toml")
+    threads = [(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()]
+    (Path(root) / f"rank{rank}.json").write_text(json.dumps([exit_code, threads]))
+
+
+def test_a_rank_ends_its_groups_threads_before_its_interpreter_ends(tmp_path: Path):
+    """A gloo thread left to the interpreter's exit can abort a rank that had finished (SIGABRT) and fail the run."""
+    (tmp_path / "config.toml").write_text(tiny_config("train.steps=2").to_toml())
+    (tmp_path / "runs" / "ended").mkdir(parents=True)
+    mp.spawn(_worker_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        exit_code, threads = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert exit_code == 0 and not [name for name in threads if "gloo" in name], (rank, threads)
 
 
 def train(tmp_path: Path, name: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

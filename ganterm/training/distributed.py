@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn  # before any group exists: see `Group.close`
 
 from ganterm.run.control import Command
 
@@ -83,5 +84,12 @@ class Group:
         return gathered
 
     def close(self) -> None:
+        """Leave the group. Its gloo threads end once nothing holds it: a thread left to the interpreter's exit
+        can abort the process (SIGABRT, "terminate called without an active exception") and fail a rank
+        that had finished, as it lets go of a finished collective's tensors and takes the GIL from a
+        finalizing interpreter. torch.distributed.nn would hold it for good (its functions take the group
+        of when it was first imported as a default argument, and torch._dynamo imports it with the first
+        optimizer), hence its import above, before any group exists.
+        """
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
