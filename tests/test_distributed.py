@@ -171,7 +171,8 @@ def worker_pids(under: Path | RunDir) -> dict[int, int]:
     return pids
 
 
-def test_a_killed_rank_fails_the_run_naming_it_and_the_run_resumes(tmp_path: Path):
+def test_a_killed_rank_fails_the_run_naming_it_again_after_a_resume_and_the_run_resumes(tmp_path: Path):
+    """The reason for a failure comes from this session's lines of worker.log, never from an earlier worker's."""
     result = train(tmp_path, "crash", "--steps", "100000", "--set=checkpoint.every=10", "--detach")
     assert result.returncode == 0, result.stderr
     run = RunDir(tmp_path / "runs" / "crash")
@@ -186,43 +187,35 @@ def test_a_killed_rank_fails_the_run_naming_it_and_the_run_resumes(tmp_path: Pat
     assert status["error"].startswith("rank 1 was killed by SIGKILL"), status["error"]
     wait_for(lambda: not worker_pids(run), timeout=30, what="no worker left")
     assert took < 60
-    total = str(step_files(run.checkpoints)[-1][0] + 14)  # a fast machine may have saved several before the kill
+
+    with open(run.log, "a") as log:  # what rank 1 of an earlier session wrote when it failed
+        log.write("2026-01-01 00:00:00 rank 1: failed: CUDA out of memory (an earlier session)\n")
+    resumed = run_cli(
+        tmp_path, "train", "--resume", "crash", "--nproc-per-node", "2", "--steps", "100000", "--detach", timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    wait_for(lambda: sorted(worker_pids(run)) == [-1, 0, 1], what="both ranks of the resumed run")
+    os.kill(worker_pids(run)[1], signal.SIGKILL)
+    wait_for(lambda: effective_state(read_status(run)) == "failed", timeout=60, what="the resumed run to fail")
+    assert read_status(run)["error"] == "rank 1 was killed by SIGKILL (see worker.log)"
+    wait_for(lambda: not worker_pids(run), timeout=30, what="no worker left after the resume")
+
+    total = str(step_files(run.checkpoints)[-1][0] + 14)  # a fast machine may have saved several before a kill
     resumed = run_cli(tmp_path, "train", "--resume", "crash", "--nproc-per-node", "2", "--steps", total, timeout=240)
     assert resumed.returncode == 0, resumed.stderr + run.log.read_text()[-2000:]
     assert read_status(run)["state"] == "finished" and read_status(run)["step"] == int(total)
 
 
-def test_a_rank_killed_after_a_resume_is_not_given_an_earlier_workers_last_word(tmp_path: Path):
-    """The reason for a failure comes from this session's lines of worker.log, never from an earlier worker's."""
-    assert train(tmp_path, "again", "--steps", "4", "--no-dashboard").returncode == 0
-    run = RunDir(tmp_path / "runs" / "again")
-    with open(run.log, "a") as log:  # what rank 1 of an earlier session wrote when it failed
-        log.write("2026-01-01 00:00:00 rank 1: failed: CUDA out of memory (an earlier session)\n")
-    resumed = run_cli(
-        tmp_path, "train", "--resume", "again", "--nproc-per-node", "2", "--steps", "100000", "--detach", timeout=120
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    wait_for(lambda: sorted(worker_pids(run)) == [-1, 0, 1], what="both ranks of the resumed run")
-    os.kill(worker_pids(run)[1], signal.SIGKILL)
-    wait_for(lambda: effective_state(read_status(run)) == "failed", timeout=60, what="the run to fail")
-    assert read_status(run)["error"] == "rank 1 was killed by SIGKILL (see worker.log)"
-
-
-def test_a_resume_right_after_the_end_shows_none_of_the_earlier_sessions_lines(tmp_path: Path):
-    """The earlier supervisor outlives its ranks by seconds: the resume waits for it, so its last line stays behind."""
-    assert train(tmp_path, "twice", "--steps", "4", "--no-dashboard").returncode == 0
-    resumed = run_cli(tmp_path, "train", "--resume", "twice", "--nproc-per-node=2", "--steps=6", "--no-dashboard")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "all ranks ended" not in resumed.stdout, resumed.stdout
-    assert read_status(RunDir(tmp_path / "runs" / "twice"))["step"] == 6
-
-
-def test_resuming_at_the_same_world_size_is_bit_exact(tmp_path: Path):
+def test_resuming_at_the_same_world_size_is_bit_exact_and_shows_none_of_the_earlier_sessions_lines(tmp_path: Path):
+    """Resumed right after its end: the earlier supervisor outlives its ranks by seconds, and the resume waits
+    for it, so that supervisor's last line stays behind."""
     assert train(tmp_path, "straight", "--steps", "12", "--no-dashboard").returncode == 0
     assert train(tmp_path, "halves", "--steps", "6", "--no-dashboard").returncode == 0
     second = run_cli(tmp_path, "train", "--resume", "halves", "--nproc-per-node=2", "--steps=12", "--no-dashboard")
     assert second.returncode == 0, second.stderr
+    assert "all ranks ended" not in second.stdout, second.stdout
     runs = tmp_path / "runs"
+    assert read_status(RunDir(runs / "halves"))["step"] == 12
     straight = load_file(runs / "straight" / "checkpoints" / "step_0000012.safetensors")
     halves = load_file(runs / "halves" / "checkpoints" / "step_0000012.safetensors")
     assert straight.keys() == halves.keys()
