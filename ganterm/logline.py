@@ -12,6 +12,7 @@ import time
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # how every logged line begins
+STATE_LINE = re.compile(r"step \d+: [a-z]+")  # a worker's message as its run enters a state (`state_line`)
 
 
 def log_line(message: str, speaker: str = "") -> str:
@@ -22,3 +23,8 @@ def log_line(message: str, speaker: str = "") -> str:
 def log(message: str, speaker: str = "") -> None:
     """One line to standard output, which the detached processes have pointed at worker.log; flushed at once."""
     print(log_line(message, speaker), flush=True)
+
+
+def state_line(step: int, state: str) -> str:
+    """The message a worker logs as its run enters `state` at `step`; `STATE_LINE` matches it."""
+    return f"step {step}: {state}"

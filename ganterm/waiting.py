@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from ganterm.errors import UserError
-from ganterm.logline import LOG_TIMESTAMP
+from ganterm.logline import LOG_TIMESTAMP, STATE_LINE
 from ganterm.notify import CLOSE_WAIT_SECONDS
 from ganterm.run.jsonl import TextTail
 from ganterm.run.layout import RunDir
@@ -88,14 +88,17 @@ def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line:
     if log_from and run.log.exists():
         log.start_at(log_from)
     last_sign = time.monotonic()
-    in_traceback = False
+    in_traceback = said_state = False
 
-    def pass_on() -> None:
-        nonlocal in_traceback
+    def pass_on() -> None:  # up to the line that says the run left `starting`: what follows is the progress's to say
+        nonlocal in_traceback, said_state
         for line in log.read():
+            if said_state:
+                return
             stamped = LOG_TIMESTAMP.match(line)
             if stamped:  # a traceback's own lines carry no timestamp; the next logged line ends it
                 in_traceback = line[stamped.end() :].startswith("Traceback")
+                said_state = bool(STATE_LINE.fullmatch(line[stamped.end() :]))
             if not in_traceback:
                 on_log(line)
 

@@ -212,6 +212,18 @@ def test_waiting_for_a_start_passes_the_log_on_but_not_a_traceback(tmp_path: Pat
     assert shown == ["2026-11-24 10:00:00 loading data 'ring'", "2026-11-24 10:00:01 step 0: failed"]
 
 
+def test_waiting_for_a_start_passes_the_log_on_up_to_the_line_that_says_it_started(tmp_path: Path):
+    """A run that finished before the wait looked: its later lines are the progress lines' to say, not said twice."""
+    run = RunDir(tmp_path / "runs" / "quick")
+    run.path.mkdir(parents=True)
+    lines = ["2026-11-24 10:00:00 loading data 'ring'", "2026-11-24 10:00:01 step 0: running"]
+    run.log.write_text("\n".join([*lines, "2026-11-24 10:00:01 step 20: finished", ""]), encoding="utf-8")
+    write_status(run, {"state": "finished", "step": 20})
+    shown: list[str] = []
+    assert wait_until_started(run, on_log=shown.append)["state"] == "finished"
+    assert shown == lines
+
+
 def test_a_full_disk_fails_with_a_clear_message(workers: Path):
     run, worker = start_faulty(workers, "full", 100, ["--disk-full-metrics-at", "30"])
     assert worker.wait(timeout=180) != 0

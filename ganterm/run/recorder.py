@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from ganterm.logline import state_line
 from ganterm.run.control import Command, CommandInbox
 from ganterm.run.jsonl import JsonlWriter, record_event
 from ganterm.run.layout import RunDir
@@ -196,7 +197,7 @@ class Recorder:
         self.step = step
         self.event("status", step, command, state=state, **fields)
         self.status.update(state=state, step=step, **fields)
-        self.log(f"step {step}: {state}")
+        self.log(state_line(step, state))
         if state in NOTIFIED_STATES and self.notices is not None:
             self.notices.notice(state, step, **({"message": f"failed: {fields['error']}"} if "error" in fields else {}))
 
@@ -288,7 +289,7 @@ class ReplicaRecorder:
 
     def set_state(self, state: str, step: int, command: Command | None = None, **fields: Any) -> None:
         self.step = step
-        self.log(f"step {step}: {state}")
+        self.log(state_line(step, state))
 
     def describe(self, **fields: Any) -> None:
         pass
