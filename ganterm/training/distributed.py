@@ -84,12 +84,13 @@ class Group:
         return gathered
 
     def close(self) -> None:
-        """Leave the group. Its gloo threads end once nothing holds it: a thread left to the interpreter's exit
-        can abort the process (SIGABRT, "terminate called without an active exception") and fail a rank
-        that had finished, as it lets go of a finished collective's tensors and takes the GIL from a
-        finalizing interpreter. torch.distributed.nn would hold it for good (its functions take the group
-        of when it was first imported as a default argument, and torch._dynamo imports it with the first
-        optimizer), hence its import above, before any group exists.
+        """Leave the group; its gloo threads end when the last reference to it goes.
+
+        Threads still alive at the interpreter's exit can abort a process whose training finished (SIGABRT,
+        "terminate called without an active exception"): one letting go of a collective's tensors takes the
+        GIL from the finalizing interpreter. torch.distributed.nn, which torch._dynamo imports with the first
+        optimizer, takes the group of its first import as a default argument and would hold it to the end;
+        hence its import at the top, before any group exists.
         """
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
