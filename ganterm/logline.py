@@ -8,6 +8,7 @@ classifier build write through `log`, and the launcher reads lines back with
 from __future__ import annotations
 
 import re
+import sys
 import time
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -21,8 +22,13 @@ def log_line(message: str, speaker: str = "") -> str:
 
 
 def log(message: str, speaker: str = "") -> None:
-    """One line to standard output, which the detached processes have pointed at worker.log; flushed at once."""
-    print(log_line(message, speaker), flush=True)
+    """One line to standard output, which the detached processes have pointed at worker.log; flushed at once.
+
+    One write, newline included: the ranks of a node append to the same log, and print's separate write of
+    the newline let two ranks' lines run into one.
+    """
+    sys.stdout.write(log_line(message, speaker) + "\n")
+    sys.stdout.flush()
 
 
 def state_line(step: int, state: str) -> str:
