@@ -2,13 +2,14 @@
 
 A torch-free leaf: the worker, its ranks, the supervisor, the lookout and the
 classifier build write through `log`, and the launcher reads lines back with
-`LOG_TIMESTAMP`, so writers and reader cannot drift apart.
+`LOG_TIMESTAMP`; the recorder says a run's states with `state_line`, and the
+launcher's start-wait stops at the first (`STATE_LINE`). So writers and readers
+cannot drift apart.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import time
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -27,8 +28,7 @@ def log(message: str, speaker: str = "") -> None:
     One write, newline included: the ranks of a node append to the same log, and print's separate write of
     the newline let two ranks' lines run into one.
     """
-    sys.stdout.write(log_line(message, speaker) + "\n")
-    sys.stdout.flush()
+    print(log_line(message, speaker) + "\n", end="", flush=True)
 
 
 def state_line(step: int, state: str) -> str:

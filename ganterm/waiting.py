@@ -78,7 +78,8 @@ def _wait_for_supervisor(run: RunDir, status: dict, deadline: float, say: Callab
 
 
 def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line: None, log_from: int = 0) -> dict:
-    """Wait while the worker loads; pass on what it logs from `log_from` on. Returns the status it reached.
+    """Wait while the worker loads; pass on what it logs from `log_from` on, up to the state line that ends the
+    start (what follows is the progress lines' to say). Returns the status it reached.
 
     A resumed run's log holds its earlier workers' lines: `Started.log_offset`
     skips them. Tracebacks are left in worker.log: a failed start ends in one
@@ -90,7 +91,7 @@ def wait_until_started(run: RunDir, on_log: Callable[[str], None] = lambda line:
     last_sign = time.monotonic()
     in_traceback = said_state = False
 
-    def pass_on() -> None:  # up to the line that says the run left `starting`: what follows is the progress's to say
+    def pass_on() -> None:
         nonlocal in_traceback, said_state
         for line in log.read():
             if said_state:

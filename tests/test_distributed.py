@@ -99,7 +99,11 @@ def _worker_rank(rank: int, port: int, root: str) -> None:
 
 
 def test_a_rank_ends_its_groups_threads_before_its_interpreter_ends(tmp_path: Path):
-    """A gloo thread left to the interpreter's exit can abort a rank that had finished (SIGABRT) and fail the run."""
+    """A gloo thread left to the interpreter's exit can abort a rank that had finished (SIGABRT) and fail the run.
+
+    The spawned ranks import this module first: a top-level import here of what loads torch.distributed.nn
+    (torch._dynamo, torchvision) would load it before the group, as the fix does, and blind this test.
+    """
     (tmp_path / "config.toml").write_text(tiny_config("train.steps=2").to_toml())
     (tmp_path / "runs" / "ended").mkdir(parents=True)
     mp.spawn(_worker_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)

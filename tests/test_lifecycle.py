@@ -216,7 +216,11 @@ def test_waiting_for_a_start_passes_the_log_on_up_to_the_line_that_says_it_start
     """A run that finished before the wait looked: its later lines are the progress lines' to say, not said twice."""
     run = RunDir(tmp_path / "runs" / "quick")
     run.path.mkdir(parents=True)
-    lines = ["2026-11-24 10:00:00 loading data 'ring'", "2026-11-24 10:00:01 step 0: running"]
+    lines = [
+        "2026-11-24 10:00:00 resumed from runs/quick/checkpoints/step_0000010.safetensors at step 10",
+        "2026-11-24 10:00:01 rank 1: step 10: running",  # another rank's state line: rank 0's says the run's
+        "2026-11-24 10:00:01 step 10: running",
+    ]
     run.log.write_text("\n".join([*lines, "2026-11-24 10:00:01 step 20: finished", ""]), encoding="utf-8")
     write_status(run, {"state": "finished", "step": 20})
     shown: list[str] = []
